@@ -1,0 +1,182 @@
+#include "autograd/engine.h"
+
+#include <queue>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "autograd/functions/elementwise.h"
+#include "core/creation.h"
+
+namespace focus::autograd {
+
+namespace {
+
+struct NodeTask {
+  Node* node;
+  uint64_t seq;
+  bool operator<(const NodeTask& o) const { return seq < o.seq; }  // newest first
+};
+
+struct Capture {  // autograd::grad: where an input's gradient arrives
+  Node* node;
+  uint32_t input_nr;
+  size_t slot;
+};
+
+Tensor implicit_grad(const Tensor& out, const Tensor& given, size_t i) {
+  if (given.defined()) {
+    FOCUS_CHECK(given.shape() == out.shape(),
+                "[backward] gradient {} has shape {} but the output has shape {}", i, given.shape(), out.shape());
+    return given;
+  }
+  FOCUS_CHECK(out.numel() == 1,
+              "[backward] grad can be implicitly created only for one-element outputs; output {} has shape {}: "
+              "pass a gradient",
+              i, out.shape());
+  return ones_like(out);
+}
+
+void accumulate(std::vector<Tensor>& buf, uint32_t nr, Tensor g) {
+  if (buf.size() <= nr) buf.resize(nr + 1);
+  if (!buf[nr].defined()) buf[nr] = std::move(g);
+  else buf[nr] = buf[nr] + g;
+}
+
+// Runs the graph. With captures (autograd::grad), gradients for the captured (node,
+// input_nr) pairs are stored in results and leaves are not touched.
+void run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs, bool retain_graph,
+         bool create_graph, const std::vector<Capture>* captures, std::vector<Tensor>* results) {
+  FOCUS_CHECK(grad_outputs.empty() || grad_outputs.size() == outputs.size(),
+              "[backward] got {} gradients for {} outputs", grad_outputs.size(), outputs.size());
+  std::unordered_map<Node*, std::vector<Tensor>> buffers;
+  std::vector<std::shared_ptr<Node>> roots;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& out = outputs[i];
+    FOCUS_CHECK(out.defined(), "[backward] output {} is an undefined tensor", i);
+    FOCUS_CHECK(out.requires_grad(),
+                "[backward] element {} of tensors does not require grad and does not have a grad_fn", i);
+    Tensor g = implicit_grad(out, grad_outputs.empty() ? Tensor() : grad_outputs[i], i);
+    const Edge e = autograd_detail::gradient_edge(out);
+    std::shared_ptr<Node> fn = e.fn;
+    const uint32_t nr = e.input_nr;
+    accumulate(buffers[fn.get()], nr, std::move(g));
+    roots.push_back(fn);
+  }
+
+  // Count how many edges point at each reachable node.
+  std::unordered_map<Node*, int> deps;
+  std::unordered_map<Node*, std::shared_ptr<Node>> keep;  // keep nodes alive while running
+  {
+    std::vector<Node*> stack;
+    std::unordered_set<Node*> seen;
+    for (auto& r : roots) {
+      keep[r.get()] = r;
+      if (seen.insert(r.get()).second) stack.push_back(r.get());
+    }
+    while (!stack.empty()) {
+      Node* n = stack.back();
+      stack.pop_back();
+      for (const Edge& e : n->next_edges) {
+        if (!e.fn) continue;
+        ++deps[e.fn.get()];
+        if (seen.insert(e.fn.get()).second) {
+          keep[e.fn.get()] = e.fn;
+          stack.push_back(e.fn.get());
+        }
+      }
+    }
+  }
+
+  std::priority_queue<NodeTask> ready;
+  {
+    std::unordered_set<Node*> pushed;
+    for (auto& r : roots)
+      if (deps[r.get()] == 0 && pushed.insert(r.get()).second) ready.push({r.get(), r->sequence_nr});
+  }
+
+  const bool accumulate_leaves = captures == nullptr;
+  std::unique_ptr<NoGradGuard> no_grad;
+  std::unique_ptr<EnableGradGuard> with_grad;
+  if (create_graph) with_grad = std::make_unique<EnableGradGuard>();
+  else no_grad = std::make_unique<NoGradGuard>();
+
+  while (!ready.empty()) {
+    Node* node = ready.top().node;
+    ready.pop();
+    std::vector<Tensor> in = std::move(buffers[node]);
+    buffers.erase(node);
+    in.resize(node->num_outputs);
+
+    if (captures) {
+      for (const Capture& c : *captures)
+        if (c.node == node && c.input_nr < in.size() && in[c.input_nr].defined())
+          (*results)[c.slot] = in[c.input_nr];
+    }
+    for (auto& [nr, weak] : node->retained) {
+      if (auto impl = weak.lock(); impl && nr < in.size() && in[nr].defined()) {
+        AutogradMeta& m = impl->meta();
+        Tensor g = create_graph ? in[nr] : in[nr].detach();
+        if (!m.grad || !m.grad->defined()) m.grad = std::make_shared<Tensor>(g.clone());
+        else m.grad = std::make_shared<Tensor>(*m.grad + g);
+      }
+    }
+
+    const bool is_accumulator = node->name() == "AccumulateGrad";
+    std::vector<Tensor> out;
+    if (!is_accumulator || accumulate_leaves) {
+      out = node->apply(std::move(in));
+      if (!retain_graph) node->release_saved();
+    }
+    FOCUS_CHECK(is_accumulator || out.size() == node->next_edges.size(),
+                "[backward] {} returned {} gradients for {} inputs", node->name(), out.size(),
+                node->next_edges.size());
+    for (size_t i = 0; i < node->next_edges.size(); ++i) {
+      const Edge& e = node->next_edges[i];
+      if (!e.fn) continue;
+      if (i < out.size() && out[i].defined()) accumulate(buffers[e.fn.get()], e.input_nr, std::move(out[i]));
+      if (--deps[e.fn.get()] == 0) ready.push({e.fn.get(), e.fn->sequence_nr});
+    }
+  }
+}
+
+}  // namespace
+
+void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs, bool retain_graph,
+              bool create_graph) {
+  run(outputs, grad_outputs, retain_graph || create_graph, create_graph, nullptr, nullptr);
+}
+
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs, bool retain_graph, bool create_graph,
+                         bool allow_unused) {
+  std::vector<Capture> caps;
+  std::vector<Tensor> results(inputs.size());
+  std::vector<std::shared_ptr<Node>> hold;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& x = inputs[i];
+    FOCUS_CHECK(x.defined(), "[grad] input {} is an undefined tensor", i);
+    FOCUS_CHECK(x.requires_grad(), "[grad] input {} does not require grad", i);
+    AutogradMeta& m = x.unsafe_impl()->meta();
+    if (m.grad_fn) {
+      caps.push_back({m.grad_fn.get(), m.output_nr, i});
+    } else {
+      auto acc = m.grad_accumulator.lock();
+      if (!acc) {
+        // The leaf is not in any graph yet; nothing can reach it.
+        results[i] = Tensor();
+        continue;
+      }
+      hold.push_back(acc);
+      caps.push_back({acc.get(), 0, i});
+    }
+  }
+  run(outputs, grad_outputs, retain_graph || create_graph, create_graph, &caps, &results);
+  for (size_t i = 0; i < results.size(); ++i)
+    FOCUS_CHECK(results[i].defined() || allow_unused,
+                "[grad] one of the differentiated tensors (input {}) appears to not have been used in the graph; "
+                "pass allow_unused=true if this is intended",
+                i);
+  return results;
+}
+
+}  // namespace focus::autograd

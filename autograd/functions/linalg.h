@@ -1,0 +1,20 @@
+#pragma once
+/// Differentiable matrix products on OpenBLAS sgemm/dgemm (CBLAS transpose flags, no
+/// transposed copies).
+#include <optional>
+
+#include "core/tensor.h"
+
+namespace focus {
+
+/// torch.matmul: 1-D·1-D dot (0-d), 2-D mm, 1-D promoted and removed, batched with
+/// broadcasting of the batch dims. [..., n, k] @ [..., k, m] -> [..., n, m].
+Tensor matmul(const Tensor& a, const Tensor& b);
+/// [n, k] @ [k, m] -> [n, m].
+Tensor mm(const Tensor& a, const Tensor& b);
+/// [B, n, k] @ [B, k, m] -> [B, n, m].
+Tensor bmm(const Tensor& a, const Tensor& b);
+/// x W^T + b: x [..., in], weight [out, in], bias [out] (optional) -> [..., out].
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
+
+}  // namespace focus

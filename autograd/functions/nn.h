@@ -1,0 +1,66 @@
+#pragma once
+/// Fused nn primitives: each a forward/backward kernel pair (not composed from small ops).
+#include <optional>
+#include <string_view>
+#include <tuple>
+
+#include "core/random.h"
+#include "core/tensor.h"
+
+namespace focus {
+
+/// Numerically stable softmax along dim.
+Tensor softmax(const Tensor& x, int64_t dim);
+Tensor log_softmax(const Tensor& x, int64_t dim);
+/// Normalizes over the trailing dims given by normalized_shape; weight/bias optional
+/// (of shape normalized_shape).
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = {},
+                  const Tensor& bias = {}, double eps = 1e-5);
+
+enum class Reduction { None, Mean, Sum };
+
+struct CrossEntropyOptions {
+  int64_t ignore_index_ = -100;
+  double label_smoothing_ = 0.0;
+  Reduction reduction_ = Reduction::Mean;
+  CrossEntropyOptions& ignore_index(int64_t v) { ignore_index_ = v; return *this; }
+  CrossEntropyOptions& label_smoothing(double v) { label_smoothing_ = v; return *this; }
+  CrossEntropyOptions& reduction(Reduction r) { reduction_ = r; return *this; }
+};
+
+/// Cross entropy from logits [N, C] (or [N, C, d1, ...]) and class indices [N] (or
+/// [N, d1, ...], int64); mean over non-ignored targets by default.
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyOptions& options = {});
+/// Negative log likelihood from log-probabilities, same shapes as cross_entropy.
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, int64_t ignore_index = -100,
+                Reduction reduction = Reduction::Mean);
+/// Mean squared error.
+Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean);
+/// Zeroes elements with probability p and scales the rest by 1/(1-p) when training;
+/// identity otherwise. Seeded by the generator.
+Tensor dropout(const Tensor& x, double p = 0.5, bool training = true, Generator* gen = nullptr);
+
+struct AttentionOptions {
+  Tensor attn_mask_;          // bool (true = attend) or additive float, broadcast to [..., L, S]
+  double dropout_p_ = 0.0;
+  bool is_causal_ = false;
+  std::optional<double> scale_;  // default 1/sqrt(E)
+  bool need_weights_ = false;
+  AttentionOptions& attn_mask(const Tensor& m) { attn_mask_ = m; return *this; }
+  AttentionOptions& dropout_p(double p) { dropout_p_ = p; return *this; }
+  AttentionOptions& is_causal(bool c) { is_causal_ = c; return *this; }
+  AttentionOptions& scale(double s) { scale_ = s; return *this; }
+  AttentionOptions& need_weights(bool w) { need_weights_ = w; return *this; }
+};
+
+/// softmax(q k^T * scale + mask) v: q [..., L, E], k [..., S, E], v [..., S, Ev] ->
+/// [..., L, Ev]. Returns (output, weights [..., L, S]); weights are undefined unless
+/// need_weights.
+std::tuple<Tensor, Tensor> scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                                          const AttentionOptions& options);
+/// PyTorch's positional form; returns the output only.
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask = {},
+                                    double dropout_p = 0.0, bool is_causal = false,
+                                    std::optional<double> scale = std::nullopt);
+
+}  // namespace focus

@@ -1,0 +1,189 @@
+#include "autograd/node.h"
+
+#include <atomic>
+
+#include "autograd/functions/elementwise.h"
+#include "core/creation.h"
+#include "core/ops/common.h"
+
+namespace focus {
+
+namespace {
+thread_local bool grad_enabled = true;
+std::atomic<uint64_t> next_sequence_nr{0};
+
+// Accumulates into a leaf's .grad. Holds the leaf; the leaf holds it only weakly.
+class AccumulateGrad final : public Node {
+ public:
+  explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : leaf_(std::move(leaf)) {}
+  std::string_view name() const override { return "AccumulateGrad"; }
+  std::vector<Tensor> apply(std::vector<Tensor>&& grads) override;
+  std::shared_ptr<TensorImpl> leaf_;
+};
+}  // namespace
+
+bool GradMode::is_enabled() { return grad_enabled; }
+void GradMode::set_enabled(bool e) { grad_enabled = e; }
+
+bool needs_grad(const std::vector<Tensor>& inputs) {
+  if (!GradMode::is_enabled()) return false;
+  for (const auto& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+SavedTensor::SavedTensor(const Tensor& t, bool is_output) : defined_(t.defined()) {
+  if (!t.defined()) return;
+  version_ = t.version();
+  if (is_output) {
+    // A fresh handle on the same storage, without autograd meta: no cycle output -> node -> output.
+    data_ = raw::as_strided(t, t.shape(), t.strides(), t.storage_offset());
+  } else {
+    data_ = t;
+  }
+}
+
+Tensor SavedTensor::unpack(std::string_view node_name) const {
+  FOCUS_CHECK(!released_,
+              "[backward] trying to backward through the graph a second time (or to use saved tensors after "
+              "they were freed) in {}: pass retain_graph=true to the first backward",
+              node_name);
+  if (!defined_) return Tensor();
+  FOCUS_CHECK(data_.version() == version_,
+              "[backward] a tensor needed for gradient computation by {} was modified by an in-place "
+              "operation: it had version {} when saved and has version {} now (shape {})",
+              node_name, version_, data_.version(), data_.shape());
+  return data_;
+}
+
+Tensor sum_to(const Tensor& grad, const Shape& shape) {
+  if (grad.shape() == shape) return grad;
+  const int64_t lead = grad.dim() - static_cast<int64_t>(shape.size());
+  DimList dims;
+  for (int64_t d = 0; d < grad.dim(); ++d) {
+    if (d < lead || (shape[d - lead] == 1 && grad.shape()[d] != 1)) dims.push_back(d);
+  }
+  Tensor r = dims.empty() ? grad : grad.sum(dims, true);
+  if (lead > 0 || r.shape() != shape) r = r.reshape(shape);
+  return r;
+}
+
+namespace autograd_detail {
+
+void fill_missing_grads(const Node& node, std::vector<Tensor>& grads) {
+  grads.resize(node.num_outputs);
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (!grads[i].defined() && i < node.output_shapes.size())
+      grads[i] = zeros(node.output_shapes[i], TensorOptions(node.output_dtypes[i]).device(node.output_device));
+  }
+}
+
+void check_not_released(const Node& node, const std::vector<SavedTensor>& saved) {
+  // SavedTensor::unpack reports the error; nothing to do for nodes without saved tensors.
+  (void)node;
+  (void)saved;
+}
+
+Edge gradient_edge(const Tensor& t) {
+  if (!t.defined() || !t.requires_grad()) return {};
+  AutogradMeta& m = t.unsafe_impl()->meta();
+  if (m.grad_fn) return {m.grad_fn, m.output_nr};
+  auto acc = m.grad_accumulator.lock();
+  if (!acc) {
+    acc = std::make_shared<AccumulateGrad>(t.impl_ptr());
+    m.grad_accumulator = acc;
+  }
+  return {acc, 0};
+}
+
+static void finish_node(Node& node, const std::vector<Tensor>& outputs) {
+  node.sequence_nr = next_sequence_nr++;
+  node.num_outputs = static_cast<uint32_t>(outputs.size());
+  node.output_shapes.reserve(outputs.size());
+  node.output_dtypes.reserve(outputs.size());
+  for (const auto& o : outputs) {
+    node.output_shapes.push_back(o.defined() ? o.shape() : Shape{});
+    node.output_dtypes.push_back(o.defined() ? o.dtype() : kFloat32);
+    if (o.defined()) node.output_device = o.device();
+  }
+}
+
+static void set_history(const std::shared_ptr<Node>& node, const std::vector<Tensor>& outputs) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& o = outputs[i];
+    if (!o.defined() || !o.is_floating_point()) continue;  // integer outputs (indices) carry no grad
+    AutogradMeta& m = o.unsafe_impl()->meta();
+    m.requires_grad = true;
+    m.grad_fn = node;
+    m.output_nr = static_cast<uint32_t>(i);
+  }
+}
+
+std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, const std::vector<Tensor>& inputs,
+                                const std::vector<Tensor>& outputs) {
+  node->next_edges.reserve(inputs.size());
+  for (const auto& t : inputs) node->next_edges.push_back(gradient_edge(t));
+  finish_node(*node, outputs);
+  set_history(node, outputs);
+  return node;
+}
+
+std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, std::initializer_list<const Tensor*> inputs,
+                                const std::vector<Tensor>& outputs) {
+  node->next_edges.reserve(inputs.size());
+  for (const Tensor* t : inputs) node->next_edges.push_back(gradient_edge(*t));
+  finish_node(*node, outputs);
+  set_history(node, outputs);
+  return node;
+}
+
+}  // namespace autograd_detail
+
+std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
+  Tensor g = std::move(grads.at(0));
+  if (!g.defined()) return {};
+  Tensor leaf(leaf_);
+  AutogradMeta& m = leaf_->meta();
+  if (!m.grad || !m.grad->defined()) {
+    // Own the storage: the incoming gradient may alias a tensor the user still holds.
+    Tensor own = g.impl_ptr().use_count() == 1 && g.is_contiguous() && !g.requires_grad()
+                     ? g
+                     : (GradMode::is_enabled() ? g.clone() : raw::clone(g));
+    if (own.shape() != leaf.shape()) own = own.reshape(leaf.shape());
+    m.grad = std::make_shared<Tensor>(own);
+  } else if (GradMode::is_enabled()) {
+    m.grad = std::make_shared<Tensor>(*m.grad + g);  // create_graph: keep it differentiable
+  } else {
+    m.grad->add_(g);
+  }
+  return {};
+}
+
+void check_inplace(const Tensor& t, const char* op, bool will_record) {
+  if (!GradMode::is_enabled()) return;
+  if (t.requires_grad() && t.is_leaf())
+    FOCUS_FAIL("[{}] a leaf tensor that requires grad is used in an in-place operation; wrap it in NoGradGuard "
+               "or work on a clone()",
+               op);
+  if (will_record && t.unsafe_impl()->autograd && t.unsafe_impl()->autograd->is_view)
+    FOCUS_FAIL("[{}] in-place operation on a view of a tensor that takes part in autograd is not supported; "
+               "apply it to a clone() of the view",
+               op);
+}
+
+void rebase_history(const Tensor& t, const std::shared_ptr<Node>& node) {
+  AutogradMeta& m = t.unsafe_impl()->meta();
+  m.requires_grad = true;
+  m.grad_fn = node;
+  m.output_nr = 0;
+}
+
+}  // namespace focus
+
+namespace focus {
+// Used by core/format.cpp to print grad_fn without core depending on Node's definition.
+std::string grad_fn_name(const Tensor& t) {
+  auto fn = t.grad_fn();
+  return fn ? std::string(fn->name()) : std::string();
+}
+}  // namespace focus

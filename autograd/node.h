@@ -1,0 +1,199 @@
+#pragma once
+/// The autograd graph: nodes (one per recorded op), edges to the nodes of the op's inputs,
+/// saved tensors with version checks, and the helpers differentiable functions use to
+/// record themselves:
+///
+///   Tensor exp(const Tensor& x) {
+///     Tensor y = raw::exp(x);
+///     if (needs_grad(x))
+///       record("ExpBackward0", {x}, {y}, {save(y, true)}, [](BackwardContext& c) {
+///         return grads(mul(c.grad(0), c.saved(0)));   // grad_x = grad * exp(x)
+///       });
+///     return y;
+///   }
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace focus {
+
+/// Grad mode: when off (inside NoGradGuard), ops record nothing.
+struct GradMode {
+  static bool is_enabled();
+  static void set_enabled(bool enabled);
+};
+
+/// Disables gradient recording for its scope (torch.no_grad()).
+class NoGradGuard {
+ public:
+  NoGradGuard() : prev_(GradMode::is_enabled()) { GradMode::set_enabled(false); }
+  ~NoGradGuard() { GradMode::set_enabled(prev_); }
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+/// Enables gradient recording for its scope (torch.enable_grad()).
+class EnableGradGuard {
+ public:
+  EnableGradGuard() : prev_(GradMode::is_enabled()) { GradMode::set_enabled(true); }
+  ~EnableGradGuard() { GradMode::set_enabled(prev_); }
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+/// Where a gradient goes: input number input_nr of node fn (null fn: nowhere).
+struct Edge {
+  std::shared_ptr<Node> fn;
+  uint32_t input_nr = 0;
+  bool valid() const { return fn != nullptr; }
+};
+
+/// A tensor kept for backward. Records the storage version at save time, so a later
+/// in-place write is detected instead of silently giving wrong gradients. Outputs of
+/// the saving node are stored without their grad_fn (no reference cycle).
+class SavedTensor {
+ public:
+  SavedTensor() = default;
+  SavedTensor(const Tensor& t, bool is_output);
+  /// The saved tensor; errors if it was modified in place since, or already freed.
+  Tensor unpack(std::string_view node_name) const;
+  void release() { data_ = Tensor(); released_ = true; }
+  bool defined() const { return defined_; }
+
+ private:
+  Tensor data_;
+  uint64_t version_ = 0;
+  bool defined_ = false;
+  bool released_ = false;
+};
+
+/// A recorded op. apply() maps gradients of its outputs to gradients of its inputs.
+class Node : public std::enable_shared_from_this<Node> {
+ public:
+  virtual ~Node() = default;
+  /// PyTorch-style name, e.g. "MulBackward0".
+  virtual std::string_view name() const = 0;
+  /// grads: one per output (undefined when no gradient flowed to that output).
+  /// Returns one gradient per input edge (undefined for inputs that get none).
+  virtual std::vector<Tensor> apply(std::vector<Tensor>&& grads) = 0;
+  /// Frees saved tensors after a backward without retain_graph.
+  virtual void release_saved() {}
+
+  std::vector<Edge> next_edges;
+  uint32_t num_outputs = 1;
+  uint64_t sequence_nr = 0;
+  /// Output shapes/dtypes, to build zero gradients for outputs that got none.
+  std::vector<Shape> output_shapes;
+  std::vector<DType> output_dtypes;
+  Device output_device;
+  /// Non-leaf tensors that asked retain_grad(): (output_nr, tensor).
+  std::vector<std::pair<uint32_t, std::weak_ptr<TensorImpl>>> retained;
+};
+
+/// Gives a backward function its incoming gradients and saved tensors.
+class BackwardContext {
+ public:
+  BackwardContext(std::string_view name, std::vector<Tensor>& grads, std::vector<SavedTensor>& saved,
+                  const std::vector<Edge>& edges)
+      : name_(name), grads_(grads), saved_(saved), edges_(edges) {}
+  /// Gradient of output i; zeros of its shape if none flowed.
+  const Tensor& grad(size_t i = 0) const { return grads_[i]; }
+  /// True when output i received a gradient.
+  bool has_grad(size_t i) const { return grads_[i].defined(); }
+  Tensor saved(size_t i) const { return saved_[i].unpack(name_); }
+  /// Whether input i needs a gradient (skip computing it otherwise).
+  bool needs_input_grad(size_t i) const { return i < edges_.size() && edges_[i].valid(); }
+
+ private:
+  std::string_view name_;
+  std::vector<Tensor>& grads_;
+  std::vector<SavedTensor>& saved_;
+  const std::vector<Edge>& edges_;
+};
+
+/// A node whose backward is a function object F(BackwardContext&) -> std::vector<Tensor>.
+/// F must hold tensors only through the saved list (so they are freed after backward).
+template <typename F> class FunctionNode final : public Node {
+ public:
+  FunctionNode(const char* name, std::vector<SavedTensor> saved, F f)
+      : name_(name), saved_(std::move(saved)), f_(std::move(f)) {}
+  std::string_view name() const override { return name_; }
+  std::vector<Tensor> apply(std::vector<Tensor>&& grads) override;
+  void release_saved() override {
+    for (auto& s : saved_) s.release();
+  }
+
+ private:
+  const char* name_;
+  std::vector<SavedTensor> saved_;
+  F f_;
+};
+
+namespace autograd_detail {
+/// The edge a gradient for t flows into: its grad_fn, or its (created on demand) leaf
+/// accumulator; invalid when t does not require grad.
+Edge gradient_edge(const Tensor& t);
+/// Fills undefined output gradients with zeros of the recorded shape.
+void fill_missing_grads(const Node& node, std::vector<Tensor>& grads);
+/// Errors if backward already released this node's saved tensors.
+void check_not_released(const Node& node, const std::vector<SavedTensor>& saved);
+std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, std::initializer_list<const Tensor*> inputs,
+                                const std::vector<Tensor>& outputs);
+std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, const std::vector<Tensor>& inputs,
+                                const std::vector<Tensor>& outputs);
+}  // namespace autograd_detail
+
+template <typename F> std::vector<Tensor> FunctionNode<F>::apply(std::vector<Tensor>&& grads) {
+  autograd_detail::check_not_released(*this, saved_);
+  autograd_detail::fill_missing_grads(*this, grads);
+  BackwardContext ctx(name_, grads, saved_, next_edges);
+  return f_(ctx);
+}
+
+/// True when grad mode is on and any input requires grad.
+inline bool needs_grad(const Tensor& a) { return GradMode::is_enabled() && a.defined() && a.requires_grad(); }
+inline bool needs_grad(const Tensor& a, const Tensor& b) {
+  return GradMode::is_enabled() && ((a.defined() && a.requires_grad()) || (b.defined() && b.requires_grad()));
+}
+inline bool needs_grad(const Tensor& a, const Tensor& b, const Tensor& c) {
+  return needs_grad(a, b) || needs_grad(c);
+}
+bool needs_grad(const std::vector<Tensor>& inputs);
+
+/// Saves t for backward; is_output = t is an output of the op being recorded.
+inline SavedTensor save(const Tensor& t, bool is_output = false) { return SavedTensor(t, is_output); }
+
+/// Records an op: a node named name with one edge per input (in order) becomes the
+/// grad_fn of every output (output_nr = position). Inputs that do not require grad get
+/// no edge, and their gradient is ignored.
+template <typename F>
+void record(const char* name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
+            std::vector<SavedTensor> saved, F&& backward) {
+  autograd_detail::init_node(std::make_shared<FunctionNode<std::decay_t<F>>>(name, std::move(saved),
+                                                                             std::forward<F>(backward)),
+                             inputs, outputs);
+}
+
+/// Convenience for returning gradients: grads(ga, gb).
+template <typename... T> std::vector<Tensor> grads(T&&... g) { return {std::forward<T>(g)...}; }
+
+/// Reduces a broadcast gradient back to shape (sums over broadcast dims).
+Tensor sum_to(const Tensor& grad, const Shape& shape);
+
+/// For in-place ops: errors if writing into t in place would corrupt autograd (a leaf
+/// that requires grad, or a view of a tensor with history, while grad mode is on).
+void check_inplace(const Tensor& t, const char* op, bool will_record);
+/// For in-place ops that record: makes node the new grad_fn of t (after the write).
+void rebase_history(const Tensor& t, const std::shared_ptr<Node>& node);
+
+}  // namespace focus

@@ -1,0 +1,129 @@
+#include "backends/cpu/cpu_backend.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "backends/cpu/dispatch.h"
+#include "backends/cpu/loops.h"
+#include "backends/cpu/philox.h"
+#include "core/error.h"
+
+namespace focus::cpu {
+
+// 64-byte alignment suits AVX-512 loads and keeps rows of float matrices cache aligned.
+void* CpuBackend::allocate(size_t nbytes) {
+  const size_t rounded = (std::max<size_t>(nbytes, 1) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded);
+  FOCUS_CHECK(p != nullptr, "[alloc] out of memory: tried to allocate {} bytes on the CPU", nbytes);
+  return p;
+}
+
+void CpuBackend::deallocate(void* ptr, size_t) { std::free(ptr); }
+
+void CpuBackend::copy_to_host(void* host_dst, const void* src, size_t nbytes) {
+  if (nbytes) std::memcpy(host_dst, src, nbytes);
+}
+void CpuBackend::copy_from_host(void* dst, const void* host_src, size_t nbytes) {
+  if (nbytes) std::memcpy(dst, host_src, nbytes);
+}
+
+void CpuBackend::copy(const TensorView& dst, const TensorView& src) {
+  if (dst.numel == 0) return;
+  if (dst.dtype == src.dtype && dst.is_contiguous() && src.is_contiguous()) {
+    const size_t nbytes = static_cast<size_t>(dst.numel) * dtype_size(dst.dtype);
+    char* d = static_cast<char*>(dst.data);
+    const char* s = static_cast<const char*>(src.data);
+    parallel_for(0, static_cast<int64_t>(nbytes), int64_t{1} << 22, [&](int64_t b, int64_t e) {
+      std::memcpy(d + b, s + b, static_cast<size_t>(e - b));
+    });
+    return;
+  }
+  dispatch_all(dst.dtype, "copy", [&](auto out_tag) {
+    using O = decltype(out_tag);
+    dispatch_all(src.dtype, "copy", [&](auto in_tag) {
+      using I = decltype(in_tag);
+      elementwise<O, I>(dst, [](I v) { return static_cast<O>(v); }, src);
+    });
+  });
+}
+
+void CpuBackend::fill(const TensorView& dst, Scalar value) {
+  dispatch_all(dst.dtype, "fill_", [&](auto tag) {
+    using T = decltype(tag);
+    const T v = value.to<T>();
+    elementwise<T>(dst, [v]() { return v; });
+  });
+}
+
+namespace {
+// Random kernels write a contiguous output in row-major order (the raw ops allocate it).
+void check_random_out(const TensorView& out, const char* op) {
+  FOCUS_CHECK(out.is_contiguous(), "[{}] random fill needs a contiguous tensor", op);
+}
+}  // namespace
+
+void CpuBackend::uniform(const TensorView& out, double lo, double hi, RandomState rng) {
+  check_random_out(out, "uniform_");
+  dispatch_float(out.dtype, "uniform_", [&](auto tag) {
+    using T = decltype(tag);
+    T* o = out.ptr<T>();
+    parallel_for(0, out.numel, 4096, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        T u;
+        if constexpr (std::is_same_v<T, float>) {
+          u = u32_to_unit_float(philox4x32(rng.offset + i / 4, rng.seed)[i % 4]);
+        } else {
+          auto w = philox4x32(rng.offset + i / 2, rng.seed);
+          u = u64_to_unit_double(w[2 * (i % 2)], w[2 * (i % 2) + 1]);
+        }
+        T v = static_cast<T>(lo + (hi - lo) * u);
+        o[i] = v < static_cast<T>(hi) ? v : static_cast<T>(lo);  // rounding must not reach hi
+      }
+    });
+  });
+}
+
+void CpuBackend::normal(const TensorView& out, double mean, double std, RandomState rng) {
+  check_random_out(out, "normal_");
+  dispatch_float(out.dtype, "normal_", [&](auto tag) {
+    using T = decltype(tag);
+    T* o = out.ptr<T>();
+    parallel_for(0, out.numel, 4096, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        // Box-Muller: elements 2j and 2j+1 share one pair of uniforms (cos and sin).
+        auto w = philox4x32(rng.offset + i / 2, rng.seed);
+        double u1, u2;
+        if constexpr (std::is_same_v<T, float>) {
+          u1 = (static_cast<double>(w[0] >> 8) + 1.0) / 16777216.0;
+          u2 = static_cast<double>(w[1] >> 8) / 16777216.0;
+        } else {
+          u1 = 1.0 - u64_to_unit_double(w[0], w[1]);
+          u2 = u64_to_unit_double(w[2], w[3]);
+        }
+        const double r = std::sqrt(-2.0 * std::log(u1));
+        const double a = 6.283185307179586 * u2;
+        o[i] = static_cast<T>(mean + std * r * (i % 2 == 0 ? std::cos(a) : std::sin(a)));
+      }
+    });
+  });
+}
+
+void CpuBackend::randint(const TensorView& out, int64_t lo, int64_t hi, RandomState rng) {
+  check_random_out(out, "randint");
+  const uint64_t range = static_cast<uint64_t>(hi - lo);
+  dispatch_numeric(out.dtype, "randint", [&](auto tag) {
+    using T = decltype(tag);
+    T* o = out.ptr<T>();
+    parallel_for(0, out.numel, 4096, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        auto w = philox4x32(rng.offset + i / 2, rng.seed);
+        const uint64_t x = (static_cast<uint64_t>(w[2 * (i % 2)]) << 32) | w[2 * (i % 2) + 1];
+        o[i] = static_cast<T>(lo + static_cast<int64_t>(x % range));
+      }
+    });
+  });
+}
+
+}  // namespace focus::cpu

@@ -1,0 +1,211 @@
+// CPU kernels for elementwise ops: unary, their gradients, binary, where.
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/dispatch.h"
+#include "backends/cpu/loops.h"
+#include "backends/cpu/vec_math.h"
+
+namespace focus::cpu {
+
+namespace {
+
+template <typename T> T int_pow(T base, T exp) {
+  if constexpr (std::is_same_v<T, bool>) {
+    return base || !exp;
+  } else {
+    if (exp < 0) return base == 1 ? T(1) : base == T(-1) ? ((exp % 2) ? T(-1) : T(1)) : T(0);
+    T r = 1;
+    while (exp) {
+      if (exp & 1) r = static_cast<T>(r * base);
+      exp >>= 1;
+      base = static_cast<T>(base * base);
+    }
+    return r;
+  }
+}
+
+template <typename T> void unary_float(UnaryOp op, const TensorView& out, const TensorView& in, UnaryParams p) {
+  const T a = static_cast<T>(p.alpha), b = static_cast<T>(p.beta);
+  auto run = [&](auto f) { elementwise<T, T>(out, f, in); };
+  switch (op) {
+    case UnaryOp::Neg: return run([](T x) { return -x; });
+    case UnaryOp::Exp: return run([](T x) { return vexp(x); });
+    case UnaryOp::Log: return run([](T x) { return std::log(x); });
+    case UnaryOp::Log1p: return run([](T x) { return std::log1p(x); });
+    case UnaryOp::Sqrt: return run([](T x) { return std::sqrt(x); });
+    case UnaryOp::Rsqrt: return run([](T x) { return T(1) / std::sqrt(x); });
+    case UnaryOp::Abs: return run([](T x) { return std::abs(x); });
+    case UnaryOp::Sin: return run([](T x) { return std::sin(x); });
+    case UnaryOp::Cos: return run([](T x) { return std::cos(x); });
+    case UnaryOp::Tanh: return run([](T x) { return vtanh(x); });
+    case UnaryOp::Sigmoid: return run([](T x) { return vsigmoid(x); });
+    case UnaryOp::Relu: return run([](T x) { return x > T(0) ? x : (x != x ? x : T(0)); });
+    case UnaryOp::Gelu: return run([](T x) { return T(0.5) * x * (T(1) + verf(x * T(0.70710678118654752440))); });
+    case UnaryOp::GeluTanh:
+      return run([](T x) {
+        const T k = T(0.79788456080286535588);  // sqrt(2/pi)
+        return T(0.5) * x * (T(1) + vtanh(k * (x + T(0.044715) * x * x * x)));
+      });
+    case UnaryOp::Silu: return run([](T x) { return x * vsigmoid(x); });
+    case UnaryOp::Softplus:
+      return run([a, b](T x) { return x * a > b ? x : std::log1p(vexp(a * x)) / a; });
+    case UnaryOp::Clamp:
+      return run([a, b](T x) { return x != x ? x : (x < a ? a : (x > b ? b : x)); });
+    case UnaryOp::PowScalar:
+      if (a == T(2)) return run([](T x) { return x * x; });
+      if (a == T(0.5)) return run([](T x) { return std::sqrt(x); });
+      if (a == T(1)) return run([](T x) { return x; });
+      return run([a](T x) { return std::pow(x, a); });
+    case UnaryOp::RPowScalar: return run([a](T x) { return std::pow(a, x); });
+    case UnaryOp::AddScalar: return run([a](T x) { return x + a; });
+    case UnaryOp::MulScalar: return run([a](T x) { return x * a; });
+    case UnaryOp::Sign: return run([](T x) { return static_cast<T>((T(0) < x) - (x < T(0))); });
+    case UnaryOp::Reciprocal: return run([](T x) { return T(1) / x; });
+    case UnaryOp::LogicalNot: break;
+  }
+  FOCUS_FAIL("[unary] op {} is not a float op", static_cast<int>(op));
+}
+
+template <typename T> void unary_int(UnaryOp op, const TensorView& out, const TensorView& in, UnaryParams p) {
+  auto run = [&](auto f) { elementwise<T, T>(out, f, in); };
+  const T a = static_cast<T>(p.alpha), b = static_cast<T>(p.beta);
+  switch (op) {
+    case UnaryOp::Neg: return run([](T x) { return static_cast<T>(-x); });
+    case UnaryOp::Abs: return run([](T x) { return static_cast<T>(x < 0 ? -x : x); });
+    case UnaryOp::Sign: return run([](T x) { return static_cast<T>((T(0) < x) - (x < T(0))); });
+    case UnaryOp::Clamp: return run([a, b](T x) { return x < a ? a : (x > b ? b : x); });
+    case UnaryOp::AddScalar: return run([a](T x) { return static_cast<T>(x + a); });
+    case UnaryOp::MulScalar: return run([a](T x) { return static_cast<T>(x * a); });
+    case UnaryOp::PowScalar: return run([a](T x) { return int_pow<T>(x, a); });
+    case UnaryOp::Relu: return run([](T x) { return x > T(0) ? x : T(0); });
+    default: FOCUS_FAIL("[unary] op {} needs a floating tensor", static_cast<int>(op));
+  }
+}
+
+}  // namespace
+
+void CpuBackend::unary(UnaryOp op, const TensorView& out, const TensorView& in, UnaryParams p) {
+  if (op == UnaryOp::LogicalNot) {
+    dispatch_all(in.dtype, "logical_not", [&](auto tag) {
+      using T = decltype(tag);
+      elementwise<bool, T>(out, [](T x) { return !static_cast<bool>(x); }, in);
+    });
+    return;
+  }
+  if (is_floating(in.dtype)) {
+    dispatch_float(in.dtype, "unary", [&](auto tag) { unary_float<decltype(tag)>(op, out, in, p); });
+  } else {
+    dispatch_numeric(in.dtype, "unary", [&](auto tag) {
+      using T = decltype(tag);
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) return;
+      else unary_int<T>(op, out, in, p);
+    });
+  }
+}
+
+void CpuBackend::unary_backward(UnaryBackwardOp op, const TensorView& out, const TensorView& grad,
+                                const TensorView& in, const TensorView& result, UnaryParams p) {
+  dispatch_float(out.dtype, "unary_backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T a = static_cast<T>(p.alpha), b = static_cast<T>(p.beta);
+    auto on_input = [&](auto f) { elementwise<T, T, T>(out, f, grad, in); };
+    auto on_result = [&](auto f) { elementwise<T, T, T>(out, f, grad, result); };
+    switch (op) {
+      case UnaryBackwardOp::Gelu:
+        return on_input([](T g, T x) {
+          const T cdf = T(0.5) * (T(1) + verf(x * T(0.70710678118654752440)));
+          const T pdf = vexp(T(-0.5) * x * x) * T(0.39894228040143267794);
+          return g * (cdf + x * pdf);
+        });
+      case UnaryBackwardOp::GeluTanh:
+        return on_input([](T g, T x) {
+          const T k = T(0.79788456080286535588), c = T(0.044715);
+          const T t = vtanh(k * (x + c * x * x * x));
+          return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * k * (T(1) + T(3) * c * x * x));
+        });
+      case UnaryBackwardOp::Silu:
+        return on_input([](T g, T x) {
+          const T s = vsigmoid(x);
+          return g * s * (T(1) + x * (T(1) - s));
+        });
+      case UnaryBackwardOp::Softplus:
+        return on_input([a, b](T g, T x) {
+          if (x * a > b) return g;
+          const T z = vexp(a * x);
+          return g * z / (z + T(1));
+        });
+      case UnaryBackwardOp::Relu: return on_input([](T g, T x) { return x > T(0) ? g : T(0); });
+      case UnaryBackwardOp::Sigmoid: return on_result([](T g, T y) { return g * y * (T(1) - y); });
+      case UnaryBackwardOp::Tanh: return on_result([](T g, T y) { return g * (T(1) - y * y); });
+    }
+  });
+}
+
+void CpuBackend::binary(BinaryOp op, const TensorView& out, const TensorView& a, const TensorView& b) {
+  switch (op) {
+    case BinaryOp::Eq: case BinaryOp::Ne: case BinaryOp::Lt:
+    case BinaryOp::Le: case BinaryOp::Gt: case BinaryOp::Ge:
+      dispatch_all(a.dtype, "compare", [&](auto tag) {
+        using T = decltype(tag);
+        auto run = [&](auto f) { elementwise<bool, T, T>(out, f, a, b); };
+        switch (op) {
+          case BinaryOp::Eq: return run([](T x, T y) { return x == y; });
+          case BinaryOp::Ne: return run([](T x, T y) { return x != y; });
+          case BinaryOp::Lt: return run([](T x, T y) { return x < y; });
+          case BinaryOp::Le: return run([](T x, T y) { return x <= y; });
+          case BinaryOp::Gt: return run([](T x, T y) { return x > y; });
+          default: return run([](T x, T y) { return x >= y; });
+        }
+      });
+      return;
+    case BinaryOp::LogicalAnd: case BinaryOp::LogicalOr: case BinaryOp::LogicalXor:
+      dispatch_all(a.dtype, "logical", [&](auto tag) {
+        using T = decltype(tag);
+        auto run = [&](auto f) { elementwise<bool, T, T>(out, f, a, b); };
+        if (op == BinaryOp::LogicalAnd) return run([](T x, T y) { return bool(x) && bool(y); });
+        if (op == BinaryOp::LogicalOr) return run([](T x, T y) { return bool(x) || bool(y); });
+        return run([](T x, T y) { return bool(x) != bool(y); });
+      });
+      return;
+    default: break;
+  }
+  dispatch_all(out.dtype, "binary", [&](auto tag) {
+    using T = decltype(tag);
+    auto run = [&](auto f) { elementwise<T, T, T>(out, f, a, b); };
+    constexpr bool fp = std::is_floating_point_v<T>;
+    switch (op) {
+      case BinaryOp::Add:
+        if constexpr (std::is_same_v<T, bool>) return run([](T x, T y) { return x || y; });
+        else return run([](T x, T y) { return static_cast<T>(x + y); });
+      case BinaryOp::Sub: return run([](T x, T y) { return static_cast<T>(x - y); });
+      case BinaryOp::Mul:
+        if constexpr (std::is_same_v<T, bool>) return run([](T x, T y) { return x && y; });
+        else return run([](T x, T y) { return static_cast<T>(x * y); });
+      case BinaryOp::Div:
+        if constexpr (fp) return run([](T x, T y) { return x / y; });
+        else return run([](T x, T y) { return y == T(0) ? T(0) : static_cast<T>(x / y); });
+      case BinaryOp::Pow:
+        if constexpr (fp) return run([](T x, T y) { return std::pow(x, y); });
+        else return run([](T x, T y) { return int_pow<T>(x, y); });
+      case BinaryOp::Maximum:
+        if constexpr (fp) return run([](T x, T y) { return x != x ? x : (y != y ? y : (x > y ? x : y)); });
+        else return run([](T x, T y) { return x > y ? x : y; });
+      case BinaryOp::Minimum:
+        if constexpr (fp) return run([](T x, T y) { return x != x ? x : (y != y ? y : (x < y ? x : y)); });
+        else return run([](T x, T y) { return x < y ? x : y; });
+      default: FOCUS_FAIL("[binary] unexpected op {}", static_cast<int>(op));
+    }
+  });
+}
+
+void CpuBackend::where(const TensorView& out, const TensorView& cond, const TensorView& a, const TensorView& b) {
+  dispatch_all(out.dtype, "where", [&](auto tag) {
+    using T = decltype(tag);
+    elementwise<T, bool, T, T>(out, [](bool c, T x, T y) { return c ? x : y; }, cond, a, b);
+  });
+}
+
+}  // namespace focus::cpu

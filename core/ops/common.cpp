@@ -1,0 +1,119 @@
+#include "core/ops/common.h"
+
+#include <cstring>
+
+#include "core/ops/view.h"
+
+namespace focus::raw {
+
+TensorView make_view(const Tensor& t) {
+  TensorView v;
+  FOCUS_CHECK(t.dim() <= kMaxDims, "[tensor] tensors with more than {} dims are not supported (got {})",
+              kMaxDims, t.dim());
+  v.data = t.data_ptr();
+  v.dtype = t.dtype();
+  v.ndim = static_cast<int>(t.dim());
+  v.numel = t.numel();
+  for (int d = 0; d < v.ndim; ++d) {
+    v.sizes[d] = t.shape()[d];
+    v.strides[d] = t.strides()[d];
+  }
+  return v;
+}
+
+TensorView make_view(const Tensor& t, const Shape& shape) {
+  FOCUS_CHECK(static_cast<int64_t>(shape.size()) <= kMaxDims,
+              "[tensor] tensors with more than {} dims are not supported (got {})", kMaxDims, shape.size());
+  TensorView v;
+  v.data = t.data_ptr();
+  v.dtype = t.dtype();
+  v.ndim = static_cast<int>(shape.size());
+  v.numel = 1;
+  const int64_t lead = static_cast<int64_t>(shape.size()) - t.dim();
+  for (int d = 0; d < v.ndim; ++d) {
+    v.sizes[d] = shape[d];
+    v.numel *= shape[d];
+    const int64_t sd = d - lead;
+    v.strides[d] = (sd < 0 || t.shape()[sd] == 1) ? 0 : t.strides()[sd];
+  }
+  return v;
+}
+
+Tensor empty(const Shape& shape, DType dtype, Device device) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->numel = checked_numel(shape, "empty");
+  FOCUS_CHECK(static_cast<int64_t>(shape.size()) <= kMaxDims,
+              "[empty] tensors with more than {} dims are not supported (got {})", kMaxDims, shape.size());
+  const size_t es = dtype_size(dtype);
+  FOCUS_CHECK(impl->numel <= static_cast<int64_t>(std::numeric_limits<int64_t>::max() / static_cast<int64_t>(es)),
+              "[empty] shape {} is too large", shape);
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(impl->numel) * es, device);
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor as_strided(const Tensor& t, const Shape& shape, const Shape& strides, int64_t offset) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = t.storage();
+  impl->shape = shape;
+  impl->strides = strides;
+  impl->offset = offset;
+  impl->dtype = t.dtype();
+  impl->numel = checked_numel(shape, "view");
+  return Tensor(std::move(impl));
+}
+
+void copy_(const Tensor& dst, const Tensor& src) {
+  check_defined(dst, "copy_", "self");
+  check_defined(src, "copy_", "src");
+  FOCUS_CHECK(broadcast_shapes(dst.shape(), src.shape(), "copy_") == dst.shape(),
+              "[copy_] source of shape {} cannot be broadcast to destination shape {}", src.shape(), dst.shape());
+  if (dst.numel() == 0) return;
+  if (dst.device() == src.device()) {
+    backend_of(dst).copy(make_view(dst), make_view(src, dst.shape()));
+    return;
+  }
+  // Across devices: make a contiguous copy of src in dst's dtype on src's device, move the
+  // bytes, then copy into dst's layout.
+  Tensor s = to_contiguous(expand(src, dst.shape()), dst.dtype(), src.device());
+  Tensor staged = dst.is_contiguous() ? dst : empty(dst.shape(), dst.dtype(), dst.device());
+  const size_t nbytes = static_cast<size_t>(s.numel()) * s.element_size();
+  if (src.device().is_cpu()) {
+    backend_of(staged).copy_from_host(staged.data_ptr(), s.data_ptr(), nbytes);
+  } else {
+    backend_of(s).copy_to_host(staged.data_ptr(), s.data_ptr(), nbytes);
+  }
+  if (!staged.is_same(dst)) backend_of(dst).copy(make_view(dst), make_view(staged));
+}
+
+Tensor to_contiguous(const Tensor& t, DType dtype, Device device) {
+  check_defined(t, "to", "input");
+  if (t.dtype() == dtype && t.device() == device && t.is_contiguous()) return t;
+  Tensor out = empty(t.shape(), dtype, device);
+  copy_(out, t);
+  return out;
+}
+
+Tensor clone(const Tensor& t) {
+  check_defined(t, "clone", "input");
+  Tensor out = empty(t.shape(), t.dtype(), t.device());
+  copy_(out, t);
+  return out;
+}
+
+void check_defined(const Tensor& t, const char* op, const char* arg) {
+  FOCUS_CHECK(t.defined(), "[{}] argument '{}' is an undefined tensor", op, arg);
+}
+
+void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
+  FOCUS_CHECK(a.device() == b.device(), "[{}] expected tensors on one device, got {} and {}", op, a.device(),
+              b.device());
+}
+
+void check_floating(const Tensor& t, const char* op, const char* arg) {
+  FOCUS_CHECK(t.is_floating_point(), "[{}] expected a floating point '{}', got {}", op, arg, t.dtype());
+}
+
+}  // namespace focus::raw

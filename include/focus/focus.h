@@ -1,0 +1,18 @@
+#pragma once
+/// The one header a focus program includes.
+#include "core/creation.h"
+#include "core/device.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/random.h"
+#include "core/scalar.h"
+#include "core/tensor.h"
+#include "core/threads.h"
+#include "autograd/engine.h"
+#include "autograd/functions/elementwise.h"
+#include "autograd/functions/indexing.h"
+#include "autograd/functions/linalg.h"
+#include "autograd/functions/nn.h"
+#include "autograd/functions/reduction.h"
+#include "autograd/gradcheck.h"
+#include "autograd/node.h"
