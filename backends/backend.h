@@ -111,6 +111,26 @@ class Backend {
                      const TensorView& b);
 
   // ---- reductions (section owned by the reductions work) ----------------------------------
+  /// What reduce() computes over each output element's block of input values.
+  enum class ReduceOp : uint8_t {
+    Sum,   // float stays float; integer and bool inputs give int64
+    Mean,  // floating only; nan over an empty block
+    Prod,  // like Sum for dtypes; 1 over an empty block
+    Max,   // same dtype out; NaN propagates; block must be non-empty
+    Min,
+    Norm,  // floating only; (sum |x|^p)^(1/p), with p = 0 (count of nonzeros), 1, 2, +-inf special
+  };
+  /// out[o] = op over the trailing `nreduce` dims of in, where o indexes in's leading
+  /// in.ndim - nreduce dims (out has exactly those sizes, any strides). p: the norm's order.
+  virtual void reduce(ReduceOp op, const TensorView& out, const TensorView& in, int nreduce, double p) {
+    unsupported("reduce");
+  }
+  /// Max (is_max) or min along in's last dim: values[o] (same dtype; skipped when its data
+  /// is null) and indices[o] (int64, the first occurrence; the first NaN wins). out views
+  /// have in's leading dims; the last dim of in is non-empty.
+  virtual void arg_reduce(bool is_max, const TensorView& values, const TensorView& indices, const TensorView& in) {
+    unsupported("arg_reduce");
+  }
 
   // ---- linear algebra (section owned by the linalg work) ------------------------------------
 

@@ -29,6 +29,8 @@ class CpuBackend final : public Backend {
              const TensorView& b) override;
 
   // ---- reductions: reduce.cpp ------------------------------------------------------------
+  void reduce(ReduceOp op, const TensorView& out, const TensorView& in, int nreduce, double p) override;
+  void arg_reduce(bool is_max, const TensorView& values, const TensorView& indices, const TensorView& in) override;
 
   // ---- linear algebra: linalg.cpp -----------------------------------------------------------
 
