@@ -133,10 +133,43 @@ class Backend {
   }
 
   // ---- linear algebra (section owned by the linalg work) ------------------------------------
+  /// out[..., M, N] = alpha * a[..., M, K] @ b[..., K, N] + beta * out. All three views have
+  /// the same ndim >= 2; the batch dims of a and b are broadcast to out's (stride 0). Each
+  /// matrix of a and b may have any strides (row- or column-major ones go to BLAS as they
+  /// are). out's matrices are row-major (last stride 1, row stride >= N). A batch dim of out
+  /// with stride 0 accumulates the products of that dim into one matrix (the caller then
+  /// passes beta = 1 onto zeros). beta == 0 ignores out's old values (NaN included).
+  virtual void matmul(const TensorView& out, const TensorView& a, const TensorView& b, double alpha,
+                      double beta) { unsupported("matmul"); }
 
   // ---- shape and indexing (section owned by the indexing work) ------------------------------
 
   // ---- fused nn primitives (section owned by the nn-functional work) ------------------------
+  // softmax, log_softmax, layer_norm
+  /// out = softmax(in) (log_softmax when log) along dim; in and out contiguous, same sizes,
+  /// floating dtype.
+  virtual void softmax(const TensorView& out, const TensorView& in, int dim, bool log) {
+    unsupported(log ? "log_softmax" : "softmax");
+  }
+  /// grad_in from grad_out and the forward's output y (all contiguous, same sizes):
+  /// softmax: y * (g - sum(g * y)); log_softmax: g - exp(y) * sum(g), sums along dim.
+  virtual void softmax_backward(const TensorView& grad_in, const TensorView& grad_out, const TensorView& out,
+                                int dim, bool log) {
+    unsupported(log ? "log_softmax_backward" : "softmax_backward");
+  }
+  /// Rows of in [R, N] (contiguous) normalized: out = (x - mean) * rstd * weight + bias;
+  /// mean and rstd [R] are saved for the backward. weight/bias [N] may be absent (data null).
+  virtual void layer_norm(const TensorView& out, const TensorView& mean, const TensorView& rstd,
+                          const TensorView& in, const TensorView& weight, const TensorView& bias, double eps) {
+    unsupported("layer_norm");
+  }
+  /// dx [R, N], dweight and dbias [N] (either may be absent: data null) from dout [R, N], the
+  /// forward's input and its saved mean and rstd; all contiguous. dweight/dbias are overwritten.
+  virtual void layer_norm_backward(const TensorView& dx, const TensorView& dweight, const TensorView& dbias,
+                                   const TensorView& dout, const TensorView& in, const TensorView& mean,
+                                   const TensorView& rstd, const TensorView& weight) {
+    unsupported("layer_norm_backward");
+  }
 
  protected:
   /// Throws "[op] is not implemented for device X".

@@ -33,10 +33,21 @@ class CpuBackend final : public Backend {
   void arg_reduce(bool is_max, const TensorView& values, const TensorView& indices, const TensorView& in) override;
 
   // ---- linear algebra: linalg.cpp -----------------------------------------------------------
+  void matmul(const TensorView& out, const TensorView& a, const TensorView& b, double alpha,
+              double beta) override;
 
   // ---- shape and indexing: indexing.cpp -----------------------------------------------------
 
   // ---- fused nn primitives: nn.cpp ----------------------------------------------------------
+  // softmax, log_softmax, layer_norm: softmax_norm.cpp
+  void softmax(const TensorView& out, const TensorView& in, int dim, bool log) override;
+  void softmax_backward(const TensorView& grad_in, const TensorView& grad_out, const TensorView& out, int dim,
+                        bool log) override;
+  void layer_norm(const TensorView& out, const TensorView& mean, const TensorView& rstd, const TensorView& in,
+                  const TensorView& weight, const TensorView& bias, double eps) override;
+  void layer_norm_backward(const TensorView& dx, const TensorView& dweight, const TensorView& dbias,
+                           const TensorView& dout, const TensorView& in, const TensorView& mean,
+                           const TensorView& rstd, const TensorView& weight) override;
 };
 
 }  // namespace focus::cpu
