@@ -218,6 +218,19 @@ TEST_CASE("matmul gradcheck: dot, mv, vm, mm, folded and same-batch cases") {
   CHECK(check_grad([](const std::vector<Tensor>& t) { return bmm(t[0], t[1]); }, {leaf({2, 3, 4}), leaf({2, 4, 2})}));
 }
 
+TEST_CASE("matmul gradcheck: broadcast batch dims (gradients summed back with sum_to)") {
+  manual_seed(6);
+  auto mmf = [](const std::vector<Tensor>& t) { return matmul(t[0], t[1]); };
+  CHECK(check_grad(mmf, {leaf({2, 1, 3, 4}), leaf({5, 4, 2})}));
+  CHECK(check_grad(mmf, {leaf({3, 4}), leaf({2, 4, 5})}));
+  CHECK(check_grad(mmf, {leaf({4}), leaf({2, 4, 5})}));
+  CHECK(check_grad(mmf, {leaf({1, 3, 4}), leaf({2, 4, 2})}));
+  CHECK(check_grad(mmf, {leaf({2, 3, 4}), leaf({1, 4, 2})}));
+  Tensor bt = randn({2, 5, 4}, kFloat64).transpose(1, 2);  // [2, 4, 5], column-major matrices
+  bt.requires_grad_();
+  CHECK(check_grad(mmf, {leaf({3, 4}), bt}));
+}
+
 TEST_CASE("linear gradcheck and grad_fn") {
   manual_seed(5);
   auto lin = [](const std::vector<Tensor>& t) { return linear(t[0], t[1], t[2]); };
