@@ -11,6 +11,14 @@ namespace focus {
 
 namespace {
 
+// Product of all sizes but the last: the rows of t seen as a matrix (reshape's -1 cannot
+// infer it when the last size is 0).
+int64_t rows_of(const Shape& s) {
+  int64_t r = 1;
+  for (size_t i = 0; i + 1 < s.size(); ++i) r *= s[i];
+  return r;
+}
+
 // 1-D operands as matrices: [K] is [1, K] on the left, [K, 1] on the right.
 Tensor as_left(const Tensor& a) { return a.dim() == 1 ? a.unsqueeze(0) : a; }
 Tensor as_right(const Tensor& b) { return b.dim() == 1 ? b.unsqueeze(1) : b; }
@@ -38,8 +46,8 @@ void record_matmul(const char* name, const Tensor& a, const Tensor& b, const Ten
              if (a2.dim() > 2 && b2_shape.size() == 2) {
                // b is shared by every row of a's batch: one product over all rows.
                // grad_b = a^T @ grad : [K, rows] x [rows, N] -> [K, N]
-               const int64_t K = a2.size(-1), N = g.size(-1);
-               grad_b = matmul(a2.reshape({-1, K}).t(), g.reshape({-1, N})).reshape(b_shape);
+               const int64_t K = a2.size(-1), N = g.size(-1), rows = rows_of(a2.shape());
+               grad_b = matmul(a2.reshape({rows, K}).t(), g.reshape({rows, N})).reshape(b_shape);
              } else {
                // grad_b = a^T @ grad : [..., K, M] x [..., M, N] -> [..., K, N], summed to b's batch dims
                grad_b = sum_to(matmul(a2.transpose(-1, -2), g), b2_shape).reshape(b_shape);
@@ -83,15 +91,15 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
            {needs_grad(weight) ? save(x) : SavedTensor(), needs_grad(x) ? save(weight) : SavedTensor()},
            [x_shape](BackwardContext& c) {
              const Tensor& grad = c.grad(0);
-             const int64_t in = x_shape.back(), out_f = grad.size(-1);
-             const Tensor g2 = grad.reshape({-1, out_f});  // [R, out]
+             const int64_t in = x_shape.back(), out_f = grad.size(-1), R = rows_of(x_shape);
+             const Tensor g2 = grad.reshape({R, out_f});  // [R, out]
              Tensor gx, gw, gb;
              // grad_x = grad @ W : [R, out] x [out, in] -> [R, in] -> x's shape
              if (c.needs_input_grad(0)) gx = mm(g2, c.saved(1)).reshape(x_shape);
              // grad_W = grad^T @ x : [out, R] x [R, in] -> [out, in] (grad^T is a view: BLAS Trans)
-             if (c.needs_input_grad(1)) gw = mm(g2.t(), c.saved(0).reshape({-1, in}));
+             if (c.needs_input_grad(1)) gw = mm(g2.t(), c.saved(0).reshape({R, in}));
              // grad_b = grad summed over rows, as a gemv: [R] x [R, out] -> [out]
-             if (c.needs_input_grad(2)) gb = matmul(ones({g2.size(0)}, g2.options()), g2);
+             if (c.needs_input_grad(2)) gb = matmul(ones({R}, g2.options()), g2);
              return grads(gx, gw, gb);
            });
   }

@@ -111,6 +111,9 @@ TEST_CASE("matmul: batched with broadcast batch dims") {
   Tensor p = randn({64, 5, 7});
   Tensor q = randn({64, 7, 3});
   CHECK(allclose(bmm(p, q), ref_bmm(p, q), 1e-5, 1e-5));
+  Tensor p2 = randn({600, 8, 8});  // enough items to split over threads
+  Tensor q2 = randn({600, 8, 8}).transpose(1, 2);
+  CHECK(allclose(bmm(p2, q2), ref_bmm(p2, q2), 1e-5, 1e-5));
   CHECK(allclose(matmul(p, q), ref_bmm(p, q), 1e-5, 1e-5));
 }
 
@@ -246,6 +249,35 @@ TEST_CASE("linear gradcheck and grad_fn") {
   CHECK(linear(x, randn({2, 4}, kFloat64)).grad_fn()->name() == "LinearBackward0");
   CHECK(matmul(x, randn({4, 2}, kFloat64)).grad_fn()->name() == "MmBackward0");
   CHECK(matmul(x.select(0, 0), randn({4}, kFloat64)).grad_fn()->name() == "DotBackward0");
+}
+
+TEST_CASE("matmul and linear backward with empty dims") {
+  Tensor x = zeros({0, 4}, kFloat64);
+  x.requires_grad_();
+  Tensor w = randn({5, 4}, kFloat64);
+  w.requires_grad_();
+  Tensor b = randn({5}, kFloat64);
+  b.requires_grad_();
+  linear(x, w, b).backward(zeros({0, 5}, kFloat64));
+  CHECK(x.grad().shape() == Shape{0, 4});
+  CHECK(w.grad().to_vector<double>() == std::vector<double>(20, 0.0));
+  CHECK(b.grad().to_vector<double>() == std::vector<double>(5, 0.0));
+  // out_features = 0 and in_features = 0.
+  Tensor x2 = randn({2, 3}, kFloat64);
+  x2.requires_grad_();
+  Tensor w0 = zeros({0, 3}, kFloat64);
+  w0.requires_grad_();
+  linear(x2, w0).backward(zeros({2, 0}, kFloat64));
+  CHECK(x2.grad().to_vector<double>() == std::vector<double>(6, 0.0));
+  CHECK(w0.grad().shape() == Shape{0, 3});
+  // K = 0 in a folded batched product: [2, 3, 0] @ [0, 2].
+  Tensor a = zeros({2, 3, 0}, kFloat64);
+  a.requires_grad_();
+  Tensor m = zeros({0, 2}, kFloat64);
+  m.requires_grad_();
+  matmul(a, m).backward(ones({2, 3, 2}, kFloat64));
+  CHECK(a.grad().shape() == Shape{2, 3, 0});
+  CHECK(m.grad().shape() == Shape{0, 2});
 }
 
 TEST_CASE("matmul and linear: double backward through the products") {
