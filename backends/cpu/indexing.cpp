@@ -113,11 +113,58 @@ Backend::IndexScan CpuBackend::scan_indices(const TensorView& index, int64_t lo,
   return res;
 }
 
+namespace {
+
+// out[..., i, ...] = x[..., index[..., i, ...], ...]: one pass over out in row-major order,
+// the index supplying the offset along dim (strides in xg are 0 along dim). Used by gather,
+// and by index_select when the slices after dim are short.
+template <typename T, typename I>
+void gather_loop(const TensorView& out, const TensorView& xg, const TensorView& index, int64_t xstr_elems) {
+  StridedLoop<3> loop({&out, &xg, &index});
+  loop.run([xstr_elems](char** p, const int64_t* s, int64_t n) {
+    constexpr int64_t ts = sizeof(T), is = sizeof(I);
+    T* __restrict o = reinterpret_cast<T*>(p[0]);
+    const T* __restrict x = reinterpret_cast<const T*>(p[1]);
+    const I* __restrict idx = reinterpret_cast<const I*>(p[2]);
+    if (s[0] == ts && s[1] == ts && s[2] == is) {  // gather, contiguous
+      for (int64_t i = 0; i < n; ++i) o[i] = x[i + static_cast<int64_t>(idx[i]) * xstr_elems];
+    } else if (s[0] == ts && s[1] == 0 && s[2] == is) {  // index_select over the innermost dim
+      for (int64_t i = 0; i < n; ++i) o[i] = x[static_cast<int64_t>(idx[i]) * xstr_elems];
+    } else if (s[0] == ts && s[1] == ts && s[2] == 0) {  // one contiguous slice
+      const T* __restrict xs = x + static_cast<int64_t>(idx[0]) * xstr_elems;
+      for (int64_t i = 0; i < n; ++i) o[i] = xs[i];
+    } else {
+      for (int64_t i = 0; i < n; ++i)
+        *reinterpret_cast<T*>(p[0] + i * s[0]) =
+            reinterpret_cast<const T*>(p[1] + i * s[1])[load_index<I>(p[2] + i * s[2]) * xstr_elems];
+    }
+  });
+}
+
+}  // namespace
+
 void CpuBackend::index_select(const TensorView& out, const TensorView& x, int dim, const TensorView& index) {
   const int64_t n = index.numel;
   const TensorView orow = drop_dim(out, dim), xrow = drop_dim(x, dim);
   const int64_t row = orow.numel;
   if (n == 0 || row == 0) return;
+  int64_t inner = 1;
+  for (int d = dim + 1; d < out.ndim; ++d) inner *= out.sizes[d];
+  if (inner < 64) {
+    // Short slices (e.g. columns of a matrix): walk out in row-major order instead, with
+    // the index broadcast over every dim but dim.
+    TensorView xg = with_sizes(x, out), ig = out;
+    xg.strides[dim] = 0;
+    ig.data = index.data;
+    ig.dtype = index.dtype;
+    for (int d = 0; d < out.ndim; ++d) ig.strides[d] = d == dim && index.ndim ? index.strides[0] : 0;
+    dispatch_index(index.dtype, "index_select", [&](auto itag) {
+      dispatch_bytes(out.dtype, "index_select", [&](auto btag) {
+        gather_loop<decltype(btag), decltype(itag)>(out, xg, ig, x.strides[dim]);
+      });
+    });
+    return;
+  }
   const int64_t es = static_cast<int64_t>(dtype_size(out.dtype));
   const int64_t ostr = out.strides[dim] * es, xstr = x.strides[dim] * es;
   const int64_t istr = (index.ndim ? index.strides[0] : 0) * static_cast<int64_t>(dtype_size(index.dtype));
@@ -128,7 +175,7 @@ void CpuBackend::index_select(const TensorView& out, const TensorView& x, int di
       const StridedLoop<2> loop({&orow, &xrow});
       const bool contig = loop.ndim == 1 && loop.strides[0][0] == es && loop.strides[1][0] == es;
       const char* ibase = static_cast<const char*>(index.data);
-      // Flat range over (index entry j, element of the row): rows may be split.
+      // Flat range over (index entry j, element of its slice): slices may be split.
       parallel_for(0, n * row, kGrain, [&](int64_t b, int64_t e) {
         StridedLoop<2> l = loop;
         for (int64_t j = b / row; j < n && j * row < e; ++j) {
@@ -198,17 +245,9 @@ void CpuBackend::gather(const TensorView& out, const TensorView& x, int dim, con
   // x over index's sizes, with the index supplying the offset along dim.
   TensorView xg = with_sizes(x, index);
   xg.strides[dim] = 0;
-  const int64_t xstr = x.strides[dim] * static_cast<int64_t>(dtype_size(x.dtype));
   dispatch_index(index.dtype, "gather", [&](auto itag) {
-    using I = decltype(itag);
     dispatch_bytes(out.dtype, "gather", [&](auto btag) {
-      using T = decltype(btag);
-      StridedLoop<3> loop({&out, &xg, &index});
-      loop.run([xstr](char** p, const int64_t* s, int64_t n) {
-        for (int64_t i = 0; i < n; ++i)
-          *reinterpret_cast<T*>(p[0] + i * s[0]) =
-              *reinterpret_cast<const T*>(p[1] + i * s[1] + load_index<I>(p[2] + i * s[2]) * xstr);
-      });
+      gather_loop<decltype(btag), decltype(itag)>(out, xg, index, x.strides[dim]);
     });
   });
 }
@@ -234,9 +273,20 @@ void CpuBackend::scatter_add(const TensorView& out, int dim, const TensorView& i
             const char* ip = p[0] + i * s[0];
             char* op = p[1] + i * s[1];
             const char* sp = p[2] + i * s[2];
-            for (int64_t k = 0; k < len; ++k) {
-              T& o = *reinterpret_cast<T*>(op + load_index<I>(ip + k * istr) * ostr);
-              o = static_cast<T>(o + *reinterpret_cast<const T*>(sp + k * sstr));
+            if (istr == static_cast<int64_t>(sizeof(I)) && sstr == static_cast<int64_t>(sizeof(T))) {
+              const I* idx = reinterpret_cast<const I*>(ip);
+              const T* v = reinterpret_cast<const T*>(sp);
+              T* o = reinterpret_cast<T*>(op);
+              const int64_t os = ostr / static_cast<int64_t>(sizeof(T));
+              for (int64_t k = 0; k < len; ++k) {
+                T& dst = o[static_cast<int64_t>(idx[k]) * os];
+                dst = static_cast<T>(dst + v[k]);
+              }
+            } else {
+              for (int64_t k = 0; k < len; ++k) {
+                T& o = *reinterpret_cast<T*>(op + load_index<I>(ip + k * istr) * ostr);
+                o = static_cast<T>(o + *reinterpret_cast<const T*>(sp + k * sstr));
+              }
             }
           }
         });

@@ -533,6 +533,15 @@ TEST_CASE("large inputs: threaded kernels match serial references") {
   CHECK(tri_ok);
   Tensor rows = index_select(big.t(), 0, longs({299, 0, 7}));
   CHECK(allclose(rows, stack({big.select(1, 299), big.select(1, 0), big.select(1, 7)})));
+  // Long slices (copied row by row): contiguous rows, and a middle dim with outer dims.
+  Tensor table = randn({10, 70});
+  Tensor er = embedding(table, longs({9, 0, 9}, {3, 1}));
+  CHECK(allclose(er, stack({table[9], table[0], table[9]}).unsqueeze(1)));
+  Tensor cube = randn({3, 5, 80});
+  Tensor mid = index_select(cube, 1, longs({4, 4, 1}));
+  CHECK(allclose(mid, stack({cube.select(1, 4), cube.select(1, 4), cube.select(1, 1)}, 1)));
+  CHECK(allclose(index_select(cube.transpose(0, 2), 2, longs({2, 0})),
+                 stack({cube[2], cube[0]}).permute({2, 1, 0})));
 }
 
 }  // TEST_SUITE
