@@ -143,6 +143,45 @@ class Backend {
                       double beta) { unsupported("matmul"); }
 
   // ---- shape and indexing (section owned by the indexing work) ------------------------------
+  // cat, stack, split, chunk and repeat need no kernels of their own: they copy through
+  // narrow()/expand() views with copy(). Index views are int64 or int32; the raw ops check
+  // every index with scan_indices() first, so the other kernels may assume them in range.
+
+  /// Result of scan_indices: flat row-major position and value of the first index outside
+  /// [lo, hi) (first_bad = -1 when none), and the smallest and largest index (min > max
+  /// when the view is empty).
+  struct IndexScan {
+    int64_t first_bad = -1;
+    int64_t bad_value = 0;
+    int64_t min = 0;
+    int64_t max = -1;
+  };
+  virtual IndexScan scan_indices(const TensorView& index, int64_t lo, int64_t hi) { unsupported("scan_indices"); }
+  /// out = x.index_select(dim, index): index [n]; out is x's sizes with sizes[dim] = n.
+  virtual void index_select(const TensorView& out, const TensorView& x, int dim, const TensorView& index) {
+    unsupported("index_select");
+  }
+  /// out.index_add_(dim, index, src): out.select(dim, index[j]) += src.select(dim, j),
+  /// skipping entries whose index equals skip (skip < 0: none). index [n]; src is out's
+  /// sizes with sizes[dim] = n; repeated indices accumulate.
+  virtual void index_add(const TensorView& out, int dim, const TensorView& index, const TensorView& src,
+                         int64_t skip) {
+    unsupported("index_add");
+  }
+  /// out = gather(x, dim, index): out[..., i, ...] = x[..., index[..., i, ...], ...] with
+  /// the index along dim; out has index's sizes; index.sizes[d] <= x.sizes[d] for d != dim.
+  virtual void gather(const TensorView& out, const TensorView& x, int dim, const TensorView& index) {
+    unsupported("gather");
+  }
+  /// out.scatter_add_(dim, index, src): out[..., index[..., i, ...], ...] += src[..., i, ...]
+  /// over index's sizes (src and out at least as large as index elsewhere).
+  virtual void scatter_add(const TensorView& out, int dim, const TensorView& index, const TensorView& src) {
+    unsupported("scatter_add");
+  }
+  /// out = tril(x, k) (lower) or triu(x, k) on the last two dims; same sizes and dtype.
+  virtual void trilu(const TensorView& out, const TensorView& x, int64_t k, bool lower) { unsupported("tril"); }
+  /// out [N, C] int64 contiguous = one-hot rows of index [N] (contiguous, values in [0, C)).
+  virtual void one_hot(const TensorView& out, const TensorView& index) { unsupported("one_hot"); }
 
   // ---- fused nn primitives (section owned by the nn-functional work) ------------------------
   // softmax, log_softmax, layer_norm

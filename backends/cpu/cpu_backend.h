@@ -37,6 +37,14 @@ class CpuBackend final : public Backend {
               double beta) override;
 
   // ---- shape and indexing: indexing.cpp -----------------------------------------------------
+  IndexScan scan_indices(const TensorView& index, int64_t lo, int64_t hi) override;
+  void index_select(const TensorView& out, const TensorView& x, int dim, const TensorView& index) override;
+  void index_add(const TensorView& out, int dim, const TensorView& index, const TensorView& src,
+                 int64_t skip) override;
+  void gather(const TensorView& out, const TensorView& x, int dim, const TensorView& index) override;
+  void scatter_add(const TensorView& out, int dim, const TensorView& index, const TensorView& src) override;
+  void trilu(const TensorView& out, const TensorView& x, int64_t k, bool lower) override;
+  void one_hot(const TensorView& out, const TensorView& index) override;
 
   // ---- fused nn primitives: nn.cpp ----------------------------------------------------------
   // softmax, log_softmax, layer_norm: softmax_norm.cpp
