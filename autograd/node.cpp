@@ -96,19 +96,21 @@ Edge gradient_edge(const Tensor& t) {
   return {acc, 0};
 }
 
-static void finish_node(Node& node, const std::vector<Tensor>& outputs) {
-  node.sequence_nr = next_sequence_nr++;
+static void finish_node(Node& node, TensorList outputs) {
+  node.sequence_nr = next_sequence_nr.fetch_add(1, std::memory_order_relaxed);
   node.num_outputs = static_cast<uint32_t>(outputs.size());
+  for (const auto& o : outputs)
+    if (o.defined()) node.output_device = o.device();
+  if (outputs.size() <= 1) return;  // see Node::output_shapes
   node.output_shapes.reserve(outputs.size());
   node.output_dtypes.reserve(outputs.size());
   for (const auto& o : outputs) {
     node.output_shapes.push_back(o.defined() ? o.shape() : Shape{});
     node.output_dtypes.push_back(o.defined() ? o.dtype() : kFloat32);
-    if (o.defined()) node.output_device = o.device();
   }
 }
 
-static void set_history(const std::shared_ptr<Node>& node, const std::vector<Tensor>& outputs) {
+static void set_history(const std::shared_ptr<Node>& node, TensorList outputs) {
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& o = outputs[i];
     if (!o.defined() || !o.is_floating_point()) continue;  // integer outputs (indices) carry no grad
@@ -119,8 +121,7 @@ static void set_history(const std::shared_ptr<Node>& node, const std::vector<Ten
   }
 }
 
-std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, const std::vector<Tensor>& inputs,
-                                const std::vector<Tensor>& outputs) {
+std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, TensorList inputs, TensorList outputs) {
   node->next_edges.reserve(inputs.size());
   for (const auto& t : inputs) node->next_edges.push_back(gradient_edge(t));
   finish_node(*node, outputs);
@@ -129,7 +130,7 @@ std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, const std::vector<Te
 }
 
 std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, std::initializer_list<const Tensor*> inputs,
-                                const std::vector<Tensor>& outputs) {
+                                TensorList outputs) {
   node->next_edges.reserve(inputs.size());
   for (const Tensor* t : inputs) node->next_edges.push_back(gradient_edge(*t));
   finish_node(*node, outputs);
@@ -166,8 +167,9 @@ void check_inplace(const Tensor& t, const char* op, bool will_record) {
                "or work on a clone()",
                op);
   if (will_record && t.unsafe_impl()->autograd && t.unsafe_impl()->autograd->is_view)
-    FOCUS_FAIL("[{}] in-place operation on a view of a tensor that takes part in autograd is not supported; "
-               "apply it to a clone() of the view",
+    FOCUS_FAIL("[{}] in-place operation on a view is not supported while it records autograd history (the "
+               "viewed tensor would not get the gradient); apply it to a clone() of the view, or to the viewed "
+               "tensor itself",
                op);
 }
 

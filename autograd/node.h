@@ -12,6 +12,8 @@
 ///     return y;
 ///   }
 #include <cstdint>
+#include <initializer_list>
+#include <iterator>
 #include <memory>
 #include <string_view>
 #include <utility>
@@ -49,6 +51,24 @@ class EnableGradGuard {
 
  private:
   bool prev_;
+};
+
+/// A read-only list of tensors for record() and init_node(): a braced list `{a, b}` (no
+/// heap allocation; valid until the end of the full expression) or a std::vector.
+class TensorList {
+ public:
+  TensorList() = default;
+  TensorList(std::initializer_list<Tensor> l) : data_(std::data(l)), size_(l.size()) {}
+  TensorList(const std::vector<Tensor>& v) : data_(v.data()), size_(v.size()) {}
+  const Tensor* begin() const { return data_; }
+  const Tensor* end() const { return data_ + size_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const Tensor& operator[](size_t i) const { return data_[i]; }
+
+ private:
+  const Tensor* data_ = nullptr;
+  size_t size_ = 0;
 };
 
 /// Where a gradient goes: input number input_nr of node fn (null fn: nowhere).
@@ -92,7 +112,9 @@ class Node : public std::enable_shared_from_this<Node> {
   std::vector<Edge> next_edges;
   uint32_t num_outputs = 1;
   uint64_t sequence_nr = 0;
-  /// Output shapes/dtypes, to build zero gradients for outputs that got none.
+  /// Output shapes/dtypes, to build zero gradients for outputs that got none. Filled only
+  /// for nodes with several outputs: the engine never runs a node that received no
+  /// gradient at all, so a one-output node always has its gradient.
   std::vector<Shape> output_shapes;
   std::vector<DType> output_dtypes;
   Device output_device;
@@ -147,10 +169,10 @@ Edge gradient_edge(const Tensor& t);
 void fill_missing_grads(const Node& node, std::vector<Tensor>& grads);
 /// Errors if backward already released this node's saved tensors.
 void check_not_released(const Node& node, const std::vector<SavedTensor>& saved);
+/// Gives node one edge per input and makes it the grad_fn of every floating output.
 std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, std::initializer_list<const Tensor*> inputs,
-                                const std::vector<Tensor>& outputs);
-std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, const std::vector<Tensor>& inputs,
-                                const std::vector<Tensor>& outputs);
+                                TensorList outputs);
+std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, TensorList inputs, TensorList outputs);
 }  // namespace autograd_detail
 
 template <typename F> std::vector<Tensor> FunctionNode<F>::apply(std::vector<Tensor>&& grads) {
@@ -177,8 +199,8 @@ inline SavedTensor save(const Tensor& t, bool is_output = false) { return SavedT
 /// grad_fn of every output (output_nr = position). Inputs that do not require grad get
 /// no edge, and their gradient is ignored.
 template <typename F>
-void record(const char* name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
-            std::vector<SavedTensor> saved, F&& backward) {
+void record(const char* name, TensorList inputs, TensorList outputs, std::vector<SavedTensor> saved,
+            F&& backward) {
   autograd_detail::init_node(std::make_shared<FunctionNode<std::decay_t<F>>>(name, std::move(saved),
                                                                              std::forward<F>(backward)),
                              inputs, outputs);

@@ -87,7 +87,10 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, const char* name) {
   check_defined(a, name, "input");
   check_defined(b, name, "other");
   check_same_device(a, b, name);
-  const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
+  // Equal shapes (the common case) need no broadcast and no new shape vector.
+  Shape broadcast;
+  if (a.shape() != b.shape()) broadcast = broadcast_shapes(a.shape(), b.shape(), name);
+  const Shape& shape = a.shape() == b.shape() ? a.shape() : broadcast;
   DType common = is_logical(op) ? kBool : result_type(a, b);
   if (op == BinaryOp::Div && !is_floating(common)) common = default_float_dtype();
   if (op == BinaryOp::Sub) FOCUS_CHECK(common != kBool, "[{}] subtraction of bool tensors is not supported; use logical_xor", name);
@@ -111,6 +114,8 @@ Tensor binary(BinaryOp op, const Tensor& a, Scalar b, const char* name) {
       backend_of(a).unary(op == BinaryOp::Mul ? UnaryOp::MulScalar : UnaryOp::AddScalar, make_view(out), make_view(a), p);
     return out;
   }
+  FOCUS_CHECK(op != BinaryOp::Pow || is_floating(common) || !(b.to_double() < 0),
+              "[{}] integers to negative integer powers are not allowed", name);
   if (op == BinaryOp::Pow && is_floating(common) && common == a.dtype()) {
     Tensor out = empty(a.shape(), common, a.device());
     if (out.numel() > 0) backend_of(a).unary(UnaryOp::PowScalar, make_view(out), make_view(a), {b.to_double(), 0});
@@ -180,12 +185,12 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, Scalar value) {
   FOCUS_CHECK(mask.dtype() == kBool, "[masked_fill] mask must be a bool tensor, got {}", mask.dtype());
   FOCUS_CHECK(broadcast_shapes(x.shape(), mask.shape(), "masked_fill") == x.shape(),
               "[masked_fill] mask of shape {} cannot be broadcast to the input's shape {}", mask.shape(), x.shape());
-  FOCUS_CHECK(x.is_floating_point() || value.is_integral(),
-              "[masked_fill] value {} cannot be stored in a {} tensor", value.to_double(), x.dtype());
   return where(mask, full({}, value, TensorOptions(x.dtype()).device(x.device())), x);
 }
 
 void masked_fill_(const Tensor& x, const Tensor& mask, Scalar value) {
+  check_defined(x, "masked_fill_", "self");
+  check_writable(x, "masked_fill_");
   Tensor r = masked_fill(x, mask, value);
   copy_(x, r);
   x.bump_version();
@@ -193,6 +198,7 @@ void masked_fill_(const Tensor& x, const Tensor& mask, Scalar value) {
 
 void fill_(const Tensor& x, Scalar value) {
   check_defined(x, "fill_", "self");
+  check_writable(x, "fill_");
   if (x.numel() > 0) backend_of(x).fill(make_view(x), value);
   x.bump_version();
 }
