@@ -162,12 +162,9 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
     if (m.grad_fn) {
       caps.push_back({m.grad_fn.get(), m.output_nr, i});
     } else {
-      auto acc = m.grad_accumulator.lock();
-      if (!acc) {
-        // The leaf is not in any graph yet; nothing can reach it.
-        results[i] = Tensor();
-        continue;
-      }
+      // The leaf's accumulator (created if the leaf is in no graph yet: it may still be
+      // one of the outputs, as in grad({x}, {x})).
+      std::shared_ptr<Node> acc = autograd_detail::gradient_edge(x).fn;
       hold.push_back(acc);
       caps.push_back({acc.get(), 0, i});
     }

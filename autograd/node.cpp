@@ -22,6 +22,25 @@ class AccumulateGrad final : public Node {
 };
 }  // namespace
 
+Node::~Node() {
+  // Each node owns the next ones through its edges, so dropping a long chain would
+  // recurse once per node. Nodes whose last owner is this one are queued instead and
+  // destroyed by a loop in the outermost ~Node of this thread.
+  thread_local std::vector<std::shared_ptr<Node>>* queue = nullptr;
+  std::vector<std::shared_ptr<Node>> local;
+  const bool outermost = queue == nullptr;
+  if (outermost) queue = &local;
+  for (Edge& e : next_edges)
+    if (e.fn && e.fn.use_count() == 1) queue->push_back(std::move(e.fn));
+  if (!outermost) return;
+  while (!local.empty()) {
+    std::shared_ptr<Node> n = std::move(local.back());
+    local.pop_back();
+    n.reset();  // may queue more nodes onto local
+  }
+  queue = nullptr;
+}
+
 bool GradMode::is_enabled() { return grad_enabled; }
 void GradMode::set_enabled(bool e) { grad_enabled = e; }
 

@@ -100,7 +100,9 @@ class SavedTensor {
 /// A recorded op. apply() maps gradients of its outputs to gradients of its inputs.
 class Node : public std::enable_shared_from_this<Node> {
  public:
-  virtual ~Node() = default;
+  /// Frees the graph behind this node without recursing once per node (long graphs
+  /// would overflow the stack).
+  virtual ~Node();
   /// PyTorch-style name, e.g. "MulBackward0".
   virtual std::string_view name() const = 0;
   /// grads: one per output (undefined when no gradient flowed to that output).

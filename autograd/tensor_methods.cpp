@@ -77,7 +77,11 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
   raw::check_defined(src, "copy_", "src");
   const bool rec = needs_grad(*this, src);
   check_inplace(*this, "copy_", rec);
-  raw::copy_(*this, src);
+  // A source overlapping the destination in another layout (x.copy_(x.t())) would be
+  // read after being partly overwritten: copy it out first.
+  const bool overlaps = src.storage() == storage() &&
+                        !(src.storage_offset() == storage_offset() && src.shape() == shape() && src.strides() == strides());
+  raw::copy_(*this, overlaps ? raw::clone(src) : src);
   bump_version();
   if (rec) {
     OtherInfo o{src.shape(), src.dtype()};

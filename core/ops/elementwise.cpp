@@ -11,6 +11,9 @@ namespace {
 int category(DType t) { return t == kBool ? 0 : is_floating(t) ? 2 : 1; }
 int category(Scalar s) { return s.kind() == Scalar::Kind::Bool ? 0 : s.is_floating() ? 2 : 1; }
 
+// torch.can_cast for in-place results: never to a lower category (float -> int, int -> bool).
+bool can_cast(DType from, DType to) { return category(from) <= category(to); }
+
 bool is_compare(BinaryOp op) { return op >= BinaryOp::Eq && op <= BinaryOp::Ge; }
 bool is_logical(BinaryOp op) { return op >= BinaryOp::LogicalAnd; }
 
@@ -57,6 +60,7 @@ Tensor unary(UnaryOp op, const Tensor& x, UnaryParams p, const char* name) {
   if (op == UnaryOp::LogicalNot) dt = kBool;
   else if (is_float_op(op) && !is_floating(dt)) dt = default_float_dtype();
   else if (op == UnaryOp::Neg) FOCUS_CHECK(dt != kBool, "[{}] negation of a bool tensor is not supported; use logical_not", name);
+  else FOCUS_CHECK(dt != kBool, "[{}] bool inputs are not supported", name);
   Tensor in = op == UnaryOp::LogicalNot ? x : cast(x, dt);
   Tensor out = empty(x.shape(), dt, x.device());
   if (out.numel() > 0) backend_of(x).unary(op, make_view(out), make_view(in), p);
@@ -134,12 +138,17 @@ void binary_(BinaryOp op, const Tensor& self, const Tensor& other, const char* n
               self.shape(), other.shape());
   DType common = result_type(self, other);
   if (op == BinaryOp::Div && !is_floating(common)) common = default_float_dtype();
-  FOCUS_CHECK(promote_types(common, self.dtype()) == self.dtype(),
+  FOCUS_CHECK(can_cast(common, self.dtype()),
               "[{}] result type {} can't be cast to the desired output type {}", name, common, self.dtype());
   if (self.numel() > 0) {
     const DType dt = self.dtype();
-    // other may alias self (x.add_(x)): the kernel reads each element before writing it.
-    backend_of(self).binary(op, make_view(self), make_view(self), make_view(cast(other, dt), self.shape()));
+    // other may be self itself (x.add_(x)): the kernel reads each element before writing
+    // it. Any other overlap (x.add_(x.t())) would read already-written elements: copy first.
+    const bool overlaps = other.storage() == self.storage() &&
+                          !(other.storage_offset() == self.storage_offset() && other.shape() == self.shape() &&
+                            other.strides() == self.strides());
+    const Tensor src = overlaps ? clone(other) : other;
+    backend_of(self).binary(op, make_view(self), make_view(self), make_view(cast(src, dt), self.shape()));
   }
   self.bump_version();
 }
@@ -148,7 +157,7 @@ void binary_(BinaryOp op, const Tensor& self, Scalar other, const char* name) {
   check_defined(self, name, "self");
   DType common = result_type(self, other);
   if (op == BinaryOp::Div && !is_floating(common)) common = default_float_dtype();
-  FOCUS_CHECK(promote_types(common, self.dtype()) == self.dtype(),
+  FOCUS_CHECK(can_cast(common, self.dtype()),
               "[{}] result type {} can't be cast to the desired output type {}", name, common, self.dtype());
   if ((op == BinaryOp::Add || op == BinaryOp::Sub || op == BinaryOp::Mul) && self.dtype() != kBool) {
     const double v = other.to_double();
