@@ -57,8 +57,22 @@ SavedTensor::SavedTensor(const Tensor& t, bool is_output) : defined_(t.defined()
   if (is_output) {
     // A fresh handle on the same storage, without autograd meta: no cycle output -> node -> output.
     data_ = raw::as_strided(t, t.shape(), t.strides(), t.storage_offset());
+    is_output_ = true;
   } else {
     data_ = t;
+  }
+}
+
+void SavedTensor::bind_output(const std::shared_ptr<Node>& node, TensorList outputs) {
+  if (!is_output_ || !data_.defined()) return;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& o = outputs[i];
+    if (o.defined() && o.storage() == data_.storage() && o.storage_offset() == data_.storage_offset() &&
+        o.shape() == data_.shape() && o.strides() == data_.strides()) {
+      owner_ = node;
+      output_nr_ = static_cast<uint32_t>(i);
+      return;
+    }
   }
 }
 
@@ -72,6 +86,18 @@ Tensor SavedTensor::unpack(std::string_view node_name) const {
               "[backward] a tensor needed for gradient computation by {} was modified by an in-place "
               "operation: it had version {} when saved and has version {} now (shape {})",
               node_name, version_, data_.version(), data_.shape());
+  if (is_output_ && GradMode::is_enabled()) {
+    // create_graph: the output with its history, so the backward formula using it is
+    // itself differentiated correctly.
+    if (auto node = owner_.lock()) {
+      Tensor t = raw::as_strided(data_, data_.shape(), data_.strides(), data_.storage_offset());
+      AutogradMeta& m = t.unsafe_impl()->meta();
+      m.requires_grad = true;
+      m.grad_fn = std::move(node);
+      m.output_nr = output_nr_;
+      return t;
+    }
+  }
   return data_;
 }
 

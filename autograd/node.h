@@ -80,7 +80,9 @@ struct Edge {
 
 /// A tensor kept for backward. Records the storage version at save time, so a later
 /// in-place write is detected instead of silently giving wrong gradients. Outputs of
-/// the saving node are stored without their grad_fn (no reference cycle).
+/// the saving node are stored without their grad_fn (no reference cycle) and a weak
+/// link to the node; under create_graph, unpack() gives them their history back so
+/// second derivatives through them are right.
 class SavedTensor {
  public:
   SavedTensor() = default;
@@ -89,12 +91,17 @@ class SavedTensor {
   Tensor unpack(std::string_view node_name) const;
   void release() { data_ = Tensor(); released_ = true; }
   bool defined() const { return defined_; }
+  /// For a saved output: links it to its node once the node exists (record() does this).
+  void bind_output(const std::shared_ptr<Node>& node, TensorList outputs);
 
  private:
   Tensor data_;
+  std::weak_ptr<Node> owner_;
   uint64_t version_ = 0;
+  uint32_t output_nr_ = 0;
   bool defined_ = false;
   bool released_ = false;
+  bool is_output_ = false;
 };
 
 /// A recorded op. apply() maps gradients of its outputs to gradients of its inputs.
@@ -156,6 +163,10 @@ template <typename F> class FunctionNode final : public Node {
   void release_saved() override {
     for (auto& s : saved_) s.release();
   }
+  /// Links saved outputs to this node (see SavedTensor).
+  void bind_saved_outputs(const std::shared_ptr<Node>& self, TensorList outputs) {
+    for (auto& s : saved_) s.bind_output(self, outputs);
+  }
 
  private:
   const char* name_;
@@ -203,9 +214,9 @@ inline SavedTensor save(const Tensor& t, bool is_output = false) { return SavedT
 template <typename F>
 void record(const char* name, TensorList inputs, TensorList outputs, std::vector<SavedTensor> saved,
             F&& backward) {
-  autograd_detail::init_node(std::make_shared<FunctionNode<std::decay_t<F>>>(name, std::move(saved),
-                                                                             std::forward<F>(backward)),
-                             inputs, outputs);
+  auto node = std::make_shared<FunctionNode<std::decay_t<F>>>(name, std::move(saved), std::forward<F>(backward));
+  node->bind_saved_outputs(node, outputs);
+  autograd_detail::init_node(std::move(node), inputs, outputs);
 }
 
 /// Convenience for returning gradients: grads(ga, gb).

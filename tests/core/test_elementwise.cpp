@@ -63,7 +63,7 @@ std::vector<Layout> layouts(DType dt, double lo, double hi) {
           {"permuted 3-d", uniform({2, 3, 4}, dt, lo, hi).permute({2, 0, 1})},
           {"0-d", uniform({}, dt, lo, hi)},
           {"empty", uniform({0, 4}, dt, lo, hi)},
-          {"large (parallel path)", uniform({70000}, dt, lo, hi)}};
+          {"empty inner dim", uniform({4, 0}, dt, lo, hi)}};
 }
 
 double gelu_ref(double x) { return 0.5 * x * std::erfc(-x / std::sqrt(2.0)); }
@@ -199,9 +199,7 @@ std::vector<ShapePair> shape_pairs(DType dt, double lo, double hi) {
           {"[2,0] with [2,1]", u({2, 0}), u({2, 1})},
           {"transposed with contiguous", u({4, 3}).t(), u({3, 4})},
           {"sliced with transposed", u({3, 8}).slice(1, 0, std::nullopt, 2), u({4, 3}).t()},
-          {"expanded with sliced", u({1, 4}).expand({3, 4}), u({6, 4}).slice(0, 0, std::nullopt, 2)},
-          {"large (parallel path)", u({70000}), u({70000})},
-          {"large broadcast", u({300, 1}), u({1, 300})}};
+          {"expanded with sliced", u({1, 4}).expand({3, 4}), u({6, 4}).slice(0, 0, std::nullopt, 2)}};
 }
 
 // Tolerances of float32 results against float64 references for ordinary ops.
@@ -269,7 +267,7 @@ TEST_CASE("unary ops match float64 references in every layout and both float dty
         const Tensor y = c.op(l.t);
         CHECK(y.dtype() == dt);
         CHECK(y.shape() == l.t.shape());
-        CHECK(y.is_contiguous());
+        CHECK((y.numel() == 0 || y.is_contiguous()));  // core: is_contiguous() is false for some empty shapes
         if (dt == kFloat32) CHECK(allclose(y, ref_unary(l.t, c.ref), kRtol32, kAtol32));
         else CHECK(allclose(y, ref_unary(l.t, c.ref), kRtol64, kAtol64));
       }
@@ -303,6 +301,26 @@ TEST_CASE("binary ops with mixed float dtypes compute in the promoted dtype") {
     CHECK(y.dtype() == kFloat64);
     CHECK(allclose(y, ref_binary(a, b, c.ref), 1e-12, 1e-14));
   }
+}
+
+TEST_CASE("large tensors (split across threads) give the same values") {
+  manual_seed(11);
+  const int prev = get_num_threads();
+  set_num_threads(2);
+  const Tensor a = uniform({300, 250}, kFloat32, 0.5, 2), b = uniform({250}, kFloat32, 0.5, 2);
+  CHECK(allclose(focus::exp(a), ref_unary(a, [](double x) { return std::exp(x); }), kRtol32, kAtol32));
+  CHECK(allclose(gelu(a.t()), ref_unary(a.t(), gelu_ref), kRtol32, kAtol32));
+  CHECK(allclose(a * b, ref_binary(a, b, [](double x, double y) { return x * y; }), kRtol32, kAtol32));
+  CHECK(allclose(focus::pow(a.t(), b.view({250, 1})),
+                 ref_binary(a.t(), b.view({250, 1}), [](double x, double y) { return std::pow(x, y); }), kRtol32,
+                 kAtol32));
+  const Tensor m = gt(a, b);
+  CHECK(m.to_vector<bool>() == ref_binary(a, b, [](double x, double y) { return double(x > y); }).to_vector<bool>());
+  CHECK(allclose(where(m, a, 0.0), ref_binary(a, b, [](double x, double y) { return x > y ? x : 0.0; }), 0, 0));
+  const Tensor c = a.clone();
+  c.add_(b, 2);
+  CHECK(allclose(c, ref_binary(a, b, [](double x, double y) { return x + 2 * y; }), kRtol32, kAtol32));
+  set_num_threads(prev);
 }
 
 TEST_CASE("special values: nan, inf, signed zero") {
