@@ -938,6 +938,76 @@ TEST_CASE("gradcheck: binary ops (same shapes), contiguous and non-contiguous in
   CHECK(allclose(g[1], tensor({0.0, 0.125 * std::log(0.5)})));
 }
 
+TEST_CASE("gradcheck: broadcasting binary ops reduce the gradient to each input's shape") {
+  manual_seed(12);
+  struct Pair {
+    const char* name;
+    Shape a, b;
+    bool noncontig_a;
+  };
+  const std::vector<Pair> pairs = {
+      {"[2,1,4] with [3,1]", {2, 1, 4}, {3, 1}, false},
+      {"[4] with [2,3,4]", {4}, {2, 3, 4}, false},
+      {"[3,1] with [1,4]", {3, 1}, {1, 4}, false},
+      {"0-d with [2,3]", {}, {2, 3}, false},
+      {"[1,3,1] with [2,3,4]", {1, 3, 1}, {2, 3, 4}, false},
+      {"transposed [4,3] with [3]", {4, 3}, {3}, true},
+      {"transposed [2,3] with [2,1]", {2, 3}, {2, 1}, true},
+  };
+  for (const BinaryCase& c : binary_cases()) {
+    for (const Pair& p : pairs) {
+      INFO(std::string(c.name) << " on " << std::string(p.name));
+      const Tensor a = grad_input(p.a, c.lo, c.hi, p.noncontig_a), b = grad_input(p.b, c.lo, c.hi);
+      CHECK(gradcheck([&](const std::vector<Tensor>& v) { return c.op(v[0], v[1]); }, {a, b}));
+      // and with the operands swapped (the larger one first)
+      CHECK(gradcheck([&](const std::vector<Tensor>& v) { return c.op(v[1], v[0]); }, {a, b}));
+      const std::vector<Tensor> g = autograd::grad({c.op(a, b)}, {a, b}, {ones(broadcast_shapes(p.a, p.b, "t"), kFloat64)});
+      CHECK(g[0].shape() == p.a);
+      CHECK(g[1].shape() == p.b);
+    }
+  }
+  // an expanded (stride-0) operand inside the function
+  const Tensor col = grad_input({3, 1}, -1, 1), row = grad_input({4}, -1, 1);
+  CHECK(gradcheck([](const std::vector<Tensor>& v) { return v[0].expand({2, 3, 4}) * v[1]; }, {col, row}));
+  CHECK(gradcheck([](const std::vector<Tensor>& v) { return focus::exp(v[0].expand({3, 4})) + v[0]; }, {col}));
+  // where and masked_fill with broadcast condition / mask / operands
+  const Tensor cond = tensor<bool>({true, false, true}).view({3, 1});
+  CHECK(gradcheck([&](const std::vector<Tensor>& v) { return where(cond, v[0], v[1]); }, {row, col}));
+  CHECK(gradcheck([&](const std::vector<Tensor>& v) { return where(cond, v[0].view({1, 4}), 2.0); }, {row}));
+  const Tensor full34 = grad_input({3, 4}, -1, 1, true);
+  CHECK(gradcheck([](const std::vector<Tensor>& v) { return masked_fill(v[0], tensor<bool>({true, false, false, true}), 0.5); },
+                  {full34}));
+  // mixed float dtypes with broadcasting: the float32 operand does not require grad
+  const Tensor f32 = uniform({4}, kFloat32, 0.5, 2);
+  CHECK(gradcheck([&](const std::vector<Tensor>& v) { return v[0] * f32 + f32 / v[0]; }, {grad_input({3, 4}, 0.5, 2)}));
+  // a sum-reduced function of views
+  CHECK(gradcheck([](const std::vector<Tensor>& v) { return focus::sin(v[0].t()) * v[0].t().slice(0, 1).sum(); },
+                  {grad_input({3, 4}, -1, 1, true)}));
+}
+
+TEST_CASE("gradcheck: in-place ops with a broadcast operand") {
+  manual_seed(13);
+  const Tensor w = uniform({3, 4}, kFloat64, 0.5, 2).requires_grad_();
+  const Tensor o = uniform({4}, kFloat64, 0.5, 2).requires_grad_();
+  const std::vector<std::pair<const char*, std::function<void(const Tensor&, const Tensor&)>>> ops = {
+      {"add_", [](const Tensor& y, const Tensor& b) { y.add_(b, 2); }},
+      {"sub_", [](const Tensor& y, const Tensor& b) { y.sub_(b); }},
+      {"mul_", [](const Tensor& y, const Tensor& b) { y.mul_(b); }},
+      {"div_", [](const Tensor& y, const Tensor& b) { y.div_(b); }},
+      {"copy_", [](const Tensor& y, const Tensor& b) { y.copy_(b); }},
+  };
+  for (const auto& [name, op] : ops) {
+    INFO(std::string(name));
+    CHECK(gradcheck(
+        [&](const std::vector<Tensor>& v) {
+          Tensor y = v[0] * 1.0;
+          op(y, v[1]);
+          return y * y;
+        },
+        {w, o}));
+  }
+}
+
 TEST_CASE("gradcheck: where, masked_fill, maximum/minimum ties") {
   manual_seed(9);
   const Tensor cond = tensor<bool>({true, false, false, true, true, false, true, false, true, true, false, false},
@@ -1013,6 +1083,9 @@ TEST_CASE("gradcheck: view ops, contiguous and non-contiguous inputs") {
       {"unflatten", {3, 4}, [](const Tensor& x) { return x.unflatten(1, {2, 2}); }},
       {"contiguous", {3, 4}, [](const Tensor& x) { return x.contiguous(); }},
       {"clone", {3, 4}, [](const Tensor& x) { return x.clone(); }},
+      {"expand", {3, 1}, [](const Tensor& x) { return x.expand({2, 3, 4}); }},
+      {"expand -1", {3, 1}, [](const Tensor& x) { return x.expand({-1, 5}); }},
+      {"expand_as", {1, 4}, [](const Tensor& x) { return x.expand_as(zeros({3, 4})); }},
       {"chain of views", {2, 3, 4},
        [](const Tensor& x) { return x.permute({1, 2, 0}).narrow(0, 1, 2).select(1, 2).t().unsqueeze(0); }},
   };
@@ -1033,6 +1106,7 @@ TEST_CASE("gradcheck: view ops, contiguous and non-contiguous inputs") {
   CHECK(x.narrow(0, 0, 1).grad_fn()->name() == "NarrowBackward0");
   CHECK(x.slice(0, 0, 1).grad_fn()->name() == "SliceBackward0");
   CHECK(x.select(0, 0).grad_fn()->name() == "SelectBackward0");
+  CHECK(x.expand({2, 3, 4}).grad_fn()->name() == "ExpandBackward0");
   CHECK(x.unsqueeze(0).grad_fn()->name() == "UnsqueezeBackward0");
   CHECK(x.clone().grad_fn()->name() == "CloneBackward0");
   CHECK(x.to(kFloat32).grad_fn()->name() == "ToCopyBackward0");
