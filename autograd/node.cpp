@@ -12,13 +12,16 @@ namespace {
 thread_local bool grad_enabled = true;
 std::atomic<uint64_t> next_sequence_nr{0};
 
-// Accumulates into a leaf's .grad. Holds the leaf; the leaf holds it only weakly.
+// Accumulates into a leaf's .grad. Leaf and accumulator hold each other only weakly
+// (the graph owns the accumulator): a gradient built with create_graph references the
+// graph, and a strong link back to the leaf would make leaf -> grad -> graph -> leaf a
+// leaking cycle. A leaf nobody holds any more has no .grad anyone could read.
 class AccumulateGrad final : public Node {
  public:
-  explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : leaf_(std::move(leaf)) {}
+  explicit AccumulateGrad(const std::shared_ptr<TensorImpl>& leaf) : leaf_(leaf) {}
   std::string_view name() const override { return "AccumulateGrad"; }
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override;
-  std::shared_ptr<TensorImpl> leaf_;
+  std::weak_ptr<TensorImpl> leaf_;
 };
 }  // namespace
 
@@ -187,9 +190,10 @@ std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, std::initializer_lis
 
 std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
   Tensor g = std::move(grads.at(0));
-  if (!g.defined()) return {};
-  Tensor leaf(leaf_);
-  AutogradMeta& m = leaf_->meta();
+  std::shared_ptr<TensorImpl> impl = leaf_.lock();
+  if (!g.defined() || !impl) return {};
+  Tensor leaf(impl);
+  AutogradMeta& m = impl->meta();
   if (!m.grad || !m.grad->defined()) {
     // Own the storage: the incoming gradient may alias a tensor the user still holds.
     Tensor own = g.impl_ptr().use_count() == 1 && g.is_contiguous() && !g.requires_grad()

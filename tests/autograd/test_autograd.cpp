@@ -314,6 +314,32 @@ TEST_CASE("the graph and its saved tensors are freed after backward") {
   }
   CHECK(acc.expired());
 
+  // the graph's accumulator does not keep a leaf alive (only saved tensors do)
+  {
+    std::weak_ptr<TensorImpl> gone;
+    Tensor y;
+    {
+      const Tensor w = leaf({2.0});
+      gone = w.impl_ptr();
+      y = w * 2.0;  // saves nothing
+    }
+    CHECK(gone.expired());
+    y.backward();  // reaches the accumulator of a leaf that is gone: nothing to do
+  }
+  // a create_graph gradient references a graph that saved the leaf (leaf -> grad ->
+  // graph -> leaf), as in PyTorch: resetting .grad breaks the cycle
+  {
+    std::weak_ptr<TensorImpl> gone;
+    {
+      const Tensor w = leaf({2.0});
+      gone = w.impl_ptr();
+      (w * w * w).backward(Tensor(), false, /*create_graph=*/true);
+      CHECK(w.grad().requires_grad());
+      w.set_grad(Tensor());
+    }
+    CHECK(gone.expired());
+  }
+
   // a long graph is freed without recursing once per node
   {
     Tensor z = x;
@@ -485,6 +511,7 @@ TEST_CASE("create_graph: higher-order gradients") {
   (w * w).backward(Tensor(), false, /*create_graph=*/true);
   CHECK(w.grad().requires_grad());
   CHECK(autograd::grad({w.grad()}, {w})[0].to_vector<double>() == std::vector<double>{2});
+  w.set_grad(Tensor());  // breaks the w -> grad -> graph -> w cycle (see the memory test)
   // fused backward kernels refuse instead of returning wrong second derivatives
   const Tensor u = leaf({0.5});
   CHECK_THROWS_WITH_AS(autograd::grad({gelu(u)}, {u}, {}, true, true),
