@@ -122,12 +122,14 @@ void run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_out
     }
 
     const bool is_accumulator = node->name() == "AccumulateGrad";
+    // A node that received no gradient at all passes none on (backward is linear in the
+    // incoming gradients), so it is not run; its saved tensors are freed all the same.
+    bool any_grad = false;
+    for (const Tensor& g : in) any_grad = any_grad || g.defined();
     std::vector<Tensor> out;
-    if (!is_accumulator || accumulate_leaves) {
-      out = node->apply(std::move(in));
-      if (!retain_graph) node->release_saved();
-    }
-    FOCUS_CHECK(is_accumulator || out.size() == node->next_edges.size(),
+    if (any_grad && (!is_accumulator || accumulate_leaves)) out = node->apply(std::move(in));
+    if (!retain_graph && (!is_accumulator || accumulate_leaves)) node->release_saved();
+    FOCUS_CHECK(is_accumulator || !any_grad || out.size() == node->next_edges.size(),
                 "[backward] {} returned {} gradients for {} inputs", node->name(), out.size(),
                 node->next_edges.size());
     for (size_t i = 0; i < node->next_edges.size(); ++i) {
@@ -160,12 +162,9 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
     if (m.grad_fn) {
       caps.push_back({m.grad_fn.get(), m.output_nr, i});
     } else {
-      auto acc = m.grad_accumulator.lock();
-      if (!acc) {
-        // The leaf is not in any graph yet; nothing can reach it.
-        results[i] = Tensor();
-        continue;
-      }
+      // The leaf's accumulator (created if the leaf is in no graph yet: it may still be
+      // one of the outputs, as in grad({x}, {x})).
+      std::shared_ptr<Node> acc = autograd_detail::gradient_edge(x).fn;
       hold.push_back(acc);
       caps.push_back({acc.get(), 0, i});
     }

@@ -8,6 +8,8 @@ namespace focus::autograd {
 
 /// Accumulates d(outputs)/d(leaf) into every leaf's .grad, as torch.autograd.backward.
 /// grad_outputs[i] may be undefined for a one-element output (implicit 1).
+/// With create_graph, a leaf's .grad references a graph that holds the leaf: reset the
+/// .grad (set_grad(Tensor())) after use to free them, as in PyTorch.
 void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs = {},
               bool retain_graph = false, bool create_graph = false);
 

@@ -12,15 +12,37 @@ namespace {
 thread_local bool grad_enabled = true;
 std::atomic<uint64_t> next_sequence_nr{0};
 
-// Accumulates into a leaf's .grad. Holds the leaf; the leaf holds it only weakly.
+// Accumulates into a leaf's .grad. Leaf and accumulator hold each other only weakly
+// (the graph owns the accumulator): a gradient built with create_graph references the
+// graph, and a strong link back to the leaf would make leaf -> grad -> graph -> leaf a
+// leaking cycle. A leaf nobody holds any more has no .grad anyone could read.
 class AccumulateGrad final : public Node {
  public:
-  explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : leaf_(std::move(leaf)) {}
+  explicit AccumulateGrad(const std::shared_ptr<TensorImpl>& leaf) : leaf_(leaf) {}
   std::string_view name() const override { return "AccumulateGrad"; }
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override;
-  std::shared_ptr<TensorImpl> leaf_;
+  std::weak_ptr<TensorImpl> leaf_;
 };
 }  // namespace
+
+Node::~Node() {
+  // Each node owns the next ones through its edges, so dropping a long chain would
+  // recurse once per node. Nodes whose last owner is this one are queued instead and
+  // destroyed by a loop in the outermost ~Node of this thread.
+  thread_local std::vector<std::shared_ptr<Node>>* queue = nullptr;
+  std::vector<std::shared_ptr<Node>> local;
+  const bool outermost = queue == nullptr;
+  if (outermost) queue = &local;
+  for (Edge& e : next_edges)
+    if (e.fn && e.fn.use_count() == 1) queue->push_back(std::move(e.fn));
+  if (!outermost) return;
+  while (!local.empty()) {
+    std::shared_ptr<Node> n = std::move(local.back());
+    local.pop_back();
+    n.reset();  // may queue more nodes onto local
+  }
+  queue = nullptr;
+}
 
 bool GradMode::is_enabled() { return grad_enabled; }
 void GradMode::set_enabled(bool e) { grad_enabled = e; }
@@ -38,8 +60,22 @@ SavedTensor::SavedTensor(const Tensor& t, bool is_output) : defined_(t.defined()
   if (is_output) {
     // A fresh handle on the same storage, without autograd meta: no cycle output -> node -> output.
     data_ = raw::as_strided(t, t.shape(), t.strides(), t.storage_offset());
+    is_output_ = true;
   } else {
     data_ = t;
+  }
+}
+
+void SavedTensor::bind_output(const std::shared_ptr<Node>& node, TensorList outputs) {
+  if (!is_output_ || !data_.defined()) return;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& o = outputs[i];
+    if (o.defined() && o.storage() == data_.storage() && o.storage_offset() == data_.storage_offset() &&
+        o.shape() == data_.shape() && o.strides() == data_.strides()) {
+      owner_ = node;
+      output_nr_ = static_cast<uint32_t>(i);
+      return;
+    }
   }
 }
 
@@ -53,6 +89,18 @@ Tensor SavedTensor::unpack(std::string_view node_name) const {
               "[backward] a tensor needed for gradient computation by {} was modified by an in-place "
               "operation: it had version {} when saved and has version {} now (shape {})",
               node_name, version_, data_.version(), data_.shape());
+  if (is_output_ && GradMode::is_enabled()) {
+    // create_graph: the output with its history, so the backward formula using it is
+    // itself differentiated correctly.
+    if (auto node = owner_.lock()) {
+      Tensor t = raw::as_strided(data_, data_.shape(), data_.strides(), data_.storage_offset());
+      AutogradMeta& m = t.unsafe_impl()->meta();
+      m.requires_grad = true;
+      m.grad_fn = std::move(node);
+      m.output_nr = output_nr_;
+      return t;
+    }
+  }
   return data_;
 }
 
@@ -96,19 +144,21 @@ Edge gradient_edge(const Tensor& t) {
   return {acc, 0};
 }
 
-static void finish_node(Node& node, const std::vector<Tensor>& outputs) {
-  node.sequence_nr = next_sequence_nr++;
+static void finish_node(Node& node, TensorList outputs) {
+  node.sequence_nr = next_sequence_nr.fetch_add(1, std::memory_order_relaxed);
   node.num_outputs = static_cast<uint32_t>(outputs.size());
+  for (const auto& o : outputs)
+    if (o.defined()) node.output_device = o.device();
+  if (outputs.size() <= 1) return;  // see Node::output_shapes
   node.output_shapes.reserve(outputs.size());
   node.output_dtypes.reserve(outputs.size());
   for (const auto& o : outputs) {
     node.output_shapes.push_back(o.defined() ? o.shape() : Shape{});
     node.output_dtypes.push_back(o.defined() ? o.dtype() : kFloat32);
-    if (o.defined()) node.output_device = o.device();
   }
 }
 
-static void set_history(const std::shared_ptr<Node>& node, const std::vector<Tensor>& outputs) {
+static void set_history(const std::shared_ptr<Node>& node, TensorList outputs) {
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& o = outputs[i];
     if (!o.defined() || !o.is_floating_point()) continue;  // integer outputs (indices) carry no grad
@@ -119,8 +169,7 @@ static void set_history(const std::shared_ptr<Node>& node, const std::vector<Ten
   }
 }
 
-std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, const std::vector<Tensor>& inputs,
-                                const std::vector<Tensor>& outputs) {
+std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, TensorList inputs, TensorList outputs) {
   node->next_edges.reserve(inputs.size());
   for (const auto& t : inputs) node->next_edges.push_back(gradient_edge(t));
   finish_node(*node, outputs);
@@ -129,7 +178,7 @@ std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, const std::vector<Te
 }
 
 std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, std::initializer_list<const Tensor*> inputs,
-                                const std::vector<Tensor>& outputs) {
+                                TensorList outputs) {
   node->next_edges.reserve(inputs.size());
   for (const Tensor* t : inputs) node->next_edges.push_back(gradient_edge(*t));
   finish_node(*node, outputs);
@@ -141,9 +190,10 @@ std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, std::initializer_lis
 
 std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
   Tensor g = std::move(grads.at(0));
-  if (!g.defined()) return {};
-  Tensor leaf(leaf_);
-  AutogradMeta& m = leaf_->meta();
+  std::shared_ptr<TensorImpl> impl = leaf_.lock();
+  if (!g.defined() || !impl) return {};
+  Tensor leaf(impl);
+  AutogradMeta& m = impl->meta();
   if (!m.grad || !m.grad->defined()) {
     // Own the storage: the incoming gradient may alias a tensor the user still holds.
     Tensor own = g.impl_ptr().use_count() == 1 && g.is_contiguous() && !g.requires_grad()
@@ -166,8 +216,9 @@ void check_inplace(const Tensor& t, const char* op, bool will_record) {
                "or work on a clone()",
                op);
   if (will_record && t.unsafe_impl()->autograd && t.unsafe_impl()->autograd->is_view)
-    FOCUS_FAIL("[{}] in-place operation on a view of a tensor that takes part in autograd is not supported; "
-               "apply it to a clone() of the view",
+    FOCUS_FAIL("[{}] in-place operation on a view is not supported while it records autograd history (the "
+               "viewed tensor would not get the gradient); apply it to a clone() of the view, or to the viewed "
+               "tensor itself",
                op);
 }
 

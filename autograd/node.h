@@ -12,6 +12,8 @@
 ///     return y;
 ///   }
 #include <cstdint>
+#include <initializer_list>
+#include <iterator>
 #include <memory>
 #include <string_view>
 #include <utility>
@@ -51,6 +53,24 @@ class EnableGradGuard {
   bool prev_;
 };
 
+/// A read-only list of tensors for record() and init_node(): a braced list `{a, b}` (no
+/// heap allocation; valid until the end of the full expression) or a std::vector.
+class TensorList {
+ public:
+  TensorList() = default;
+  TensorList(std::initializer_list<Tensor> l) : data_(std::data(l)), size_(l.size()) {}
+  TensorList(const std::vector<Tensor>& v) : data_(v.data()), size_(v.size()) {}
+  const Tensor* begin() const { return data_; }
+  const Tensor* end() const { return data_ + size_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const Tensor& operator[](size_t i) const { return data_[i]; }
+
+ private:
+  const Tensor* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 /// Where a gradient goes: input number input_nr of node fn (null fn: nowhere).
 struct Edge {
   std::shared_ptr<Node> fn;
@@ -60,7 +80,9 @@ struct Edge {
 
 /// A tensor kept for backward. Records the storage version at save time, so a later
 /// in-place write is detected instead of silently giving wrong gradients. Outputs of
-/// the saving node are stored without their grad_fn (no reference cycle).
+/// the saving node are stored without their grad_fn (no reference cycle) and a weak
+/// link to the node; under create_graph, unpack() gives them their history back so
+/// second derivatives through them are right.
 class SavedTensor {
  public:
   SavedTensor() = default;
@@ -69,18 +91,25 @@ class SavedTensor {
   Tensor unpack(std::string_view node_name) const;
   void release() { data_ = Tensor(); released_ = true; }
   bool defined() const { return defined_; }
+  /// For a saved output: links it to its node once the node exists (record() does this).
+  void bind_output(const std::shared_ptr<Node>& node, TensorList outputs);
 
  private:
   Tensor data_;
+  std::weak_ptr<Node> owner_;
   uint64_t version_ = 0;
+  uint32_t output_nr_ = 0;
   bool defined_ = false;
   bool released_ = false;
+  bool is_output_ = false;
 };
 
 /// A recorded op. apply() maps gradients of its outputs to gradients of its inputs.
 class Node : public std::enable_shared_from_this<Node> {
  public:
-  virtual ~Node() = default;
+  /// Frees the graph behind this node without recursing once per node (long graphs
+  /// would overflow the stack).
+  virtual ~Node();
   /// PyTorch-style name, e.g. "MulBackward0".
   virtual std::string_view name() const = 0;
   /// grads: one per output (undefined when no gradient flowed to that output).
@@ -92,7 +121,9 @@ class Node : public std::enable_shared_from_this<Node> {
   std::vector<Edge> next_edges;
   uint32_t num_outputs = 1;
   uint64_t sequence_nr = 0;
-  /// Output shapes/dtypes, to build zero gradients for outputs that got none.
+  /// Output shapes/dtypes, to build zero gradients for outputs that got none. Filled only
+  /// for nodes with several outputs: the engine never runs a node that received no
+  /// gradient at all, so a one-output node always has its gradient.
   std::vector<Shape> output_shapes;
   std::vector<DType> output_dtypes;
   Device output_device;
@@ -132,6 +163,10 @@ template <typename F> class FunctionNode final : public Node {
   void release_saved() override {
     for (auto& s : saved_) s.release();
   }
+  /// Links saved outputs to this node (see SavedTensor).
+  void bind_saved_outputs(const std::shared_ptr<Node>& self, TensorList outputs) {
+    for (auto& s : saved_) s.bind_output(self, outputs);
+  }
 
  private:
   const char* name_;
@@ -147,10 +182,10 @@ Edge gradient_edge(const Tensor& t);
 void fill_missing_grads(const Node& node, std::vector<Tensor>& grads);
 /// Errors if backward already released this node's saved tensors.
 void check_not_released(const Node& node, const std::vector<SavedTensor>& saved);
+/// Gives node one edge per input and makes it the grad_fn of every floating output.
 std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, std::initializer_list<const Tensor*> inputs,
-                                const std::vector<Tensor>& outputs);
-std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, const std::vector<Tensor>& inputs,
-                                const std::vector<Tensor>& outputs);
+                                TensorList outputs);
+std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, TensorList inputs, TensorList outputs);
 }  // namespace autograd_detail
 
 template <typename F> std::vector<Tensor> FunctionNode<F>::apply(std::vector<Tensor>&& grads) {
@@ -177,11 +212,11 @@ inline SavedTensor save(const Tensor& t, bool is_output = false) { return SavedT
 /// grad_fn of every output (output_nr = position). Inputs that do not require grad get
 /// no edge, and their gradient is ignored.
 template <typename F>
-void record(const char* name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
-            std::vector<SavedTensor> saved, F&& backward) {
-  autograd_detail::init_node(std::make_shared<FunctionNode<std::decay_t<F>>>(name, std::move(saved),
-                                                                             std::forward<F>(backward)),
-                             inputs, outputs);
+void record(const char* name, TensorList inputs, TensorList outputs, std::vector<SavedTensor> saved,
+            F&& backward) {
+  auto node = std::make_shared<FunctionNode<std::decay_t<F>>>(name, std::move(saved), std::forward<F>(backward));
+  node->bind_saved_outputs(node, outputs);
+  autograd_detail::init_node(std::move(node), inputs, outputs);
 }
 
 /// Convenience for returning gradients: grads(ga, gb).

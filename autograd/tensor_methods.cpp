@@ -1,5 +1,7 @@
 // Tensor's autograd methods, in-place ops and method forms of the free functions. They
 // live in autograd/ (not core/) because they record graph nodes.
+#include <cmath>
+
 #include "autograd/engine.h"
 #include "autograd/functions/elementwise.h"
 #include "autograd/functions/linalg.h"
@@ -75,7 +77,11 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
   raw::check_defined(src, "copy_", "src");
   const bool rec = needs_grad(*this, src);
   check_inplace(*this, "copy_", rec);
-  raw::copy_(*this, src);
+  // A source overlapping the destination in another layout (x.copy_(x.t())) would be
+  // read after being partly overwritten: copy it out first.
+  const bool overlaps = src.storage() == storage() &&
+                        !(src.storage_offset() == storage_offset() && src.shape() == shape() && src.strides() == strides());
+  raw::copy_(*this, overlaps ? raw::clone(src) : src);
   bump_version();
   if (rec) {
     OtherInfo o{src.shape(), src.dtype()};
@@ -180,6 +186,10 @@ const Tensor& Tensor::div_(Scalar other) const {
 }
 
 const Tensor& Tensor::clamp_(std::optional<Scalar> min, std::optional<Scalar> max) const {
+  raw::check_defined(*this, "clamp_", "self");
+  FOCUS_CHECK(min || max, "[clamp_] at least one of min and max must be given");
+  FOCUS_CHECK(is_floating_point() || !((min && min->is_floating()) || (max && max->is_floating())),
+              "[clamp_] result type {} can't be cast to the desired output type {}", default_float_dtype(), dtype());
   const bool rec = needs_grad(*this);
   check_inplace(*this, "clamp_", rec);
   Tensor pass;
@@ -189,10 +199,9 @@ const Tensor& Tensor::clamp_(std::optional<Scalar> min, std::optional<Scalar> ma
     if (min) pass = logical_and(pass, ge(*this, *min));
     if (max) pass = logical_and(pass, le(*this, *max));
   }
-  Tensor r = clamp(detach(), min, max);
-  raw::copy_(*this, r);
-  bump_version();
+  raw::unary_(UnaryOp::Clamp, *this, {min ? min->to_double() : -INFINITY, max ? max->to_double() : INFINITY}, "clamp_");
   if (rec) record("ClampBackward1", {*this}, {*this}, {save(pass)}, [](BackwardContext& c) {
+    // grad_self = grad where min <= old self <= max, else 0
     return grads(c.grad(0) * c.saved(0).to(c.grad(0).dtype()));
   });
   return *this;

@@ -13,16 +13,22 @@ namespace focus {
 
 namespace {
 
-// What a backward needs to know of an input without keeping it alive.
+// What a backward needs to know of an input without keeping it alive. The shape is
+// copied only when the input was broadcast (it differs from the output's), so the
+// common same-shape case records without allocating.
 struct InputInfo {
   Shape shape;
   DType dtype;
-  explicit InputInfo(const Tensor& t) : shape(t.shape()), dtype(t.dtype()) {}
+  bool broadcast;
+  InputInfo(const Tensor& t, const Tensor& out)
+      : dtype(t.dtype()), broadcast(t.shape() != out.shape()) {
+    if (broadcast) shape = t.shape();
+  }
 };
 
 // Broadcast gradient -> the input's shape and dtype.
 Tensor to_input(const Tensor& g, const InputInfo& in) {
-  Tensor r = sum_to(g, in.shape);
+  Tensor r = in.broadcast ? sum_to(g, in.shape) : g;
   return r.dtype() == in.dtype ? r : r.to(in.dtype);
 }
 
@@ -44,7 +50,7 @@ template <typename F> Tensor unary_op(UnaryOp op, const Tensor& x, UnaryParams p
                                       bool save_x, bool save_y, F fn) {
   Tensor y = raw::unary(op, x, p, name);
   if (needs_grad(x) && y.is_floating_point()) {
-    InputInfo info(x);
+    InputInfo info(x, y);
     record(node, {x}, {y}, {save_x ? save(x) : SavedTensor(), save_y ? save(y, true) : SavedTensor()},
            [fn, info](BackwardContext& c) { return grads(to_input(fn(c.grad(0), c.saved(0), c.saved(1)), info)); });
   }
@@ -59,7 +65,7 @@ Tensor add(const Tensor& a, const Tensor& b, Scalar alpha) {
   const bool unit = alpha.to_double() == 1.0;
   Tensor out = unit ? raw::binary(BinaryOp::Add, a, b, "add") : raw::binary(BinaryOp::Add, a, raw::binary(BinaryOp::Mul, b, alpha, "add"), "add");
   if (needs_grad(a, b)) {
-    InputInfo ia(a), ib(b);
+    InputInfo ia(a, out), ib(b, out);
     record("AddBackward0", {a, b}, {out}, {}, [ia, ib, alpha, unit](BackwardContext& c) {
       // grad_a = sum_to(grad), grad_b = sum_to(alpha * grad)
       const Tensor& g = c.grad(0);
@@ -73,7 +79,7 @@ Tensor add(const Tensor& a, const Tensor& b, Scalar alpha) {
 Tensor add(const Tensor& a, Scalar b) {
   Tensor out = raw::binary(BinaryOp::Add, a, b, "add");
   if (needs_grad(a)) {
-    InputInfo ia(a);
+    InputInfo ia(a, out);
     record("AddBackward1", {a}, {out}, {}, [ia](BackwardContext& c) { return grads(to_input(c.grad(0), ia)); });
   }
   return out;
@@ -95,7 +101,7 @@ Tensor rsub(const Tensor& a, Scalar b) { return add(neg(a), b); }
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = raw::binary(BinaryOp::Mul, a, b, "mul");
   if (needs_grad(a, b)) {
-    InputInfo ia(a), ib(b);
+    InputInfo ia(a, out), ib(b, out);
     const bool ga = needs_grad(a), gb = needs_grad(b);
     record("MulBackward0", {a, b}, {out}, {gb ? save(a) : SavedTensor(), ga ? save(b) : SavedTensor()},
            [ia, ib](BackwardContext& c) {
@@ -111,7 +117,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 Tensor mul(const Tensor& a, Scalar b) {
   Tensor out = raw::binary(BinaryOp::Mul, a, b, "mul");
   if (needs_grad(a)) {
-    InputInfo ia(a);
+    InputInfo ia(a, out);
     record("MulBackward1", {a}, {out}, {}, [ia, b](BackwardContext& c) { return grads(to_input(c.grad(0) * b, ia)); });
   }
   return out;
@@ -120,7 +126,7 @@ Tensor mul(const Tensor& a, Scalar b) {
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = raw::binary(BinaryOp::Div, a, b, "div");
   if (needs_grad(a, b)) {
-    InputInfo ia(a), ib(b);
+    InputInfo ia(a, out), ib(b, out);
     const bool gb = needs_grad(b);
     record("DivBackward0", {a, b}, {out}, {save(b), gb ? save(out, true) : SavedTensor()},
            [ia, ib](BackwardContext& c) {
@@ -137,7 +143,7 @@ Tensor div(const Tensor& a, const Tensor& b) {
 Tensor div(const Tensor& a, Scalar b) {
   Tensor out = raw::binary(BinaryOp::Div, a, b, "div");
   if (needs_grad(a)) {
-    InputInfo ia(a);
+    InputInfo ia(a, out);
     record("DivBackward1", {a}, {out}, {}, [ia, b](BackwardContext& c) { return grads(to_input(c.grad(0) / b, ia)); });
   }
   return out;
@@ -151,7 +157,7 @@ Tensor neg(const Tensor& x) {
 Tensor pow(const Tensor& base, Scalar e) {
   Tensor out = raw::binary(BinaryOp::Pow, base, e, "pow");
   if (needs_grad(base) && out.is_floating_point()) {
-    InputInfo ib(base);
+    InputInfo ib(base, out);
     record("PowBackward0", {base}, {out}, {save(base)}, [ib, e](BackwardContext& c) {
       // grad_x = grad * e * x^(e-1)
       const double ev = e.to_double();
@@ -167,7 +173,7 @@ Tensor pow(const Tensor& base, Scalar e) {
 Tensor pow(const Tensor& base, const Tensor& e) {
   Tensor out = raw::binary(BinaryOp::Pow, base, e, "pow");
   if (needs_grad(base, e) && out.is_floating_point()) {
-    InputInfo ib(base), ie(e);
+    InputInfo ib(base, out), ie(e, out);
     record("PowBackward1", {base, e}, {out}, {save(base), save(e), save(out, true)}, [ib, ie](BackwardContext& c) {
       const Tensor& g = c.grad(0);
       Tensor x = c.saved(0), ex = c.saved(1), y = c.saved(2);
@@ -276,16 +282,14 @@ Tensor softplus(const Tensor& x, double beta, double threshold) {
 Tensor clamp(const Tensor& x, std::optional<Scalar> min, std::optional<Scalar> max) {
   raw::check_defined(x, "clamp", "input");
   FOCUS_CHECK(min || max, "[clamp] at least one of min and max must be given");
-  const bool fp = x.is_floating_point();
-  UnaryParams p{min ? min->to_double() : (fp ? -INFINITY : static_cast<double>(std::numeric_limits<int64_t>::min())),
-                max ? max->to_double() : (fp ? INFINITY : static_cast<double>(std::numeric_limits<int64_t>::max()))};
-  if (!fp) {
-    p.alpha = std::max(p.alpha, -9.2e18);
-    p.beta = std::min(p.beta, 9.2e18);
-  }
+  // A floating bound on an integer tensor gives a floating result, as torch.clamp.
+  if (!x.is_floating_point() && ((min && min->is_floating()) || (max && max->is_floating())))
+    return clamp(x.to(default_float_dtype()), min, max);
+  // Absent bounds are +-inf; integer kernels saturate bounds to their dtype's range.
+  const UnaryParams p{min ? min->to_double() : -INFINITY, max ? max->to_double() : INFINITY};
   return unary_op(UnaryOp::Clamp, x, p, "clamp", "ClampBackward1", true, false,
                   [p](const Tensor& g, const Tensor& x, const Tensor&) {
-                    // gradient passes where min <= x <= max
+                    // grad_x = grad where min <= x <= max, else 0
                     return g * logical_and(ge(x, p.alpha), le(x, p.beta)).to(g.dtype());
                   });
 }
@@ -293,7 +297,7 @@ Tensor clamp(const Tensor& x, std::optional<Scalar> min, std::optional<Scalar> m
 Tensor maximum(const Tensor& a, const Tensor& b) {
   Tensor out = raw::binary(BinaryOp::Maximum, a, b, "maximum");
   if (needs_grad(a, b)) {
-    InputInfo ia(a), ib(b);
+    InputInfo ia(a, out), ib(b, out);
     record("MaximumBackward0", {a, b}, {out}, {save(a), save(b)}, [ia, ib](BackwardContext& c) {
       // grad goes to the larger input; ties split it in half
       const Tensor& g = c.grad(0);
@@ -309,7 +313,7 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
 Tensor minimum(const Tensor& a, const Tensor& b) {
   Tensor out = raw::binary(BinaryOp::Minimum, a, b, "minimum");
   if (needs_grad(a, b)) {
-    InputInfo ia(a), ib(b);
+    InputInfo ia(a, out), ib(b, out);
     record("MinimumBackward0", {a, b}, {out}, {save(a), save(b)}, [ia, ib](BackwardContext& c) {
       const Tensor& g = c.grad(0);
       Tensor x = c.saved(0), y = c.saved(1);
@@ -324,7 +328,7 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   Tensor out = raw::where(cond, a, b);
   if (needs_grad(a, b)) {
-    InputInfo ia(a), ib(b);
+    InputInfo ia(a, out), ib(b, out);
     record("WhereBackward0", {a, b}, {out}, {save(cond)}, [ia, ib](BackwardContext& c) {
       // grad_a = grad where cond, grad_b = grad where !cond
       const Tensor& g = c.grad(0);
@@ -344,7 +348,7 @@ Tensor where(const Tensor& cond, const Tensor& a, Scalar b) {
 Tensor masked_fill(const Tensor& x, const Tensor& mask, Scalar value) {
   Tensor out = raw::masked_fill(x, mask, value);
   if (needs_grad(x)) {
-    InputInfo ix(x);
+    InputInfo ix(x, out);
     record("MaskedFillBackward0", {x}, {out}, {save(mask)}, [ix](BackwardContext& c) {
       return grads(to_input(masked_fill(c.grad(0), c.saved(0), 0), ix));
     });

@@ -14,8 +14,11 @@ namespace focus {
 
 namespace {
 
-void mark_view(const Tensor& out) {
-  if (out.requires_grad()) out.unsafe_impl()->meta().is_view = true;
+// Flags out as a view of in when it shares in's storage (reshape may have copied), so
+// check_inplace can refuse an in-place op that would record history on the view alone:
+// the viewed tensor would never see it and its gradients would be silently wrong.
+void mark_view(const Tensor& out, const Tensor& in) {
+  if (out.storage() == in.storage()) out.unsafe_impl()->meta().is_view = true;
 }
 
 // Records a view whose gradient is the incoming gradient reshaped to the input's shape.
@@ -23,8 +26,8 @@ Tensor reshape_like_view(Tensor out, const Tensor& in, const char* node) {
   if (needs_grad(in)) {
     Shape shape = in.shape();
     record(node, {in}, {out}, {}, [shape](BackwardContext& c) { return grads(c.grad(0).reshape(shape)); });
-    mark_view(out);
   }
+  mark_view(out, in);
   return out;
 }
 
@@ -44,8 +47,8 @@ Tensor picking_view(Tensor out, const Tensor& in, const char* node, ViewFn fn) {
   if (needs_grad(in)) {
     Shape shape = in.shape();
     record(node, {in}, {out}, {}, [shape, fn](BackwardContext& c) { return grads(scatter_into_zeros(c.grad(0), shape, fn)); });
-    mark_view(out);
   }
+  mark_view(out, in);
   return out;
 }
 
@@ -63,8 +66,8 @@ Tensor Tensor::permute(const DimList& dims) const {
     DimList inv(dims.size());
     for (size_t i = 0; i < dims.size(); ++i) inv[static_cast<size_t>(wrap_dim(dims[i], dim(), "permute"))] = static_cast<int64_t>(i);
     record("PermuteBackward0", {*this}, {out}, {}, [inv](BackwardContext& c) { return grads(c.grad(0).permute(inv)); });
-    mark_view(out);
   }
+  mark_view(out, *this);
   return out;
 }
 
@@ -73,8 +76,8 @@ Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
   if (needs_grad(*this)) {
     record("TransposeBackward0", {*this}, {out}, {},
            [d0, d1](BackwardContext& c) { return grads(c.grad(0).transpose(d0, d1)); });
-    mark_view(out);
   }
+  mark_view(out, *this);
   return out;
 }
 
@@ -105,8 +108,8 @@ Tensor Tensor::expand(const Shape& s) const {
   if (needs_grad(*this)) {
     Shape shape = this->shape();
     record("ExpandBackward0", {*this}, {out}, {}, [shape](BackwardContext& c) { return grads(sum_to(c.grad(0), shape)); });
-    mark_view(out);
   }
+  mark_view(out, *this);
   return out;
 }
 

@@ -1,4 +1,5 @@
 // CPU kernels for elementwise ops: unary, their gradients, binary, where.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -11,6 +12,11 @@
 namespace focus::cpu {
 
 namespace {
+
+// The tanh-GELU argument u = sqrt(2/pi) (x + 0.044715 x^3).
+template <typename T> T gelu_tanh_inner(T x) {
+  return T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
+}
 
 template <typename T> T int_pow(T base, T exp) {
   if constexpr (std::is_same_v<T, bool>) {
@@ -43,17 +49,24 @@ template <typename T> void unary_float(UnaryOp op, const TensorView& out, const 
     case UnaryOp::Tanh: return run([](T x) { return vtanh(x); });
     case UnaryOp::Sigmoid: return run([](T x) { return vsigmoid(x); });
     case UnaryOp::Relu: return run([](T x) { return x > T(0) ? x : (x != x ? x : T(0)); });
-    case UnaryOp::Gelu: return run([](T x) { return T(0.5) * x * (T(1) + verf(x * T(0.70710678118654752440))); });
-    case UnaryOp::GeluTanh:
+    case UnaryOp::Gelu:
       return run([](T x) {
-        const T k = T(0.79788456080286535588);  // sqrt(2/pi)
-        return T(0.5) * x * (T(1) + vtanh(k * (x + T(0.044715) * x * x * x)));
+        T cdf, pdf;
+        vnormal_cdf_pdf(x, cdf, pdf);
+        return x * cdf;
       });
+    case UnaryOp::GeluTanh:
+      // 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation for negative x.
+      return run([](T x) { return x * vsigmoid(T(2) * gelu_tanh_inner(x)); });
     case UnaryOp::Silu: return run([](T x) { return x * vsigmoid(x); });
     case UnaryOp::Softplus:
       return run([a, b](T x) { return x * a > b ? x : std::log1p(vexp(a * x)) / a; });
     case UnaryOp::Clamp:
-      return run([a, b](T x) { return x != x ? x : (x < a ? a : (x > b ? b : x)); });
+      // min(max(x, lo), hi) as torch.clamp (hi wins when lo > hi); NaN stays NaN.
+      return run([a, b](T x) {
+        const T lo = x < a ? a : x;
+        return x != x ? x : (lo > b ? b : lo);
+      });
     case UnaryOp::PowScalar:
       if (a == T(2)) return run([](T x) { return x * x; });
       if (a == T(0.5)) return run([](T x) { return std::sqrt(x); });
@@ -69,14 +82,35 @@ template <typename T> void unary_float(UnaryOp op, const TensorView& out, const 
   FOCUS_FAIL("[unary] op {} is not a float op", static_cast<int>(op));
 }
 
+// A double parameter as T without undefined float->int conversions: clamped to int64's
+// range first, then wrapped to T like PyTorch's integer arithmetic.
+template <typename T> T int_param(double v) {
+  v = v != v ? 0.0 : std::clamp(v, -9.2e18, 9.2e18);
+  return static_cast<T>(static_cast<int64_t>(v));
+}
+// A clamp bound as T, saturated to T's range (so clamp(min=-1) on uint8 keeps every value).
+template <typename T> T int_bound(double v) {
+  const double lo = static_cast<double>(std::numeric_limits<T>::lowest());
+  const double hi = static_cast<double>(std::numeric_limits<T>::max());
+  if (!(v > lo)) return std::numeric_limits<T>::lowest();
+  if (!(v < hi)) return std::numeric_limits<T>::max();
+  return static_cast<T>(v);
+}
+
 template <typename T> void unary_int(UnaryOp op, const TensorView& out, const TensorView& in, UnaryParams p) {
   auto run = [&](auto f) { elementwise<T, T>(out, f, in); };
-  const T a = static_cast<T>(p.alpha), b = static_cast<T>(p.beta);
+  const T a = int_param<T>(p.alpha);
   switch (op) {
     case UnaryOp::Neg: return run([](T x) { return static_cast<T>(-x); });
     case UnaryOp::Abs: return run([](T x) { return static_cast<T>(x < 0 ? -x : x); });
     case UnaryOp::Sign: return run([](T x) { return static_cast<T>((T(0) < x) - (x < T(0))); });
-    case UnaryOp::Clamp: return run([a, b](T x) { return x < a ? a : (x > b ? b : x); });
+    case UnaryOp::Clamp: {
+      const T lo = int_bound<T>(p.alpha), hi = int_bound<T>(p.beta);
+      return run([lo, hi](T x) {
+        const T m = x < lo ? lo : x;
+        return m > hi ? hi : m;
+      });
+    }
     case UnaryOp::AddScalar: return run([a](T x) { return static_cast<T>(x + a); });
     case UnaryOp::MulScalar: return run([a](T x) { return static_cast<T>(x * a); });
     case UnaryOp::PowScalar: return run([a](T x) { return int_pow<T>(x, a); });
@@ -115,16 +149,18 @@ void CpuBackend::unary_backward(UnaryBackwardOp op, const TensorView& out, const
     auto on_result = [&](auto f) { elementwise<T, T, T>(out, f, grad, result); };
     switch (op) {
       case UnaryBackwardOp::Gelu:
+        // d/dx x Phi(x) = Phi(x) + x phi(x)
         return on_input([](T g, T x) {
-          const T cdf = T(0.5) * (T(1) + verf(x * T(0.70710678118654752440)));
-          const T pdf = vexp(T(-0.5) * x * x) * T(0.39894228040143267794);
+          T cdf, pdf;
+          vnormal_cdf_pdf(x, cdf, pdf);
           return g * (cdf + x * pdf);
         });
       case UnaryBackwardOp::GeluTanh:
+        // y = x s, s = sigmoid(2u), u = k (x + c x^3): y' = s + 2 x s (1 - s) k (1 + 3 c x^2)
         return on_input([](T g, T x) {
           const T k = T(0.79788456080286535588), c = T(0.044715);
-          const T t = vtanh(k * (x + c * x * x * x));
-          return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * k * (T(1) + T(3) * c * x * x));
+          const T s = vsigmoid(T(2) * gelu_tanh_inner(x));
+          return g * (s + T(2) * x * s * (T(1) - s) * k * (T(1) + T(3) * c * x * x));
         });
       case UnaryBackwardOp::Silu:
         return on_input([](T g, T x) {
@@ -132,11 +168,8 @@ void CpuBackend::unary_backward(UnaryBackwardOp op, const TensorView& out, const
           return g * s * (T(1) + x * (T(1) - s));
         });
       case UnaryBackwardOp::Softplus:
-        return on_input([a, b](T g, T x) {
-          if (x * a > b) return g;
-          const T z = vexp(a * x);
-          return g * z / (z + T(1));
-        });
+        // d/dx log1p(exp(a x)) / a = sigmoid(a x); 1 above the threshold
+        return on_input([a, b](T g, T x) { return x * a > b ? g : g * vsigmoid(a * x); });
       case UnaryBackwardOp::Relu: return on_input([](T g, T x) { return x > T(0) ? g : T(0); });
       case UnaryBackwardOp::Sigmoid: return on_result([](T g, T y) { return g * y * (T(1) - y); });
       case UnaryBackwardOp::Tanh: return on_result([](T g, T y) { return g * (T(1) - y * y); });

@@ -11,6 +11,9 @@ namespace {
 int category(DType t) { return t == kBool ? 0 : is_floating(t) ? 2 : 1; }
 int category(Scalar s) { return s.kind() == Scalar::Kind::Bool ? 0 : s.is_floating() ? 2 : 1; }
 
+// torch.can_cast for in-place results: never to a lower category (float -> int, int -> bool).
+bool can_cast(DType from, DType to) { return category(from) <= category(to); }
+
 bool is_compare(BinaryOp op) { return op >= BinaryOp::Eq && op <= BinaryOp::Ge; }
 bool is_logical(BinaryOp op) { return op >= BinaryOp::LogicalAnd; }
 
@@ -57,6 +60,7 @@ Tensor unary(UnaryOp op, const Tensor& x, UnaryParams p, const char* name) {
   if (op == UnaryOp::LogicalNot) dt = kBool;
   else if (is_float_op(op) && !is_floating(dt)) dt = default_float_dtype();
   else if (op == UnaryOp::Neg) FOCUS_CHECK(dt != kBool, "[{}] negation of a bool tensor is not supported; use logical_not", name);
+  else FOCUS_CHECK(dt != kBool, "[{}] bool inputs are not supported", name);
   Tensor in = op == UnaryOp::LogicalNot ? x : cast(x, dt);
   Tensor out = empty(x.shape(), dt, x.device());
   if (out.numel() > 0) backend_of(x).unary(op, make_view(out), make_view(in), p);
@@ -87,7 +91,10 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, const char* name) {
   check_defined(a, name, "input");
   check_defined(b, name, "other");
   check_same_device(a, b, name);
-  const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
+  // Equal shapes (the common case) need no broadcast and no new shape vector.
+  Shape broadcast;
+  if (a.shape() != b.shape()) broadcast = broadcast_shapes(a.shape(), b.shape(), name);
+  const Shape& shape = a.shape() == b.shape() ? a.shape() : broadcast;
   DType common = is_logical(op) ? kBool : result_type(a, b);
   if (op == BinaryOp::Div && !is_floating(common)) common = default_float_dtype();
   if (op == BinaryOp::Sub) FOCUS_CHECK(common != kBool, "[{}] subtraction of bool tensors is not supported; use logical_xor", name);
@@ -111,6 +118,8 @@ Tensor binary(BinaryOp op, const Tensor& a, Scalar b, const char* name) {
       backend_of(a).unary(op == BinaryOp::Mul ? UnaryOp::MulScalar : UnaryOp::AddScalar, make_view(out), make_view(a), p);
     return out;
   }
+  FOCUS_CHECK(op != BinaryOp::Pow || is_floating(common) || !(b.to_double() < 0),
+              "[{}] integers to negative integer powers are not allowed", name);
   if (op == BinaryOp::Pow && is_floating(common) && common == a.dtype()) {
     Tensor out = empty(a.shape(), common, a.device());
     if (out.numel() > 0) backend_of(a).unary(UnaryOp::PowScalar, make_view(out), make_view(a), {b.to_double(), 0});
@@ -129,12 +138,17 @@ void binary_(BinaryOp op, const Tensor& self, const Tensor& other, const char* n
               self.shape(), other.shape());
   DType common = result_type(self, other);
   if (op == BinaryOp::Div && !is_floating(common)) common = default_float_dtype();
-  FOCUS_CHECK(promote_types(common, self.dtype()) == self.dtype(),
+  FOCUS_CHECK(can_cast(common, self.dtype()),
               "[{}] result type {} can't be cast to the desired output type {}", name, common, self.dtype());
   if (self.numel() > 0) {
     const DType dt = self.dtype();
-    // other may alias self (x.add_(x)): the kernel reads each element before writing it.
-    backend_of(self).binary(op, make_view(self), make_view(self), make_view(cast(other, dt), self.shape()));
+    // other may be self itself (x.add_(x)): the kernel reads each element before writing
+    // it. Any other overlap (x.add_(x.t())) would read already-written elements: copy first.
+    const bool overlaps = other.storage() == self.storage() &&
+                          !(other.storage_offset() == self.storage_offset() && other.shape() == self.shape() &&
+                            other.strides() == self.strides());
+    const Tensor src = overlaps ? clone(other) : other;
+    backend_of(self).binary(op, make_view(self), make_view(self), make_view(cast(src, dt), self.shape()));
   }
   self.bump_version();
 }
@@ -143,7 +157,7 @@ void binary_(BinaryOp op, const Tensor& self, Scalar other, const char* name) {
   check_defined(self, name, "self");
   DType common = result_type(self, other);
   if (op == BinaryOp::Div && !is_floating(common)) common = default_float_dtype();
-  FOCUS_CHECK(promote_types(common, self.dtype()) == self.dtype(),
+  FOCUS_CHECK(can_cast(common, self.dtype()),
               "[{}] result type {} can't be cast to the desired output type {}", name, common, self.dtype());
   if ((op == BinaryOp::Add || op == BinaryOp::Sub || op == BinaryOp::Mul) && self.dtype() != kBool) {
     const double v = other.to_double();
@@ -180,12 +194,12 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, Scalar value) {
   FOCUS_CHECK(mask.dtype() == kBool, "[masked_fill] mask must be a bool tensor, got {}", mask.dtype());
   FOCUS_CHECK(broadcast_shapes(x.shape(), mask.shape(), "masked_fill") == x.shape(),
               "[masked_fill] mask of shape {} cannot be broadcast to the input's shape {}", mask.shape(), x.shape());
-  FOCUS_CHECK(x.is_floating_point() || value.is_integral(),
-              "[masked_fill] value {} cannot be stored in a {} tensor", value.to_double(), x.dtype());
   return where(mask, full({}, value, TensorOptions(x.dtype()).device(x.device())), x);
 }
 
 void masked_fill_(const Tensor& x, const Tensor& mask, Scalar value) {
+  check_defined(x, "masked_fill_", "self");
+  check_writable(x, "masked_fill_");
   Tensor r = masked_fill(x, mask, value);
   copy_(x, r);
   x.bump_version();
@@ -193,6 +207,7 @@ void masked_fill_(const Tensor& x, const Tensor& mask, Scalar value) {
 
 void fill_(const Tensor& x, Scalar value) {
   check_defined(x, "fill_", "self");
+  check_writable(x, "fill_");
   if (x.numel() > 0) backend_of(x).fill(make_view(x), value);
   x.bump_version();
 }
