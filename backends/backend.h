@@ -111,12 +111,124 @@ class Backend {
                      const TensorView& b);
 
   // ---- reductions (section owned by the reductions work) ----------------------------------
+  /// What reduce() computes over each output element's block of input values.
+  enum class ReduceOp : uint8_t {
+    Sum,   // float stays float; integer and bool inputs give int64
+    Mean,  // floating only; nan over an empty block
+    Prod,  // like Sum for dtypes; 1 over an empty block
+    Max,   // same dtype out; NaN propagates; block must be non-empty
+    Min,
+    Norm,  // floating only; (sum |x|^p)^(1/p), with p = 0 (count of nonzeros), 1, 2, +-inf special
+  };
+  /// out[o] = op over the trailing `nreduce` dims of in, where o indexes in's leading
+  /// in.ndim - nreduce dims (out has exactly those sizes, any strides). p: the norm's order.
+  virtual void reduce(ReduceOp op, const TensorView& out, const TensorView& in, int nreduce, double p) {
+    unsupported("reduce");
+  }
+  /// Max (is_max) or min along in's last dim: values[o] (same dtype; skipped when its data
+  /// is null) and indices[o] (int64, the first occurrence; the first NaN wins). out views
+  /// have in's leading dims; the last dim of in is non-empty.
+  virtual void arg_reduce(bool is_max, const TensorView& values, const TensorView& indices, const TensorView& in) {
+    unsupported("arg_reduce");
+  }
 
   // ---- linear algebra (section owned by the linalg work) ------------------------------------
+  /// out[..., M, N] = alpha * a[..., M, K] @ b[..., K, N] + beta * out. All three views have
+  /// the same ndim >= 2; the batch dims of a and b are broadcast to out's (stride 0). Each
+  /// matrix of a and b may have any strides (row- or column-major ones go to BLAS as they
+  /// are). out's matrices are row-major (last stride 1, row stride >= N). A batch dim of out
+  /// with stride 0 accumulates the products of that dim into one matrix (the caller then
+  /// passes beta = 1 onto zeros). beta == 0 ignores out's old values (NaN included).
+  virtual void matmul(const TensorView& out, const TensorView& a, const TensorView& b, double alpha,
+                      double beta) { unsupported("matmul"); }
 
   // ---- shape and indexing (section owned by the indexing work) ------------------------------
 
   // ---- fused nn primitives (section owned by the nn-functional work) ------------------------
+  // softmax, log_softmax, layer_norm
+  /// out = softmax(in) (log_softmax when log) along dim; in and out contiguous, same sizes,
+  /// floating dtype.
+  virtual void softmax(const TensorView& out, const TensorView& in, int dim, bool log) {
+    unsupported(log ? "log_softmax" : "softmax");
+  }
+  /// grad_in from grad_out and the forward's output y (all contiguous, same sizes):
+  /// softmax: y * (g - sum(g * y)); log_softmax: g - exp(y) * sum(g), sums along dim.
+  virtual void softmax_backward(const TensorView& grad_in, const TensorView& grad_out, const TensorView& out,
+                                int dim, bool log) {
+    unsupported(log ? "log_softmax_backward" : "softmax_backward");
+  }
+  /// Rows of in [R, N] (contiguous) normalized: out = (x - mean) * rstd * weight + bias;
+  /// mean and rstd [R] are saved for the backward. weight/bias [N] may be absent (data null).
+  virtual void layer_norm(const TensorView& out, const TensorView& mean, const TensorView& rstd,
+                          const TensorView& in, const TensorView& weight, const TensorView& bias, double eps) {
+    unsupported("layer_norm");
+  }
+  /// dx [R, N], dweight and dbias [N] (either may be absent: data null) from dout [R, N], the
+  /// forward's input and its saved mean and rstd; all contiguous. dweight/dbias are overwritten.
+  virtual void layer_norm_backward(const TensorView& dx, const TensorView& dweight, const TensorView& dbias,
+                                   const TensorView& dout, const TensorView& in, const TensorView& mean,
+                                   const TensorView& rstd, const TensorView& weight) {
+    unsupported("layer_norm_backward");
+  }
+
+  // losses, dropout, attention
+  /// How a loss kernel reduces its per-element losses.
+  enum class LossReduction : uint8_t { None, Mean, Sum };
+  /// Cross entropy from logits [N, C, D] (classes on dim 1) and int64 targets [N, D]:
+  /// loss[n, d] = lse - (1 - eps) x[t] - eps / C * sum_c x[c], 0 where t == ignore_index.
+  /// Writes lse [N, D] (contiguous) and out: [N, D] for None, else 0-d (Mean divides by the
+  /// number of non-ignored targets). Errors on a target outside [0, C) that is not ignored.
+  virtual void cross_entropy_forward(const TensorView& out, const TensorView& lse, const TensorView& logits,
+                                     const TensorView& target, int64_t ignore_index, double label_smoothing,
+                                     LossReduction reduction) { unsupported("cross_entropy"); }
+  /// grad_logits [N, C, D] (contiguous) = (softmax - smoothed one-hot) * g, 0 on ignored
+  /// rows; grad [N, D] for None, else 0-d.
+  virtual void cross_entropy_backward(const TensorView& grad_logits, const TensorView& grad,
+                                      const TensorView& logits, const TensorView& lse, const TensorView& target,
+                                      int64_t ignore_index, double label_smoothing, LossReduction reduction) {
+    unsupported("cross_entropy_backward");
+  }
+  /// loss[n, d] = -x[n, t, d] over log-probabilities [N, C, D], int64 targets [N, D].
+  virtual void nll_loss_forward(const TensorView& out, const TensorView& log_probs, const TensorView& target,
+                                int64_t ignore_index, LossReduction reduction) { unsupported("nll_loss"); }
+  /// grad_input [N, C, D] (contiguous) = -g at the target class, 0 elsewhere.
+  virtual void nll_loss_backward(const TensorView& grad_input, const TensorView& grad, const TensorView& target,
+                                 int64_t ignore_index, LossReduction reduction) {
+    unsupported("nll_loss_backward");
+  }
+  /// (input - target)^2; input and target broadcast to one shape; out that shape or 0-d.
+  virtual void mse_loss_forward(const TensorView& out, const TensorView& input, const TensorView& target,
+                                LossReduction reduction) { unsupported("mse_loss"); }
+  /// grad_input = 2 (input - target) g (/ numel for Mean); all views of grad_input's sizes.
+  virtual void mse_loss_backward(const TensorView& grad_input, const TensorView& grad, const TensorView& input,
+                                 const TensorView& target, LossReduction reduction) {
+    unsupported("mse_loss_backward");
+  }
+  /// Draws keep = (uniform >= p) into mask (bool, contiguous; element i from Philox counter
+  /// rng.offset + i / 4) and writes out = in * keep / (1 - p) (0 scale when p == 1).
+  virtual void dropout_forward(const TensorView& out, const TensorView& mask, const TensorView& in, double p,
+                               RandomState rng) { unsupported("dropout"); }
+  /// grad_in = grad * mask / (1 - p).
+  virtual void dropout_backward(const TensorView& grad_in, const TensorView& grad, const TensorView& mask,
+                                double p) { unsupported("dropout_backward"); }
+  /// Attention per batch entry b of the batch dims B (views broadcast to them, stride 0
+  /// allowed): q [B, L, E], k [B, S, E], v [B, S, Ev]; mask (data null = none) bool
+  /// (true = attend) or q's dtype (added), broadcast to [B, L, S]. Writes probs [B, L, S]
+  /// (contiguous softmax before dropout; rows with no allowed key are 0), out [B, L, Ev]
+  /// (contiguous) and, when weights.data is set and differs from probs, the weights after
+  /// dropout. Dropout keeps element i of [B, L, S] when Philox uniform i >= dropout_p.
+  virtual void attention_forward(const TensorView& out, const TensorView& probs, const TensorView& weights,
+                                 const TensorView& q, const TensorView& k, const TensorView& v,
+                                 const TensorView& mask, bool is_causal, double scale, double dropout_p,
+                                 RandomState rng) { unsupported("scaled_dot_product_attention"); }
+  /// Gradients of attention_forward at the broadcast batch shape (contiguous outputs;
+  /// data null = not wanted): grad_mask [B, L, S] is the gradient of the pre-softmax
+  /// scores. grad_weights (data null = none) adds to the gradient of the weights.
+  virtual void attention_backward(const TensorView& grad_q, const TensorView& grad_k, const TensorView& grad_v,
+                                  const TensorView& grad_mask, const TensorView& grad_out,
+                                  const TensorView& grad_weights, const TensorView& q, const TensorView& k,
+                                  const TensorView& v, const TensorView& probs, double scale, double dropout_p,
+                                  RandomState rng) { unsupported("scaled_dot_product_attention_backward"); }
 
  protected:
   /// Throws "[op] is not implemented for device X".

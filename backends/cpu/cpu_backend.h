@@ -29,12 +29,52 @@ class CpuBackend final : public Backend {
              const TensorView& b) override;
 
   // ---- reductions: reduce.cpp ------------------------------------------------------------
+  void reduce(ReduceOp op, const TensorView& out, const TensorView& in, int nreduce, double p) override;
+  void arg_reduce(bool is_max, const TensorView& values, const TensorView& indices, const TensorView& in) override;
 
   // ---- linear algebra: linalg.cpp -----------------------------------------------------------
+  void matmul(const TensorView& out, const TensorView& a, const TensorView& b, double alpha,
+              double beta) override;
 
   // ---- shape and indexing: indexing.cpp -----------------------------------------------------
 
   // ---- fused nn primitives: nn.cpp ----------------------------------------------------------
+  // softmax, log_softmax, layer_norm: softmax_norm.cpp
+  void softmax(const TensorView& out, const TensorView& in, int dim, bool log) override;
+  void softmax_backward(const TensorView& grad_in, const TensorView& grad_out, const TensorView& out, int dim,
+                        bool log) override;
+  void layer_norm(const TensorView& out, const TensorView& mean, const TensorView& rstd, const TensorView& in,
+                  const TensorView& weight, const TensorView& bias, double eps) override;
+  void layer_norm_backward(const TensorView& dx, const TensorView& dweight, const TensorView& dbias,
+                           const TensorView& dout, const TensorView& in, const TensorView& mean,
+                           const TensorView& rstd, const TensorView& weight) override;
+
+  // losses, dropout, attention: loss.cpp, attention.cpp
+  void cross_entropy_forward(const TensorView& out, const TensorView& lse, const TensorView& logits,
+                             const TensorView& target, int64_t ignore_index, double label_smoothing,
+                             LossReduction reduction) override;
+  void cross_entropy_backward(const TensorView& grad_logits, const TensorView& grad, const TensorView& logits,
+                              const TensorView& lse, const TensorView& target, int64_t ignore_index,
+                              double label_smoothing, LossReduction reduction) override;
+  void nll_loss_forward(const TensorView& out, const TensorView& log_probs, const TensorView& target,
+                        int64_t ignore_index, LossReduction reduction) override;
+  void nll_loss_backward(const TensorView& grad_input, const TensorView& grad, const TensorView& target,
+                         int64_t ignore_index, LossReduction reduction) override;
+  void mse_loss_forward(const TensorView& out, const TensorView& input, const TensorView& target,
+                        LossReduction reduction) override;
+  void mse_loss_backward(const TensorView& grad_input, const TensorView& grad, const TensorView& input,
+                         const TensorView& target, LossReduction reduction) override;
+  void dropout_forward(const TensorView& out, const TensorView& mask, const TensorView& in, double p,
+                       RandomState rng) override;
+  void dropout_backward(const TensorView& grad_in, const TensorView& grad, const TensorView& mask,
+                        double p) override;
+  void attention_forward(const TensorView& out, const TensorView& probs, const TensorView& weights,
+                         const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& mask,
+                         bool is_causal, double scale, double dropout_p, RandomState rng) override;
+  void attention_backward(const TensorView& grad_q, const TensorView& grad_k, const TensorView& grad_v,
+                          const TensorView& grad_mask, const TensorView& grad_out, const TensorView& grad_weights,
+                          const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& probs,
+                          double scale, double dropout_p, RandomState rng) override;
 };
 
 }  // namespace focus::cpu

@@ -1,5 +1,0 @@
-// TEMPORARY: replaced by linalg.cpp.
-#include "autograd/functions/linalg.h"
-namespace focus {
-Tensor matmul(const Tensor&, const Tensor&) { FOCUS_FAIL("[matmul] not implemented yet"); }
-}

@@ -1,0 +1,287 @@
+// CPU kernels for scaled dot-product attention: a forward/backward pair per batch entry
+// (batch * heads), with OpenBLAS for the four products and fused mask + softmax + dropout.
+//
+// Fully masked rows (no key allowed by the bool mask / causal mask, or all scores -inf):
+// the weights are 0 and the output row is 0, with 0 gradients. PyTorch 1.13-2.4 return NaN
+// there (softmax of a row of -inf); PyTorch >= 2.5 uses _safe_softmax in the math backend
+// and returns 0, as here. Padding-only rows (e.g. a padded query position) therefore never
+// poison the loss with NaN.
+#include <cblas.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/dispatch.h"
+#include "backends/cpu/parallel.h"
+#include "backends/cpu/philox.h"
+#include "backends/cpu/vec_math.h"
+#include "core/threads.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace focus::cpu {
+
+namespace {
+
+// C[M, N] = alpha * op(A) op(B) + beta * C, row-major; op = transpose when ta / tb.
+template <typename T>
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+          int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // BLAS wants lda >= 1 and may read nothing: do it by hand
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+    return;
+  }
+  const auto opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
+  const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
+  if constexpr (std::is_same_v<T, float>)
+    cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta, C,
+                static_cast<int>(ldc));
+  else
+    cblas_dgemm(CblasRowMajor, opa, opb, m, n, k, alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta, C,
+                static_cast<int>(ldc));
+}
+
+// A rows x cols block (row stride rs, column stride cs) that BLAS can read in place when its
+// columns are unit-stride and its rows do not overlap; otherwise it is packed.
+bool needs_pack(int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
+  const bool unit_cols = cs == 1 || cols <= 1;
+  return !(unit_cols && (rows <= 1 || rs >= std::max<int64_t>(cols, 1)));
+}
+
+template <typename T> struct Mat {
+  const T* p;
+  int64_t ld;
+};
+
+template <typename T>
+Mat<T> rowmajor(const T* base, int64_t rows, int64_t cols, int64_t rs, int64_t cs, std::vector<T>& buf) {
+  if (!needs_pack(rows, cols, rs, cs)) return {base, rows <= 1 ? std::max<int64_t>(cols, 1) : rs};
+  buf.resize(static_cast<size_t>(rows * cols));  // capacity reserved before any parallel region
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) buf[r * cols + c] = base[r * rs + c * cs];
+  return {buf.data(), std::max<int64_t>(cols, 1)};
+}
+
+// Element offset of batch entry b in a view whose first nb dims are the batch dims.
+int64_t batch_offset(const TensorView& v, int nb, int64_t b) {
+  int64_t off = 0;
+  for (int d = nb - 1; d >= 0; --d) {
+    off += (b % v.sizes[d]) * v.strides[d];
+    b /= v.sizes[d];
+  }
+  return off;
+}
+
+// The matrix of batch entry b of a [B..., rows, cols] view.
+template <typename T> Mat<T> matrix(const TensorView& v, int nb, int64_t b, std::vector<T>& buf) {
+  return rowmajor(v.ptr<T>() + batch_offset(v, nb, b), v.sizes[nb], v.sizes[nb + 1], v.strides[nb],
+                  v.strides[nb + 1], buf);
+}
+bool view_needs_pack(const TensorView& v, int nb) {
+  return needs_pack(v.sizes[nb], v.sizes[nb + 1], v.strides[nb], v.strides[nb + 1]);
+}
+
+// Dropout keep flags for elements [start, start + n) of the [B, L, S] score tensor: the same
+// Philox numbering as CpuBackend::uniform (counter offset + i / 4, word i % 4), so forward
+// and backward regenerate identical masks without storing them.
+void keep_mask(RandomState rng, uint64_t start, int64_t n, double p, uint8_t* out) {
+  uint64_t i = start;
+  const uint64_t end = start + static_cast<uint64_t>(n);
+  while (i < end) {
+    const auto w = philox4x32(rng.offset + i / 4, rng.seed);
+    for (uint64_t j = i % 4; j < 4 && i < end; ++j, ++i)
+      out[i - start] = static_cast<double>(u32_to_unit_float(w[j])) >= p;
+  }
+}
+
+// Per-thread work buffers; their capacity is reserved before the parallel region so nothing
+// allocates (or throws) inside it.
+template <typename T> struct Scratch {
+  std::vector<T> q, k, v, dout, w, dp;
+  std::vector<uint8_t> keep;
+};
+
+// Runs f(b, scratch) for every batch entry. With several entries and threads, entries run in
+// parallel with OpenBLAS held to one thread (the pthreads OpenBLAS must not be entered
+// multi-threaded from an OpenMP region); otherwise entries run in turn and each product may
+// use every thread.
+template <typename T, typename Reserve, typename F>
+void for_each_batch(int64_t nbatch, double flops_per, const Reserve& reserve, const F& f) {
+  const int nt = get_num_threads();
+  const bool outer = nbatch >= 2 && nt > 1 && !omp_in_parallel() && flops_per * static_cast<double>(nbatch) > 2e5;
+  std::vector<Scratch<T>> scratch(outer ? static_cast<size_t>(std::min<int64_t>(nt, nbatch)) : 1);
+  for (auto& s : scratch) reserve(s);
+  if (!outer) {
+    for (int64_t b = 0; b < nbatch; ++b) f(b, scratch[0]);
+    return;
+  }
+  openblas_set_num_threads(1);
+  parallel_for(0, nbatch, 1, [&](int64_t b0, int64_t b1) {
+    Scratch<T>& s = scratch[static_cast<size_t>(omp_get_thread_num()) % scratch.size()];
+    for (int64_t b = b0; b < b1; ++b) f(b, s);
+  });
+  openblas_set_num_threads(nt);
+}
+
+int batch_dims(const TensorView& q) { return q.ndim - 2; }
+int64_t batch_count(const TensorView& q) {
+  int64_t n = 1;
+  for (int d = 0; d < batch_dims(q); ++d) n *= q.sizes[d];
+  return n;
+}
+
+}  // namespace
+
+void CpuBackend::attention_forward(const TensorView& out, const TensorView& probs, const TensorView& weights,
+                                   const TensorView& q, const TensorView& k, const TensorView& v,
+                                   const TensorView& mask, bool is_causal, double scale, double dropout_p,
+                                   RandomState rng) {
+  const int nb = batch_dims(q);
+  const int64_t nbatch = batch_count(q);
+  const int64_t L = q.sizes[nb], E = q.sizes[nb + 1], S = k.sizes[nb], Ev = v.sizes[nb + 1];
+  const bool dropout = dropout_p > 0;
+  const bool separate_weights = weights.data != nullptr && weights.data != probs.data;
+  const bool mask_bool = mask.data != nullptr && mask.dtype == kBool;
+  dispatch_float(q.dtype, "scaled_dot_product_attention", [&](auto tag) {
+    using T = decltype(tag);
+    const T ninf = -std::numeric_limits<T>::infinity();
+    const T ks = static_cast<T>(dropout_p < 1 ? 1.0 / (1.0 - dropout_p) : 0.0);
+    auto reserve = [&](Scratch<T>& s) {
+      if (view_needs_pack(q, nb)) s.q.reserve(static_cast<size_t>(L * E));
+      if (view_needs_pack(k, nb)) s.k.reserve(static_cast<size_t>(S * E));
+      if (view_needs_pack(v, nb)) s.v.reserve(static_cast<size_t>(S * Ev));
+      if (dropout) {
+        s.keep.resize(static_cast<size_t>(L * S));
+        if (!separate_weights) s.w.resize(static_cast<size_t>(L * S));
+      }
+    };
+    for_each_batch<T>(nbatch, 2.0 * static_cast<double>(L * S) * static_cast<double>(E + Ev), reserve,
+                      [&](int64_t b, Scratch<T>& s) {
+      const Mat<T> Q = matrix<T>(q, nb, b, s.q), K = matrix<T>(k, nb, b, s.k), V = matrix<T>(v, nb, b, s.v);
+      T* P = probs.ptr<T>() + b * L * S;
+      // P = scale * Q K^T : [L, E] x [E, S]
+      gemm<T>(false, true, L, S, E, static_cast<T>(scale), Q.p, Q.ld, K.p, K.ld, T(0), P, S);
+      const int64_t mo = mask.data ? batch_offset(mask, nb, b) : 0;
+      for (int64_t l = 0; l < L; ++l) {
+        T* row = P + l * S;
+        if (mask.data) {
+          const int64_t ms = mask.strides[nb + 1], mrow = mo + l * mask.strides[nb];
+          if (mask_bool) {
+            const bool* m = mask.ptr<bool>() + mrow;
+            for (int64_t j = 0; j < S; ++j) row[j] = m[j * ms] ? row[j] : ninf;
+          } else {
+            const T* m = mask.ptr<T>() + mrow;
+            for (int64_t j = 0; j < S; ++j) row[j] += m[j * ms];
+          }
+        }
+        if (is_causal)  // top-left aligned, as torch.ones(L, S).tril(): key j <= query l
+          for (int64_t j = l + 1; j < S; ++j) row[j] = ninf;
+        T mx = ninf;
+        for (int64_t j = 0; j < S; ++j) mx = std::max(mx, row[j]);
+        if (mx == ninf) {  // nothing to attend to: 0 weights (see the top of this file)
+          std::fill(row, row + S, T(0));
+          continue;
+        }
+        T sum = 0;
+        for (int64_t j = 0; j < S; ++j) {
+          row[j] = vexp(row[j] - mx);
+          sum += row[j];
+        }
+        const T inv = T(1) / sum;
+        for (int64_t j = 0; j < S; ++j) row[j] *= inv;
+      }
+      const T* W = P;
+      if (dropout) {
+        T* Wd = separate_weights ? weights.ptr<T>() + b * L * S : s.w.data();
+        keep_mask(rng, static_cast<uint64_t>(b * L * S), L * S, dropout_p, s.keep.data());
+        for (int64_t i = 0; i < L * S; ++i) Wd[i] = s.keep[i] ? P[i] * ks : T(0);
+        W = Wd;
+      }
+      // out = W V : [L, S] x [S, Ev]
+      gemm<T>(false, false, L, Ev, S, T(1), W, std::max<int64_t>(S, 1), V.p, V.ld, T(0), out.ptr<T>() + b * L * Ev,
+              std::max<int64_t>(Ev, 1));
+    });
+  });
+}
+
+void CpuBackend::attention_backward(const TensorView& grad_q, const TensorView& grad_k, const TensorView& grad_v,
+                                    const TensorView& grad_mask, const TensorView& grad_out,
+                                    const TensorView& grad_weights, const TensorView& q, const TensorView& k,
+                                    const TensorView& v, const TensorView& probs, double scale, double dropout_p,
+                                    RandomState rng) {
+  const int nb = batch_dims(q);
+  const int64_t nbatch = batch_count(q);
+  const int64_t L = q.sizes[nb], E = q.sizes[nb + 1], S = k.sizes[nb], Ev = v.sizes[nb + 1];
+  const bool dropout = dropout_p > 0;
+  const bool want_scores = grad_q.data || grad_k.data || grad_mask.data;
+  dispatch_float(q.dtype, "scaled_dot_product_attention_backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T ks = static_cast<T>(dropout_p < 1 ? 1.0 / (1.0 - dropout_p) : 0.0);
+    auto reserve = [&](Scratch<T>& s) {
+      if (view_needs_pack(q, nb)) s.q.reserve(static_cast<size_t>(L * E));
+      if (view_needs_pack(k, nb)) s.k.reserve(static_cast<size_t>(S * E));
+      if (view_needs_pack(v, nb)) s.v.reserve(static_cast<size_t>(S * Ev));
+      if (view_needs_pack(grad_out, nb)) s.dout.reserve(static_cast<size_t>(L * Ev));
+      if (dropout) {
+        s.keep.resize(static_cast<size_t>(L * S));
+        s.w.resize(static_cast<size_t>(L * S));
+      }
+      if (want_scores) s.dp.resize(static_cast<size_t>(L * S));
+    };
+    for_each_batch<T>(nbatch, 4.0 * static_cast<double>(L * S) * static_cast<double>(E + Ev), reserve,
+                      [&](int64_t b, Scratch<T>& s) {
+      const T* P = probs.ptr<T>() + b * L * S;
+      const Mat<T> dO = matrix<T>(grad_out, nb, b, s.dout);
+      const int64_t ldp = std::max<int64_t>(S, 1);
+      // The weights the forward multiplied v by: P, or P * keep / (1 - p) with dropout.
+      const T* W = P;
+      if (dropout) {
+        keep_mask(rng, static_cast<uint64_t>(b * L * S), L * S, dropout_p, s.keep.data());
+        for (int64_t i = 0; i < L * S; ++i) s.w[i] = s.keep[i] ? P[i] * ks : T(0);
+        W = s.w.data();
+      }
+      // grad_v = W^T dO : [S, L] x [L, Ev] -> [S, Ev]
+      if (grad_v.data)
+        gemm<T>(true, false, S, Ev, L, T(1), W, ldp, dO.p, dO.ld, T(0), grad_v.ptr<T>() + b * S * Ev,
+                std::max<int64_t>(Ev, 1));
+      if (!want_scores) return;
+      const Mat<T> V = matrix<T>(v, nb, b, s.v);
+      T* dP = s.dp.data();
+      // dW = dO V^T (+ the gradient of the returned weights) : [L, Ev] x [Ev, S] -> [L, S]
+      gemm<T>(false, true, L, S, Ev, T(1), dO.p, dO.ld, V.p, V.ld, T(0), dP, ldp);
+      if (grad_weights.data) {
+        const T* gw = grad_weights.ptr<T>() + batch_offset(grad_weights, nb, b);
+        const int64_t rs = grad_weights.strides[nb], cs = grad_weights.strides[nb + 1];
+        for (int64_t l = 0; l < L; ++l)
+          for (int64_t j = 0; j < S; ++j) dP[l * S + j] += gw[l * rs + j * cs];
+      }
+      if (dropout)
+        for (int64_t i = 0; i < L * S; ++i) dP[i] = s.keep[i] ? dP[i] * ks : T(0);
+      // softmax backward per row: dZ = P * (dP - sum_j dP_j P_j) (gradient of the masked scores)
+      for (int64_t l = 0; l < L; ++l) {
+        const T* pr = P + l * S;
+        T* dr = dP + l * S;
+        T dot = 0;
+        for (int64_t j = 0; j < S; ++j) dot += dr[j] * pr[j];
+        for (int64_t j = 0; j < S; ++j) dr[j] = pr[j] * (dr[j] - dot);
+      }
+      if (grad_mask.data) std::memcpy(grad_mask.ptr<T>() + b * L * S, dP, static_cast<size_t>(L * S) * sizeof(T));
+      const Mat<T> K = matrix<T>(k, nb, b, s.k), Q = matrix<T>(q, nb, b, s.q);
+      // grad_q = scale * dZ K : [L, S] x [S, E];  grad_k = scale * dZ^T Q : [S, L] x [L, E]
+      if (grad_q.data)
+        gemm<T>(false, false, L, E, S, static_cast<T>(scale), dP, ldp, K.p, K.ld, T(0), grad_q.ptr<T>() + b * L * E,
+                std::max<int64_t>(E, 1));
+      if (grad_k.data)
+        gemm<T>(true, false, S, E, L, static_cast<T>(scale), dP, ldp, Q.p, Q.ld, T(0), grad_k.ptr<T>() + b * S * E,
+                std::max<int64_t>(E, 1));
+    });
+  });
+}
+
+}  // namespace focus::cpu

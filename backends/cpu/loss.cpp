@@ -1,0 +1,320 @@
+// CPU kernels for the losses (cross entropy, nll, mse) and dropout: forward/backward pairs.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/dispatch.h"
+#include "backends/cpu/loops.h"
+#include "backends/cpu/parallel.h"
+#include "backends/cpu/philox.h"
+#include "backends/cpu/vec_math.h"
+#include "core/error.h"
+
+namespace focus::cpu {
+
+namespace {
+
+using Red = Backend::LossReduction;
+
+// Rows of a class-indexed loss: input [N, C, D] with class stride sc, targets [N, D].
+struct Rows {
+  int64_t N, C, D;
+  int64_t sn, sc, sd;  // input strides
+  int64_t tn, td;      // target strides
+  Rows(const TensorView& in, const TensorView& target)
+      : N(in.sizes[0]), C(in.sizes[1]), D(in.sizes[2]), sn(in.strides[0]), sc(in.strides[1]), sd(in.strides[2]),
+        tn(target.strides[0]), td(target.strides[1]) {}
+  int64_t count() const { return N * D; }
+  int64_t in_offset(int64_t r) const { return (r / D) * sn + (r % D) * sd; }
+  int64_t target_at(const int64_t* t, int64_t r) const { return t[(r / D) * tn + (r % D) * td]; }
+};
+
+// Targets are checked serially, before any parallel loop, so the error can be thrown.
+void check_targets(const Rows& g, const TensorView& target, int64_t ignore_index, const char* op) {
+  const int64_t* t = target.ptr<int64_t>();
+  for (int64_t r = 0; r < g.count(); ++r) {
+    const int64_t v = g.target_at(t, r);
+    FOCUS_CHECK(v == ignore_index || (v >= 0 && v < g.C),
+                "[{}] target value {} is out of range for {} classes (expected 0 to {}, or ignore_index {})", op, v,
+                g.C, g.C - 1, ignore_index);
+  }
+}
+
+int64_t count_valid(const Rows& g, const TensorView& target, int64_t ignore_index) {
+  const int64_t* t = target.ptr<int64_t>();
+  int64_t n = 0;
+  for (int64_t r = 0; r < g.count(); ++r) n += g.target_at(t, r) != ignore_index;
+  return n;
+}
+
+// Rows per thread chunk so that one chunk touches about kGrain elements.
+int64_t row_grain(int64_t row_len) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, row_len)); }
+
+// Per-row losses -> out: written as they are ([N, D]) or summed serially in row order (the
+// result does not depend on the thread split), then divided by the count for Mean.
+template <typename T>
+void finish_rows(const TensorView& out, const std::vector<double>& rows, Red reduction, int64_t valid) {
+  T* o = out.ptr<T>();
+  if (reduction == Red::None) {
+    // out is contiguous [N, D], like rows.
+    for (size_t r = 0; r < rows.size(); ++r) o[r] = static_cast<T>(rows[r]);
+    return;
+  }
+  double total = 0;
+  for (double v : rows) total += v;
+  // Mean over zero valid targets is 0/0 = nan, as in PyTorch.
+  *o = static_cast<T>(reduction == Red::Mean ? total / static_cast<double>(valid) : total);
+}
+
+// The gradient scale of row r: grad[r] for None, grad / count for Mean, grad for Sum.
+struct GradScale {
+  const void* data = nullptr;
+  int64_t gn = 0, gd = 0, D = 1;
+  Red reduction = Red::None;
+  double factor = 1;
+  template <typename T> T at(int64_t r) const {
+    const T* g = static_cast<const T*>(data);
+    if (reduction == Red::None) return g[(r / D) * gn + (r % D) * gd];
+    return static_cast<T>(static_cast<double>(*g) * factor);
+  }
+};
+
+GradScale grad_scale(const TensorView& grad, const Rows& g, Red reduction, int64_t valid) {
+  GradScale s;
+  s.data = grad.data;
+  s.reduction = reduction;
+  s.D = g.D;
+  if (reduction == Red::None) {
+    s.gn = grad.strides[0];
+    s.gd = grad.strides[1];
+  } else if (reduction == Red::Mean) {
+    s.factor = 1.0 / static_cast<double>(valid);
+  }
+  return s;
+}
+
+// Row r of the logits: max, log-sum-exp and (when needed) the plain sum.
+template <typename T, bool Contig> void row_stats(const T* x, int64_t C, int64_t sc, bool want_sum, T& lse, T& sum) {
+  const int64_t s = Contig ? 1 : sc;
+  T mx = -std::numeric_limits<T>::infinity();
+  for (int64_t c = 0; c < C; ++c) mx = std::max(mx, x[c * s]);
+  if (std::isinf(mx)) {
+    lse = mx;  // empty row or all -inf: -inf; some +inf: +inf (no inf - inf below)
+  } else {
+    T acc = 0;
+    for (int64_t c = 0; c < C; ++c) acc += vexp(x[c * s] - mx);
+    lse = mx + std::log(acc);
+  }
+  T total = 0;
+  if (want_sum)
+    for (int64_t c = 0; c < C; ++c) total += x[c * s];
+  sum = total;
+}
+
+// Uniform [0, 1) number i of the Philox stream (same bits as CpuBackend::uniform for float32),
+// written as keep = (u >= p) for elements [start, start + n).
+void keep_mask(RandomState rng, uint64_t start, int64_t n, double p, bool* out) {
+  uint64_t i = start;
+  const uint64_t end = start + static_cast<uint64_t>(n);
+  while (i < end) {
+    const auto w = philox4x32(rng.offset + i / 4, rng.seed);
+    for (uint64_t j = i % 4; j < 4 && i < end; ++j, ++i)
+      out[i - start] = static_cast<double>(u32_to_unit_float(w[j])) >= p;
+  }
+}
+
+double keep_scale(double p) { return p < 1 ? 1.0 / (1.0 - p) : 0.0; }
+
+}  // namespace
+
+// ---- cross entropy ---------------------------------------------------------------------------
+
+void CpuBackend::cross_entropy_forward(const TensorView& out, const TensorView& lse, const TensorView& logits,
+                                       const TensorView& target, int64_t ignore_index, double label_smoothing,
+                                       LossReduction reduction) {
+  const Rows g(logits, target);
+  check_targets(g, target, ignore_index, "cross_entropy");
+  const int64_t valid = count_valid(g, target, ignore_index);
+  dispatch_float(logits.dtype, "cross_entropy", [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = logits.ptr<T>();
+    const int64_t* t = target.ptr<int64_t>();
+    T* l = lse.ptr<T>();
+    std::vector<double> rows(static_cast<size_t>(g.count()));
+    const double eps = label_smoothing;
+    const bool smooth = eps > 0;
+    parallel_for(0, g.count(), row_grain(g.C), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const T* xr = x + g.in_offset(r);
+        T lr, sum;
+        if (g.sc == 1) row_stats<T, true>(xr, g.C, 1, smooth, lr, sum);
+        else row_stats<T, false>(xr, g.C, g.sc, smooth, lr, sum);
+        l[r] = lr;
+        const int64_t tr = g.target_at(t, r);
+        if (tr == ignore_index) {
+          rows[r] = 0;
+          continue;
+        }
+        // (1 - eps) * (lse - x_t) + eps / C * sum_c (lse - x_c)
+        double v = static_cast<double>(lr) - (1 - eps) * static_cast<double>(xr[tr * g.sc]);
+        if (smooth) v -= eps / static_cast<double>(g.C) * static_cast<double>(sum);
+        rows[r] = v;
+      }
+    });
+    finish_rows<T>(out, rows, reduction, valid);
+  });
+}
+
+void CpuBackend::cross_entropy_backward(const TensorView& grad_logits, const TensorView& grad,
+                                        const TensorView& logits, const TensorView& lse, const TensorView& target,
+                                        int64_t ignore_index, double label_smoothing, LossReduction reduction) {
+  const Rows g(logits, target);
+  const int64_t valid = reduction == Red::Mean ? count_valid(g, target, ignore_index) : 0;
+  const GradScale gs = grad_scale(grad, g, reduction, valid);
+  dispatch_float(logits.dtype, "cross_entropy_backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = logits.ptr<T>();
+    const int64_t* t = target.ptr<int64_t>();
+    const T* l = lse.ptr<T>();
+    T* gx = grad_logits.ptr<T>();  // contiguous [N, C, D]
+    const T off = static_cast<T>(label_smoothing / static_cast<double>(g.C));
+    const T on = static_cast<T>(1 - label_smoothing);
+    parallel_for(0, g.count(), row_grain(g.C), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const int64_t n = r / g.D, d = r % g.D;
+        T* o = gx + n * g.C * g.D + d;
+        const int64_t tr = g.target_at(t, r);
+        if (tr == ignore_index) {
+          for (int64_t c = 0; c < g.C; ++c) o[c * g.D] = 0;
+          continue;
+        }
+        const T* xr = x + g.in_offset(r);
+        const T lr = l[r];
+        const T s = gs.at<T>(r);
+        if (g.D == 1 && g.sc == 1) {
+          for (int64_t c = 0; c < g.C; ++c) o[c] = (vexp(xr[c] - lr) - off) * s;
+        } else {
+          for (int64_t c = 0; c < g.C; ++c) o[c * g.D] = (vexp(xr[c * g.sc] - lr) - off) * s;
+        }
+        o[tr * g.D] -= on * s;
+      }
+    });
+  });
+}
+
+// ---- nll ------------------------------------------------------------------------------------
+
+void CpuBackend::nll_loss_forward(const TensorView& out, const TensorView& log_probs, const TensorView& target,
+                                  int64_t ignore_index, LossReduction reduction) {
+  const Rows g(log_probs, target);
+  check_targets(g, target, ignore_index, "nll_loss");
+  const int64_t valid = count_valid(g, target, ignore_index);
+  dispatch_float(log_probs.dtype, "nll_loss", [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = log_probs.ptr<T>();
+    const int64_t* t = target.ptr<int64_t>();
+    std::vector<double> rows(static_cast<size_t>(g.count()));
+    for (int64_t r = 0; r < g.count(); ++r) {
+      const int64_t tr = g.target_at(t, r);
+      rows[r] = tr == ignore_index ? 0.0 : -static_cast<double>(x[g.in_offset(r) + tr * g.sc]);
+    }
+    finish_rows<T>(out, rows, reduction, valid);
+  });
+}
+
+void CpuBackend::nll_loss_backward(const TensorView& grad_input, const TensorView& grad, const TensorView& target,
+                                   int64_t ignore_index, LossReduction reduction) {
+  // Rows over grad_input's geometry (contiguous [N, C, D]).
+  const Rows g(grad_input, target);
+  const int64_t valid = reduction == Red::Mean ? count_valid(g, target, ignore_index) : 0;
+  const GradScale gs = grad_scale(grad, g, reduction, valid);
+  dispatch_float(grad_input.dtype, "nll_loss_backward", [&](auto tag) {
+    using T = decltype(tag);
+    T* gx = grad_input.ptr<T>();
+    const int64_t* t = target.ptr<int64_t>();
+    std::fill(gx, gx + g.N * g.C * g.D, T(0));
+    for (int64_t r = 0; r < g.count(); ++r) {
+      const int64_t tr = g.target_at(t, r);
+      if (tr != ignore_index) gx[(r / g.D) * g.C * g.D + tr * g.D + r % g.D] = -gs.at<T>(r);
+    }
+  });
+}
+
+// ---- mse ------------------------------------------------------------------------------------
+
+void CpuBackend::mse_loss_forward(const TensorView& out, const TensorView& input, const TensorView& target,
+                                  LossReduction reduction) {
+  dispatch_float(input.dtype, "mse_loss", [&](auto tag) {
+    using T = decltype(tag);
+    if (reduction == Red::None) {
+      elementwise<T, T, T>(out, [](T a, T b) { T d = a - b; return d * d; }, input, target);
+      return;
+    }
+    // Fixed blocks summed in order: the result does not depend on the thread count.
+    const int64_t n = input.numel;
+    constexpr int64_t kBlock = 8192;
+    const int64_t nblocks = (n + kBlock - 1) / kBlock;
+    std::vector<double> part(static_cast<size_t>(nblocks), 0.0);
+    if (n > 0) {
+      StridedLoop<2> loop({&input, &target});
+      parallel_for(0, nblocks, std::max<int64_t>(1, kGrain / kBlock), [&](int64_t b, int64_t e) {
+        for (int64_t blk = b; blk < e; ++blk) {
+          double acc = 0;
+          loop.run_range(blk * kBlock, std::min(n, (blk + 1) * kBlock), [&](char** p, const int64_t* s, int64_t m) {
+            T local = 0;
+            for (int64_t i = 0; i < m; ++i) {
+              const T d = *reinterpret_cast<const T*>(p[0] + i * s[0]) - *reinterpret_cast<const T*>(p[1] + i * s[1]);
+              local += d * d;
+            }
+            acc += static_cast<double>(local);
+          });
+          part[blk] = acc;
+        }
+      });
+    }
+    double total = 0;
+    for (double v : part) total += v;
+    *out.ptr<T>() = static_cast<T>(reduction == Red::Mean ? total / static_cast<double>(n) : total);
+  });
+}
+
+void CpuBackend::mse_loss_backward(const TensorView& grad_input, const TensorView& grad, const TensorView& input,
+                                   const TensorView& target, LossReduction reduction) {
+  dispatch_float(grad_input.dtype, "mse_loss_backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T f = static_cast<T>(reduction == Red::Mean ? 2.0 / static_cast<double>(grad_input.numel) : 2.0);
+    elementwise<T, T, T, T>(grad_input, [f](T g, T a, T b) { return f * (a - b) * g; }, grad, input, target);
+  });
+}
+
+// ---- dropout --------------------------------------------------------------------------------
+
+void CpuBackend::dropout_forward(const TensorView& out, const TensorView& mask, const TensorView& in, double p,
+                                 RandomState rng) {
+  bool* m = mask.ptr<bool>();
+  const int64_t n = mask.numel;
+  // Chunks start on multiples of 4 so that each Philox call serves one chunk.
+  const int64_t groups = (n + 3) / 4;
+  parallel_for(0, groups, kGrain / 4, [&](int64_t b, int64_t e) {
+    const int64_t lo = 4 * b, hi = std::min(n, 4 * e);
+    keep_mask(rng, static_cast<uint64_t>(lo), hi - lo, p, m + lo);
+  });
+  dispatch_float(out.dtype, "dropout", [&](auto tag) {
+    using T = decltype(tag);
+    const T s = static_cast<T>(keep_scale(p));
+    // x * 0 rather than 0 for dropped elements: nan and inf propagate, as in PyTorch.
+    elementwise<T, T, bool>(out, [s](T x, bool k) { return x * (k ? s : T(0)); }, in, mask);
+  });
+}
+
+void CpuBackend::dropout_backward(const TensorView& grad_in, const TensorView& grad, const TensorView& mask,
+                                  double p) {
+  dispatch_float(grad_in.dtype, "dropout_backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T s = static_cast<T>(keep_scale(p));
+    elementwise<T, T, bool>(grad_in, [s](T g, bool k) { return g * (k ? s : T(0)); }, grad, mask);
+  });
+}
+
+}  // namespace focus::cpu

@@ -1,0 +1,351 @@
+// CPU kernel pairs for softmax, log_softmax and layer_norm. Rows are independent, so
+// they split over threads; the loops inside a row are `omp simd` reductions (float sums
+// are not reassociated without it) with the branch-free vexp.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/dispatch.h"
+#include "backends/cpu/parallel.h"
+#include "backends/cpu/vec_math.h"
+
+namespace focus::cpu {
+
+namespace {
+
+// A contiguous tensor seen as [outer, D, inner] around dim.
+struct Dims3 {
+  int64_t outer = 1, D = 1, inner = 1;
+};
+Dims3 split_at(const TensorView& v, int dim) {
+  Dims3 r;
+  if (v.ndim == 0) return r;
+  for (int d = 0; d < dim; ++d) r.outer *= v.sizes[d];
+  r.D = v.sizes[dim];
+  for (int d = dim + 1; d < v.ndim; ++d) r.inner *= v.sizes[d];
+  return r;
+}
+
+// Columns handled together by the strided (inner > 1) paths.
+constexpr int64_t kTile = 256;
+
+// ---- softmax forward ----------------------------------------------------------------------
+
+template <typename T> void softmax_row(const T* __restrict x, T* __restrict y, int64_t D, bool log) {
+  T m = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int64_t i = 0; i < D; ++i) m = x[i] > m ? x[i] : m;
+  T s = 0;
+  if (!log) {
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < D; ++i) {
+      const T e = vexp(x[i] - m);
+      y[i] = e;
+      s += e;
+    }
+    const T r = T(1) / s;
+#pragma omp simd
+    for (int64_t i = 0; i < D; ++i) y[i] *= r;
+  } else {
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < D; ++i) s += vexp(x[i] - m);
+    const T ls = std::log(s);
+#pragma omp simd
+    for (int64_t i = 0; i < D; ++i) y[i] = (x[i] - m) - ls;
+  }
+}
+
+// Columns [j0, j0 + w) of one [D, inner] block: the reductions run down the columns,
+// vectorized across them.
+template <typename T>
+void softmax_cols(const T* __restrict x, T* __restrict y, int64_t D, int64_t inner, int64_t w, bool log) {
+  T m[kTile], s[kTile];
+  for (int64_t j = 0; j < w; ++j) {
+    m[j] = -std::numeric_limits<T>::infinity();
+    s[j] = 0;
+  }
+  for (int64_t d = 0; d < D; ++d) {
+    const T* row = x + d * inner;
+#pragma omp simd
+    for (int64_t j = 0; j < w; ++j) m[j] = row[j] > m[j] ? row[j] : m[j];
+  }
+  for (int64_t d = 0; d < D; ++d) {
+    const T* row = x + d * inner;
+    T* out = y + d * inner;
+    if (!log) {
+#pragma omp simd
+      for (int64_t j = 0; j < w; ++j) {
+        const T e = vexp(row[j] - m[j]);
+        out[j] = e;
+        s[j] += e;
+      }
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < w; ++j) s[j] += vexp(row[j] - m[j]);
+    }
+  }
+  for (int64_t j = 0; j < w; ++j) s[j] = log ? std::log(s[j]) : T(1) / s[j];
+  for (int64_t d = 0; d < D; ++d) {
+    const T* row = x + d * inner;
+    T* out = y + d * inner;
+    if (!log) {
+#pragma omp simd
+      for (int64_t j = 0; j < w; ++j) out[j] *= s[j];
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < w; ++j) out[j] = (row[j] - m[j]) - s[j];
+    }
+  }
+}
+
+// ---- softmax backward -----------------------------------------------------------------------
+// softmax:     gx = y * (g - sum(g * y))
+// log_softmax: gx = g - exp(y) * sum(g)
+
+template <typename T>
+void softmax_bw_row(T* __restrict gx, const T* __restrict g, const T* __restrict y, int64_t D, bool log) {
+  T s = 0;
+  if (!log) {
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < D; ++i) s += g[i] * y[i];
+#pragma omp simd
+    for (int64_t i = 0; i < D; ++i) gx[i] = y[i] * (g[i] - s);
+  } else {
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < D; ++i) s += g[i];
+#pragma omp simd
+    for (int64_t i = 0; i < D; ++i) gx[i] = g[i] - vexp(y[i]) * s;
+  }
+}
+
+template <typename T>
+void softmax_bw_cols(T* __restrict gx, const T* __restrict g, const T* __restrict y, int64_t D, int64_t inner,
+                     int64_t w, bool log) {
+  T s[kTile];
+  for (int64_t j = 0; j < w; ++j) s[j] = 0;
+  for (int64_t d = 0; d < D; ++d) {
+    const T* gr = g + d * inner;
+    const T* yr = y + d * inner;
+    if (!log) {
+#pragma omp simd
+      for (int64_t j = 0; j < w; ++j) s[j] += gr[j] * yr[j];
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < w; ++j) s[j] += gr[j];
+    }
+  }
+  for (int64_t d = 0; d < D; ++d) {
+    const T* gr = g + d * inner;
+    const T* yr = y + d * inner;
+    T* o = gx + d * inner;
+    if (!log) {
+#pragma omp simd
+      for (int64_t j = 0; j < w; ++j) o[j] = yr[j] * (gr[j] - s[j]);
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < w; ++j) o[j] = gr[j] - vexp(yr[j]) * s[j];
+    }
+  }
+}
+
+// Runs row(o) for each of `outer` rows of D elements (inner == 1), or cols(o, j0, w) for
+// each column tile of each [D, inner] block, split over threads.
+template <typename Row, typename Cols>
+void for_blocks(const Dims3& s, const Row& row, const Cols& cols) {
+  if (s.inner == 1) {
+    parallel_for(0, s.outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, s.D)), [&](int64_t b, int64_t e) {
+      for (int64_t o = b; o < e; ++o) row(o);
+    });
+    return;
+  }
+  const int64_t tiles = (s.inner + kTile - 1) / kTile;
+  const int64_t per_task = s.D * std::min(s.inner, kTile);
+  parallel_for(0, s.outer * tiles, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, per_task)),
+               [&](int64_t b, int64_t e) {
+                 for (int64_t t = b; t < e; ++t) {
+                   const int64_t o = t / tiles, j0 = (t % tiles) * kTile;
+                   cols(o, j0, std::min(kTile, s.inner - j0));
+                 }
+               });
+}
+
+// ---- layer_norm -------------------------------------------------------------------------------
+
+template <typename T, bool HasW, bool HasB>
+void layer_norm_rows(T* out, T* mean_out, T* rstd_out, const T* x, const T* w, const T* b, int64_t R, int64_t N,
+                     T eps) {
+  parallel_for(0, R, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, N)), [&](int64_t rb, int64_t re) {
+    for (int64_t r = rb; r < re; ++r) {
+      const T* __restrict xr = x + r * N;
+      T* __restrict o = out + r * N;
+      T s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < N; ++i) s += xr[i];
+      const T m = s / static_cast<T>(N);
+      T v = 0;
+#pragma omp simd reduction(+ : v)
+      for (int64_t i = 0; i < N; ++i) {
+        const T d = xr[i] - m;
+        v += d * d;
+      }
+      const T rs = T(1) / std::sqrt(v / static_cast<T>(N) + eps);
+#pragma omp simd
+      for (int64_t i = 0; i < N; ++i) {
+        T n = (xr[i] - m) * rs;
+        if constexpr (HasW) n *= w[i];
+        if constexpr (HasB) n += b[i];
+        o[i] = n;
+      }
+      mean_out[r] = m;
+      rstd_out[r] = rs;
+    }
+  });
+}
+
+// Rows per partial sum of dweight/dbias: partials are summed at the end, which also keeps
+// the float32 sums short.
+constexpr int64_t kLnChunk = 256;
+
+template <typename T, bool HasW, bool NeedWB>
+void layer_norm_bw_rows(T* dx, T* dw, T* db, const T* dout, const T* x, const T* mean, const T* rstd, const T* w,
+                        int64_t R, int64_t N) {
+  const int64_t chunks = std::max<int64_t>(1, (R + kLnChunk - 1) / kLnChunk);
+  const int64_t rows_per = (R + chunks - 1) / chunks;
+  // Per chunk: dweight partial [N] then dbias partial [N].
+  std::vector<T> partial(NeedWB ? static_cast<size_t>(chunks * 2 * N) : 0, T(0));
+  const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, rows_per * N));
+  parallel_for(0, chunks, grain, [&](int64_t cb, int64_t ce) {
+    for (int64_t c = cb; c < ce; ++c) {
+      T* __restrict pw = NeedWB ? partial.data() + c * 2 * N : nullptr;
+      T* __restrict pb = NeedWB ? pw + N : nullptr;
+      const int64_t r1 = std::min(R, (c + 1) * rows_per);
+      for (int64_t r = c * rows_per; r < r1; ++r) {
+        const T* __restrict xr = x + r * N;
+        const T* __restrict gr = dout + r * N;
+        T* __restrict o = dx + r * N;
+        const T m = mean[r], rs = rstd[r];
+        // dnorm = w * dout; dx = (dnorm - mean(dnorm) - norm * mean(dnorm * norm)) * rstd
+        T a = 0, bsum = 0;
+#pragma omp simd reduction(+ : a, bsum)
+        for (int64_t i = 0; i < N; ++i) {
+          const T n = (xr[i] - m) * rs;
+          T dn = gr[i];
+          if constexpr (HasW) dn *= w[i];
+          a += dn;
+          bsum += dn * n;
+        }
+        a /= static_cast<T>(N);
+        bsum /= static_cast<T>(N);
+#pragma omp simd
+        for (int64_t i = 0; i < N; ++i) {
+          const T n = (xr[i] - m) * rs;
+          T dn = gr[i];
+          if constexpr (HasW) dn *= w[i];
+          if constexpr (NeedWB) {
+            pb[i] += gr[i];
+            pw[i] += n * gr[i];
+          }
+          o[i] = (dn - a - n * bsum) * rs;
+        }
+      }
+    }
+  });
+  if constexpr (NeedWB) {
+    for (int64_t i = 0; i < N; ++i) {
+      T sw = 0, sb = 0;
+      for (int64_t c = 0; c < chunks; ++c) {
+        sw += partial[c * 2 * N + i];
+        sb += partial[c * 2 * N + N + i];
+      }
+      if (dw) dw[i] = sw;
+      if (db) db[i] = sb;
+    }
+  }
+}
+
+}  // namespace
+
+void CpuBackend::softmax(const TensorView& out, const TensorView& in, int dim, bool log) {
+  if (out.numel == 0) return;
+  const Dims3 s = split_at(in, dim);
+  dispatch_float(in.dtype, log ? "log_softmax" : "softmax", [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = in.ptr<T>();
+    T* y = out.ptr<T>();
+    const int64_t block = s.D * s.inner;
+    for_blocks(
+        s, [&](int64_t o) { softmax_row<T>(x + o * s.D, y + o * s.D, s.D, log); },
+        [&](int64_t o, int64_t j0, int64_t w) {
+          softmax_cols<T>(x + o * block + j0, y + o * block + j0, s.D, s.inner, w, log);
+        });
+  });
+}
+
+void CpuBackend::softmax_backward(const TensorView& grad_in, const TensorView& grad_out, const TensorView& out,
+                                  int dim, bool log) {
+  if (grad_in.numel == 0) return;
+  const Dims3 s = split_at(out, dim);
+  dispatch_float(out.dtype, log ? "log_softmax_backward" : "softmax_backward", [&](auto tag) {
+    using T = decltype(tag);
+    T* gx = grad_in.ptr<T>();
+    const T* g = grad_out.ptr<T>();
+    const T* y = out.ptr<T>();
+    const int64_t block = s.D * s.inner;
+    for_blocks(
+        s, [&](int64_t o) { softmax_bw_row<T>(gx + o * s.D, g + o * s.D, y + o * s.D, s.D, log); },
+        [&](int64_t o, int64_t j0, int64_t w) {
+          const int64_t off = o * block + j0;
+          softmax_bw_cols<T>(gx + off, g + off, y + off, s.D, s.inner, w, log);
+        });
+  });
+}
+
+void CpuBackend::layer_norm(const TensorView& out, const TensorView& mean, const TensorView& rstd,
+                            const TensorView& in, const TensorView& weight, const TensorView& bias, double eps) {
+  const int64_t R = mean.numel, N = R > 0 ? in.numel / R : 0;
+  if (in.numel == 0) return;
+  dispatch_float(in.dtype, "layer_norm", [&](auto tag) {
+    using T = decltype(tag);
+    const T* w = weight.data ? weight.ptr<T>() : nullptr;
+    const T* b = bias.data ? bias.ptr<T>() : nullptr;
+    auto go = [&]<bool W, bool B>() {
+      layer_norm_rows<T, W, B>(out.ptr<T>(), mean.ptr<T>(), rstd.ptr<T>(), in.ptr<T>(), w, b, R, N,
+                               static_cast<T>(eps));
+    };
+    if (w && b) go.template operator()<true, true>();
+    else if (w) go.template operator()<true, false>();
+    else if (b) go.template operator()<false, true>();
+    else go.template operator()<false, false>();
+  });
+}
+
+void CpuBackend::layer_norm_backward(const TensorView& dx, const TensorView& dweight, const TensorView& dbias,
+                                     const TensorView& dout, const TensorView& in, const TensorView& mean,
+                                     const TensorView& rstd, const TensorView& weight) {
+  const int64_t R = mean.numel, N = R > 0 ? in.numel / R : (dweight.data ? dweight.numel : dbias.numel);
+  dispatch_float(in.dtype, "layer_norm_backward", [&](auto tag) {
+    using T = decltype(tag);
+    T* dw = dweight.data ? dweight.ptr<T>() : nullptr;
+    T* db = dbias.data ? dbias.ptr<T>() : nullptr;
+    if (R == 0) {  // no rows: the parameter gradients are zero sums
+      for (int64_t i = 0; dw && i < dweight.numel; ++i) dw[i] = 0;
+      for (int64_t i = 0; db && i < dbias.numel; ++i) db[i] = 0;
+      return;
+    }
+    const T* w = weight.data ? weight.ptr<T>() : nullptr;
+    auto go = [&]<bool W, bool WB>() {
+      layer_norm_bw_rows<T, W, WB>(dx.ptr<T>(), dw, db, dout.ptr<T>(), in.ptr<T>(), mean.ptr<T>(), rstd.ptr<T>(),
+                                   w, R, N);
+    };
+    const bool need = dw || db;
+    if (w && need) go.template operator()<true, true>();
+    else if (w) go.template operator()<true, false>();
+    else if (need) go.template operator()<false, true>();
+    else go.template operator()<false, false>();
+  });
+  (void)N;
+}
+
+}  // namespace focus::cpu

@@ -1,0 +1,47 @@
+#pragma once
+/// Raw scaled dot-product attention: validation, allocation and dispatch to the fused
+/// forward/backward kernels (no autograd). The differentiable version is
+/// focus::scaled_dot_product_attention (autograd/functions/attention.cpp).
+///
+/// Batch dims: q [..., L, E], k [..., S, E] and v [..., S, Ev] may differ in their leading
+/// (batch) dims as long as they broadcast together, as with matmul (e.g. k/v [B, 1, S, E]
+/// shared by all heads of q [B, H, L, E]). The kernels read broadcast inputs through
+/// stride-0 views, never copies; gradients come back at the broadcast shape and the
+/// autograd function reduces them to each input's shape.
+#include <optional>
+
+#include "backends/backend.h"
+#include "core/random.h"
+#include "core/tensor.h"
+
+namespace focus::raw {
+
+struct AttentionResult {
+  Tensor out;      // [B..., L, Ev]
+  Tensor probs;    // [B..., L, S] softmax before dropout (saved for backward)
+  Tensor weights;  // [B..., L, S] after dropout when need_weights (probs itself without dropout)
+  Shape batch;     // the broadcast batch dims B...
+  double scale = 1;
+  RandomState rng;  // the dropout stream (regenerated in backward, so no mask is stored)
+};
+
+/// Validates and runs the forward; attn_mask (optional) is bool (true = attend) or of q's
+/// dtype (added to the scores), broadcast to [B..., L, S]; is_causal must not come with a
+/// mask; rng is drawn from gen (default generator when null) only when dropout_p > 0.
+AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                             const Tensor& attn_mask, double dropout_p, bool is_causal,
+                                             std::optional<double> scale, bool need_weights,
+                                             Generator* gen = nullptr);
+
+struct AttentionGrads {
+  Tensor q, k, v, mask;  // at the broadcast batch shape; undefined where not requested
+};
+
+/// Gradients of the forward above. grad_weights may be undefined. want_* select outputs.
+AttentionGrads scaled_dot_product_attention_backward(const Tensor& grad_out, const Tensor& grad_weights,
+                                                     const Tensor& q, const Tensor& k, const Tensor& v,
+                                                     const Tensor& probs, const Shape& batch, double scale,
+                                                     double dropout_p, RandomState rng, bool want_q, bool want_k,
+                                                     bool want_v, bool want_mask);
+
+}  // namespace focus::raw

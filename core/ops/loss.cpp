@@ -1,0 +1,137 @@
+#include "core/ops/loss.h"
+
+#include "core/ops/common.h"
+#include "core/ops/view.h"
+
+namespace focus::raw {
+
+namespace {
+
+// Class-indexed losses see input [N, C, D] and target [N, D] (D = product of the extra dims);
+// unbatched input [C] with a 0-d target is N = D = 1.
+struct ClassShapes {
+  int64_t N = 1, C = 0, D = 1;
+  Shape out_shape;  // the per-element loss shape (the target's)
+};
+
+ClassShapes class_shapes(const Tensor& input, const Tensor& target, const char* op) {
+  check_defined(input, op, "input");
+  check_defined(target, op, "target");
+  check_floating(input, op, "input");
+  check_same_device(input, target, op);
+  FOCUS_CHECK(target.dtype() == kInt64, "[{}] expected target of dtype int64 (class indices), got {}", op,
+              target.dtype());
+  FOCUS_CHECK(input.dim() >= 1, "[{}] expected input with at least 1 dim (the classes), got a 0-d tensor", op);
+  ClassShapes s;
+  s.C = input.size(1 % input.dim());
+  if (input.dim() == 1) {
+    FOCUS_CHECK(target.dim() == 0,
+                "[{}] expected a 0-d target for unbatched input of shape {}, got a target of shape {}", op,
+                input.shape(), target.shape());
+    return s;
+  }
+  Shape expected = input.shape();
+  expected.erase(expected.begin() + 1);
+  FOCUS_CHECK(target.shape() == expected, "[{}] expected target of shape {} for input of shape {}, got {}", op,
+              expected, input.shape(), target.shape());
+  s.N = input.size(0);
+  for (int64_t d = 2; d < input.dim(); ++d) s.D *= input.size(d);
+  s.out_shape = expected;
+  return s;
+}
+
+Tensor in_dtype(const Tensor& t, DType dt) { return t.dtype() == dt ? t : to_contiguous(t, dt, t.device()); }
+
+}  // namespace
+
+std::tuple<Tensor, Tensor> cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
+                                         double label_smoothing, LossReduction reduction) {
+  const ClassShapes s = class_shapes(logits, target, "cross_entropy");
+  FOCUS_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0,
+              "[cross_entropy] label_smoothing must be between 0.0 and 1.0, got {}", label_smoothing);
+  Tensor x = reshape(logits, {s.N, s.C, s.D});
+  Tensor t = reshape(target, {s.N, s.D});
+  Tensor lse = empty({s.N, s.D}, logits.dtype(), logits.device());
+  Tensor loss = empty(reduction == LossReduction::None ? s.out_shape : Shape{}, logits.dtype(), logits.device());
+  backend_of(logits).cross_entropy_forward(make_view(loss), make_view(lse), make_view(x), make_view(t), ignore_index,
+                                           label_smoothing, reduction);
+  return {loss, lse};
+}
+
+Tensor cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tensor& target, const Tensor& lse,
+                              int64_t ignore_index, double label_smoothing, LossReduction reduction) {
+  const ClassShapes s = class_shapes(logits, target, "cross_entropy_backward");
+  Tensor x = reshape(logits, {s.N, s.C, s.D});
+  Tensor t = reshape(target, {s.N, s.D});
+  Tensor g = in_dtype(grad, logits.dtype());
+  if (reduction == LossReduction::None) g = reshape(g, {s.N, s.D});
+  Tensor gx = empty({s.N, s.C, s.D}, logits.dtype(), logits.device());
+  backend_of(logits).cross_entropy_backward(make_view(gx), make_view(g), make_view(x), make_view(lse), make_view(t),
+                                            ignore_index, label_smoothing, reduction);
+  return view(gx, logits.shape());
+}
+
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, int64_t ignore_index, LossReduction reduction) {
+  const ClassShapes s = class_shapes(log_probs, target, "nll_loss");
+  Tensor x = reshape(log_probs, {s.N, s.C, s.D});
+  Tensor t = reshape(target, {s.N, s.D});
+  Tensor loss = empty(reduction == LossReduction::None ? s.out_shape : Shape{}, log_probs.dtype(),
+                      log_probs.device());
+  backend_of(log_probs).nll_loss_forward(make_view(loss), make_view(x), make_view(t), ignore_index, reduction);
+  return loss;
+}
+
+Tensor nll_loss_backward(const Tensor& grad, const Shape& input_shape, const Tensor& target, int64_t ignore_index,
+                         LossReduction reduction) {
+  // The shapes were validated by the forward; rebuild N, C, D from input_shape.
+  const int64_t nd = static_cast<int64_t>(input_shape.size());
+  const int64_t N = nd == 1 ? 1 : input_shape[0], C = input_shape[nd == 1 ? 0 : 1];
+  int64_t D = 1;
+  for (int64_t d = 2; d < nd; ++d) D *= input_shape[d];
+  Tensor t = reshape(target, {N, D});
+  Tensor g = reduction == LossReduction::None ? reshape(grad, {N, D}) : grad;
+  Tensor gx = empty({N, C, D}, grad.dtype(), grad.device());
+  backend_of(grad).nll_loss_backward(make_view(gx), make_view(g), make_view(t), ignore_index, reduction);
+  return view(gx, input_shape);
+}
+
+Tensor mse_loss(const Tensor& input, const Tensor& target, LossReduction reduction) {
+  check_defined(input, "mse_loss", "input");
+  check_defined(target, "mse_loss", "target");
+  check_floating(input, "mse_loss", "input");
+  check_same_device(input, target, "mse_loss");
+  FOCUS_CHECK(input.dtype() == target.dtype(), "[mse_loss] expected input and target of one dtype, got {} and {}",
+              input.dtype(), target.dtype());
+  const Shape shape = broadcast_shapes(input.shape(), target.shape(), "mse_loss");
+  Tensor out = empty(reduction == LossReduction::None ? shape : Shape{}, input.dtype(), input.device());
+  if (out.numel() == 0) return out;
+  backend_of(input).mse_loss_forward(make_view(out), make_view(input, shape), make_view(target, shape), reduction);
+  return out;
+}
+
+Tensor mse_loss_backward(const Tensor& grad, const Tensor& input, const Tensor& target, LossReduction reduction) {
+  const Shape shape = broadcast_shapes(input.shape(), target.shape(), "mse_loss_backward");
+  Tensor gx = empty(shape, input.dtype(), input.device());
+  if (gx.numel() == 0) return gx;
+  backend_of(input).mse_loss_backward(make_view(gx), make_view(in_dtype(grad, input.dtype()), shape),
+                                      make_view(input, shape), make_view(target, shape), reduction);
+  return gx;
+}
+
+std::tuple<Tensor, Tensor> dropout(const Tensor& x, double p, RandomState rng) {
+  check_defined(x, "dropout", "input");
+  check_floating(x, "dropout", "input");
+  FOCUS_CHECK(p >= 0.0 && p <= 1.0, "[dropout] dropout probability has to be between 0 and 1, but got {}", p);
+  Tensor out = empty(x.shape(), x.dtype(), x.device());
+  Tensor mask = empty(x.shape(), kBool, x.device());
+  if (x.numel() > 0) backend_of(x).dropout_forward(make_view(out), make_view(mask), make_view(x), p, rng);
+  return {out, mask};
+}
+
+Tensor dropout_backward(const Tensor& grad, const Tensor& mask, double p) {
+  Tensor gx = empty(mask.shape(), grad.dtype(), grad.device());
+  if (gx.numel() > 0) backend_of(grad).dropout_backward(make_view(gx), make_view(grad, mask.shape()), make_view(mask), p);
+  return gx;
+}
+
+}  // namespace focus::raw

@@ -1,0 +1,40 @@
+#pragma once
+/// Raw loss and dropout ops: validate, allocate, dispatch to the fused kernels (no autograd).
+/// The differentiable versions are focus::cross_entropy, nll_loss, mse_loss and dropout
+/// (autograd/functions/loss.cpp).
+#include <tuple>
+
+#include "backends/backend.h"
+#include "core/tensor.h"
+
+namespace focus::raw {
+
+using LossReduction = Backend::LossReduction;
+
+/// Cross entropy from logits [N, C, d1, ...] (or unbatched [C]) and int64 class indices
+/// [N, d1, ...] (or 0-d). Returns (loss, lse): loss of the target's shape for None, else
+/// 0-d; lse [N, prod(d)] (the per-row log-sum-exp the backward needs).
+std::tuple<Tensor, Tensor> cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
+                                         double label_smoothing, LossReduction reduction);
+/// grad_logits (logits' shape, contiguous) from the loss gradient grad.
+Tensor cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tensor& target, const Tensor& lse,
+                              int64_t ignore_index, double label_smoothing, LossReduction reduction);
+
+/// Negative log likelihood from log-probabilities; shapes as cross_entropy.
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, int64_t ignore_index, LossReduction reduction);
+/// grad_input (input_shape, contiguous, dtype of grad).
+Tensor nll_loss_backward(const Tensor& grad, const Shape& input_shape, const Tensor& target, int64_t ignore_index,
+                         LossReduction reduction);
+
+/// (input - target)^2 with broadcasting; the broadcast shape for None, else 0-d.
+Tensor mse_loss(const Tensor& input, const Tensor& target, LossReduction reduction);
+/// d loss / d input at the broadcast shape of input and target.
+Tensor mse_loss_backward(const Tensor& grad, const Tensor& input, const Tensor& target, LossReduction reduction);
+
+/// Training-mode dropout with 0 <= p <= 1: returns (out, mask) where mask (bool, x's shape)
+/// holds the kept elements and out = x * mask / (1 - p) (zeros when p == 1).
+std::tuple<Tensor, Tensor> dropout(const Tensor& x, double p, RandomState rng);
+/// grad * mask / (1 - p).
+Tensor dropout_backward(const Tensor& grad, const Tensor& mask, double p);
+
+}  // namespace focus::raw

@@ -1,0 +1,103 @@
+#include "core/ops/softmax_norm.h"
+
+#include "core/ops/common.h"
+#include "core/ops/elementwise.h"
+
+namespace focus::raw {
+
+namespace {
+const char* softmax_name(bool log) { return log ? "log_softmax" : "softmax"; }
+}  // namespace
+
+Tensor softmax(const Tensor& x, int64_t dim, bool log) {
+  const char* name = softmax_name(log);
+  check_defined(x, name, "input");
+  check_floating(x, name, "input");
+  const int64_t d = wrap_dim(dim, x.dim(), name);
+  // The kernels read rows in place: one contiguous copy when x is not (permute-free).
+  const Tensor xc = to_contiguous(x, x.dtype(), x.device());
+  Tensor out = empty(x.shape(), x.dtype(), x.device());
+  if (out.numel() > 0) backend_of(x).softmax(make_view(out), make_view(xc), static_cast<int>(d), log);
+  return out;
+}
+
+Tensor softmax_backward(const Tensor& grad, const Tensor& y, int64_t dim, bool log) {
+  const char* name = log ? "log_softmax_backward" : "softmax_backward";
+  check_defined(grad, name, "grad");
+  check_defined(y, name, "output");
+  FOCUS_CHECK(grad.shape() == y.shape(), "[{}] grad of shape {} does not match output of shape {}", name,
+              grad.shape(), y.shape());
+  const int64_t d = wrap_dim(dim, y.dim(), name);
+  const Tensor gc = to_contiguous(grad, y.dtype(), y.device());
+  const Tensor yc = to_contiguous(y, y.dtype(), y.device());
+  Tensor gx = empty(y.shape(), y.dtype(), y.device());
+  if (gx.numel() > 0)
+    backend_of(y).softmax_backward(make_view(gx), make_view(gc), make_view(yc), static_cast<int>(d), log);
+  return gx;
+}
+
+int64_t check_layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias) {
+  check_defined(x, "layer_norm", "input");
+  check_floating(x, "layer_norm", "input");
+  const int64_t nd = static_cast<int64_t>(normalized_shape.size());
+  FOCUS_CHECK(nd >= 1, "[layer_norm] normalized_shape must have at least 1 dimension, got []");
+  bool match = x.dim() >= nd;
+  for (int64_t i = 0; match && i < nd; ++i) match = x.shape()[x.dim() - nd + i] == normalized_shape[i];
+  FOCUS_CHECK(match, "[layer_norm] normalized_shape {} does not match the trailing dims of input of shape {}",
+              normalized_shape, x.shape());
+  const auto check_param = [&](const Tensor& p, const char* arg) {
+    if (!p.defined()) return;
+    check_same_device(x, p, "layer_norm");
+    FOCUS_CHECK(p.shape() == normalized_shape, "[layer_norm] {} of shape {} does not match normalized_shape {}", arg,
+                p.shape(), normalized_shape);
+    FOCUS_CHECK(p.dtype() == x.dtype(), "[layer_norm] expected {} of dtype {}, got {}", arg, x.dtype(), p.dtype());
+  };
+  check_param(weight, "weight");
+  check_param(bias, "bias");
+  return checked_numel(normalized_shape, "layer_norm");
+}
+
+std::tuple<Tensor, Tensor, Tensor> layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                                              const Tensor& bias, double eps) {
+  const int64_t N = check_layer_norm(x, normalized_shape, weight, bias);
+  const int64_t R = N > 0 ? x.numel() / N : 0;
+  const Tensor xc = to_contiguous(x, x.dtype(), x.device());
+  Tensor out = empty(x.shape(), x.dtype(), x.device());
+  Tensor mean = empty({R}, x.dtype(), x.device());
+  Tensor rstd = empty({R}, x.dtype(), x.device());
+  if (x.numel() > 0) {
+    const TensorView none;
+    const Tensor wc = weight.defined() ? to_contiguous(weight, x.dtype(), x.device()) : Tensor();
+    const Tensor bc = bias.defined() ? to_contiguous(bias, x.dtype(), x.device()) : Tensor();
+    backend_of(x).layer_norm(make_view(out), make_view(mean), make_view(rstd), make_view(xc),
+                             wc.defined() ? make_view(wc) : none, bc.defined() ? make_view(bc) : none, eps);
+  } else if (R > 0) {
+    // Rows of zero elements: nothing to normalize; mean/rstd are never read.
+    fill_(mean, 0);
+    fill_(rstd, 0);
+  }
+  return {out, mean, rstd};
+}
+
+std::tuple<Tensor, Tensor, Tensor> layer_norm_backward(const Tensor& grad, const Tensor& x, const Tensor& mean,
+                                                       const Tensor& rstd, const Tensor& weight,
+                                                       const Shape& normalized_shape, bool need_weight,
+                                                       bool need_bias) {
+  check_defined(grad, "layer_norm_backward", "grad");
+  FOCUS_CHECK(grad.shape() == x.shape(), "[layer_norm_backward] grad of shape {} does not match input of shape {}",
+              grad.shape(), x.shape());
+  const Tensor gc = to_contiguous(grad, x.dtype(), x.device());
+  const Tensor xc = to_contiguous(x, x.dtype(), x.device());
+  const Tensor wc = weight.defined() ? to_contiguous(weight, x.dtype(), x.device()) : Tensor();
+  Tensor dx = empty(x.shape(), x.dtype(), x.device());
+  Tensor dw = need_weight ? empty(normalized_shape, x.dtype(), x.device()) : Tensor();
+  Tensor db = need_bias ? empty(normalized_shape, x.dtype(), x.device()) : Tensor();
+  const TensorView none;
+  if (x.numel() > 0 || need_weight || need_bias)
+    backend_of(x).layer_norm_backward(make_view(dx), dw.defined() ? make_view(dw) : none,
+                                      db.defined() ? make_view(db) : none, make_view(gc), make_view(xc),
+                                      make_view(mean), make_view(rstd), wc.defined() ? make_view(wc) : none);
+  return {dx, dw, db};
+}
+
+}  // namespace focus::raw
