@@ -32,13 +32,6 @@
 
 #include <focus/focus.h>
 
-// TEMPORARY until layer_norm (linalg branch) and cross_entropy (loss branch) land on main:
-// weak references, so that the program links before them and reports them as unavailable.
-namespace focus {
-Tensor layer_norm(const Tensor&, const Shape&, const Tensor&, const Tensor&, double) __attribute__((weak));
-Tensor cross_entropy(const Tensor&, const Tensor&, const CrossEntropyOptions&) __attribute__((weak));
-}  // namespace focus
-
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -209,22 +202,19 @@ void bench_fused(const Options& o, int threads, Results& r) {
       focus::softmax(x, -1).backward(g);
     });
   });
-  const bool have_ln = &focus::layer_norm != nullptr, have_ce = &focus::cross_entropy != nullptr;
-  if (!have_ln) std::fprintf(stderr, "  focus layer_norm: not linked in yet\n");
-  if (!have_ce) std::fprintf(stderr, "  focus cross_entropy: not linked in yet\n");
-  if (have_ln) try_measure(r, "layer_norm.fwd", threads, [&] {
+  try_measure(r, "layer_norm.fwd", threads, [&] {
     return median_time(o, [&] { focus::Tensor y = focus::layer_norm(x, {kCols}, w, bias); });
   });
-  if (have_ln) try_measure(r, "layer_norm.fb", threads, [&] {
+  try_measure(r, "layer_norm.fb", threads, [&] {
     return median_time(o, [&] {
       clear();
       focus::layer_norm(x, {kCols}, w, bias).backward(g);
     });
   });
-  if (have_ce) try_measure(r, "cross_entropy.fwd", threads, [&] {
+  try_measure(r, "cross_entropy.fwd", threads, [&] {
     return median_time(o, [&] { focus::Tensor y = focus::cross_entropy(x, target); });
   });
-  if (have_ce) try_measure(r, "cross_entropy.fb", threads, [&] {
+  try_measure(r, "cross_entropy.fb", threads, [&] {
     return median_time(o, [&] {
       clear();
       focus::cross_entropy(x, target).backward();
