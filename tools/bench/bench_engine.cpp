@@ -100,12 +100,13 @@ double gflops(int64_t n, double s) { return 2.0 * static_cast<double>(n) * n * n
 void bench_matmul(const Options& o, int threads, Results& r) {
   for (int64_t n : kMatmulSizes) {
     focus::Tensor a = focus::randn({n, n}), b = focus::randn({n, n});
-    std::vector<float> c(static_cast<size_t>(n * n));
+    focus::Tensor c = focus::empty({n, n});  // 64-byte aligned, like every focus and torch buffer
+    float* pc = c.data_ptr<float>();
     const float* pa = a.data_ptr<float>();
     const float* pb = b.data_ptr<float>();
     r[key("blas.mm." + std::to_string(n), threads)] = median_time(o, [&] {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n), static_cast<int>(n),
-                  static_cast<int>(n), 1.0f, pa, static_cast<int>(n), pb, static_cast<int>(n), 0.0f, c.data(),
+                  static_cast<int>(n), 1.0f, pa, static_cast<int>(n), pb, static_cast<int>(n), 0.0f, pc,
                   static_cast<int>(n));
     });
     try_measure(r, "mm." + std::to_string(n), threads, [&] {
