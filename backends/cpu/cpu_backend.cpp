@@ -1,9 +1,14 @@
 #include "backends/cpu/cpu_backend.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <unordered_map>
+#include <vector>
 
 #include "backends/cpu/dispatch.h"
 #include "backends/cpu/loops.h"
@@ -12,15 +17,110 @@
 
 namespace focus::cpu {
 
+namespace {
+
+// Large blocks go through a small caching allocator: a fresh multi-megabyte block from
+// aligned_alloc is fresh mmap'd memory, so every large op would pay page faults and kernel
+// zeroing (about as much time as the op itself for a 64 MB add). Freed large blocks are
+// kept in free lists keyed by their exact (rounded) size and handed out again; small
+// blocks stay on malloc, which already recycles them. The cache is bounded
+// (FOCUS_CPU_CACHE_MB, default 1024; 0 turns it off, as do AddressSanitizer builds) and
+// returned to the system at exit.
+constexpr size_t kCacheMinBytes = size_t{1} << 20;
+constexpr size_t kPage = 4096;
+
+// Trivially destructible, so still valid while other static objects (tensors held in
+// statics) are destroyed after the cache.
+std::atomic<bool> cache_destroyed{false};
+
+size_t cache_limit_from_env() {
+#if defined(__SANITIZE_ADDRESS__)
+  return 0;  // AddressSanitizer must see every free to catch use after free
+#endif
+  const char* env = std::getenv("FOCUS_CPU_CACHE_MB");
+  if (!env || !*env) return size_t{1} << 30;
+  char* end = nullptr;
+  const unsigned long long mb = std::strtoull(env, &end, 10);
+  FOCUS_CHECK(end && *end == '\0', "[alloc] FOCUS_CPU_CACHE_MB must be a non-negative integer, got '{}'", env);
+  return static_cast<size_t>(mb) << 20;
+}
+
+class BlockCache {
+ public:
+  BlockCache() : limit_(cache_limit_from_env()) {}
+  ~BlockCache() {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [size, blocks] : free_)
+      for (void* p : blocks) std::free(p);
+    free_.clear();
+    cached_ = 0;
+    cache_destroyed.store(true);
+  }
+
+  // A cached block of exactly this size, or null.
+  void* take(size_t size) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = free_.find(size);
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* p = it->second.back();
+    it->second.pop_back();
+    cached_ -= size;
+    return p;
+  }
+
+  // Keeps the block for reuse; frees it when the cache would exceed its bound.
+  void give(void* p, size_t size) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cached_ + size <= limit_) {
+        free_[size].push_back(p);
+        cached_ += size;
+        return;
+      }
+    }
+    std::free(p);
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  size_t cached_ = 0;
+  const size_t limit_;
+};
+
+BlockCache& block_cache() {
+  static BlockCache cache;
+  return cache;
+}
+
+// Large sizes round up to whole pages, so that near-equal requests share a free list.
+size_t block_size(size_t nbytes) {
+  const size_t rounded = (std::max<size_t>(nbytes, 1) + 63) / 64 * 64;
+  return rounded >= kCacheMinBytes ? (rounded + kPage - 1) / kPage * kPage : rounded;
+}
+
+}  // namespace
+
 // 64-byte alignment suits AVX-512 loads and keeps rows of float matrices cache aligned.
 void* CpuBackend::allocate(size_t nbytes) {
-  const size_t rounded = (std::max<size_t>(nbytes, 1) + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded);
+  const size_t size = block_size(nbytes);
+  if (size >= kCacheMinBytes && !cache_destroyed.load(std::memory_order_relaxed)) {
+    if (void* p = block_cache().take(size)) return p;
+  }
+  void* p = std::aligned_alloc(64, size);
   FOCUS_CHECK(p != nullptr, "[alloc] out of memory: tried to allocate {} bytes on the CPU", nbytes);
   return p;
 }
 
-void CpuBackend::deallocate(void* ptr, size_t) { std::free(ptr); }
+void CpuBackend::deallocate(void* ptr, size_t nbytes) {
+  if (!ptr) return;
+  const size_t size = block_size(nbytes);
+  if (size >= kCacheMinBytes && !cache_destroyed.load(std::memory_order_relaxed)) {
+    block_cache().give(ptr, size);
+    return;
+  }
+  std::free(ptr);
+}
 
 void CpuBackend::copy_to_host(void* host_dst, const void* src, size_t nbytes) {
   if (nbytes) std::memcpy(host_dst, src, nbytes);

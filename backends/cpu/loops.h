@@ -4,7 +4,9 @@
 /// vectorizes; other layouts walk an n-d counter with a strided innermost loop. Large
 /// ranges split across threads (parallel.h).
 #include <array>
+#include <concepts>
 #include <cstdint>
+#include <utility>
 
 #include "backends/backend.h"
 #include "backends/cpu/parallel.h"
@@ -100,6 +102,26 @@ template <size_t N> struct StridedLoop {
   }
 };
 
+namespace detail {
+
+// The per-run loops are separate functions, never inlined into their caller and with
+// everything they call inlined (flatten). Inlined into an OpenMP outlined region, GCC ran
+// out of inlining budget and called vexp/verf per element, so the same op vectorized on
+// one thread and ran scalar (10x slower) on two.
+template <typename Out, typename F, typename... Ins>
+[[gnu::noinline, gnu::flatten]] void contiguous_run(int64_t n, const F& f, Out* __restrict o, const Ins*... in) {
+  for (int64_t i = 0; i < n; ++i) o[i] = f(in[i]...);
+}
+
+template <typename Out, typename F, typename... Ins, size_t... I>
+[[gnu::noinline, gnu::flatten]] void strided_run(int64_t n, const F& f, char** p, const int64_t* s,
+                                                 std::index_sequence<I...>) {
+  for (int64_t i = 0; i < n; ++i)
+    *reinterpret_cast<Out*>(p[0] + i * s[0]) = f(*reinterpret_cast<const Ins*>(p[I + 1] + i * s[I + 1])...);
+}
+
+}  // namespace detail
+
 /// out[i] = f(in[i]...) with typed operands: Out the output type, Ins the input types.
 /// Contiguous operands (and stride-0 scalars) get a vectorizable loop.
 template <typename Out, typename... Ins, typename F>
@@ -112,17 +134,12 @@ void elementwise(const TensorView& out, const F& f, const std::same_as<TensorVie
     size_t k = 1;
     ((contig = contig && s[k++] == static_cast<int64_t>(sizeof(Ins))), ...);
     if (contig) {
-      Out* __restrict o = reinterpret_cast<Out*>(p[0]);
       [&]<size_t... I>(std::index_sequence<I...>) {
-        std::tuple<const Ins*...> in{reinterpret_cast<const Ins*>(p[I + 1])...};
-        for (int64_t i = 0; i < n; ++i) o[i] = f(std::get<I>(in)[i]...);
+        detail::contiguous_run<Out, F, Ins...>(n, f, reinterpret_cast<Out*>(p[0]),
+                                               reinterpret_cast<const Ins*>(p[I + 1])...);
       }(std::index_sequence_for<Ins...>{});
     } else {
-      [&]<size_t... I>(std::index_sequence<I...>) {
-        for (int64_t i = 0; i < n; ++i)
-          *reinterpret_cast<Out*>(p[0] + i * s[0]) =
-              f(*reinterpret_cast<const Ins*>(p[I + 1] + i * s[I + 1])...);
-      }(std::index_sequence_for<Ins...>{});
+      detail::strided_run<Out, F, Ins...>(n, f, p, s, std::index_sequence_for<Ins...>{});
     }
   });
 }
