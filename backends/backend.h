@@ -24,6 +24,7 @@ struct TensorView {
   int64_t sizes[kMaxDims] = {};
   int64_t strides[kMaxDims] = {};
   bool is_contiguous() const {
+    if (numel == 0) return true;
     int64_t expected = 1;
     for (int d = ndim - 1; d >= 0; --d) {
       if (sizes[d] != 1 && strides[d] != expected) return false;

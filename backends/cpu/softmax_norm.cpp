@@ -33,32 +33,6 @@ Dims3 split_at(const TensorView& v, int dim) {
 // Columns handled together by the strided (inner > 1) paths.
 constexpr int64_t kTile = 256;
 
-// vexp (vec_math.h) with its std::floor replaced by round-to-nearest through the 1.5 * 2^23
-// trick: GCC does not vectorize floorf under the default -ftrapping-math, which leaves every
-// vexp loop scalar (about 5x slower here). Same polynomial and range, within 2 ulp.
-// TODO: back to vexp once vec_math.h rounds this way.
-inline float exp_v(float x) {
-  const float hi = 88.3762626647949f, lo = -87.3365447504019f;
-  float xc = x > hi ? hi : x;
-  xc = xc < lo ? lo : xc;
-  const float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f;
-  float r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  const float z = r * r;
-  float y = 1.9875691500E-4f;
-  y = y * r + 1.3981999507E-3f;
-  y = y * r + 8.3334519073E-3f;
-  y = y * r + 4.1665795894E-2f;
-  y = y * r + 1.6666665459E-1f;
-  y = y * r + 5.0000001201E-1f;
-  y = y * z + r + 1.0f;
-  const float scale = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
-  float res = y * scale;
-  res = x > 88.72283935546875f ? INFINITY : res;
-  res = x < -103.0f ? 0.0f : res;
-  return x != x ? x : res;
-}
-inline double exp_v(double x) { return vexp(x); }
 
 // ---- softmax forward ----------------------------------------------------------------------
 
@@ -70,7 +44,7 @@ template <typename T> void softmax_row(const T* __restrict x, T* __restrict y, i
   if (!log) {
 #pragma omp simd reduction(+ : s)
     for (int64_t i = 0; i < D; ++i) {
-      const T e = exp_v(x[i] - m);
+      const T e = vexp(x[i] - m);
       y[i] = e;
       s += e;
     }
@@ -79,7 +53,7 @@ template <typename T> void softmax_row(const T* __restrict x, T* __restrict y, i
     for (int64_t i = 0; i < D; ++i) y[i] *= r;
   } else {
 #pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < D; ++i) s += exp_v(x[i] - m);
+    for (int64_t i = 0; i < D; ++i) s += vexp(x[i] - m);
     const T ls = std::log(s);
 #pragma omp simd
     for (int64_t i = 0; i < D; ++i) y[i] = (x[i] - m) - ls;
@@ -106,13 +80,13 @@ void softmax_cols(const T* __restrict x, T* __restrict y, int64_t D, int64_t inn
     if (!log) {
 #pragma omp simd
       for (int64_t j = 0; j < w; ++j) {
-        const T e = exp_v(row[j] - m[j]);
+        const T e = vexp(row[j] - m[j]);
         out[j] = e;
         s[j] += e;
       }
     } else {
 #pragma omp simd
-      for (int64_t j = 0; j < w; ++j) s[j] += exp_v(row[j] - m[j]);
+      for (int64_t j = 0; j < w; ++j) s[j] += vexp(row[j] - m[j]);
     }
   }
   for (int64_t j = 0; j < w; ++j) s[j] = log ? std::log(s[j]) : T(1) / s[j];
@@ -145,7 +119,7 @@ void softmax_bw_row(T* __restrict gx, const T* __restrict g, const T* __restrict
 #pragma omp simd reduction(+ : s)
     for (int64_t i = 0; i < D; ++i) s += g[i];
 #pragma omp simd
-    for (int64_t i = 0; i < D; ++i) gx[i] = g[i] - exp_v(y[i]) * s;
+    for (int64_t i = 0; i < D; ++i) gx[i] = g[i] - vexp(y[i]) * s;
   }
 }
 
@@ -174,7 +148,7 @@ void softmax_bw_cols(T* __restrict gx, const T* __restrict g, const T* __restric
       for (int64_t j = 0; j < w; ++j) o[j] = yr[j] * (gr[j] - s[j]);
     } else {
 #pragma omp simd
-      for (int64_t j = 0; j < w; ++j) o[j] = gr[j] - exp_v(yr[j]) * s[j];
+      for (int64_t j = 0; j < w; ++j) o[j] = gr[j] - vexp(yr[j]) * s[j];
     }
   }
 }
