@@ -212,16 +212,27 @@ void layer_norm_rows(T* out, T* mean_out, T* rstd_out, const T* x, const T* w, c
 constexpr int64_t kLnChunk = 256;
 
 template <typename T, bool HasW, bool NeedWB>
-void layer_norm_bw_rows(T* dx, T* dw, T* db, const T* dout, const T* x, const T* mean, const T* rstd, const T* w,
-                        int64_t R, int64_t N) {
+void layer_norm_bw_rows(T* dx_in, T* dw, T* db, const T* dout_in, const T* x_in, const T* mean_in,
+                        const T* rstd_in, const T* w_in, int64_t R, int64_t N_in) {
+  const int64_t N = N_in;
   const int64_t chunks = std::max<int64_t>(1, (R + kLnChunk - 1) / kLnChunk);
   const int64_t rows_per = (R + chunks - 1) / chunks;
   // Per chunk: dweight partial [N] then dbias partial [N].
   std::vector<T> partial(NeedWB ? static_cast<size_t>(chunks * 2 * N) : 0, T(0));
   const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, rows_per * N));
+  T* const part = partial.data();
   parallel_for(0, chunks, grain, [&](int64_t cb, int64_t ce) {
+    // Local restrict copies: through the lambda's captured references GCC reloads the
+    // pointers in the loop and falls back to gathers.
+    [[maybe_unused]] const T* __restrict w = w_in;
+    const T* __restrict x = x_in;
+    const T* __restrict dout = dout_in;
+    const T* __restrict mean = mean_in;
+    const T* __restrict rstd = rstd_in;
+    T* const dx = dx_in;
+    const int64_t N = N_in;
     for (int64_t c = cb; c < ce; ++c) {
-      T* __restrict pw = NeedWB ? partial.data() + c * 2 * N : nullptr;
+      T* __restrict pw = NeedWB ? part + c * 2 * N : nullptr;
       T* __restrict pb = NeedWB ? pw + N : nullptr;
       const int64_t r1 = std::min(R, (c + 1) * rows_per);
       for (int64_t r = c * rows_per; r < r1; ++r) {
