@@ -87,18 +87,6 @@ bool view_needs_pack(const TensorView& v, int nb) {
   return needs_pack(v.sizes[nb], v.sizes[nb + 1], v.strides[nb], v.strides[nb + 1]);
 }
 
-// Dropout keep flags for elements [start, start + n) of the [B, L, S] score tensor: the same
-// Philox numbering as CpuBackend::uniform (counter offset + i / 4, word i % 4), so forward
-// and backward regenerate identical masks without storing them.
-void keep_mask(RandomState rng, uint64_t start, int64_t n, double p, uint8_t* out) {
-  uint64_t i = start;
-  const uint64_t end = start + static_cast<uint64_t>(n);
-  while (i < end) {
-    const auto w = philox4x32(rng.offset + i / 4, rng.seed);
-    for (uint64_t j = i % 4; j < 4 && i < end; ++j, ++i)
-      out[i - start] = static_cast<double>(u32_to_unit_float(w[j])) >= p;
-  }
-}
 
 // Per-thread work buffers; their capacity is reserved before the parallel region so nothing
 // allocates (or throws) inside it.
@@ -199,7 +187,7 @@ void CpuBackend::attention_forward(const TensorView& out, const TensorView& prob
       const T* W = P;
       if (dropout) {
         T* Wd = separate_weights ? weights.ptr<T>() + b * L * S : s.w.data();
-        keep_mask(rng, static_cast<uint64_t>(b * L * S), L * S, dropout_p, s.keep.data());
+        keep_mask(rng.seed, rng.offset, static_cast<uint64_t>(b * L * S), L * S, dropout_p, s.keep.data());
         for (int64_t i = 0; i < L * S; ++i) Wd[i] = s.keep[i] ? P[i] * ks : T(0);
         W = Wd;
       }
@@ -242,7 +230,7 @@ void CpuBackend::attention_backward(const TensorView& grad_q, const TensorView& 
       // The weights the forward multiplied v by: P, or P * keep / (1 - p) with dropout.
       const T* W = P;
       if (dropout) {
-        keep_mask(rng, static_cast<uint64_t>(b * L * S), L * S, dropout_p, s.keep.data());
+        keep_mask(rng.seed, rng.offset, static_cast<uint64_t>(b * L * S), L * S, dropout_p, s.keep.data());
         for (int64_t i = 0; i < L * S; ++i) s.w[i] = s.keep[i] ? P[i] * ks : T(0);
         W = s.w.data();
       }

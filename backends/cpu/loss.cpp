@@ -112,17 +112,6 @@ template <typename T, bool Contig> void row_stats(const T* x, int64_t C, int64_t
   sum = total;
 }
 
-// Uniform [0, 1) number i of the Philox stream (same bits as CpuBackend::uniform for float32),
-// written as keep = (u >= p) for elements [start, start + n).
-void keep_mask(RandomState rng, uint64_t start, int64_t n, double p, bool* out) {
-  uint64_t i = start;
-  const uint64_t end = start + static_cast<uint64_t>(n);
-  while (i < end) {
-    const auto w = philox4x32(rng.offset + i / 4, rng.seed);
-    for (uint64_t j = i % 4; j < 4 && i < end; ++j, ++i)
-      out[i - start] = static_cast<double>(u32_to_unit_float(w[j])) >= p;
-  }
-}
 
 double keep_scale(double p) { return p < 1 ? 1.0 / (1.0 - p) : 0.0; }
 
@@ -298,7 +287,7 @@ void CpuBackend::dropout_forward(const TensorView& out, const TensorView& mask, 
   const int64_t groups = (n + 3) / 4;
   parallel_for(0, groups, kGrain / 4, [&](int64_t b, int64_t e) {
     const int64_t lo = 4 * b, hi = std::min(n, 4 * e);
-    keep_mask(rng, static_cast<uint64_t>(lo), hi - lo, p, m + lo);
+    keep_mask(rng.seed, rng.offset, static_cast<uint64_t>(lo), hi - lo, p, m + lo);
   });
   dispatch_float(out.dtype, "dropout", [&](auto tag) {
     using T = decltype(tag);
