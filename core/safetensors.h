@@ -1,0 +1,29 @@
+#pragma once
+/// safetensors files (https-free summary): 8-byte little-endian header length N, N bytes of
+/// JSON {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+/// "__metadata__": {"k": "v"}} padded with spaces to a multiple of 8, then the tensors'
+/// contiguous little-endian bytes. Readers treat files as untrusted input.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/tensor_dict.h"
+
+namespace focus {
+
+/// String-to-string metadata stored under "__metadata__".
+using SafetensorsMetadata = std::map<std::string, std::string>;
+
+/// Writes tensors (any layout/device; stored contiguous, on the CPU) to bytes.
+std::vector<uint8_t> safetensors_serialize(const TensorDict& tensors, const SafetensorsMetadata& metadata = {});
+/// Parses bytes; every malformed input raises focus::Error starting with "[safetensors]".
+TensorDict safetensors_deserialize(const uint8_t* data, size_t size, SafetensorsMetadata* metadata = nullptr);
+
+/// Writes a file atomically: temporary file in the same directory, fsync, rename, fsync
+/// of the directory, so a crash never leaves a half-written file under path.
+void save_safetensors(const TensorDict& tensors, const std::string& path, const SafetensorsMetadata& metadata = {});
+/// Reads a file written by focus, PyTorch (safetensors package) or any conforming writer.
+TensorDict load_safetensors(const std::string& path, SafetensorsMetadata* metadata = nullptr);
+
+}  // namespace focus
