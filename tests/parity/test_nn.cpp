@@ -35,10 +35,10 @@ struct Composite : nn::Module {
 // compares y, grad x and every parameter gradient.
 template <class M>
 void check_case(const std::string& name, const std::function<std::shared_ptr<M>()>& make) {
-  for (const char* tag : {"f32", "f64"}) {
+  for (const std::string tag : {"f32", "f64"}) {
     CAPTURE(name);
     CAPTURE(tag);
-    const bool f64 = std::string(tag) == "f64";
+    const bool f64 = tag == "f64";
     const double rtol = f64 ? 1e-10 : 1e-5, atol = f64 ? 1e-12 : 1e-6;
     TensorDict d = parity::load("nn_" + name + "_" + tag);
     auto m = make();
