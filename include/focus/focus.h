@@ -12,6 +12,7 @@
 #include "autograd/functions/elementwise.h"
 #include "autograd/functions/indexing.h"
 #include "autograd/functions/linalg.h"
+#include "autograd/functions/loss.h"
 #include "autograd/functions/nn.h"
 #include "autograd/functions/reduction.h"
 #include "autograd/gradcheck.h"
