@@ -26,3 +26,4 @@
 #include "nn/activation.h"
 #include "nn/container.h"
 #include "nn/positional.h"
+#include "nn/loss.h"

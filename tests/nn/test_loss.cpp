@@ -347,3 +347,80 @@ TEST_CASE("loss errors name the loss") {
 }
 
 }  // TEST_SUITE
+
+TEST_SUITE("nn_loss") {
+
+TEST_CASE("loss modules: forward equals the function, weights are buffers, to() converts them") {
+  manual_seed(21);
+  Tensor x = randn({4, 3});
+  Tensor t = tensor<int64_t>({0, 2, 1, -100});
+  Tensor w = tensor<float>({0.5, 1, 2});
+  auto ce = std::make_shared<nn::CrossEntropyLoss>(
+      nn::CrossEntropyLossOptions().weight(w).label_smoothing(0.1).reduction("sum"));
+  CHECK(allclose((*ce)(x, t),
+                 cross_entropy(x, t, CrossEntropyOptions().weight(w).label_smoothing(0.1).reduction(Reduction::Sum))));
+  CHECK(ce->parameters().empty());
+  auto bufs = ce->named_buffers();
+  REQUIRE(bufs.size() == 1);
+  CHECK(bufs[0].first == "weight");
+  CHECK(ce->state_dict().keys() == std::vector<std::string>{"weight"});
+  CHECK(fmt::format("{}", *ce) == "CrossEntropyLoss()");
+  ce->to(kFloat64);
+  CHECK(ce->weight().dtype() == kFloat64);
+  Tensor x64 = x.to(kFloat64);
+  CHECK(allclose(ce->forward(x64, t),
+                 cross_entropy(x64, t,
+                               CrossEntropyOptions().weight(w.to(kFloat64)).label_smoothing(0.1).reduction(Reduction::Sum)),
+                 1e-12));
+  // no weight: no buffer, like PyTorch's None buffer
+  nn::CrossEntropyLoss plain;
+  CHECK(plain.named_buffers().empty());
+  CHECK(plain(x, t).item<float>() == doctest::Approx(cross_entropy(x, t).item<float>()));
+  // class probabilities through the module
+  Tensor p = softmax(randn({4, 3}), 1);
+  CHECK(plain(x, p).item<float>() == doctest::Approx(cross_entropy(x, p).item<float>()));
+
+  nn::NLLLoss nll(nn::NLLLossOptions().weight(w).ignore_index(1));
+  Tensor lp = log_softmax(x, 1);
+  CHECK(nll(lp, t).item<float>() ==
+        doctest::Approx(nll_loss(lp, t, NLLLossOptions().weight(w).ignore_index(1)).item<float>()));
+  CHECK(nll.named_buffers().size() == 1);
+
+  Tensor y = randn({4, 3});
+  CHECK(nn::MSELoss()(x, y).item<float>() == doctest::Approx(mse_loss(x, y).item<float>()));
+  CHECK(allclose(nn::MSELoss(Reduction::None)(x, y), mse_loss(x, y, Reduction::None)));
+  CHECK(allclose(nn::L1Loss("sum")(x, y), l1_loss(x, y, Reduction::Sum)));
+  CHECK(allclose(nn::SmoothL1Loss(nn::SmoothL1LossOptions().beta(0.5))(x, y), smooth_l1_loss(x, y, Reduction::Mean, 0.5)));
+  CHECK(allclose(nn::HuberLoss(nn::HuberLossOptions().delta(0.5).reduction("none"))(x, y),
+                 huber_loss(x, y, Reduction::None, 0.5)));
+
+  Tensor pw = tensor<float>({1, 2, 3});
+  Tensor bt = rand({4, 3});
+  nn::BCEWithLogitsLoss bce(nn::BCEWithLogitsLossOptions().pos_weight(pw).weight(ones({4, 1})));
+  auto names = bce.state_dict().keys();
+  CHECK(names == std::vector<std::string>{"weight", "pos_weight"});
+  CHECK(allclose(bce(x, bt),
+                 binary_cross_entropy_with_logits(x, bt, BCEWithLogitsOptions().pos_weight(pw).weight(ones({4, 1})))));
+  CHECK(allclose(nn::BCELoss()(sigmoid(x), bt), binary_cross_entropy(sigmoid(x), bt)));
+
+  // gradients flow through the module to the input
+  Tensor xi = randn({4, 3}).requires_grad_();
+  (*ce)(xi.to(kFloat64), t).backward();
+  CHECK(xi.grad().defined());
+}
+
+TEST_CASE("loss modules: option and input errors name the loss") {
+  CHECK_THROWS_WITH_AS(nn::CrossEntropyLoss(nn::CrossEntropyLossOptions().label_smoothing(2)),
+                       "[CrossEntropyLoss] label_smoothing must be between 0.0 and 1.0, got 2", Error);
+  CHECK_THROWS_WITH_AS(nn::SmoothL1Loss(nn::SmoothL1LossOptions().beta(-1)),
+                       "[SmoothL1Loss] beta must be non-negative, got -1", Error);
+  CHECK_THROWS_WITH_AS(nn::HuberLoss(nn::HuberLossOptions().delta(0)), "[HuberLoss] delta must be positive, got 0",
+                       Error);
+  CHECK_THROWS_WITH_AS(nn::MSELoss("average"), doctest::Contains("average is not a valid value for reduction"), Error);
+  nn::CrossEntropyLoss ce(nn::CrossEntropyLossOptions().weight(ones({4})));
+  CHECK_THROWS_WITH_AS(ce(zeros({2, 3}), tensor<int64_t>({0, 1})),
+                       doctest::Contains("[cross_entropy] weight tensor should be defined either for all 3 classes"),
+                       Error);
+}
+
+}  // TEST_SUITE

@@ -84,20 +84,19 @@ CrossEntropyOptions ce_options(const Case& c) {
       .reduction(c.reduction());
 }
 
+Tensor ce_function(const Tensor& x, const Tensor& t, const Case& c) { return cross_entropy(x, t, ce_options(c)); }
+Tensor ce_module(const Tensor& x, const Tensor& t, const Case& c) { return nn::CrossEntropyLoss(ce_options(c))(x, t); }
+
 }  // namespace
 
 TEST_SUITE("parity_loss") {
 
 TEST_CASE("cross_entropy with class indices: weights, ignore_index, label smoothing, K-dim, unbatched") {
-  run_cases("cross_entropy", {{"function", [](const Tensor& x, const Tensor& t, const Case& c) {
-                                 return cross_entropy(x, t, ce_options(c));
-                               }}});
+  run_cases("cross_entropy", {{"function", ce_function}, {"module", ce_module}});
 }
 
 TEST_CASE("cross_entropy with class probabilities: weights, label smoothing, K-dim, unbatched") {
-  run_cases("cross_entropy_probs", {{"function", [](const Tensor& x, const Tensor& t, const Case& c) {
-                                       return cross_entropy(x, t, ce_options(c));
-                                     }}});
+  run_cases("cross_entropy_probs", {{"function", ce_function}, {"module", ce_module}});
 }
 
 TEST_CASE("nll_loss: weights, ignore_index, K-dim, unbatched") {
@@ -107,24 +106,42 @@ TEST_CASE("nll_loss: weights, ignore_index, K-dim, unbatched") {
                                            .weight(c.get("weight"))
                                            .ignore_index(c.ignore_index())
                                            .reduction(c.reduction()));
+                     }},
+                    {"module", [](const Tensor& x, const Tensor& t, const Case& c) {
+                       return nn::NLLLoss(nn::NLLLossOptions()
+                                              .weight(c.get("weight"))
+                                              .ignore_index(c.ignore_index())
+                                              .reduction(c.reduction()))(x, t);
                      }}});
 }
 
 TEST_CASE("mse_loss and l1_loss, broadcasting target") {
   run_cases("mse", {{"function", [](const Tensor& x, const Tensor& t, const Case& c) {
                        return mse_loss(x, t, c.reduction());
+                     }},
+                    {"module", [](const Tensor& x, const Tensor& t, const Case& c) {
+                       return nn::MSELoss(c.reduction())(x, t);
                      }}});
   run_cases("l1", {{"function", [](const Tensor& x, const Tensor& t, const Case& c) {
                       return l1_loss(x, t, c.reduction());
+                    }},
+                   {"module", [](const Tensor& x, const Tensor& t, const Case& c) {
+                      return nn::L1Loss(c.reduction())(x, t);
                     }}});
 }
 
 TEST_CASE("smooth_l1_loss and huber_loss") {
   run_cases("smooth_l1", {{"function", [](const Tensor& x, const Tensor& t, const Case& c) {
                              return smooth_l1_loss(x, t, c.reduction(), c.beta());
+                           }},
+                          {"module", [](const Tensor& x, const Tensor& t, const Case& c) {
+                             return nn::SmoothL1Loss(nn::SmoothL1LossOptions().reduction(c.reduction()).beta(c.beta()))(x, t);
                            }}});
   run_cases("huber", {{"function", [](const Tensor& x, const Tensor& t, const Case& c) {
                          return huber_loss(x, t, c.reduction(), c.beta());
+                       }},
+                      {"module", [](const Tensor& x, const Tensor& t, const Case& c) {
+                         return nn::HuberLoss(nn::HuberLossOptions().reduction(c.reduction()).delta(c.beta()))(x, t);
                        }}});
 }
 
@@ -135,12 +152,21 @@ TEST_CASE("binary_cross_entropy_with_logits: weight, pos_weight, extreme logits"
                                                                                .weight(c.get("weight"))
                                                                                .pos_weight(c.get("pos_weight"))
                                                                                .reduction(c.reduction()));
+                                 }},
+                                {"module", [](const Tensor& x, const Tensor& t, const Case& c) {
+                                   return nn::BCEWithLogitsLoss(nn::BCEWithLogitsLossOptions()
+                                                                    .weight(c.get("weight"))
+                                                                    .pos_weight(c.get("pos_weight"))
+                                                                    .reduction(c.reduction()))(x, t);
                                  }}});
 }
 
 TEST_CASE("binary_cross_entropy: weight") {
   run_cases("bce", {{"function", [](const Tensor& x, const Tensor& t, const Case& c) {
                        return binary_cross_entropy(x, t, c.get("weight"), c.reduction());
+                     }},
+                    {"module", [](const Tensor& x, const Tensor& t, const Case& c) {
+                       return nn::BCELoss(nn::BCELossOptions().weight(c.get("weight")).reduction(c.reduction()))(x, t);
                      }}});
 }
 
