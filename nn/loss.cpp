@@ -5,8 +5,10 @@ namespace focus::nn {
 namespace {
 
 // Registers t as a buffer when given (PyTorch registers None buffers, which never show).
+// The buffer is a new handle on t's storage: to() converts the handle in place, which must
+// not change the caller's tensor.
 Tensor maybe_buffer(Module& m, const char* name, const Tensor& t) {
-  return t.defined() ? m.register_buffer(name, t) : Tensor();
+  return t.defined() ? m.register_buffer(name, t.detach()) : Tensor();
 }
 
 }  // namespace

@@ -367,6 +367,7 @@ TEST_CASE("loss modules: forward equals the function, weights are buffers, to() 
   CHECK(fmt::format("{}", *ce) == "CrossEntropyLoss()");
   ce->to(kFloat64);
   CHECK(ce->weight().dtype() == kFloat64);
+  CHECK(w.dtype() == kFloat32);  // the caller's tensor is not converted with the module
   Tensor x64 = x.to(kFloat64);
   CHECK(allclose(ce->forward(x64, t),
                  cross_entropy(x64, t,
@@ -382,8 +383,9 @@ TEST_CASE("loss modules: forward equals the function, weights are buffers, to() 
 
   nn::NLLLoss nll(nn::NLLLossOptions().weight(w).ignore_index(1));
   Tensor lp = log_softmax(x, 1);
-  CHECK(nll(lp, t).item<float>() ==
-        doctest::Approx(nll_loss(lp, t, NLLLossOptions().weight(w).ignore_index(1)).item<float>()));
+  Tensor t1 = tensor<int64_t>({0, 2, 1, 1});
+  CHECK(nll(lp, t1).item<float>() ==
+        doctest::Approx(nll_loss(lp, t1, NLLLossOptions().weight(w).ignore_index(1)).item<float>()));
   CHECK(nll.named_buffers().size() == 1);
 
   Tensor y = randn({4, 3});
