@@ -65,7 +65,8 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction =
 /// Mean absolute error |input - target|; the gradient at input == target is 0.
 Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean);
 /// Smooth L1: 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (d = input - target;
-/// beta >= 0, beta = 0 is L1).
+/// beta >= 0; beta = 0 is L1, with L1's gradient 0 at d = 0 where PyTorch 1.13's
+/// smooth_l1 kernel gives -1).
 Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean,
                       double beta = 1.0);
 /// Huber: 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta); delta > 0.

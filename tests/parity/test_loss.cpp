@@ -1,7 +1,6 @@
 // Parity of the losses with PyTorch 1.13: values and gradients (input, and target where it
 // is differentiable) for every loss x reduction x options, written by gen_loss.py. Each
 // case runs through the function and through the matching nn module.
-#if __has_include("parity/parity.h")  // the parity harness (branch safet) is not merged yet
 #include <functional>
 #include <string>
 
@@ -171,5 +170,3 @@ TEST_CASE("binary_cross_entropy: weight") {
 }
 
 }  // TEST_SUITE
-
-#endif  // __has_include("parity/parity.h")
