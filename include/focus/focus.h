@@ -14,6 +14,7 @@
 #include "autograd/functions/elementwise.h"
 #include "autograd/functions/indexing.h"
 #include "autograd/functions/linalg.h"
+#include "autograd/functions/loss.h"
 #include "autograd/functions/nn.h"
 #include "autograd/functions/reduction.h"
 #include "autograd/gradcheck.h"
@@ -27,3 +28,4 @@
 #include "nn/activation.h"
 #include "nn/container.h"
 #include "nn/positional.h"
+#include "nn/loss.h"
