@@ -16,3 +16,8 @@
 #include "autograd/functions/reduction.h"
 #include "autograd/gradcheck.h"
 #include "autograd/node.h"
+#include "optim/adam.h"
+#include "optim/clip_grad.h"
+#include "optim/lr_scheduler.h"
+#include "optim/optimizer.h"
+#include "optim/sgd.h"
