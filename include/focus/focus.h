@@ -29,3 +29,8 @@
 #include "nn/container.h"
 #include "nn/positional.h"
 #include "nn/loss.h"
+#include "optim/adam.h"
+#include "optim/clip_grad.h"
+#include "optim/lr_scheduler.h"
+#include "optim/optimizer.h"
+#include "optim/sgd.h"
