@@ -22,16 +22,22 @@ using NLLLossOptions = focus::NLLLossOptions;
 /// Options of BCEWithLogitsLoss: weight, pos_weight, reduction ("mean").
 using BCEWithLogitsLossOptions = BCEWithLogitsOptions;
 
-/// Options of the losses that take only a reduction (MSELoss, L1Loss).
-struct ReductionOptions {
-  ReductionOptions(Reduction r = Reduction::Mean) : reduction_(r) {}
-  ReductionOptions(const char* r) : reduction_(reduction_from_string(r)) {}
+/// Options of MSELoss: reduction ("mean"); a Reduction or a string converts implicitly.
+struct MSELossOptions {
+  MSELossOptions(Reduction r = Reduction::Mean) : reduction_(r) {}
+  MSELossOptions(const char* r) : reduction_(reduction_from_string(r, "MSELoss")) {}
   Reduction reduction_;
-  ReductionOptions& reduction(Reduction r) { reduction_ = r; return *this; }
-  ReductionOptions& reduction(std::string_view r) { reduction_ = reduction_from_string(r); return *this; }
+  MSELossOptions& reduction(Reduction r) { reduction_ = r; return *this; }
+  MSELossOptions& reduction(std::string_view r) { reduction_ = reduction_from_string(r, "MSELoss"); return *this; }
 };
-using MSELossOptions = ReductionOptions;
-using L1LossOptions = ReductionOptions;
+/// Options of L1Loss: reduction ("mean"); a Reduction or a string converts implicitly.
+struct L1LossOptions {
+  L1LossOptions(Reduction r = Reduction::Mean) : reduction_(r) {}
+  L1LossOptions(const char* r) : reduction_(reduction_from_string(r, "L1Loss")) {}
+  Reduction reduction_;
+  L1LossOptions& reduction(Reduction r) { reduction_ = r; return *this; }
+  L1LossOptions& reduction(std::string_view r) { reduction_ = reduction_from_string(r, "L1Loss"); return *this; }
+};
 
 /// Options of BCELoss: weight (broadcast to the input), reduction ("mean").
 struct BCELossOptions {

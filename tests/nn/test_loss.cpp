@@ -418,7 +418,13 @@ TEST_CASE("loss modules: option and input errors name the loss") {
                        "[SmoothL1Loss] beta must be non-negative, got -1", Error);
   CHECK_THROWS_WITH_AS(nn::HuberLoss(nn::HuberLossOptions().delta(0)), "[HuberLoss] delta must be positive, got 0",
                        Error);
-  CHECK_THROWS_WITH_AS(nn::MSELoss("average"), doctest::Contains("average is not a valid value for reduction"), Error);
+  CHECK_THROWS_WITH_AS(nn::MSELoss("average"),
+                       "[MSELoss] average is not a valid value for reduction (expected \"none\", \"mean\" or \"sum\")",
+                       Error);
+  CHECK_THROWS_WITH_AS(nn::L1Loss(nn::L1LossOptions().reduction("avg")),
+                       doctest::Contains("[L1Loss] avg is not a valid value for reduction"), Error);
+  CHECK_THROWS_WITH_AS(nn::NLLLoss(nn::NLLLossOptions().reduction("x")),
+                       doctest::Contains("[nll_loss] x is not a valid value for reduction"), Error);
   nn::CrossEntropyLoss ce(nn::CrossEntropyLossOptions().weight(ones({4})));
   CHECK_THROWS_WITH_AS(ce(zeros({2, 3}), tensor<int64_t>({0, 1})),
                        doctest::Contains("[cross_entropy] weight tensor should be defined either for all 3 classes"),
