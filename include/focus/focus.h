@@ -28,6 +28,7 @@
 #include "nn/container.h"
 #include "nn/positional.h"
 #include "optim/adam.h"
+#include "optim/checkpoint.h"
 #include "optim/clip_grad.h"
 #include "optim/lr_scheduler.h"
 #include "optim/optimizer.h"
