@@ -26,11 +26,11 @@ std::vector<uint8_t> raw_bytes(const Tensor& t) {
 /// A raw file: 8-byte length, header text (unpadded unless given so), data.
 std::vector<uint8_t> make_file(const std::string& header, const std::vector<uint8_t>& data = {},
                                std::optional<uint64_t> len = std::nullopt) {
-  std::vector<uint8_t> out(8);
+  std::vector<uint8_t> out(8 + header.size() + data.size());
   const uint64_t n = len.value_or(header.size());
   std::memcpy(out.data(), &n, 8);
-  if (!header.empty()) out.insert(out.end(), header.begin(), header.end());
-  if (!data.empty()) out.insert(out.end(), data.begin(), data.end());
+  std::copy(header.begin(), header.end(), out.begin() + 8);
+  std::copy(data.begin(), data.end(), out.begin() + 8 + static_cast<std::ptrdiff_t>(header.size()));
   return out;
 }
 
