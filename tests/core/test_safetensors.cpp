@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -299,6 +300,49 @@ TEST_CASE("fuzz: mutated files only ever raise focus::Error") {
   }
   MESSAGE("fuzz: " << ok << " mutated files loaded, " << rejected << " rejected");
   CHECK(rejected > 10000);
+}
+
+TEST_CASE("fuzz: headers with random numbers only ever raise focus::Error") {
+  // Keeps the JSON well formed and swaps the numbers (shapes, offsets) for random ones, so
+  // the shape/offset/byte-count checks are exercised rather than the JSON parser.
+  TensorDict d{{"w", randn({3, 4})}, {"b", arange(5, kInt64)}, {"e", empty({0, 2}, kFloat64)},
+               {"m", tensor<bool>({true, false})}, {"s", scalar_tensor(1, kInt32)}};
+  const auto good = safetensors_serialize(d);
+  uint64_t n;
+  std::memcpy(&n, good.data(), 8);
+  const std::string header(good.begin() + 8, good.begin() + 8 + static_cast<std::ptrdiff_t>(n));
+  const std::vector<uint8_t> data(good.begin() + 8 + static_cast<std::ptrdiff_t>(n), good.end());
+  std::mt19937_64 rng(99);
+  const uint64_t specials[] = {0, 1, 2, 3, 4, 8, 12, 16, 20, 40, 48, 88, 89, 96, 1ull << 31, 1ull << 32, 1ull << 62,
+                               ~0ull, ~0ull >> 1, (~0ull >> 1) + 1};
+  int ok = 0;
+  for (int it = 0; it < 5000; ++it) {
+    std::string h;
+    for (size_t i = 0; i < header.size();) {
+      if (std::isdigit(static_cast<unsigned char>(header[i]))) {
+        size_t j = i;
+        while (j < header.size() && std::isdigit(static_cast<unsigned char>(header[j]))) ++j;
+        if (rng() % 12 == 0) {
+          const uint64_t v = rng() % 2 ? specials[rng() % std::size(specials)] : rng() % 100;
+          h += (rng() % 10 == 0 ? "-" : "") + std::to_string(v);
+        } else {
+          h += header.substr(i, j - i);
+        }
+        i = j;
+      } else {
+        h += header[i++];
+      }
+    }
+    std::vector<uint8_t> extra = data;
+    if (rng() % 2) extra.resize(rng() % (data.size() + 16));
+    try {
+      safetensors_deserialize(make_file(h, extra).data(), 8 + h.size() + extra.size());
+      ++ok;
+    } catch (const Error& e) {
+      CHECK(std::string(e.what()).rfind("[safetensors]", 0) == 0);
+    }
+  }
+  MESSAGE("number fuzz: " << ok << " of 5000 loaded");
 }
 
 }  // TEST_SUITE
