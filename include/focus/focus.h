@@ -14,6 +14,7 @@
 #include "autograd/functions/elementwise.h"
 #include "autograd/functions/indexing.h"
 #include "autograd/functions/linalg.h"
+#include "autograd/functions/loss.h"
 #include "autograd/functions/nn.h"
 #include "autograd/functions/reduction.h"
 #include "autograd/gradcheck.h"
@@ -33,3 +34,4 @@
 #include "optim/lr_scheduler.h"
 #include "optim/optimizer.h"
 #include "optim/sgd.h"
+#include "nn/loss.h"

@@ -2,7 +2,6 @@
 // tests/parity/gen_nn.py; outputs and all input and parameter gradients compared.
 #include "test_util.h"
 
-#if __has_include("parity/parity.h")
 #include "parity/parity.h"
 
 using namespace focus;
@@ -133,4 +132,3 @@ TEST_CASE("positional encodings") {
 
 }  // TEST_SUITE
 
-#endif  // parity/parity.h
