@@ -78,6 +78,8 @@ std::string json_string(const std::string& s, const char* what) {
 /// back in data order (ties, i.e. empty tensors, in header order).
 std::vector<Entry> parse_header(const char* text, size_t n, uint64_t data_size, SafetensorsMetadata* metadata) {
   FOCUS_CHECK(n > 0 && text[0] == '{', "[safetensors] header does not start with '{{' (not a safetensors file?)");
+  // nlohmann stops at a NUL as if the input ended; JSON never contains a raw one.
+  FOCUS_CHECK(std::memchr(text, 0, n) == nullptr, "[safetensors] header contains a NUL byte");
   // nlohmann keeps the last of duplicate keys silently: the callback sees every key first.
   // It also bounds nesting, which a valid header never takes beyond 3 levels.
   std::vector<std::unordered_set<std::string>> seen;

@@ -30,6 +30,7 @@
 #include "nn/positional.h"
 #include "nn/loss.h"
 #include "optim/adam.h"
+#include "optim/checkpoint.h"
 #include "optim/clip_grad.h"
 #include "optim/lr_scheduler.h"
 #include "optim/optimizer.h"
