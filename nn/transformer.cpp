@@ -8,6 +8,7 @@
 #include "autograd/functions/indexing.h"
 #include "autograd/node.h"
 #include "core/creation.h"
+#include "nn/container.h"
 #include "nn/init.h"
 
 namespace focus::nn {

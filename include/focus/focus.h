@@ -25,3 +25,5 @@
 #include "nn/activation.h"
 #include "nn/container.h"
 #include "nn/positional.h"
+#include "nn/attention.h"
+#include "nn/transformer.h"

@@ -12,7 +12,7 @@
 
 #include <focus/focus.h>
 
-#include "tests/parity/parity.h"
+#include "parity/parity.h"
 
 using namespace focus;
 
