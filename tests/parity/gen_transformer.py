@@ -146,8 +146,7 @@ def mha_case(name, E=8, H=2, L=5, S=6, N=3, kdim=None, vdim=None, bias=True, add
             extra = int(add_bias_kv) + int(add_zero_attn)
             f = kp_float.reshape(nb, 1, 1, S).expand(nb, H, L, S).reshape(nb * H, L, S)
             assert extra == 0 and am is None
-            return m(q, k, v, need_weights=need_weights, attn_mask=f if not unbatched else f,
-                     average_attn_weights=average)
+            return m(q, k, v, need_weights=need_weights, attn_mask=f, average_attn_weights=average)
         return m(q, k, v, key_padding_mask=kp, need_weights=need_weights, attn_mask=am,
                  average_attn_weights=average)
 
