@@ -244,6 +244,11 @@ TEST_SUITE("nn_transformer") {
     for (const auto& [n, c] : dec.named_children()) children.insert(n);
     CHECK(children == std::set<std::string>{"self_attn", "multihead_attn", "linear1", "dropout", "linear2", "norm1",
                                             "norm2", "norm3", "dropout1", "dropout2", "dropout3"});
+    const std::string r = enc.repr();
+    CHECK(r.rfind("TransformerEncoderLayer(", 0) == 0);
+    CHECK(r.find("(self_attn): MultiheadAttention(") != std::string::npos);
+    CHECK(r.find("(out_proj): Linear(in_features=8, out_features=8, bias=True)") != std::string::npos);
+    CHECK(r.find("(dropout1): Dropout(p=0.1, inplace=False)") != std::string::npos);
     nn::TransformerEncoderLayer nobias(nn::TransformerLayerOptions(8, 2).dim_feedforward(16).bias(false));
     for (const auto& n : keys(nobias)) CHECK_MESSAGE(n.find("bias") == std::string::npos, n);
 
