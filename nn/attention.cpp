@@ -107,11 +107,7 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionOptions& options)
     bias_k_ = register_parameter("bias_k", bk);
     bias_v_ = register_parameter("bias_v", bv);
   }
-  if (options.bias_) {
-    NoGradGuard no_grad;
-    for (auto& [name, p] : out_proj_->named_parameters())
-      if (name == "bias") p.zero_();
-  }
+  if (options.bias_) init::zeros_(out_proj_->bias());
 }
 
 std::tuple<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, const Tensor& key, const Tensor& value,
