@@ -214,26 +214,34 @@ class Backend {
   // losses, dropout, attention
   /// How a loss kernel reduces its per-element losses.
   enum class LossReduction : uint8_t { None, Mean, Sum };
-  /// Cross entropy from logits [N, C, D] (classes on dim 1) and int64 targets [N, D]:
-  /// loss[n, d] = lse - (1 - eps) x[t] - eps / C * sum_c x[c], 0 where t == ignore_index.
-  /// Writes lse [N, D] (contiguous) and out: [N, D] for None, else 0-d (Mean divides by the
-  /// number of non-ignored targets). Errors on a target outside [0, C) that is not ignored.
+  /// Cross entropy from logits [N, C, D] (classes on dim 1) and int64 targets [N, D], with
+  /// optional class weights w [C] (contiguous, logits' dtype; data null = all ones):
+  /// loss[n, d] = (1 - eps) w[t] (lse - x[t]) + eps / C * sum_c w[c] (lse - x[c]), 0 where
+  /// t == ignore_index. Writes lse [N, D] (contiguous) and out: [N, D] for None, else 0-d
+  /// (Mean divides by the sum of w[t] over non-ignored targets). Errors on a target outside
+  /// [0, C) that is not ignored.
   virtual void cross_entropy_forward(const TensorView& out, const TensorView& lse, const TensorView& logits,
-                                     const TensorView& target, int64_t ignore_index, double label_smoothing,
-                                     LossReduction reduction) { unsupported("cross_entropy"); }
-  /// grad_logits [N, C, D] (contiguous) = (softmax - smoothed one-hot) * g, 0 on ignored
-  /// rows; grad [N, D] for None, else 0-d.
+                                     const TensorView& target, const TensorView& weight, int64_t ignore_index,
+                                     double label_smoothing, LossReduction reduction) {
+    unsupported("cross_entropy");
+  }
+  /// grad_logits [N, C, D] (contiguous) = d loss / d logits * g, 0 on ignored rows; grad
+  /// [N, D] for None, else 0-d; weight as in the forward.
   virtual void cross_entropy_backward(const TensorView& grad_logits, const TensorView& grad,
                                       const TensorView& logits, const TensorView& lse, const TensorView& target,
-                                      int64_t ignore_index, double label_smoothing, LossReduction reduction) {
+                                      const TensorView& weight, int64_t ignore_index, double label_smoothing,
+                                      LossReduction reduction) {
     unsupported("cross_entropy_backward");
   }
-  /// loss[n, d] = -x[n, t, d] over log-probabilities [N, C, D], int64 targets [N, D].
+  /// loss[n, d] = -w[t] x[n, t, d] over log-probabilities [N, C, D], int64 targets [N, D];
+  /// weight as in cross_entropy_forward (Mean divides by the sum of w[t]).
   virtual void nll_loss_forward(const TensorView& out, const TensorView& log_probs, const TensorView& target,
-                                int64_t ignore_index, LossReduction reduction) { unsupported("nll_loss"); }
-  /// grad_input [N, C, D] (contiguous) = -g at the target class, 0 elsewhere.
+                                const TensorView& weight, int64_t ignore_index, LossReduction reduction) {
+    unsupported("nll_loss");
+  }
+  /// grad_input [N, C, D] (contiguous) = -w[t] g at the target class, 0 elsewhere.
   virtual void nll_loss_backward(const TensorView& grad_input, const TensorView& grad, const TensorView& target,
-                                 int64_t ignore_index, LossReduction reduction) {
+                                 const TensorView& weight, int64_t ignore_index, LossReduction reduction) {
     unsupported("nll_loss_backward");
   }
   /// (input - target)^2; input and target broadcast to one shape; out that shape or 0-d.
@@ -269,6 +277,32 @@ class Backend {
                                   const TensorView& grad_weights, const TensorView& q, const TensorView& k,
                                   const TensorView& v, const TensorView& probs, double scale, double dropout_p,
                                   RandomState rng) { unsupported("scaled_dot_product_attention_backward"); }
+
+  // ---- optimizers (section owned by the optim work) -----------------------------------------
+  /// Scalars of one Adam/AdamW update (optim::Adam, optim::AdamW), precomputed in double
+  /// by the caller exactly as PyTorch's single-tensor implementation does.
+  struct AdamStepParams {
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double weight_decay = 0;           // L2 (Adam): grad += weight_decay * param; 0 = none
+    double param_scale = 1;            // decoupled decay (AdamW): param *= 1 - lr * wd; 1 = none
+    double step_size = 0;              // lr / (1 - beta1^step)
+    double bias_correction2_sqrt = 1;  // sqrt(1 - beta2^step)
+    bool amsgrad = false;
+    bool maximize = false;
+  };
+  /// One fused Adam/AdamW update of one parameter, in place. All views contiguous, same
+  /// sizes and floating dtype; max_exp_avg_sq is read and written only when amsgrad. Per
+  /// element, in the parameter's dtype and PyTorch's order:
+  ///   g = maximize ? -grad : grad;  g = g + weight_decay * p;  p = p * param_scale;
+  ///   m = m * beta1 + (1 - beta1) * g;  v = v * beta2 + (1 - beta2) * g * g;
+  ///   vmax = max(vmax, v);  denom = sqrt(amsgrad ? vmax : v) / bias_correction2_sqrt + eps;
+  ///   p = p + (-step_size) * m / denom.
+  virtual void adam_step(const TensorView& param, const TensorView& grad, const TensorView& exp_avg,
+                         const TensorView& exp_avg_sq, const TensorView& max_exp_avg_sq, const AdamStepParams& p) {
+    unsupported("adam_step");
+  }
 
  protected:
   /// Throws "[op] is not implemented for device X".
