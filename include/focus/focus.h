@@ -28,6 +28,8 @@
 #include "nn/activation.h"
 #include "nn/container.h"
 #include "nn/positional.h"
+#include "nn/attention.h"
+#include "nn/transformer.h"
 #include "nn/loss.h"
 #include "optim/adam.h"
 #include "optim/checkpoint.h"
