@@ -303,6 +303,26 @@ class Backend {
                          const TensorView& exp_avg_sq, const TensorView& max_exp_avg_sq, const AdamStepParams& p) {
     unsupported("adam_step");
   }
+  /// Scalars of one SGD update (optim::SGD).
+  struct SgdStepParams {
+    double lr = 0;
+    double momentum = 0;      // 0 = no momentum buffer
+    double dampening = 0;
+    double weight_decay = 0;  // 0 = none
+    bool nesterov = false;
+    bool maximize = false;
+    bool first_step = false;  // momentum buffer not yet initialized: buf = g
+  };
+  /// One fused SGD update of one parameter, in place. All views contiguous, same sizes and
+  /// floating dtype; momentum_buffer is used only when momentum != 0. Per element, with
+  /// PyTorch's fused multiply-adds (`a.add(b, alpha=s)` is fma(b, s, a)):
+  ///   g = maximize ? -grad : grad;  g = fma(p, weight_decay, g);
+  ///   buf = first_step ? g : fma(g, 1 - dampening, buf * momentum);
+  ///   g = nesterov ? fma(buf, momentum, g) : buf;  p = fma(g, -lr, p).
+  virtual void sgd_step(const TensorView& param, const TensorView& grad, const TensorView& momentum_buffer,
+                        const SgdStepParams& p) {
+    unsupported("sgd_step");
+  }
 
  protected:
   /// Throws "[op] is not implemented for device X".

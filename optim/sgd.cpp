@@ -1,7 +1,8 @@
 #include "optim/sgd.h"
 
-#include "autograd/functions/elementwise.h"
 #include "autograd/node.h"
+#include "core/creation.h"
+#include "core/ops/optim.h"
 
 namespace focus::optim {
 
@@ -41,24 +42,29 @@ void SGD::step() {
   NoGradGuard no_grad;
   for (auto& group : groups_) {
     const auto& o = static_cast<const SGDOptions&>(group.options());
-    const double lr = o.lr(), wd = o.weight_decay(), momentum = o.momentum(), dampening = o.dampening();
+    Backend::SgdStepParams s;
+    s.lr = o.lr();
+    s.momentum = o.momentum();
+    s.dampening = o.dampening();
+    s.weight_decay = o.weight_decay();
+    s.nesterov = o.nesterov();
+    s.maximize = o.maximize();
     for (const Tensor& p : group.params()) {
-      Tensor grad = p.grad();
+      const Tensor grad = p.grad();
       if (!grad.defined()) continue;
-      Tensor g = o.maximize() ? neg(grad) : grad;
-      if (wd != 0) g = add(g, p, wd);  // grad.add(param, alpha=weight_decay): a new tensor
-      if (momentum != 0) {
+      Tensor buf;
+      s.first_step = false;
+      if (s.momentum != 0) {
         TensorDict& st = mutable_state(p);
-        const Tensor* buf = st.find("momentum_buffer");
-        if (!buf) {
-          st.insert("momentum_buffer", g.clone());  // torch.clone(grad).detach()
-          buf = st.find("momentum_buffer");
+        if (const Tensor* b = st.find("momentum_buffer")) {
+          buf = *b;
         } else {
-          buf->mul_(momentum).add_(g, 1 - dampening);
+          buf = zeros(p.shape(), TensorOptions(p.dtype()).device(p.device()));
+          st.insert("momentum_buffer", buf);
+          s.first_step = true;
         }
-        g = o.nesterov() ? add(g, *buf, momentum) : *buf;
       }
-      p.add_(g, -lr);
+      raw::sgd_step(p, grad, buf, s);
     }
   }
 }

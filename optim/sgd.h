@@ -37,7 +37,8 @@ class SGDOptions : public OptimizerOptions {
   bool maximize_ = false;
 };
 
-/// torch.optim.SGD (single-tensor form), per parameter with gradient g:
+/// torch.optim.SGD (single-tensor form; one fused kernel per parameter, Backend::sgd_step),
+/// per parameter with gradient g:
 ///   g = maximize ? -grad : grad;  if weight_decay: g = g + weight_decay * p
 ///   if momentum: buf = first step ? g : buf * momentum + (1 - dampening) * g
 ///                g = nesterov ? g + momentum * buf : buf

@@ -87,6 +87,8 @@ class CpuBackend final : public Backend {
   // ---- optimizers: optim.cpp ------------------------------------------------------------------
   void adam_step(const TensorView& param, const TensorView& grad, const TensorView& exp_avg,
                  const TensorView& exp_avg_sq, const TensorView& max_exp_avg_sq, const AdamStepParams& p) override;
+  void sgd_step(const TensorView& param, const TensorView& grad, const TensorView& momentum_buffer,
+                const SgdStepParams& p) override;
 };
 
 }  // namespace focus::cpu

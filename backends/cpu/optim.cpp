@@ -1,4 +1,4 @@
-// CPU kernels for the optimizers: one fused Adam/AdamW loop per parameter.
+// CPU kernels for the optimizers: one fused SGD or Adam/AdamW loop per parameter.
 #include <cmath>
 #include <type_traits>
 
@@ -78,7 +78,56 @@ void adam_dispatch(const TensorView& param, const TensorView& grad, const Tensor
   else with_dec(F{});
 }
 
+template <typename T, bool kL2, bool kMomentum, bool kNesterov>
+void sgd_loop(T* __restrict p, const T* __restrict g, T* __restrict buf, int64_t n, const Backend::SgdStepParams& s) {
+  const T sign = s.maximize ? T(-1) : T(1);
+  const T wd = static_cast<T>(s.weight_decay);
+  const T momentum = static_cast<T>(s.momentum);
+  const T one_minus_dampening = static_cast<T>(1 - s.dampening);
+  const T neg_lr = static_cast<T>(-s.lr);
+  const bool first = s.first_step;
+  parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      T gi = g[i] * sign;
+      const T pi = p[i];
+      if constexpr (kL2) gi = std::fma(pi, wd, gi);  // grad.add(param, alpha=weight_decay)
+      if constexpr (kMomentum) {
+        // buf = clone(g) on the first step, else buf.mul_(momentum).add_(g, alpha=1 - dampening)
+        const T b = first ? gi : std::fma(gi, one_minus_dampening, buf[i] * momentum);
+        buf[i] = b;
+        if constexpr (kNesterov) gi = std::fma(b, momentum, gi);  // grad.add(buf, alpha=momentum)
+        else gi = b;
+      }
+      p[i] = std::fma(gi, neg_lr, pi);  // param.add_(grad, alpha=-lr)
+    }
+  });
+}
+
 }  // namespace
+
+void CpuBackend::sgd_step(const TensorView& param, const TensorView& grad, const TensorView& momentum_buffer,
+                          const SgdStepParams& s) {
+  dispatch_float(param.dtype, "sgd_step", [&](auto tag) {
+    using T = decltype(tag);
+    T* p = param.ptr<T>();
+    const T* g = grad.ptr<T>();
+    T* buf = s.momentum != 0 ? momentum_buffer.ptr<T>() : nullptr;
+    const int64_t n = param.numel;
+    using F = std::false_type;
+    using Tr = std::true_type;
+    auto run = [&](auto l2, auto mom, auto nes) {
+      sgd_loop<T, decltype(l2)::value, decltype(mom)::value, decltype(nes)::value>(p, g, buf, n, s);
+    };
+    auto with_l2 = [&](auto mom, auto nes) {
+      if (s.weight_decay != 0) run(Tr{}, mom, nes);
+      else run(F{}, mom, nes);
+    };
+    if (s.momentum == 0) with_l2(F{}, F{});
+    else if (s.nesterov) with_l2(Tr{}, Tr{});
+    else with_l2(Tr{}, F{});
+  });
+}
 
 void CpuBackend::adam_step(const TensorView& param, const TensorView& grad, const TensorView& exp_avg,
                            const TensorView& exp_avg_sq, const TensorView& max_exp_avg_sq,

@@ -13,4 +13,9 @@ namespace focus::raw {
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                const Tensor& max_exp_avg_sq, const Backend::AdamStepParams& p);
 
+/// One SGD update of param in place (see Backend::sgd_step). momentum_buffer (used when
+/// p.momentum != 0) is a contiguous tensor of param's shape, dtype and device; grad as for
+/// adam_step.
+void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const Backend::SgdStepParams& p);
+
 }  // namespace focus::raw

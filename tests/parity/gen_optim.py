@@ -6,6 +6,8 @@ Usage: gen_optim.py OUTDIR. Writes
       initial parameters), then for each optimizer configuration <cfg> the loss of each of
       the 50 steps (<cfg>.loss; negated for the *maximize configurations, which maximize -loss), the final parameters (<cfg>.final.<W|b|v|unused>) and the
       optimizer's state_dict flattened the way focus flattens it (<cfg>.sd.<key>).
+  optim_fixedgrad_f32/f64.safetensors: the same, driven by a fixed sequence of gradients
+      (grads.<W|b|v> [50, ...]) instead of the loss's (<cfg>.loss is unused there).
   optim_sched.safetensors: for each scheduler configuration <cfg>, the lr of each param
       group after construction and after each step (<cfg>.lr [steps + 1, groups]) and,
       where OneCycleLR cycles it, the momentum / beta1 (<cfg>.momentum).
@@ -87,7 +89,8 @@ CONFIGS = {
 }
 
 
-def train(data, dtype, name, cls, kwargs, groups):
+def train(data, dtype, name, cls, kwargs, groups, fixed_grads=None):
+    """50 steps of one configuration; gradients from the loss, or fixed_grads[k][step]."""
     params = {k: data["init." + k].clone().requires_grad_(True) for k in ["W", "b", "v", "unused"]}
     if groups is None:
         opt = cls([params[k] for k in ["W", "b", "v", "unused"]], **kwargs)
@@ -96,6 +99,12 @@ def train(data, dtype, name, cls, kwargs, groups):
     losses = []
     for _ in range(STEPS):
         opt.zero_grad()
+        if fixed_grads is not None:
+            for k in ["W", "b", "v"]:
+                params[k].grad = fixed_grads[k][len(losses)].clone()
+            opt.step()
+            losses.append(0.0)
+            continue
         loss = loss_fn(data, params["W"], params["b"], params["v"])
         if "maximize" in name:  # maximize the negated loss: the same descent, through maximize
             loss = -loss
@@ -117,6 +126,18 @@ def gen_train(outdir):
         for name, (cls, kwargs, groups) in CONFIGS.items():
             out.update(train(data, dtype, name, cls, kwargs, groups))
         st.save(os.path.join(outdir, f"optim_train_{suffix}.safetensors"), out)
+        # The same configurations driven by a fixed sequence of gradients (independent of
+        # the parameters): only the optimizers' own arithmetic can differ.
+        g = torch.Generator().manual_seed(77)
+        fixed = {k: (torch.randn(STEPS, *data["init." + k].shape, generator=g, dtype=torch.float64)
+                     * (0.1 + torch.rand(STEPS, *([1] * data["init." + k].dim()), generator=g,
+                                         dtype=torch.float64))).to(dtype)
+                 for k in ["W", "b", "v"]}
+        out = dict(data)
+        out.update({f"grads.{k}": v for k, v in fixed.items()})
+        for name, (cls, kwargs, groups) in CONFIGS.items():
+            out.update(train(data, dtype, name, cls, kwargs, groups, fixed))
+        st.save(os.path.join(outdir, f"optim_fixedgrad_{suffix}.safetensors"), out)
 
 
 def sched_optimizer(kind, groups):

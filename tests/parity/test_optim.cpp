@@ -89,9 +89,20 @@ const std::vector<std::pair<std::string, Factory>>& configs() {
   return list;
 }
 
-void check_training(const char* file, double rtol, double atol) {
+// Scale of a tensor: its largest |value| (at least tiny).
+double scale_of(const Tensor& t) {
+  double m = 1e-30;
+  for (double v : t.to_vector<double>()) m = std::max(m, std::abs(v));
+  return m;
+}
+
+// 50 steps of every configuration. fixed_grads: the gradients come from the file
+// (grads.<k> [50, ...]) instead of the loss, so only the optimizer arithmetic can differ.
+// Parameters must match within rtol (atol for elements near 0); state tensors within rtol
+// of their largest element (10 rtol when the gradients come from the loss).
+void check_training(const char* file, double rtol, double atol, bool fixed_grads = false) {
   const TensorDict d = parity::load(file);
-  double worst_rel = 0;
+  double worst_rel = 0, worst_close = 0;
   for (const auto& [name, factory] : configs()) {
     CAPTURE(name);
     Params p;
@@ -100,21 +111,31 @@ void check_training(const char* file, double rtol, double atol) {
     std::vector<double> losses;
     for (int s = 0; s < kSteps; ++s) {
       opt->zero_grad();
+      if (fixed_grads) {
+        for (const char* k : {"W", "b", "v"}) p[k].set_grad(d.at(std::string("grads.") + k).select(0, s).clone());
+        opt->step();
+        continue;
+      }
       Tensor loss = loss_fn(d, p["W"], p["b"], p["v"]);
       if (name.find("maximize") != std::string::npos) loss = -loss;
       loss.backward();
       opt->step();
       losses.push_back(loss.item<double>());
     }
-    CHECK(closeness(tensor<double>(losses), d.at(name + ".loss"), rtol, atol) <= 1.0);
+    if (!fixed_grads) CHECK(closeness(tensor<double>(losses), d.at(name + ".loss"), rtol, atol) <= 1.0);
     for (const char* k : {"W", "b", "v", "unused"}) {
       CAPTURE(k);
       const Tensor& ref = d.at(name + ".final." + k);
       CHECK(p[k].dtype() == ref.dtype());
       CHECK(closeness(p[k], ref, rtol, atol) <= 1.0);
       worst_rel = std::max(worst_rel, max_rel_err(p[k], ref));
+      worst_close = std::max(worst_close, closeness(p[k], ref, rtol, atol));
+      if (std::getenv("FOCUS_OPTIM_VERBOSE")) MESSAGE(fmt::format("{} {}: max rel err {:.3g}", name, k, max_rel_err(p[k], ref)));
     }
     // Every entry of focus's state_dict is in PyTorch's under the same name, with close values.
+    // With gradients from the loss, the state holds gradient statistics, which carry the
+    // rounding of the two frameworks' forward/backward passes: 10x the parameter tolerance.
+    const double state_rtol = fixed_grads ? rtol : 10 * rtol;
     const TensorDict sd = opt->state_dict();
     const std::string prefix = name + ".sd.";
     for (const auto& [key, value] : sd) {
@@ -123,14 +144,16 @@ void check_training(const char* file, double rtol, double atol) {
       REQUIRE_MESSAGE(ref != nullptr, "PyTorch's state_dict has no " << key);
       CHECK(value.shape() == ref->shape());
       if (key.ends_with(".step") || key.ends_with(".params")) CHECK(value.to_vector<double>() == ref->to_vector<double>());
-      else CHECK(closeness(value.to(kFloat64), ref->to(kFloat64), rtol, atol) <= 1.0);
+      else CHECK(closeness(value.to(kFloat64), ref->to(kFloat64), state_rtol, state_rtol * scale_of(*ref)) <= 1.0);
     }
     // ... and PyTorch's state entries are all in focus's.
     for (const auto& [key, value] : d) {
       if (key.rfind(prefix + "state.", 0) == 0) CHECK_MESSAGE(sd.contains(key.substr(prefix.size())), key);
     }
   }
-  MESSAGE(fmt::format("{}: largest relative parameter error after {} steps: {:.3g}", file, kSteps, worst_rel));
+  MESSAGE(fmt::format("{}: largest relative parameter error after {} steps: {:.3g} (largest |focus - torch| / (atol + "
+                      "rtol |torch|): {:.3g})",
+                      file, kSteps, worst_rel, worst_close));
 }
 
 // ---- schedulers -------------------------------------------------------------------------------
@@ -220,11 +243,18 @@ std::vector<double> momenta(const optim::Optimizer& o) {
 
 TEST_SUITE("parity_optim") {
   TEST_CASE("optimizers follow PyTorch's trajectories for 50 steps (float32)") {
-    check_training("optim_train_f32", 1e-6, 1e-7);
+    // Gradients from each framework's own forward/backward differ by rounding; elements near 0
+    // need the atol (largest relative error seen here: ~1e-5 on an element of size 4e-4).
+    check_training("optim_train_f32", 1e-6, 3e-7);
   }
 
   TEST_CASE("optimizers follow PyTorch's trajectories for 50 steps (float64)") {
     check_training("optim_train_f64", 1e-10, 1e-12);
+  }
+
+  TEST_CASE("optimizers driven by fixed gradients: PyTorch's arithmetic (float32, float64)") {
+    check_training("optim_fixedgrad_f32", 1e-6, 1e-9, true);
+    check_training("optim_fixedgrad_f64", 1e-13, 1e-15, true);
   }
 
   TEST_CASE("schedulers give PyTorch's lr (and momentum) at every step") {
