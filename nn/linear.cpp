@@ -1,0 +1,44 @@
+#include "nn/linear.h"
+
+#include <cmath>
+
+#include "autograd/functions/linalg.h"
+#include "core/creation.h"
+#include "nn/init.h"
+
+namespace focus::nn {
+
+Linear::Linear(const LinearOptions& options) : Module("Linear"), options_(options) {
+  FOCUS_CHECK(options.in_features_ >= 0 && options.out_features_ >= 0,
+              "[Linear] in_features and out_features must be non-negative, got {} and {}", options.in_features_,
+              options.out_features_);
+  weight_ = register_parameter("weight", empty({options.out_features_, options.in_features_}));
+  bias_ = register_parameter("bias", options.bias_ ? empty({options.out_features_}) : Tensor());
+  reset_parameters();
+}
+
+void Linear::reset_parameters() {
+  init::kaiming_uniform_(weight_, std::sqrt(5.0));
+  if (bias_.defined()) {
+    const int64_t fan_in = options_.in_features_;
+    const double bound = fan_in > 0 ? 1.0 / std::sqrt(static_cast<double>(fan_in)) : 0.0;
+    init::uniform_(bias_, -bound, bound);
+  }
+}
+
+Tensor Linear::forward(const Tensor& x) const {
+  FOCUS_CHECK(x.defined(), "[Linear] the input is undefined");
+  FOCUS_CHECK(x.dim() >= 1 && x.size(-1) == options_.in_features_,
+              "[Linear] expected input with last dimension {} (in_features), got shape {}", options_.in_features_,
+              x.shape());
+  FOCUS_CHECK(x.dtype() == weight_.dtype(), "[Linear] input dtype {} does not match the weight dtype {}", x.dtype(),
+              weight_.dtype());
+  return linear(x, weight_, bias_);
+}
+
+std::string Linear::extra_repr() const {
+  return fmt::format("in_features={}, out_features={}, bias={}", options_.in_features_, options_.out_features_,
+                     py_bool(bias_.defined()));
+}
+
+}  // namespace focus::nn
