@@ -253,6 +253,7 @@ def train(args):
         "tokens_per_s": tokens * len(timed) / sum(timed) if timed else 0.0,
         "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "params": sum(p.numel() for p in model.parameters()),
+        "tokens_per_step": tokens,
     }
     print("J " + json.dumps(out), flush=True)
 
