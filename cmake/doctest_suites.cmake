@@ -1,6 +1,8 @@
 # Registers one CTest test per doctest test suite found in the test sources
-# (TEST_SUITE("name")), plus one for test cases outside any suite.
-function(focus_add_doctest_suites target)
+# (TEST_SUITE("name")), plus one for test cases outside any suite. Suites whose name
+# starts with "parity" need the PyTorch reference files: they require the fixture
+# `parity` (see tests/CMakeLists.txt) and get FOCUS_PARITY_DIR=parity_dir.
+function(focus_add_doctest_suites target parity_dir)
   get_target_property(srcs ${target} SOURCES)
   set(suites "")
   foreach(src IN LISTS srcs)
@@ -14,6 +16,10 @@ function(focus_add_doctest_suites target)
   foreach(suite IN LISTS suites)
     add_test(NAME ${suite} COMMAND ${target} --test-suite=${suite} --no-version)
     set_tests_properties(${suite} PROPERTIES TIMEOUT 900)
+    if(suite MATCHES "^parity")
+      set_tests_properties(${suite} PROPERTIES FIXTURES_REQUIRED parity
+                                               ENVIRONMENT "FOCUS_PARITY_DIR=${parity_dir}")
+    endif()
   endforeach()
   add_test(NAME unsuited COMMAND ${target} --test-suite-exclude=* --no-version)
 endfunction()

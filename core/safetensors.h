@@ -26,4 +26,10 @@ void save_safetensors(const TensorDict& tensors, const std::string& path, const 
 /// Reads a file written by focus, PyTorch (safetensors package) or any conforming writer.
 TensorDict load_safetensors(const std::string& path, SafetensorsMetadata* metadata = nullptr);
 
+namespace detail {
+/// Testing hook: when >= 0, save_safetensors fails (throws) after writing this many bytes
+/// of the temporary file, as a crash mid-write would; -1 (the default) turns it off.
+void set_safetensors_write_fault(int64_t fail_after_bytes);
+}  // namespace detail
+
 }  // namespace focus

@@ -7,6 +7,8 @@
 #include <type_traits>
 #include <vector>
 
+#include <fmt/ranges.h>
+
 #include "nn/module.h"
 
 namespace focus::nn {
@@ -128,3 +130,6 @@ class ModuleDict : public Module {
 };
 
 }  // namespace focus::nn
+
+/// ModuleList has begin()/end(); print it as a module (its repr), not as a range.
+template <> struct fmt::is_range<focus::nn::ModuleList, char> : std::false_type {};

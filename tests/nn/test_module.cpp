@@ -67,11 +67,11 @@ TEST_CASE("state_dict holds parameters and persistent buffers; round trip") {
   auto a = std::make_shared<Net>();
   auto b = std::make_shared<Net>();
   TensorDict sd = a->state_dict();
-  CHECK(sd.keys() == std::vector<std::string>{"layers.0.linear1.weight", "layers.0.linear1.bias",
-                                              "layers.0.norm1.weight", "layers.0.norm1.bias", "layers.0.steps",
+  // as PyTorch: a module's own parameters and buffers, then its children's
+  CHECK(sd.keys() == std::vector<std::string>{"layers.0.steps", "layers.0.linear1.weight", "layers.0.linear1.bias",
+                                              "layers.0.norm1.weight", "layers.0.norm1.bias", "layers.1.steps",
                                               "layers.1.linear1.weight", "layers.1.linear1.bias",
-                                              "layers.1.norm1.weight", "layers.1.norm1.bias", "layers.1.steps",
-                                              "head.weight"});
+                                              "layers.1.norm1.weight", "layers.1.norm1.bias", "head.weight"});
   CHECK_FALSE(sd.at("head.weight").requires_grad());
   CHECK(sd.at("head.weight").storage() == a->head->weight().storage());  // detached, shared
   CHECK_FALSE(allclose(b->head->weight(), a->head->weight()));
@@ -213,6 +213,8 @@ TEST_CASE("printing like PyTorch's repr") {
         "  (head): Linear(in_features=3, out_features=2, bias=False)\n"
         "  (drop): Dropout(p=0.1, inplace=False)\n"
         ")");
+  CHECK(fmt::format("{}", *net->layers) == net->layers->repr());
+  CHECK(fmt::format("{}", net->layers).substr(0, 12) == "ModuleList(\n");
   std::shared_ptr<nn::Module> base = net->head;
   CHECK(fmt::format("{}", base) == "Linear(in_features=3, out_features=2, bias=False)");
 }
