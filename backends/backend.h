@@ -270,6 +270,32 @@ class Backend {
                                   const TensorView& v, const TensorView& probs, double scale, double dropout_p,
                                   RandomState rng) { unsupported("scaled_dot_product_attention_backward"); }
 
+  // ---- optimizers (section owned by the optim work) -----------------------------------------
+  /// Scalars of one Adam/AdamW update (optim::Adam, optim::AdamW), precomputed in double
+  /// by the caller exactly as PyTorch's single-tensor implementation does.
+  struct AdamStepParams {
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double weight_decay = 0;           // L2 (Adam): grad += weight_decay * param; 0 = none
+    double param_scale = 1;            // decoupled decay (AdamW): param *= 1 - lr * wd; 1 = none
+    double step_size = 0;              // lr / (1 - beta1^step)
+    double bias_correction2_sqrt = 1;  // sqrt(1 - beta2^step)
+    bool amsgrad = false;
+    bool maximize = false;
+  };
+  /// One fused Adam/AdamW update of one parameter, in place. All views contiguous, same
+  /// sizes and floating dtype; max_exp_avg_sq is read and written only when amsgrad. Per
+  /// element, in the parameter's dtype and PyTorch's order:
+  ///   g = maximize ? -grad : grad;  g = g + weight_decay * p;  p = p * param_scale;
+  ///   m = m * beta1 + (1 - beta1) * g;  v = v * beta2 + (1 - beta2) * g * g;
+  ///   vmax = max(vmax, v);  denom = sqrt(amsgrad ? vmax : v) / bias_correction2_sqrt + eps;
+  ///   p = p + (-step_size) * m / denom.
+  virtual void adam_step(const TensorView& param, const TensorView& grad, const TensorView& exp_avg,
+                         const TensorView& exp_avg_sq, const TensorView& max_exp_avg_sq, const AdamStepParams& p) {
+    unsupported("adam_step");
+  }
+
  protected:
   /// Throws "[op] is not implemented for device X".
   [[noreturn]] void unsupported(const char* op) const;

@@ -83,6 +83,10 @@ class CpuBackend final : public Backend {
                           const TensorView& grad_mask, const TensorView& grad_out, const TensorView& grad_weights,
                           const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& probs,
                           double scale, double dropout_p, RandomState rng) override;
+
+  // ---- optimizers: optim.cpp ------------------------------------------------------------------
+  void adam_step(const TensorView& param, const TensorView& grad, const TensorView& exp_avg,
+                 const TensorView& exp_avg_sq, const TensorView& max_exp_avg_sq, const AdamStepParams& p) override;
 };
 
 }  // namespace focus::cpu

@@ -27,3 +27,8 @@
 #include "nn/activation.h"
 #include "nn/container.h"
 #include "nn/positional.h"
+#include "optim/adam.h"
+#include "optim/clip_grad.h"
+#include "optim/lr_scheduler.h"
+#include "optim/optimizer.h"
+#include "optim/sgd.h"
