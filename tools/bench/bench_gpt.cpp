@@ -183,12 +183,26 @@ double measure_sgemm_peak(int threads) {
   return 2.0 * n * n * n / best / 1e9;
 }
 
+// The script beside this source file. __FILE__ may be relative to the compiler's working
+// directory (ccache's CCACHE_BASEDIR), which for CMake is the executable's directory.
+std::string default_torch_script() {
+  const fs::path rel = fs::path(__FILE__).parent_path() / "bench_gpt_torch.py";
+  std::vector<fs::path> candidates{rel};
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec && rel.is_relative()) candidates.push_back(exe.parent_path() / rel);
+  candidates.push_back(fs::current_path() / "tools/bench/bench_gpt_torch.py");
+  for (const auto& c : candidates)
+    if (fs::exists(c, ec)) return fs::weakly_canonical(c, ec).string();
+  return rel.string();
+}
+
 std::string fmt_rss(double kb) { return fmt::format("{:.0f} MB", kb / 1024.0); }
 
 int driver(const Args& a) {
   const std::string self = fs::read_symlink("/proc/self/exe").string();
   const std::string script =
-      a.torch_script.empty() ? (fs::path(__FILE__).parent_path() / "bench_gpt_torch.py").string() : a.torch_script;
+      a.torch_script.empty() ? default_torch_script() : a.torch_script;
   const std::string dir = a.workdir.empty() ? (fs::temp_directory_path() / fmt::format("focus_bench_gpt_{}", getpid())).string()
                                             : a.workdir;
   fs::create_directories(dir);
