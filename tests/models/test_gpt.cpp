@@ -10,6 +10,7 @@
 #include "test_util.h"
 
 using namespace focus;
+using focus::testing::allclose;
 using models::GPT;
 using models::GPTConfig;
 

@@ -11,6 +11,7 @@
 #include "test_util.h"
 
 using namespace focus;
+using focus::testing::allclose;
 
 namespace {
 
