@@ -214,26 +214,34 @@ class Backend {
   // losses, dropout, attention
   /// How a loss kernel reduces its per-element losses.
   enum class LossReduction : uint8_t { None, Mean, Sum };
-  /// Cross entropy from logits [N, C, D] (classes on dim 1) and int64 targets [N, D]:
-  /// loss[n, d] = lse - (1 - eps) x[t] - eps / C * sum_c x[c], 0 where t == ignore_index.
-  /// Writes lse [N, D] (contiguous) and out: [N, D] for None, else 0-d (Mean divides by the
-  /// number of non-ignored targets). Errors on a target outside [0, C) that is not ignored.
+  /// Cross entropy from logits [N, C, D] (classes on dim 1) and int64 targets [N, D], with
+  /// optional class weights w [C] (contiguous, logits' dtype; data null = all ones):
+  /// loss[n, d] = (1 - eps) w[t] (lse - x[t]) + eps / C * sum_c w[c] (lse - x[c]), 0 where
+  /// t == ignore_index. Writes lse [N, D] (contiguous) and out: [N, D] for None, else 0-d
+  /// (Mean divides by the sum of w[t] over non-ignored targets). Errors on a target outside
+  /// [0, C) that is not ignored.
   virtual void cross_entropy_forward(const TensorView& out, const TensorView& lse, const TensorView& logits,
-                                     const TensorView& target, int64_t ignore_index, double label_smoothing,
-                                     LossReduction reduction) { unsupported("cross_entropy"); }
-  /// grad_logits [N, C, D] (contiguous) = (softmax - smoothed one-hot) * g, 0 on ignored
-  /// rows; grad [N, D] for None, else 0-d.
+                                     const TensorView& target, const TensorView& weight, int64_t ignore_index,
+                                     double label_smoothing, LossReduction reduction) {
+    unsupported("cross_entropy");
+  }
+  /// grad_logits [N, C, D] (contiguous) = d loss / d logits * g, 0 on ignored rows; grad
+  /// [N, D] for None, else 0-d; weight as in the forward.
   virtual void cross_entropy_backward(const TensorView& grad_logits, const TensorView& grad,
                                       const TensorView& logits, const TensorView& lse, const TensorView& target,
-                                      int64_t ignore_index, double label_smoothing, LossReduction reduction) {
+                                      const TensorView& weight, int64_t ignore_index, double label_smoothing,
+                                      LossReduction reduction) {
     unsupported("cross_entropy_backward");
   }
-  /// loss[n, d] = -x[n, t, d] over log-probabilities [N, C, D], int64 targets [N, D].
+  /// loss[n, d] = -w[t] x[n, t, d] over log-probabilities [N, C, D], int64 targets [N, D];
+  /// weight as in cross_entropy_forward (Mean divides by the sum of w[t]).
   virtual void nll_loss_forward(const TensorView& out, const TensorView& log_probs, const TensorView& target,
-                                int64_t ignore_index, LossReduction reduction) { unsupported("nll_loss"); }
-  /// grad_input [N, C, D] (contiguous) = -g at the target class, 0 elsewhere.
+                                const TensorView& weight, int64_t ignore_index, LossReduction reduction) {
+    unsupported("nll_loss");
+  }
+  /// grad_input [N, C, D] (contiguous) = -w[t] g at the target class, 0 elsewhere.
   virtual void nll_loss_backward(const TensorView& grad_input, const TensorView& grad, const TensorView& target,
-                                 int64_t ignore_index, LossReduction reduction) {
+                                 const TensorView& weight, int64_t ignore_index, LossReduction reduction) {
     unsupported("nll_loss_backward");
   }
   /// (input - target)^2; input and target broadcast to one shape; out that shape or 0-d.

@@ -1,9 +1,11 @@
 #pragma once
 /// Fused nn primitives: each a forward/backward kernel pair (not composed from small ops).
+/// The losses are in autograd/functions/loss.h (included here).
 #include <optional>
 #include <string_view>
 #include <tuple>
 
+#include "autograd/functions/loss.h"  // the losses (cross_entropy, nll_loss, ...)
 #include "core/random.h"
 #include "core/tensor.h"
 
@@ -17,25 +19,6 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = {},
                   const Tensor& bias = {}, double eps = 1e-5);
 
-enum class Reduction { None, Mean, Sum };
-
-struct CrossEntropyOptions {
-  int64_t ignore_index_ = -100;
-  double label_smoothing_ = 0.0;
-  Reduction reduction_ = Reduction::Mean;
-  CrossEntropyOptions& ignore_index(int64_t v) { ignore_index_ = v; return *this; }
-  CrossEntropyOptions& label_smoothing(double v) { label_smoothing_ = v; return *this; }
-  CrossEntropyOptions& reduction(Reduction r) { reduction_ = r; return *this; }
-};
-
-/// Cross entropy from logits [N, C] (or [N, C, d1, ...]) and class indices [N] (or
-/// [N, d1, ...], int64); mean over non-ignored targets by default.
-Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyOptions& options = {});
-/// Negative log likelihood from log-probabilities, same shapes as cross_entropy.
-Tensor nll_loss(const Tensor& log_probs, const Tensor& target, int64_t ignore_index = -100,
-                Reduction reduction = Reduction::Mean);
-/// Mean squared error.
-Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean);
 /// Zeroes elements with probability p and scales the rest by 1/(1-p) when training;
 /// identity otherwise. Seeded by the generator.
 Tensor dropout(const Tensor& x, double p = 0.5, bool training = true, Generator* gen = nullptr);

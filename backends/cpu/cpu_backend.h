@@ -59,15 +59,15 @@ class CpuBackend final : public Backend {
 
   // losses, dropout, attention: loss.cpp, attention.cpp
   void cross_entropy_forward(const TensorView& out, const TensorView& lse, const TensorView& logits,
-                             const TensorView& target, int64_t ignore_index, double label_smoothing,
-                             LossReduction reduction) override;
+                             const TensorView& target, const TensorView& weight, int64_t ignore_index,
+                             double label_smoothing, LossReduction reduction) override;
   void cross_entropy_backward(const TensorView& grad_logits, const TensorView& grad, const TensorView& logits,
-                              const TensorView& lse, const TensorView& target, int64_t ignore_index,
-                              double label_smoothing, LossReduction reduction) override;
+                              const TensorView& lse, const TensorView& target, const TensorView& weight,
+                              int64_t ignore_index, double label_smoothing, LossReduction reduction) override;
   void nll_loss_forward(const TensorView& out, const TensorView& log_probs, const TensorView& target,
-                        int64_t ignore_index, LossReduction reduction) override;
+                        const TensorView& weight, int64_t ignore_index, LossReduction reduction) override;
   void nll_loss_backward(const TensorView& grad_input, const TensorView& grad, const TensorView& target,
-                         int64_t ignore_index, LossReduction reduction) override;
+                         const TensorView& weight, int64_t ignore_index, LossReduction reduction) override;
   void mse_loss_forward(const TensorView& out, const TensorView& input, const TensorView& target,
                         LossReduction reduction) override;
   void mse_loss_backward(const TensorView& grad_input, const TensorView& grad, const TensorView& input,

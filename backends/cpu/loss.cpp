@@ -41,10 +41,16 @@ void check_targets(const Rows& g, const TensorView& target, int64_t ignore_index
   }
 }
 
-int64_t count_valid(const Rows& g, const TensorView& target, int64_t ignore_index) {
+// The Mean divisor: the sum of w[t] over non-ignored rows (their count when w is null),
+// accumulated in row order.
+template <typename T>
+double total_weight(const Rows& g, const TensorView& target, const T* w, int64_t ignore_index) {
   const int64_t* t = target.ptr<int64_t>();
-  int64_t n = 0;
-  for (int64_t r = 0; r < g.count(); ++r) n += g.target_at(t, r) != ignore_index;
+  double n = 0;
+  for (int64_t r = 0; r < g.count(); ++r) {
+    const int64_t v = g.target_at(t, r);
+    if (v != ignore_index) n += w ? static_cast<double>(w[v]) : 1.0;
+  }
   return n;
 }
 
@@ -54,7 +60,7 @@ int64_t row_grain(int64_t row_len) { return std::max<int64_t>(1, kGrain / std::m
 // Per-row losses -> out: written as they are ([N, D]) or summed serially in row order (the
 // result does not depend on the thread split), then divided by the count for Mean.
 template <typename T>
-void finish_rows(const TensorView& out, const std::vector<double>& rows, Red reduction, int64_t valid) {
+void finish_rows(const TensorView& out, const std::vector<double>& rows, Red reduction, double valid) {
   T* o = out.ptr<T>();
   if (reduction == Red::None) {
     // out is contiguous [N, D], like rows.
@@ -64,7 +70,7 @@ void finish_rows(const TensorView& out, const std::vector<double>& rows, Red red
   double total = 0;
   for (double v : rows) total += v;
   // Mean over zero valid targets is 0/0 = nan, as in PyTorch.
-  *o = static_cast<T>(reduction == Red::Mean ? total / static_cast<double>(valid) : total);
+  *o = static_cast<T>(reduction == Red::Mean ? total / valid : total);
 }
 
 // The gradient scale of row r: grad[r] for None, grad / count for Mean, grad for Sum.
@@ -80,7 +86,7 @@ struct GradScale {
   }
 };
 
-GradScale grad_scale(const TensorView& grad, const Rows& g, Red reduction, int64_t valid) {
+GradScale grad_scale(const TensorView& grad, const Rows& g, Red reduction, double valid) {
   GradScale s;
   s.data = grad.data;
   s.reduction = reduction;
@@ -89,7 +95,7 @@ GradScale grad_scale(const TensorView& grad, const Rows& g, Red reduction, int64
     s.gn = grad.strides[0];
     s.gd = grad.strides[1];
   } else if (reduction == Red::Mean) {
-    s.factor = 1.0 / static_cast<double>(valid);
+    s.factor = 1.0 / valid;
   }
   return s;
 }
@@ -120,16 +126,17 @@ double keep_scale(double p) { return p < 1 ? 1.0 / (1.0 - p) : 0.0; }
 // ---- cross entropy ---------------------------------------------------------------------------
 
 void CpuBackend::cross_entropy_forward(const TensorView& out, const TensorView& lse, const TensorView& logits,
-                                       const TensorView& target, int64_t ignore_index, double label_smoothing,
-                                       LossReduction reduction) {
+                                       const TensorView& target, const TensorView& weight, int64_t ignore_index,
+                                       double label_smoothing, LossReduction reduction) {
   const Rows g(logits, target);
   check_targets(g, target, ignore_index, "cross_entropy");
-  const int64_t valid = count_valid(g, target, ignore_index);
   dispatch_float(logits.dtype, "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
     const T* x = logits.ptr<T>();
     const int64_t* t = target.ptr<int64_t>();
+    const T* w = weight.ptr<T>();  // [C] contiguous, or null
     T* l = lse.ptr<T>();
+    const double valid = total_weight<T>(g, target, w, ignore_index);
     std::vector<double> rows(static_cast<size_t>(g.count()));
     const double eps = label_smoothing;
     const bool smooth = eps > 0;
@@ -137,17 +144,31 @@ void CpuBackend::cross_entropy_forward(const TensorView& out, const TensorView& 
       for (int64_t r = b; r < e; ++r) {
         const T* xr = x + g.in_offset(r);
         T lr, sum;
-        if (g.sc == 1) row_stats<T, true>(xr, g.C, 1, smooth, lr, sum);
-        else row_stats<T, false>(xr, g.C, g.sc, smooth, lr, sum);
+        const bool plain_sum = smooth && !w;
+        if (g.sc == 1) row_stats<T, true>(xr, g.C, 1, plain_sum, lr, sum);
+        else row_stats<T, false>(xr, g.C, g.sc, plain_sum, lr, sum);
         l[r] = lr;
         const int64_t tr = g.target_at(t, r);
         if (tr == ignore_index) {
           rows[r] = 0;
           continue;
         }
-        // (1 - eps) * (lse - x_t) + eps / C * sum_c (lse - x_c)
-        double v = static_cast<double>(lr) - (1 - eps) * static_cast<double>(xr[tr * g.sc]);
-        if (smooth) v -= eps / static_cast<double>(g.C) * static_cast<double>(sum);
+        const double ld = static_cast<double>(lr);
+        if (!w) {
+          // (1 - eps) * (lse - x_t) + eps / C * sum_c (lse - x_c)
+          double v = ld - (1 - eps) * static_cast<double>(xr[tr * g.sc]);
+          if (smooth) v -= eps / static_cast<double>(g.C) * static_cast<double>(sum);
+          rows[r] = v;
+          continue;
+        }
+        // (1 - eps) * w_t (lse - x_t) + eps / C * sum_c w_c (lse - x_c)
+        double v = (1 - eps) * static_cast<double>(w[tr]) * (ld - static_cast<double>(xr[tr * g.sc]));
+        if (smooth) {
+          double acc = 0;
+          for (int64_t c = 0; c < g.C; ++c)
+            acc += static_cast<double>(w[c]) * (ld - static_cast<double>(xr[c * g.sc]));
+          v += eps / static_cast<double>(g.C) * acc;
+        }
         rows[r] = v;
       }
     });
@@ -157,18 +178,25 @@ void CpuBackend::cross_entropy_forward(const TensorView& out, const TensorView& 
 
 void CpuBackend::cross_entropy_backward(const TensorView& grad_logits, const TensorView& grad,
                                         const TensorView& logits, const TensorView& lse, const TensorView& target,
-                                        int64_t ignore_index, double label_smoothing, LossReduction reduction) {
+                                        const TensorView& weight, int64_t ignore_index, double label_smoothing,
+                                        LossReduction reduction) {
   const Rows g(logits, target);
-  const int64_t valid = reduction == Red::Mean ? count_valid(g, target, ignore_index) : 0;
-  const GradScale gs = grad_scale(grad, g, reduction, valid);
   dispatch_float(logits.dtype, "cross_entropy_backward", [&](auto tag) {
     using T = decltype(tag);
     const T* x = logits.ptr<T>();
     const int64_t* t = target.ptr<int64_t>();
+    const T* w = weight.ptr<T>();  // [C] contiguous, or null
     const T* l = lse.ptr<T>();
     T* gx = grad_logits.ptr<T>();  // contiguous [N, C, D]
-    const T off = static_cast<T>(label_smoothing / static_cast<double>(g.C));
-    const T on = static_cast<T>(1 - label_smoothing);
+    const double valid = reduction == Red::Mean ? total_weight<T>(g, target, w, ignore_index) : 0;
+    const GradScale gs = grad_scale(grad, g, reduction, valid);
+    const double eps = label_smoothing;
+    const T off = static_cast<T>(eps / static_cast<double>(g.C));
+    const T on = static_cast<T>(1 - eps);
+    // Weighted: d/dx_j = p_j ((1 - eps) w_t + eps / C * W) - (1 - eps) w_t [j == t] - eps / C * w_j.
+    double wsum = 0;
+    if (w)
+      for (int64_t c = 0; c < g.C; ++c) wsum += static_cast<double>(w[c]);
     parallel_for(0, g.count(), row_grain(g.C), [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
         const int64_t n = r / g.D, d = r % g.D;
@@ -181,6 +209,14 @@ void CpuBackend::cross_entropy_backward(const TensorView& grad_logits, const Ten
         const T* xr = x + g.in_offset(r);
         const T lr = l[r];
         const T s = gs.at<T>(r);
+        if (w) {
+          const T wt = w[tr];
+          const T a = static_cast<T>((1 - eps) * static_cast<double>(wt) + eps / static_cast<double>(g.C) * wsum) * s;
+          const T os = off * s;
+          for (int64_t c = 0; c < g.C; ++c) o[c * g.D] = vexp(xr[c * g.sc] - lr) * a - os * w[c];
+          o[tr * g.D] -= on * wt * s;
+          continue;
+        }
         if (g.D == 1 && g.sc == 1) {
           for (int64_t c = 0; c < g.C; ++c) o[c] = (vexp(xr[c] - lr) - off) * s;
         } else {
@@ -195,37 +231,46 @@ void CpuBackend::cross_entropy_backward(const TensorView& grad_logits, const Ten
 // ---- nll ------------------------------------------------------------------------------------
 
 void CpuBackend::nll_loss_forward(const TensorView& out, const TensorView& log_probs, const TensorView& target,
-                                  int64_t ignore_index, LossReduction reduction) {
+                                  const TensorView& weight, int64_t ignore_index, LossReduction reduction) {
   const Rows g(log_probs, target);
   check_targets(g, target, ignore_index, "nll_loss");
-  const int64_t valid = count_valid(g, target, ignore_index);
   dispatch_float(log_probs.dtype, "nll_loss", [&](auto tag) {
     using T = decltype(tag);
     const T* x = log_probs.ptr<T>();
     const int64_t* t = target.ptr<int64_t>();
+    const T* w = weight.ptr<T>();
+    const double valid = total_weight<T>(g, target, w, ignore_index);
     std::vector<double> rows(static_cast<size_t>(g.count()));
     for (int64_t r = 0; r < g.count(); ++r) {
       const int64_t tr = g.target_at(t, r);
-      rows[r] = tr == ignore_index ? 0.0 : -static_cast<double>(x[g.in_offset(r) + tr * g.sc]);
+      if (tr == ignore_index) {
+        rows[r] = 0.0;
+        continue;
+      }
+      const double v = -static_cast<double>(x[g.in_offset(r) + tr * g.sc]);
+      rows[r] = w ? static_cast<double>(w[tr]) * v : v;
     }
     finish_rows<T>(out, rows, reduction, valid);
   });
 }
 
 void CpuBackend::nll_loss_backward(const TensorView& grad_input, const TensorView& grad, const TensorView& target,
-                                   int64_t ignore_index, LossReduction reduction) {
+                                   const TensorView& weight, int64_t ignore_index, LossReduction reduction) {
   // Rows over grad_input's geometry (contiguous [N, C, D]).
   const Rows g(grad_input, target);
-  const int64_t valid = reduction == Red::Mean ? count_valid(g, target, ignore_index) : 0;
-  const GradScale gs = grad_scale(grad, g, reduction, valid);
   dispatch_float(grad_input.dtype, "nll_loss_backward", [&](auto tag) {
     using T = decltype(tag);
     T* gx = grad_input.ptr<T>();
     const int64_t* t = target.ptr<int64_t>();
+    const T* w = weight.ptr<T>();
+    const double valid = reduction == Red::Mean ? total_weight<T>(g, target, w, ignore_index) : 0;
+    const GradScale gs = grad_scale(grad, g, reduction, valid);
     std::fill(gx, gx + g.N * g.C * g.D, T(0));
     for (int64_t r = 0; r < g.count(); ++r) {
       const int64_t tr = g.target_at(t, r);
-      if (tr != ignore_index) gx[(r / g.D) * g.C * g.D + tr * g.D + r % g.D] = -gs.at<T>(r);
+      if (tr == ignore_index) continue;
+      const T v = -gs.at<T>(r);
+      gx[(r / g.D) * g.C * g.D + tr * g.D + r % g.D] = w ? w[tr] * v : v;
     }
   });
 }

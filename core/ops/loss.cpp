@@ -42,47 +42,69 @@ ClassShapes class_shapes(const Tensor& input, const Tensor& target, const char* 
 
 Tensor in_dtype(const Tensor& t, DType dt) { return t.dtype() == dt ? t : to_contiguous(t, dt, t.device()); }
 
+// The kernels' view of an optional (already contiguous) class weight; data null when absent.
+TensorView weight_view(const Tensor& w) { return w.defined() ? make_view(w) : TensorView{}; }
+
 }  // namespace
 
-std::tuple<Tensor, Tensor> cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
-                                         double label_smoothing, LossReduction reduction) {
+void check_class_weight(const Tensor& weight, const Tensor& input, int64_t C, const char* op) {
+  if (!weight.defined()) return;
+  FOCUS_CHECK(weight.dim() == 1 && weight.numel() == C,
+              "[{}] weight tensor should be defined either for all {} classes or no classes but got weight tensor "
+              "of shape {}",
+              op, C, weight.shape());
+  FOCUS_CHECK(weight.dtype() == input.dtype(), "[{}] expected weight of dtype {} (the input's), got {}", op,
+              input.dtype(), weight.dtype());
+  check_same_device(input, weight, op);
+}
+
+std::tuple<Tensor, Tensor> cross_entropy(const Tensor& logits, const Tensor& target, const Tensor& weight,
+                                         int64_t ignore_index, double label_smoothing, LossReduction reduction) {
   const ClassShapes s = class_shapes(logits, target, "cross_entropy");
+  check_class_weight(weight, logits, s.C, "cross_entropy");
   FOCUS_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0,
               "[cross_entropy] label_smoothing must be between 0.0 and 1.0, got {}", label_smoothing);
   Tensor x = reshape(logits, {s.N, s.C, s.D});
   Tensor t = reshape(target, {s.N, s.D});
   Tensor lse = empty({s.N, s.D}, logits.dtype(), logits.device());
   Tensor loss = empty(reduction == LossReduction::None ? s.out_shape : Shape{}, logits.dtype(), logits.device());
-  backend_of(logits).cross_entropy_forward(make_view(loss), make_view(lse), make_view(x), make_view(t), ignore_index,
-                                           label_smoothing, reduction);
+  const Tensor w = weight.defined() ? to_contiguous(weight, weight.dtype(), weight.device()) : Tensor();
+  backend_of(logits).cross_entropy_forward(make_view(loss), make_view(lse), make_view(x), make_view(t),
+                                           weight_view(w), ignore_index, label_smoothing, reduction);
   return {loss, lse};
 }
 
 Tensor cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tensor& target, const Tensor& lse,
-                              int64_t ignore_index, double label_smoothing, LossReduction reduction) {
+                              const Tensor& weight, int64_t ignore_index, double label_smoothing,
+                              LossReduction reduction) {
   const ClassShapes s = class_shapes(logits, target, "cross_entropy_backward");
   Tensor x = reshape(logits, {s.N, s.C, s.D});
   Tensor t = reshape(target, {s.N, s.D});
   Tensor g = in_dtype(grad, logits.dtype());
   if (reduction == LossReduction::None) g = reshape(g, {s.N, s.D});
   Tensor gx = empty({s.N, s.C, s.D}, logits.dtype(), logits.device());
+  const Tensor w = weight.defined() ? to_contiguous(weight, weight.dtype(), weight.device()) : Tensor();
   backend_of(logits).cross_entropy_backward(make_view(gx), make_view(g), make_view(x), make_view(lse), make_view(t),
-                                            ignore_index, label_smoothing, reduction);
+                                            weight_view(w), ignore_index, label_smoothing, reduction);
   return view(gx, logits.shape());
 }
 
-Tensor nll_loss(const Tensor& log_probs, const Tensor& target, int64_t ignore_index, LossReduction reduction) {
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const Tensor& weight, int64_t ignore_index,
+                LossReduction reduction) {
   const ClassShapes s = class_shapes(log_probs, target, "nll_loss");
+  check_class_weight(weight, log_probs, s.C, "nll_loss");
   Tensor x = reshape(log_probs, {s.N, s.C, s.D});
   Tensor t = reshape(target, {s.N, s.D});
   Tensor loss = empty(reduction == LossReduction::None ? s.out_shape : Shape{}, log_probs.dtype(),
                       log_probs.device());
-  backend_of(log_probs).nll_loss_forward(make_view(loss), make_view(x), make_view(t), ignore_index, reduction);
+  const Tensor w = weight.defined() ? to_contiguous(weight, weight.dtype(), weight.device()) : Tensor();
+  backend_of(log_probs).nll_loss_forward(make_view(loss), make_view(x), make_view(t), weight_view(w), ignore_index,
+                                         reduction);
   return loss;
 }
 
-Tensor nll_loss_backward(const Tensor& grad, const Shape& input_shape, const Tensor& target, int64_t ignore_index,
-                         LossReduction reduction) {
+Tensor nll_loss_backward(const Tensor& grad, const Shape& input_shape, const Tensor& target, const Tensor& weight,
+                         int64_t ignore_index, LossReduction reduction) {
   // The shapes were validated by the forward; rebuild N, C, D from input_shape.
   const int64_t nd = static_cast<int64_t>(input_shape.size());
   const int64_t N = nd == 1 ? 1 : input_shape[0], C = input_shape[nd == 1 ? 0 : 1];
@@ -91,7 +113,9 @@ Tensor nll_loss_backward(const Tensor& grad, const Shape& input_shape, const Ten
   Tensor t = reshape(target, {N, D});
   Tensor g = reduction == LossReduction::None ? reshape(grad, {N, D}) : grad;
   Tensor gx = empty({N, C, D}, grad.dtype(), grad.device());
-  backend_of(grad).nll_loss_backward(make_view(gx), make_view(g), make_view(t), ignore_index, reduction);
+  const Tensor w = weight.defined() ? to_contiguous(weight, grad.dtype(), weight.device()) : Tensor();
+  backend_of(grad).nll_loss_backward(make_view(gx), make_view(g), make_view(t), weight_view(w), ignore_index,
+                                     reduction);
   return view(gx, input_shape);
 }
 

@@ -12,19 +12,28 @@ namespace focus::raw {
 using LossReduction = Backend::LossReduction;
 
 /// Cross entropy from logits [N, C, d1, ...] (or unbatched [C]) and int64 class indices
-/// [N, d1, ...] (or 0-d). Returns (loss, lse): loss of the target's shape for None, else
-/// 0-d; lse [N, prod(d)] (the per-row log-sum-exp the backward needs).
-std::tuple<Tensor, Tensor> cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
-                                         double label_smoothing, LossReduction reduction);
+/// [N, d1, ...] (or 0-d), with optional class weights [C] (undefined = none; logits' dtype).
+/// Returns (loss, lse): loss of the target's shape for None, else 0-d; lse [N, prod(d)]
+/// (the per-row log-sum-exp the backward needs). Mean divides by the sum of the weights of
+/// the non-ignored targets.
+std::tuple<Tensor, Tensor> cross_entropy(const Tensor& logits, const Tensor& target, const Tensor& weight,
+                                         int64_t ignore_index, double label_smoothing, LossReduction reduction);
 /// grad_logits (logits' shape, contiguous) from the loss gradient grad.
 Tensor cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tensor& target, const Tensor& lse,
-                              int64_t ignore_index, double label_smoothing, LossReduction reduction);
+                              const Tensor& weight, int64_t ignore_index, double label_smoothing,
+                              LossReduction reduction);
 
-/// Negative log likelihood from log-probabilities; shapes as cross_entropy.
-Tensor nll_loss(const Tensor& log_probs, const Tensor& target, int64_t ignore_index, LossReduction reduction);
+/// Negative log likelihood from log-probabilities, with optional class weights; shapes as
+/// cross_entropy.
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const Tensor& weight, int64_t ignore_index,
+                LossReduction reduction);
 /// grad_input (input_shape, contiguous, dtype of grad).
-Tensor nll_loss_backward(const Tensor& grad, const Shape& input_shape, const Tensor& target, int64_t ignore_index,
-                         LossReduction reduction);
+Tensor nll_loss_backward(const Tensor& grad, const Shape& input_shape, const Tensor& target, const Tensor& weight,
+                         int64_t ignore_index, LossReduction reduction);
+
+/// Errors unless weight is undefined or a 1-D tensor of C elements of input's dtype and
+/// device; op names the loss.
+void check_class_weight(const Tensor& weight, const Tensor& input, int64_t C, const char* op);
 
 /// (input - target)^2 with broadcasting; the broadcast shape for None, else 0-d.
 Tensor mse_loss(const Tensor& input, const Tensor& target, LossReduction reduction);

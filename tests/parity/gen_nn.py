@@ -101,6 +101,33 @@ class LearnedPE(nn.Module):
         return x + self.weight[: x.size(1)]
 
 
+class LayerNormNoBias(nn.Module):
+    """nn.LayerNorm(bias=False) of PyTorch 2.1+: 1.13 has only the functional form."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n))
+
+    def forward(self, x):
+        return nn.functional.layer_norm(x, self.weight.shape, self.weight, None, 1e-5)
+
+
+class Composite(nn.Module):
+    """Names through ModuleList, Sequential and ModuleDict; a padded embedding."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(11, 8, padding_idx=0)
+        self.layers = nn.ModuleList([nn.Sequential(nn.LayerNorm(8), nn.Linear(8, 8), nn.SiLU()) for _ in range(2)])
+        self.heads = nn.ModuleDict({"a": nn.Linear(8, 3), "b": nn.Linear(8, 3, bias=False)})
+
+    def forward(self, idx):
+        h = self.embed(idx)
+        for layer in self.layers:
+            h = h + layer(h)
+        return self.heads["a"](h) + torch.tanh(self.heads["b"](h))
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -119,6 +146,7 @@ def main():
     run(out, "layernorm", lambda: nn.LayerNorm(8), randn(3, 5, 8), seed=6)
     run(out, "layernorm_2d", lambda: nn.LayerNorm([3, 4], eps=1e-3), randn(2, 3, 4), seed=7)
     run(out, "layernorm_noaffine", lambda: nn.LayerNorm(6, elementwise_affine=False), randn(4, 6), seed=8)
+    run(out, "layernorm_nobias", lambda: LayerNormNoBias(6), randn(4, 6), seed=21)
     run(out, "rmsnorm", lambda: RMSNorm2x([8]), randn(3, 5, 8), seed=9)
     run(out, "rmsnorm_eps", lambda: RMSNorm2x([2, 4], eps=1e-2), randn(3, 2, 4), seed=10)
     run(out, "relu", lambda: nn.ReLU(), randn(4, 7), seed=11)
@@ -132,6 +160,8 @@ def main():
         lambda: nn.Sequential(nn.Linear(6, 16), nn.GELU(), nn.Dropout(0.0), nn.LayerNorm(16), nn.Linear(16, 3),
                               nn.Tanh()),
         randn(5, 6), seed=18)
+    idx2 = torch.tensor([[0, 3, 10, 4, 0], [7, 7, 1, 0, 2]], dtype=torch.int64)
+    run(out, "composite", Composite, lambda dt: idx2, seed=22)
     run(out, "sinusoidal", lambda: SinusoidalPE(12, 40), randn(2, 9, 12), seed=19)
     run(out, "learned_pos", lambda: LearnedPE(16, 6), randn(3, 5, 6), seed=20)
 

@@ -2,12 +2,34 @@
 // tests/parity/gen_nn.py; outputs and all input and parameter gradients compared.
 #include "test_util.h"
 
-#if __has_include("parity/parity.h")
 #include "parity/parity.h"
 
 using namespace focus;
 
 namespace {
+
+// The Python side's Composite: names through ModuleList, Sequential and ModuleDict.
+struct Composite : nn::Module {
+  Composite() : Module("Composite") {
+    embed = register_module("embed", std::make_shared<nn::Embedding>(nn::EmbeddingOptions(11, 8).padding_idx(0)));
+    layers = register_module("layers", std::make_shared<nn::ModuleList>());
+    for (int i = 0; i < 2; ++i)
+      layers->push_back(std::make_shared<nn::Sequential>(std::make_shared<nn::LayerNorm>(nn::LayerNormOptions(8)),
+                                                         std::make_shared<nn::Linear>(8, 8),
+                                                         std::make_shared<nn::SiLU>()));
+    heads = register_module("heads", std::make_shared<nn::ModuleDict>());
+    heads->insert("a", std::make_shared<nn::Linear>(8, 3));
+    heads->insert("b", std::make_shared<nn::Linear>(8, 3, false));
+  }
+  Tensor forward(const Tensor& idx) const {
+    Tensor h = embed->forward(idx);
+    for (const auto& layer : *layers) h = h + std::static_pointer_cast<nn::Sequential>(layer)->forward(h);
+    return heads->at<nn::Linear>("a")->forward(h) + tanh(heads->at<nn::Linear>("b")->forward(h));
+  }
+  std::shared_ptr<nn::Embedding> embed;
+  std::shared_ptr<nn::ModuleList> layers;
+  std::shared_ptr<nn::ModuleDict> heads;
+};
 
 // Loads nn_<name>_<f32|f64>, runs make()'s module on x, backpropagates sum(y * gy) and
 // compares y, grad x and every parameter gradient.
@@ -22,7 +44,7 @@ void check_case(const std::string& name, const std::function<std::shared_ptr<M>(
     auto m = make();
     m->to(f64 ? kFloat64 : kFloat32);
     m->eval();
-    m->load_state_dict(d.with_prefix_removed("model."));
+    m->load_state_dict(d.with_prefix_removed("model."));  // strict: the names match PyTorch's
     Tensor x = d.at("x").clone();
     if (x.is_floating_point()) x.requires_grad_();
     Tensor y = m->forward(x);
@@ -61,6 +83,9 @@ TEST_CASE("LayerNorm") {
   check_case<nn::LayerNorm>("layernorm_2d", [] {
     return std::make_shared<nn::LayerNorm>(nn::LayerNormOptions(Shape{3, 4}).eps(1e-3));
   });
+  check_case<nn::LayerNorm>("layernorm_nobias", [] {
+    return std::make_shared<nn::LayerNorm>(nn::LayerNormOptions(6).bias(false));
+  });
   check_case<nn::LayerNorm>("layernorm_noaffine", [] {
     return std::make_shared<nn::LayerNorm>(nn::LayerNormOptions(6).elementwise_affine(false));
   });
@@ -92,6 +117,10 @@ TEST_CASE("Sequential") {
   });
 }
 
+TEST_CASE("ModuleList, Sequential and ModuleDict names in one model") {
+  check_case<Composite>("composite", [] { return std::make_shared<Composite>(); });
+}
+
 TEST_CASE("positional encodings") {
   check_case<nn::SinusoidalPositionalEncoding>("sinusoidal", [] {
     return std::make_shared<nn::SinusoidalPositionalEncoding>(nn::PositionalOptions(12, 40));
@@ -103,4 +132,3 @@ TEST_CASE("positional encodings") {
 
 }  // TEST_SUITE
 
-#endif  // parity/parity.h
