@@ -9,10 +9,17 @@
 #include "core/creation.h"
 #include "core/ops/common.h"
 #include "core/ops/indexing.h"
+#include "core/ops/view.h"
 
 namespace focus {
 
 namespace {
+
+// Flags a piece of x as a view of it (as view.cpp's mark_view), so in-place ops on the piece
+// alone are refused instead of giving x wrong gradients.
+void mark_view_of(const Tensor& out, const Tensor& in) {
+  if (out.storage() == in.storage()) out.unsafe_impl()->meta().is_view = true;
+}
 
 // zeros(shape).index_add_(dim, index, src), ignoring entries whose index equals skip (>= 0;
 // only used with dim 0 and a 2-D src, by embedding).
@@ -98,13 +105,10 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
   FOCUS_CHECK(split_size > 0 || size == 0,
               "[split] split_size can only be 0 if dimension size is 0, but got dimension size of {}", size);
   const int64_t n = split_size == 0 ? 1 : std::max<int64_t>((size + split_size - 1) / split_size, 1);
-  std::vector<Tensor> pieces;
-  pieces.reserve(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t start = i * split_size;
-    pieces.push_back(x.narrow(d, start, std::min(split_size, size - start)));
-  }
-  return pieces;
+  std::vector<int64_t> sizes;
+  sizes.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) sizes.push_back(std::min(split_size, size - i * split_size));
+  return split(x, sizes, d);
 }
 
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
@@ -123,9 +127,36 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
   pieces.reserve(sizes.size());
   int64_t start = 0;
   for (int64_t s : sizes) {
-    pieces.push_back(x.narrow(d, start, s));
+    pieces.push_back(raw::narrow(x, d, start, s));
     start += s;
   }
+  // One node for all pieces: the backward joins their gradients with one cat (pieces that
+  // got none contribute zeros), instead of one zero-filled input-sized tensor per piece.
+  const size_t n = pieces.size();
+  if (needs_grad(x)) record("SplitWithSizesBackward0", {x}, pieces, {}, [d, n](BackwardContext& c) {
+      std::vector<Tensor> gs;  // grad_x = cat(grad_0, grad_1, ...) along dim
+      for (size_t i = 0; i < n; ++i) gs.push_back(c.grad(i));
+      return grads(cat(gs, d));
+    });
+  for (const Tensor& p : pieces) mark_view_of(p, x);
+  return pieces;
+}
+
+std::vector<Tensor> unbind(const Tensor& x, int64_t dim) {
+  raw::check_defined(x, "unbind", "input");
+  FOCUS_CHECK(x.dim() > 0, "[unbind] expects at least a 1-dimensional tensor");
+  const int64_t d = wrap_dim(dim, x.dim(), "unbind");
+  const int64_t n = x.shape()[d];
+  std::vector<Tensor> pieces;
+  pieces.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) pieces.push_back(raw::select(x, d, i));
+  // grad_x = stack(grad_0, grad_1, ...) along dim: one node and one copy for all slices.
+  if (needs_grad(x) && n > 0) record("UnbindBackward0", {x}, pieces, {}, [d, n](BackwardContext& c) {
+      std::vector<Tensor> gs;
+      for (int64_t i = 0; i < n; ++i) gs.push_back(c.grad(static_cast<size_t>(i)));
+      return grads(stack(gs, d));
+    });
+  for (const Tensor& p : pieces) mark_view_of(p, x);
   return pieces;
 }
 

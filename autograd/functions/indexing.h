@@ -13,8 +13,12 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0);
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);
 /// Pieces of split_size along dim (the last may be smaller); views.
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim = 0);
-/// Pieces of the given sizes (must sum to the dim's size); views.
+/// Pieces of the given sizes (must sum to the dim's size); views. One backward node joins
+/// the pieces' gradients with one cat (zeros for pieces that got none).
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim = 0);
+/// The slices x.select(dim, i) for every i, as torch.unbind (views); one backward node
+/// stacks their gradients.
+std::vector<Tensor> unbind(const Tensor& x, int64_t dim = 0);
 /// n pieces of ceil(size / n) (fewer if the dim is small), as torch.chunk.
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
 /// Tiles x, as torch.Tensor.repeat (repeats.size() >= x.dim()).

@@ -175,6 +175,38 @@ TEST_CASE("split and chunk gradients and errors") {
   CHECK_THROWS_WITH_AS(chunk(y, 0), "[chunk] chunks must be greater than 0, got 0", Error);
 }
 
+TEST_CASE("unbind: views, one node, gradients as the select composition") {
+  Tensor x = rnd({3, 4, 2});
+  auto u = unbind(x, 1);
+  REQUIRE(u.size() == 4);
+  CHECK(u[2].shape() == Shape{3, 2});
+  CHECK(u[2].storage() == x.storage());
+  CHECK(allclose(u[3], x.select(1, 3)));
+  CHECK(unbind(x, -1).size() == 2);
+  CHECK(gradcheck([](const std::vector<Tensor>& in) { return unbind(in[0], 1)[2] * 3.0; }, {x}));
+  CHECK(gradcheck(
+      [](const std::vector<Tensor>& in) {
+        auto p = unbind(in[0].transpose(0, 2), 0);
+        return p[0] * p[1];
+      },
+      {x}));
+  // The single-node backward (stack of the slices' gradients, zeros for unused slices)
+  // equals the per-slice select composition.
+  Tensor a = rnd({2, 3, 5}).requires_grad_(), b = a.detach().clone().requires_grad_();
+  Tensor w = rnd({2, 5});
+  auto ua = unbind(a, 1);
+  ((ua[0] * w).sum() + (ua[2] * ua[2]).sum()).backward();
+  ((b.select(1, 0) * w).sum() + (b.select(1, 2) * b.select(1, 2)).sum()).backward();
+  CHECK(allclose(a.grad(), b.grad(), 1e-12, 1e-12));
+  // split: the one-node cat backward equals narrow's.
+  Tensor c = rnd({7, 3}).requires_grad_(), d = c.detach().clone().requires_grad_();
+  auto sc = split(c, 3);
+  (sc[0].sum() * 2.0 + (sc[2] * sc[2]).sum()).backward();
+  (d.narrow(0, 0, 3).sum() * 2.0 + (d.narrow(0, 6, 1) * d.narrow(0, 6, 1)).sum()).backward();
+  CHECK(allclose(c.grad(), d.grad(), 1e-12, 1e-12));
+  CHECK_THROWS_WITH_AS(unbind(scalar_tensor(1.0), 0), "[unbind] expects at least a 1-dimensional tensor", Error);
+}
+
 // ---- repeat --------------------------------------------------------------------------------
 
 TEST_CASE("repeat: values") {

@@ -1,0 +1,340 @@
+// bench_gpt: trains models/gpt (focus) and the identical PyTorch model side by side, from
+// the same initial weights (through safetensors) on the same batches, with AdamW, and
+// prints tokens/s, effective GFLOP/s, peak RSS and the first losses of both.
+//
+//   ./build/tools/bench/bench_gpt                       # small and medium, threads 1 and 2
+//   ./build/tools/bench/bench_gpt --configs small --threads 1
+//
+// Each training run is its own process (peak RSS is per process): the PyTorch side is
+// tools/bench/bench_gpt_torch.py under /usr/bin/python3, the focus side is this program
+// re-run with --worker. Method and accounting: tools/bench/README.md.
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <focus/focus.h>
+
+#include "core/safetensors.h"
+#include "models/gpt/gpt.h"
+#include "optim/adam.h"
+
+extern "C" void openblas_set_num_threads(int);
+extern "C" char* openblas_get_config();
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace focus;
+
+namespace {
+
+struct Args {
+  std::vector<std::string> configs{"small", "medium"};
+  std::vector<int> threads{1, 2};        // focus
+  std::vector<int> torch_threads{1, 2};  // PyTorch
+  int steps_small = 50, steps_medium = 16;  // batches (= optimizer steps) per run
+  int warmup = 3;                        // steps excluded from tokens/s
+  int loss_steps = 10;                   // losses compared side by side
+  double sgemm_peak = 0;                 // GFLOP/s at 1 thread; 0 = measure
+  bool no_torch = false;
+  std::string python = "/usr/bin/python3";
+  std::string torch_script;
+  std::string workdir;
+  // --worker
+  bool worker = false;
+  std::string data;
+  int worker_threads = 1;
+  int worker_steps = 0;
+};
+
+std::vector<int> parse_ints(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) out.push_back(std::stoi(tok));
+  return out;
+}
+std::vector<std::string> parse_strs(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) out.push_back(tok);
+  return out;
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// Runs a command; returns its stdout. Errors (naming the command) when it fails.
+std::string run(const std::string& cmd) {
+  FILE* p = popen(cmd.c_str(), "r");
+  FOCUS_CHECK(p != nullptr, "[bench_gpt] cannot run: {}", cmd);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int rc = pclose(p);
+  FOCUS_CHECK(rc == 0, "[bench_gpt] command failed ({}): {}\n{}", rc, cmd, out);
+  return out;
+}
+
+json result_line(const std::string& out) {
+  std::stringstream ss(out);
+  std::string line;
+  while (std::getline(ss, line))
+    if (line.rfind("J ", 0) == 0) return json::parse(line.substr(2));
+  FOCUS_CHECK(false, "[bench_gpt] no result line in:\n{}", out);
+  return {};
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// ---- the focus training run (--worker) ------------------------------------------------------
+int worker(const Args& a) {
+  set_num_threads(a.worker_threads);
+  SafetensorsMetadata meta;
+  TensorDict file = load_safetensors(a.data, &meta);
+  auto num = [&](const char* k) { return std::stoll(meta.at(k)); };
+  auto real = [&](const char* k) { return std::stod(meta.at(k)); };
+  models::GPTConfig cfg;
+  cfg.n_layer(num("n_layer")).n_head(num("n_head")).n_embd(num("n_embd")).block_size(num("block_size"))
+      .vocab_size(num("vocab_size")).bias(meta.at("bias") == "1").dropout(0.0);
+  auto model = std::make_shared<models::GPT>(cfg);
+  TensorDict weights;
+  for (const auto& key : file.keys())
+    if (key.rfind("batch.", 0) != 0) weights.insert(key, file.at(key));
+  model->load_state_dict(weights);
+  weights = TensorDict();
+  const Tensor xs = file.at("batch.x"), ys = file.at("batch.y");
+  file = TensorDict();
+
+  auto [decay, no_decay] = model->decay_groups();
+  optim::AdamW opt({optim::ParamGroup(decay), optim::ParamGroup(no_decay).weight_decay(0.0)},
+                   optim::AdamWOptions()
+                       .lr(real("lr"))
+                       .betas({real("beta1"), real("beta2")})
+                       .eps(real("eps"))
+                       .weight_decay(real("weight_decay")));
+  const int64_t total = xs.size(0);
+  const int64_t steps = a.worker_steps > 0 ? std::min<int64_t>(a.worker_steps, total) : total;
+  std::vector<double> losses, times;
+  for (int64_t s = 0; s < steps; ++s) {
+    const double t0 = now_s();
+    const Tensor logits = model->forward(xs.select(0, s));
+    Tensor loss = models::GPT::loss(logits, ys.select(0, s));
+    opt.zero_grad(true);
+    loss.backward();
+    opt.step();
+    losses.push_back(loss.item<double>());
+    times.push_back(now_s() - t0);
+  }
+  double timed = 0;
+  for (size_t i = static_cast<size_t>(a.warmup); i < times.size(); ++i) timed += times[i];
+  const int64_t tokens = xs.size(1) * xs.size(2);
+  const double counted = static_cast<double>(times.size() > static_cast<size_t>(a.warmup) ? times.size() - a.warmup : 0);
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  json out{{"framework", "focus"},
+           {"threads", a.worker_threads},
+           {"steps", steps},
+           {"losses", losses},
+           {"step_s", times},
+           {"tokens_per_s", timed > 0 ? static_cast<double>(tokens) * counted / timed : 0.0},
+           {"max_rss_kb", ru.ru_maxrss},
+           {"params", model->num_parameters()},
+           {"tokens_per_step", tokens},
+           {"flops_per_token", model->flops_per_token(xs.size(2))}};
+  std::printf("J %s\n", out.dump().c_str());
+  return 0;
+}
+
+// ---- the driver ---------------------------------------------------------------------------
+// Single-thread sgemm GFLOP/s at n = 1024 (the CPU ceiling the model figures are quoted
+// against; docs/DESIGN.md), best of a few calls.
+double measure_sgemm_peak(int threads) {
+  set_num_threads(threads);
+  const int64_t n = 1024;
+  const Tensor a = randn({n, n}), b = randn({n, n});
+  double best = 1e30;
+  for (int i = 0; i < 5; ++i) {
+    const double t0 = now_s();
+    const Tensor c = matmul(a, b);
+    best = std::min(best, now_s() - t0);
+  }
+  return 2.0 * n * n * n / best / 1e9;
+}
+
+// The script beside this source file. __FILE__ may be relative to the compiler's working
+// directory (ccache's CCACHE_BASEDIR), which for CMake is the executable's directory.
+std::string default_torch_script() {
+  const fs::path rel = fs::path(__FILE__).parent_path() / "bench_gpt_torch.py";
+  std::vector<fs::path> candidates{rel};
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec && rel.is_relative()) candidates.push_back(exe.parent_path() / rel);
+  candidates.push_back(fs::current_path() / "tools/bench/bench_gpt_torch.py");
+  for (const auto& c : candidates)
+    if (fs::exists(c, ec)) return fs::weakly_canonical(c, ec).string();
+  return rel.string();
+}
+
+std::string fmt_rss(double kb) { return fmt::format("{:.0f} MB", kb / 1024.0); }
+
+int driver(const Args& a) {
+  const std::string self = fs::read_symlink("/proc/self/exe").string();
+  const std::string script =
+      a.torch_script.empty() ? default_torch_script() : a.torch_script;
+  const std::string dir = a.workdir.empty() ? (fs::temp_directory_path() / fmt::format("focus_bench_gpt_{}", getpid())).string()
+                                            : a.workdir;
+  fs::create_directories(dir);
+  std::time_t tt = std::time(nullptr);
+  char date[64];
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&tt));
+  struct utsname un {};
+  uname(&un);
+  double load[3] = {0, 0, 0};
+  getloadavg(load, 3);
+  std::printf("focus GPT training benchmark  %s\n", date);
+  std::printf("machine: %ld hardware threads, %s %s; load average at start %.2f %.2f %.2f\n",
+              sysconf(_SC_NPROCESSORS_ONLN), un.sysname, un.release, load[0], load[1], load[2]);
+  std::printf("OpenBLAS: %s\n", openblas_get_config());
+  std::map<int, double> peak;
+  for (int t : a.threads) peak[t] = a.sgemm_peak > 0 ? a.sgemm_peak * t : measure_sgemm_peak(t);
+  for (int t : a.threads) std::printf("sgemm peak (focus::matmul 1024^3, best of 5) at %d thread(s): %.1f GFLOP/s\n", t, peak[t]);
+  std::printf("method: AdamW (lr 3e-4 constant, betas 0.9/0.95, eps 1e-8, weight decay 0.1 on matrices), dropout 0,\n"
+              "        the same initial weights and batches; tokens/s over the steps after %d warm-up steps;\n"
+              "        GFLOP/s = tokens/s x (6 N + 12 n_layer n_embd T) / 1e9 (N = parameters without wpe);\n"
+              "        peak RSS = ru_maxrss of the training process (each run is its own process)\n",
+              a.warmup);
+  fflush(stdout);
+
+  for (const std::string& cfg : a.configs) {
+    const int steps = cfg == "medium" ? a.steps_medium : a.steps_small;
+    const std::string data = (fs::path(dir) / fmt::format("gpt_{}.safetensors", cfg)).string();
+    run(fmt::format("{} {} prepare --config {} --out {} --steps {}", a.python, shell_quote(script), cfg,
+                    shell_quote(data), steps));
+    std::vector<json> runs;
+    if (!a.no_torch)
+      for (int t : a.torch_threads) {
+        std::fprintf(stderr, "[%s] torch, %d thread(s)...\n", cfg.c_str(), t);
+        runs.push_back(result_line(run(fmt::format("{} {} train --data {} --threads {} --warmup {}", a.python,
+                                                   shell_quote(script), shell_quote(data), t, a.warmup))));
+      }
+    for (int t : a.threads) {
+      std::fprintf(stderr, "[%s] focus, %d thread(s)...\n", cfg.c_str(), t);
+      runs.push_back(result_line(run(fmt::format("{} --worker --data {} --threads {} --warmup {}", shell_quote(self),
+                                                 shell_quote(data), t, a.warmup))));
+    }
+    const json* best_focus = nullptr;
+    const json* best_torch = nullptr;
+    for (const json& r : runs) {
+      const json*& best = r["framework"] == "focus" ? best_focus : best_torch;
+      if (!best || r["tokens_per_s"].get<double>() > (*best)["tokens_per_s"].get<double>()) best = &r;
+    }
+    const json& f0 = *best_focus;
+    const double fpt = f0["flops_per_token"].get<double>();
+    std::printf("\n== %s: params %lld, %s, %d steps of %lld tokens\n", cfg.c_str(), f0["params"].get<long long>(),
+                cfg == "medium" ? "6 layers, 6 heads, width 384, context 256, batch 8, vocab 65"
+                                : "4 layers, 4 heads, width 128, context 64, batch 12, vocab 65",
+                steps, f0["tokens_per_step"].get<long long>());
+    std::printf("   FLOPs per token (6N + 12 L C T): %.3g\n", fpt);
+    std::printf(" framework threads   tokens/s   GFLOP/s  %%sgemm(1t x thr)  peak RSS\n");
+    for (const json& r : runs) {
+      const double tps = r["tokens_per_s"].get<double>();
+      const int t = r["threads"].get<int>();
+      const double gf = tps * fpt / 1e9;
+      const double pk = peak.count(t) ? peak[t] : peak.begin()->second * t;
+      std::printf(" %9s %7d %10.0f %9.2f %16.1f%% %9s\n", r["framework"].get<std::string>().c_str(), t, tps, gf,
+                  100.0 * gf / pk, fmt_rss(r["max_rss_kb"].get<double>()).c_str());
+    }
+    if (best_torch) {
+      const json& t0 = *best_torch;
+      const double sp = f0["tokens_per_s"].get<double>() / t0["tokens_per_s"].get<double>();
+      const double rss = f0["max_rss_kb"].get<double>() / t0["max_rss_kb"].get<double>();
+      std::printf(" best: focus %.0f tokens/s (%dt) vs torch %.0f (%dt): %.2fx  [target >= 1: %s]\n",
+                  f0["tokens_per_s"].get<double>(), f0["threads"].get<int>(), t0["tokens_per_s"].get<double>(),
+                  t0["threads"].get<int>(), sp, sp >= 1 ? "met" : "NOT met");
+      std::printf(" peak RSS: focus %s vs torch %s: %.2f of torch's  [target <= 0.5: %s]\n",
+                  fmt_rss(f0["max_rss_kb"].get<double>()).c_str(), fmt_rss(t0["max_rss_kb"].get<double>()).c_str(),
+                  rss, rss <= 0.5 ? "met" : "NOT met");
+      const auto& fl = f0["losses"];
+      const auto& tl = t0["losses"];
+      std::printf(" step   focus loss   torch loss   rel. diff\n");
+      double worst = 0;
+      for (size_t i = 0; i < static_cast<size_t>(a.loss_steps) && i < fl.size() && i < tl.size(); ++i) {
+        const double f = fl[i].get<double>(), t = tl[i].get<double>();
+        const double rel = std::abs(f - t) / std::abs(t);
+        worst = std::max(worst, rel);
+        std::printf(" %4zu %12.7f %12.7f %11.2e\n", i, f, t, rel);
+      }
+      std::printf(" worst relative loss difference over %d steps: %.2e  [target <= 1e-4: %s]\n", a.loss_steps,
+                  worst, worst <= 1e-4 ? "met" : "NOT met");
+    }
+    fflush(stdout);
+  }
+  if (a.workdir.empty()) fs::remove_all(dir);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    auto val = [&]() -> std::string {
+      FOCUS_CHECK(i + 1 < argc, "[bench_gpt] {} needs a value", k);
+      return argv[++i];
+    };
+    if (k == "--configs") a.configs = parse_strs(val());
+    else if (k == "--threads") a.threads = parse_ints(val());
+    else if (k == "--torch-threads") a.torch_threads = parse_ints(val());
+    else if (k == "--steps-small") a.steps_small = std::stoi(val());
+    else if (k == "--steps-medium") a.steps_medium = std::stoi(val());
+    else if (k == "--warmup") a.warmup = std::stoi(val());
+    else if (k == "--sgemm-peak") a.sgemm_peak = std::stod(val());
+    else if (k == "--no-torch") a.no_torch = true;
+    else if (k == "--python") a.python = val();
+    else if (k == "--torch-script") a.torch_script = val();
+    else if (k == "--workdir") a.workdir = val();
+    else if (k == "--worker") a.worker = true;
+    else if (k == "--data") a.data = val();
+    else if (k == "--steps") a.worker_steps = std::stoi(val());
+    else if (k == "--help" || k == "-h") {
+      std::printf("usage: bench_gpt [--configs small,medium] [--threads 1,2] [--torch-threads 1,2]\n"
+                  "                 [--steps-small 50] [--steps-medium 16] [--warmup 3] [--no-torch]\n"
+                  "                 [--python /usr/bin/python3] [--torch-script PATH] [--workdir DIR]\n"
+                  "       bench_gpt --worker --data FILE [--threads 1] [--steps N] [--warmup 3]\n");
+      return 0;
+    } else {
+      std::fprintf(stderr, "bench_gpt: unknown argument %s (see --help)\n", k.c_str());
+      return 2;
+    }
+    if (k == "--threads" && !a.threads.empty()) a.worker_threads = a.threads[0];
+  }
+  try {
+    return a.worker ? worker(a) : driver(a);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_gpt: %s\n", e.what());
+    return 1;
+  }
+}
