@@ -11,9 +11,7 @@
 #include "autograd/functions/linalg.h"
 #include "autograd/functions/nn.h"
 #include "autograd/functions/reduction.h"
-#include "autograd/node.h"
 #include "core/creation.h"
-#include "core/ops/view.h"
 #include "nn/init.h"
 
 namespace focus::nn {
@@ -26,26 +24,6 @@ constexpr const char* kOp = "MultiheadAttention";
 Tensor split_heads(const Tensor& x, int64_t H, bool bf) {
   const Tensor t = x.unflatten(-1, {H, x.size(-1) / H});
   return bf ? t.permute({0, 2, 1, 3}) : t.permute({1, 2, 0, 3});
-}
-
-// x.select(dim, i) for every i, as views, with one backward node that stacks the incoming
-// gradients (torch.unbind): the packed q/k/v projection gets its gradient in one
-// allocation instead of one zero-filled scatter per view.
-std::vector<Tensor> unbind_views(const Tensor& x, int64_t dim) {
-  std::vector<Tensor> out;
-  for (int64_t i = 0; i < x.size(dim); ++i) out.push_back(raw::select(x, dim, i));
-  if (needs_grad(x)) {
-    const size_t n = out.size();
-    const Shape part = out.empty() ? Shape{} : out[0].shape();
-    record("UnbindBackward0", {x}, TensorList(out), {}, [dim, n, part, dt = x.dtype(), dev = x.device()](BackwardContext& c) {
-      // grad_x = stack(grad_0, ..., grad_{n-1}) along dim : n x [...] -> [..., n, ...]
-      std::vector<Tensor> g;
-      for (size_t i = 0; i < n; ++i)
-        g.push_back(c.has_grad(i) ? c.grad(i) : zeros(part, TensorOptions(dt).device(dev)));
-      return grads(stack(g, dim));
-    });
-  }
-  return out;
 }
 
 // A bool (true = masked out) or floating mask -> (allowed-bool or additive float of dtype),
@@ -161,13 +139,13 @@ std::tuple<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, cons
   };
   if (same_dim_) {
     if (self_attn) {
-      const auto qkv = unbind_views(linear(q_in, in_proj_weight_, in_proj_bias_).unflatten(-1, {3, E}), 2);
+      const auto qkv = unbind(linear(q_in, in_proj_weight_, in_proj_bias_).unflatten(-1, {3, E}), 2);
       q = qkv[0];
       k = qkv[1];
       v = qkv[2];
     } else if (kv_same) {
       q = linear(q_in, in_proj_weight_.narrow(0, 0, E), bias_part(0, 1));
-      const auto kv = unbind_views(linear(k_in, in_proj_weight_.narrow(0, E, 2 * E), bias_part(1, 2)).unflatten(-1, {2, E}), 2);
+      const auto kv = unbind(linear(k_in, in_proj_weight_.narrow(0, E, 2 * E), bias_part(1, 2)).unflatten(-1, {2, E}), 2);
       k = kv[0];
       v = kv[1];
     } else {
