@@ -433,7 +433,9 @@ void write_png(const std::string& path, int width, int height, const std::vector
   bytes.resize(size);
 
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::string tmp = (dir / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
+  std::string tmp_name(1, '.');  // ".NAME.tmp.XXXXXX", hidden next to the target
+  tmp_name.append(target.filename().string()).append(".tmp.XXXXXX");
+  std::string tmp = (dir / tmp_name).string();
   const int fd = ::mkstemp(tmp.data());
   FOCUS_CHECK(fd >= 0, "[write_png] cannot write '{}': cannot create a file in '{}': {}", path, dir.string(),
               errno_text());
