@@ -276,10 +276,19 @@ TEST_SUITE("cli") {
     CHECK(r.rc == 1);
     CHECK(has(r.err, "expects inputs like"));
 
-    // --overwrite starts afresh.
+    // focus plot draws the run's curves.
+    r = run_cli({"plot", dir});
+    INFO(r.err);
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "loss.png"));
+    CHECK(fs::exists(fs::path(dir) / "loss.png"));
+
+    // --overwrite starts afresh (pictures of the old run go too).
+
     r = run_cli({"train", "tiny-test", "--run-dir", dir, "--overwrite", "--config", "full", "-q"});
     CHECK(r.rc == 0);
     CHECK(has(r.out, "tiny trained 8 steps"));
+    CHECK_FALSE(fs::exists(fs::path(dir) / "loss.png"));
   }
 
   TEST_CASE("Ctrl-C: a checkpoint is saved, the exit status is 130, --resume continues") {

@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "models/zoo/config.h"
+#include "models/zoo/pictures.h"
 #include "models/zoo/registry.h"
 #include "models/zoo/run.h"
 
@@ -22,12 +23,6 @@
 #define FOCUS_CLI_HAVE_DATASETS 1
 #else
 #define FOCUS_CLI_HAVE_DATASETS 0
-#endif
-#if __has_include("models/zoo/pictures.h")
-#include "models/zoo/pictures.h"
-#define FOCUS_CLI_HAVE_PICTURES 1
-#else
-#define FOCUS_CLI_HAVE_PICTURES 0
 #endif
 
 namespace focus::cli {
@@ -386,17 +381,8 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
       FOCUS_CHECK(fs::exists(fs::path(plot_dir) / zoo::kMetricsFile, ec),
                   "[plot] {} has no {}: not a run directory, or the run logged nothing yet", plot_dir,
                   zoo::kMetricsFile);
-#if FOCUS_CLI_HAVE_PICTURES
-      zoo::plot_run(plot_dir);
-      std::vector<std::string> pngs;
-      for (const auto& e : fs::directory_iterator(plot_dir, ec))
-        if (e.path().extension() == ".png") pngs.push_back(e.path().string());
-      std::sort(pngs.begin(), pngs.end());
-      out << fmt::format("wrote {}", join_or_none(pngs)) << std::endl;
+      for (const auto& path : zoo::plot_run(plot_dir)) out << "wrote " << path << "\n";
       return kExitOk;
-#else
-      FOCUS_FAIL("[plot] this build of focus cannot draw pictures (models/zoo/pictures.h is missing)");
-#endif
     }
 
     if (models_cmd->parsed()) {
