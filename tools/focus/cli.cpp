@@ -311,9 +311,15 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
             train_run_dir.empty() ? "" : " --run-dir " + train_run_dir);
         return kExitInterrupted;
       }
-      out << fmt::format("run directory: {} (config.json, metrics.jsonl, checkpoint.safetensors, report.txt); draw "
-                         "the curves with: focus plot {}",
-                         run.dir().string(), run.dir().string())
+      // The loss and metric curves; a run that logged nothing has none.
+      std::vector<std::string> pictures;
+      try {
+        pictures = zoo::plot_run(run.dir().string());
+      } catch (const Error& e) {
+        err << "focus: warning: no curves drawn: " << e.what() << std::endl;
+      }
+      out << fmt::format("run directory: {} (config.json, metrics.jsonl, checkpoint.safetensors, report.txt{})",
+                         run.dir().string(), pictures.empty() ? "" : ", curves " + fmt::format("{}", fmt::join(pictures, ", ")))
           << std::endl;
       return kExitOk;
     }
