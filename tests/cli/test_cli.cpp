@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -401,6 +403,30 @@ TEST_SUITE("cli") {
     r = run_cli({"data", "fetch", "no-such-dataset"});
     CHECK(r.rc == 1);
     CHECK(has(r.err, "no-such-dataset"));
+  }
+
+  TEST_CASE("data list and data fetch --from a local copy") {
+    TempDir tmp;
+    std::optional<std::string> old;
+    if (const char* v = std::getenv("FOCUS_DATA")) old = v;
+    setenv("FOCUS_DATA", tmp.path.c_str(), 1);
+    auto r = run_cli({"data", "list"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "cmudict"));
+    CHECK(has(r.out, "not fetched (focus data fetch cmudict)"));
+    CHECK(has(r.out, "fashion-mnist"));
+    const fs::path fixture = fs::path(FOCUS_SOURCE_DIR) / "tests/fixtures/datasets/cmudict/dict.txt";
+    r = run_cli({"data", "fetch", "cmudict", "--from", fixture.string()});
+    INFO(r.err);
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "cmudict is ready in"));
+    r = run_cli({"data", "list"});
+    CHECK(has(r.out, "ready ("));
+    r = run_cli({"data", "fetch", "cmudict", "--from", tmp / "nowhere", "--force"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "focus: error: [data fetch]"));
+    if (old) setenv("FOCUS_DATA", old->c_str(), 1);
+    else unsetenv("FOCUS_DATA");
   }
 
   TEST_CASE("real SIGINT in a child process: one saves and exits 130, two quit at once") {

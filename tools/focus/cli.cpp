@@ -13,17 +13,12 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "models/datasets/datasets.h"
 #include "models/zoo/config.h"
 #include "models/zoo/pictures.h"
 #include "models/zoo/registry.h"
 #include "models/zoo/run.h"
 
-#if __has_include("models/datasets/datasets.h")
-#include "models/datasets/datasets.h"
-#define FOCUS_CLI_HAVE_DATASETS 1
-#else
-#define FOCUS_CLI_HAVE_DATASETS 0
-#endif
 
 namespace focus::cli {
 namespace fs = std::filesystem;
@@ -350,7 +345,6 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     }
 
     if (fetch->parsed()) {
-#if FOCUS_CLI_HAVE_DATASETS
       datasets::FetchOptions fo;
       if (!fetch_from.empty()) fo.from = fs::path(fetch_from);
       fo.force = fetch_force;
@@ -358,27 +352,23 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
       datasets::fetch(fetch_name, fo);
       out << fmt::format("{} is ready in {}", fetch_name, datasets::dataset_dir(fetch_name).string()) << std::endl;
       return kExitOk;
-#else
-      FOCUS_FAIL("[data fetch] {}: this build of focus has no dataset support (models/datasets is missing)", fetch_name);
-#endif
     }
 
     if (list->parsed()) {
-#if FOCUS_CLI_HAVE_DATASETS
       out << fmt::format("datasets in {}:", datasets::data_root().string()) << "\n";
       for (const auto& name : datasets::dataset_names()) {
         std::string state;
         try {
           state = "ready (" + datasets::dataset_dir(name).string() + ")";
-        } catch (const Error&) {
-          state = "not fetched (focus data fetch " + name + ")";
+        } catch (const Error& e) {
+          std::error_code ec;
+          state = fs::exists(datasets::data_root() / name, ec)
+                      ? fmt::format("damaged: {}", e.what())
+                      : fmt::format("not fetched (focus data fetch {})", name);
         }
         out << fmt::format("  {:<14} {}", name, state) << "\n";
       }
       return kExitOk;
-#else
-      FOCUS_FAIL("[data list] this build of focus has no dataset support (models/datasets is missing)");
-#endif
     }
 
     if (plot->parsed()) {
