@@ -354,6 +354,7 @@ std::vector<Email> parse_spam_assassin(std::string_view data, const std::string&
     FOCUS_CHECK(data[pos] == '\n', "[spam-assassin] {} line {}: message {} is not followed by a newline", source,
                 line_no, e.id);
     ++pos;
+    ++line_no;  // the line the separator ends (the message's last line, or an empty one)
     out.push_back(std::move(e));
   }
   FOCUS_CHECK(pos == data.size(), "[spam-assassin] {} line {}: unexpected data after the {} messages", source,
