@@ -607,7 +607,7 @@ void plot_heatmap(const std::string& path, const std::string& title, const std::
   check_path("plot_heatmap", path);
   FOCUS_CHECK(rows > 0 && cols > 0, "[plot_heatmap] '{}': rows and cols must be positive, got {}x{}", path, rows,
               cols);
-  FOCUS_CHECK(rows <= 2000 && cols <= 2000, "[plot_heatmap] '{}': {}x{} is too large to draw (at most 2000x2000)",
+  FOCUS_CHECK(rows <= 1000 && cols <= 1000, "[plot_heatmap] '{}': {}x{} is too large to draw (at most 1000x1000)",
               path, rows, cols);
   FOCUS_CHECK(values.size() == size_t(rows) * size_t(cols), "[plot_heatmap] '{}': {}x{} needs {} values, got {}",
               path, rows, cols, size_t(rows) * size_t(cols), values.size());
@@ -630,7 +630,7 @@ void plot_heatmap(const std::string& path, const std::string& title, const std::
   auto row_label = [&](int r) { return row_labels.empty() ? std::to_string(r) : row_labels[size_t(r)]; };
   auto col_label = [&](int k) { return col_labels.empty() ? std::to_string(k) : col_labels[size_t(k)]; };
 
-  const int cell = std::clamp(std::min(900 / cols, 700 / rows), 3, 44);
+  const int cell = std::clamp(std::min(900 / cols, 700 / rows), 1, 44);
   int row_lab_w = 0, col_lab_w = 0;
   for (int r = 0; r < rows; ++r) row_lab_w = std::max(row_lab_w, text_width(fit_text(row_label(r), f, 160), f));
   for (int k = 0; k < cols; ++k) col_lab_w = std::max(col_lab_w, text_width(fit_text(col_label(k), f, 120), f));
@@ -654,7 +654,7 @@ void plot_heatmap(const std::string& path, const std::string& title, const std::
   const int bar_x = grid_x + grid_w + 24;
   const int bar_h = std::max(grid_h, 120);
   const int W0 = bar_x + 16 + 6 + 60 + kMargin;
-  const int W = std::max(W0, text_width(title, tf) + 2 * kMargin);
+  const int W = std::max(W0, std::min(text_width(title, tf) + 2 * kMargin, 1000));
   const int H = grid_y + bar_h + kMargin + 8;
   Canvas c(W, H);
   c.text_aligned(W / 2, 12, fit_text(title, tf, W - 2 * kMargin), tf, kText, Canvas::Align::Center);
@@ -868,7 +868,7 @@ void plot_image_attention(const std::string& path, const std::string& title, con
   const int top = 44 + bold.height + 6;
   const int x1 = kMargin, x2 = x1 + pw + kGapX;
   const int bar_x = x2 + pw + 20;
-  const int W = std::max(bar_x + 16 + 60 + bold.height + kMargin, text_width(title, tf) + 2 * kMargin);
+  const int W = std::max(bar_x + 16 + 60 + bold.height + kMargin, std::min(text_width(title, tf) + 2 * kMargin, 1000));
   const int H = top + ph + 36 + kMargin;
   Canvas c(W, H);
   c.text_aligned(W / 2, 12, fit_text(title, tf, W - 2 * kMargin), tf, kText, Canvas::Align::Center);

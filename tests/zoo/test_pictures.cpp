@@ -241,6 +241,16 @@ TEST_SUITE("pictures") {
     const Picture p = read_png(dir / "big.png");
     CHECK(p.width < 2000);
     CHECK(p.height < 2000);
+    // The largest allowed matrix stays a reasonable picture; a larger one is an error.
+    std::vector<float> huge(1000 * 1000, 0.5f);
+    huge[0] = 1.f;
+    focus::zoo::plot_heatmap(dir / "huge.png", std::string(300, 'x'), huge, 1000, 1000, {}, {}, "row", "column");
+    const Picture h = read_png(dir / "huge.png");
+    CHECK(h.width <= 1400);
+    CHECK(h.height <= 1400);
+    CHECK_THROWS_WITH_AS(focus::zoo::plot_heatmap(dir / "e.png", "t", std::vector<float>(1001, 0.f), 1, 1001, {}, {},
+                                                  "r", "c"),
+                         doctest::Contains("too large to draw"), focus::Error);
   }
 
   TEST_CASE("plot_heatmap errors") {
