@@ -123,7 +123,7 @@ std::string load_moby_dick();
 
 /// One message of the SpamAssassin public corpus. `raw` is the message exactly as in the
 /// corpus (headers, a blank line, the body; bytes, not always valid UTF-8: about 500
-/// messages are Latin-1 or other charsets - see to_valid_utf8). Header treatment is the
+/// messages are Latin-1 or other charsets: data::sanitize_utf8 makes them valid). Header treatment is the
 /// model's business.
 struct Email {
   std::string id;     // unique: "GROUP/NNNNN.MD5" (MD5 of the original file, as the corpus names it)
@@ -154,10 +154,6 @@ std::vector<Email> parse_spam_assassin(std::string_view data, const std::string&
 /// The overload without dir uses dataset_dir("spam-assassin").
 std::vector<Email> load_spam_assassin(const std::filesystem::path& dir);
 std::vector<Email> load_spam_assassin();
-
-/// `text` with every byte sequence that is not valid UTF-8 replaced by U+FFFD (one per
-/// bad byte); valid text comes back unchanged.
-std::string to_valid_utf8(std::string_view text);
 
 // ---------------------------------------------------------------------------------------
 // fashion-mnist

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <functional>
 #include <limits>
 #include <map>
@@ -433,7 +434,9 @@ void write_png(const std::string& path, int width, int height, const std::vector
   bytes.resize(size);
 
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::string tmp = (dir / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
+  std::string tmp_name(1, '.');  // ".NAME.tmp.XXXXXX", hidden next to the target
+  tmp_name.append(target.filename().string()).append(".tmp.XXXXXX");
+  std::string tmp = (dir / tmp_name).string();
   const int fd = ::mkstemp(tmp.data());
   FOCUS_CHECK(fd >= 0, "[write_png] cannot write '{}': cannot create a file in '{}': {}", path, dir.string(),
               errno_text());
@@ -918,23 +921,34 @@ std::vector<std::string> plot_run(const std::string& run_dir) {
   const fs::path file = fs::path(run_dir) / "metrics.jsonl";
   FOCUS_CHECK(fs::is_regular_file(file, ec), "[plot] '{}' has no metrics.jsonl: is it a run directory written by "
               "`focus train`?", run_dir);
-  std::ifstream in(file);
+  std::ifstream in(file, std::ios::binary);
   FOCUS_CHECK(in.good(), "[plot] cannot read '{}': {}", file.string(), errno_text());
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  FOCUS_CHECK(!in.bad(), "[plot] cannot read '{}': {}", file.string(), errno_text());
 
   // metric -> split -> (step, value) points, in the order metrics first appear.
   std::vector<std::string> metric_order;
   std::map<std::string, std::map<std::string, std::vector<std::pair<double, double>>>> data;
   std::vector<std::string> split_order;
-  std::string line;
   int64_t line_no = 0;
-  while (std::getline(in, line)) {
+  for (size_t pos = 0; pos < text.size();) {
+    const size_t end = std::min(text.find('\n', pos), text.size());
+    const std::string line = text.substr(pos, end - pos);
+    const bool last_unfinished = end == text.size();  // no newline yet: a run may be writing it
+    pos = end + 1;
     ++line_no;
     if (std::all_of(line.begin(), line.end(), [](char ch) { return std::isspace(uint8_t(ch)); })) continue;
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      if (last_unfinished) break;  // a line being appended (or torn by a crash): plot what is complete
+      // nlohmann says "parse error at line 1, column N: why"; keep the column and the why.
+      std::string why = e.what();
+      if (const size_t c = why.find(": ", why.find("column ")); c != std::string::npos) why = why.substr(c + 2);
+      FOCUS_FAIL("[plot] '{}' line {}, column {}: not valid JSON: {}", file.string(), line_no, e.byte, why);
     } catch (const nlohmann::json::exception& e) {
-      FOCUS_FAIL("[plot] '{}' line {}: not valid JSON ({})", file.string(), line_no, e.what());
+      FOCUS_FAIL("[plot] '{}' line {}: not valid JSON: {}", file.string(), line_no, e.what());
     }
     FOCUS_CHECK(j.is_object(), "[plot] '{}' line {}: expected a JSON object, got {}", file.string(), line_no,
                 j.type_name());

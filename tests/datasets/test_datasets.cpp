@@ -282,11 +282,6 @@ TEST_CASE("spam-assassin: emails.dat round trip and malformed files") {
   check_email("Return-Path: <a@b>\n\nbody", "ok");
   CHECK_THROWS_WITH_AS(parse_spam_assassin_json("{\"id\": \"1\"}", "j.json"),
                        doctest::Contains("j.json: missing field \"group\""), Error);
-
-  CHECK(to_valid_utf8("plain \xe2\x80\x94 ok") == "plain \xe2\x80\x94 ok");
-  CHECK(to_valid_utf8("a\xc1\xd9z") == "a\xef\xbf\xbd\xef\xbf\xbdz");
-  CHECK(to_valid_utf8("\xe2\x80") == "\xef\xbf\xbd\xef\xbf\xbd");  // truncated sequence
-  CHECK(to_valid_utf8("\xed\xa0\x80") == "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // surrogate
 }
 
 TEST_CASE("spam-assassin: fetch --from the package folder and the original corpus folders") {

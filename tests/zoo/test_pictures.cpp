@@ -398,8 +398,14 @@ TEST_SUITE("pictures") {
     CHECK_THROWS_WITH_AS(focus::zoo::plot_run(run.string()), doctest::Contains("has no metrics.jsonl"), focus::Error);
     const std::string file = (run / "metrics.jsonl").string();
     write_text(file, "{\"split\":\"train\",\"step\":1,\"loss\":2}\n{\"split\":\"train\",\"step\":2,\"loss\":1.5}\n{bad\n");
-    CHECK_THROWS_WITH_AS(focus::zoo::plot_run(run.string()), doctest::Contains("line 3: not valid JSON"),
+    CHECK_THROWS_WITH_AS(focus::zoo::plot_run(run.string()), doctest::Contains("line 3, column 2: not valid JSON: syntax error"),
                          focus::Error);
+    // A last line without its newline is one being written (or torn by a crash): skipped.
+    write_text(file, "{\"split\":\"train\",\"step\":1,\"loss\":2}\n{\"split\":\"train\",\"step\":2,\"loss\":1.5}\n{\"split\":\"tr");
+    CHECK(focus::zoo::plot_run(run.string()).size() == 1);
+    // ... but with its newline it is malformed.
+    write_text(file, "{\"split\":\"train\",\"step\":1,\"loss\":2}\n{\"split\":\"tr\n");
+    CHECK_THROWS_WITH_AS(focus::zoo::plot_run(run.string()), doctest::Contains("line 2, column"), focus::Error);
     write_text(file, "{\"split\":\"train\",\"step\":1,\"loss\":2}\n[1, 2]\n");
     CHECK_THROWS_WITH_AS(focus::zoo::plot_run(run.string()), doctest::Contains("line 2: expected a JSON object"),
                          focus::Error);
