@@ -299,6 +299,7 @@ TEST_SUITE("zoo") {
     CHECK(p.line().find("ETA") != std::string::npos);
     p.finish();
     auto text = s.str();
+    CHECK(text.find("elapsed\n") != std::string::npos);  // the final line: time taken, no ETA
     CHECK(std::count(text.begin(), text.end(), '\n') == 3);  // two updates and the final line
     CHECK(text.find('\r') == std::string::npos);
 
