@@ -313,7 +313,7 @@ zoo::Config default_config() {
   c.set("dropout", 0.1);
   c.set("pool", "mean");
   c.set("batch_size", 32);
-  c.set("epochs", 4);
+  c.set("epochs", 2);
   c.set("steps", 0);
   c.set("lr", 1e-3);
   c.set("weight_decay", 0.01);

@@ -8,6 +8,10 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -15,8 +19,10 @@
 #include "data/collate.h"
 #include "data/vocab.h"
 #include "models/spam/email.h"
+#include "models/spam/program.h"
 #include "models/spam/spam.h"
 #include "test_util.h"
+#include "tools/focus/cli.h"
 
 using namespace focus;
 using namespace focus::models::spam;
@@ -25,6 +31,17 @@ namespace {
 
 bool has(const std::vector<std::string>& words, const std::string& w) {
   return std::find(words.begin(), words.end(), w) != words.end();
+}
+
+struct CliResult {
+  int rc;
+  std::string out, err;
+};
+
+CliResult run_cli(const std::vector<std::string>& args) {
+  std::ostringstream out, err;
+  const int rc = focus::cli::run(args, out, err);
+  return {rc, out.str(), err.str()};
 }
 
 // Whitespace runs -> one space, trimmed.
@@ -280,5 +297,70 @@ TEST_SUITE("models_spam") {
     CHECK_THROWS_WITH_AS(m.add(2, 1), doctest::Contains("0 or 1"), focus::Error);
     CHECK_THROWS_WITH_AS(m.add(tensor<int64_t>({1}), tensor<int64_t>({1, 0})), doctest::Contains("one length"),
                          focus::Error);
+  }
+
+  TEST_CASE("synthetic data: split without repeated bodies, encoding") {
+    std::vector<Message> msgs = synthetic_messages(60, 1);
+    REQUIRE(msgs.size() == 60);
+    CHECK(msgs[1].spam);
+    CHECK_FALSE(msgs[0].spam);
+    msgs.push_back({"copy/0", msgs[3].spam, msgs[3].raw});  // a repeated message
+    const SplitMessages s = split_messages(msgs);
+    CHECK(s.duplicates_dropped == 1);
+    CHECK(s.train.size() + s.valid.size() + s.test.size() == 60);
+    CHECK(s.train.size() > s.test.size());
+    const data::Vocab vocab = data::Vocab::from_tokens({"free", "money"});
+    CHECK(encode_words({"free", "cash", "money", "free"}, vocab, 3) == std::vector<int64_t>{1, 4, 3});
+    CHECK(encode_words({}, vocab, 3) == std::vector<int64_t>{1});
+    CHECK_THROWS_WITH_AS(encode_words({"free"}, vocab, 0), doctest::Contains("max_len"), focus::Error);
+    zoo::Config c = default_config();
+    c.set("dataset", "nope");
+    CHECK_THROWS_WITH_AS(load_messages(c), doctest::Contains("unknown dataset"), focus::Error);
+  }
+
+  TEST_CASE("command line: train, eval and classify on the synthetic dataset") {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / ("focus_spam_test_" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    const std::string run_dir = (dir / "run").string();
+    CliResult r = run_cli({"train", "spam", "--run-dir", run_dir, "-q", "--set", "dataset=synthetic", "--set",
+                           "steps=40", "--set", "d_model=16", "--set", "dim_feedforward=32", "--set", "max_len=48",
+                           "--set", "eval_every=20", "--set", "dropout=0"});
+    INFO(r.out, r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(r.out.find("accuracy") != std::string::npos);
+    const std::string ckpt = (fs::path(run_dir) / "checkpoint.safetensors").string();
+    REQUIRE(fs::exists(ckpt));
+    std::ifstream report(fs::path(run_dir) / "report.json");
+    std::string report_text((std::istreambuf_iterator<char>(report)), std::istreambuf_iterator<char>());
+    CHECK(report_text.find("test_f1") != std::string::npos);
+
+    r = run_cli({"eval", "spam", "--checkpoint", ckpt});
+    REQUIRE(r.rc == 0);
+    CHECK(r.out.find("test split") != std::string::npos);
+    CHECK(r.out.find("accuracy  100.00%") != std::string::npos);  // the synthetic classes are easy
+
+    const std::string spam_file = (dir / "spam.eml").string(), ham_file = (dir / "ham.eml").string();
+    std::ofstream(spam_file) << "Subject: free cash prize\nFrom: deals@x.example\n\nclick for free money, cheap credit "
+                                "offer, urgent winner bonus\n";
+    std::ofstream(ham_file) << "Subject: kernel patch review\n\nthanks for the patch, the build and the commit look "
+                               "fine; agenda for the meeting tomorrow\n";
+    const std::string png = (dir / "att.png").string();
+    r = run_cli({"classify", "spam", spam_file, ham_file, "--checkpoint", ckpt, "--attention", png});
+    INFO(r.out, r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(r.out.find("spam.eml  spam") != std::string::npos);
+    CHECK(r.out.find("ham.eml  ham") != std::string::npos);
+    CHECK(fs::file_size(dir / "att-1.png") > 100);
+    CHECK(fs::file_size(dir / "att-2.png") > 100);
+
+    r = run_cli({"classify", "spam", (dir / "missing.eml").string(), "--checkpoint", ckpt});
+    CHECK(r.rc != 0);
+    CHECK(r.err.find("[classify] cannot read") != std::string::npos);
+    r = run_cli({"classify", "spam", dir.string(), "--checkpoint", ckpt});
+    CHECK(r.rc != 0);
+    CHECK(r.err.find("is a directory") != std::string::npos);
+    fs::remove_all(dir);
   }
 }
