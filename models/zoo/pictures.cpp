@@ -350,21 +350,23 @@ std::string format_tick(double v, double step) {
   return fmt::format("{:.{}f}", v, decimals);
 }
 
-/// A value for a legend or a cell: about 3 significant digits. compact drops the leading zero
-/// of numbers below 1 (".42"), which keeps heatmap cells narrow.
+/// A value for a legend: about 3 significant digits. compact (heatmap cells) writes numbers
+/// below 1 with two decimals and no leading zero (".42"), which keeps cells narrow and tidy.
 std::string format_value(double v, bool compact = false) {
   if (v == 0) return "0";
   const double a = std::abs(v);
+  if (compact && a < 1) {  // cells: two decimals, no leading zero (".42", ".00")
+    std::string s = fmt::format("{:.2f}", v);
+    if (s.rfind("0.", 0) == 0) s.erase(0, 1);
+    else if (s.rfind("-0.", 0) == 0) s.erase(1, 1);
+    return s == "-.00" ? ".00" : s;
+  }
   if (a >= 1e5 || a < 1e-3) return fmt::format("{:.2g}", v);
   if (a >= 100) return fmt::format("{:.0f}", v);
   if (a >= 10) return fmt::format("{:.1f}", v);
   if (a >= 1) return fmt::format("{:.2f}", v);
   std::string s = fmt::format("{:.{}f}", v, a < 0.01 ? 3 : 2);
   if (s == "0.00" || s == "-0.00") s = fmt::format("{:.1g}", v);
-  if (compact) {
-    if (s.rfind("0.", 0) == 0) s.erase(0, 1);
-    else if (s.rfind("-0.", 0) == 0) s.erase(1, 1);
-  }
   return s;
 }
 
