@@ -572,6 +572,9 @@ std::string find_program(const std::string& name) {
 
 int run_command(const std::vector<std::string>& argv, const fs::path& cwd, const fs::path& log_file) {
   FOCUS_CHECK(!argv.empty(), "[data fetch] empty command");
+  // Resolved here: between fork and exec only async-signal-safe calls (execv, not execvp).
+  const std::string program = argv[0].find('/') == std::string::npos ? find_program(argv[0]) : argv[0];
+  if (program.empty()) return 127;
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -585,7 +588,7 @@ int run_command(const std::vector<std::string>& argv, const fs::path& cwd, const
     dup2(in, 0);
     dup2(out, 1);
     dup2(out, 2);
-    execvp(args[0], args.data());
+    execv(program.c_str(), args.data());
     _exit(127);
   }
   int status = 0;

@@ -23,7 +23,7 @@ std::string gunzip(std::string_view gz, const std::string& source);
 /// The full path of an executable found on $PATH, or "" when none.
 std::string find_program(const std::string& name);
 
-/// Runs argv (argv[0] looked up on $PATH) in folder cwd with stdin from /dev/null and
+/// Runs argv (argv[0] looked up on $PATH; 127 when not found) in folder cwd with stdin from /dev/null and
 /// stdout+stderr appended to log_file; returns the exit status (128+signal when killed).
 int run_command(const std::vector<std::string>& argv, const std::filesystem::path& cwd,
                 const std::filesystem::path& log_file);
