@@ -223,6 +223,13 @@ TEST_SUITE("models_char_gpt") {
   }
 
   TEST_CASE("a tiny char GPT learns generated text (train and validation loss fall)") {
+    // One thread: at this size thread wake-ups cost more than the work (and the suite runs
+    // beside others).
+    struct Threads {
+      int prev = get_num_threads();
+      Threads() { set_num_threads(1); }
+      ~Threads() { set_num_threads(prev); }
+    } one_thread;
     const cg::Corpus c = cg::make_corpus(cg::synthetic_text(6000, 1), 0.9);
     Generator gen(5);
     GPT model(GPTConfig().n_layer(2).n_head(2).n_embd(32).block_size(32).vocab_size(c.vocab.size()), &gen);
