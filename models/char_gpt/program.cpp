@@ -254,18 +254,22 @@ zoo::Config default_config() {
 }
 
 zoo::Config full_config() {
+  // A wider, deeper model with a longer context (nanoGPT's shakespeare_char recipe scaled to
+  // what 2 CPU cores do in a few hours: 6 layers of width 192 instead of 384): about
+  // 20 MFLOP per character, 20M characters seen.
   zoo::Config c = default_config();
   c.set("n_layer", 6)
       .set("n_head", 6)
-      .set("n_embd", 384)
+      .set("n_embd", 192)
       .set("block_size", 256)
-      .set("dropout", 0.2)
-      .set("batch_size", 64)
-      .set("steps", 5000)
+      .set("dropout", 0.1)
+      .set("batch_size", 32)
+      .set("steps", 2500)
       .set("lr", 1e-3)
       .set("min_lr", 1e-4)
-      .set("eval_every", 500)
-      .set("checkpoint_every", 500);
+      .set("eval_every", 250)
+      .set("eval_batches", 10)
+      .set("checkpoint_every", 250);
   return c;
 }
 

@@ -25,9 +25,12 @@
 
 namespace focus::models::char_gpt {
 
-/// The default configuration (about 10 minutes on 2 CPU cores).
+/// The default configuration: 4 layers, 4 heads, width 128, context 128, batch 16, 1500
+/// steps, one thread (at this size a second thread costs more than it gives on a shared
+/// machine): about 9 minutes; validation loss about 1.64-1.65 nats (2.37 bits/char).
 zoo::Config default_config();
-/// The larger configuration ("full").
+/// The larger configuration ("full"): 6 layers, 6 heads, width 192, context 256, batch 32,
+/// dropout 0.1, 2500 steps (about 20M characters at ~20 MFLOP each: a few hours on 2 cores).
 zoo::Config full_config();
 /// The zoo entry: name "char-gpt", presets "default" and "full", train, evaluate, and the
 /// "generate" command.
