@@ -1,6 +1,8 @@
 #include "models/gpt/gpt.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace focus::models {
 
@@ -39,6 +41,45 @@ Tensor CausalSelfAttention::forward(const Tensor& x) const {
   return resid_dropout_->forward(c_proj_->forward(y.transpose(1, 2).reshape({B, T, C})));
 }
 
+Tensor CausalSelfAttention::forward(const Tensor& x, Tensor& k_cache, Tensor& v_cache) const {
+  FOCUS_CHECK(x.dim() == 3 && x.size(2) == config_.n_embd_, "[CausalSelfAttention] expected x of shape [B, T, {}], got {}",
+              config_.n_embd_, x.shape());
+  const int64_t B = x.size(0), T = x.size(1), C = config_.n_embd_, H = config_.n_head_;
+  const int64_t P = k_cache.defined() ? k_cache.size(2) : 0;
+  if (P > 0)
+    FOCUS_CHECK(k_cache.dim() == 4 && k_cache.size(0) == B && k_cache.size(1) == H && k_cache.size(3) == C / H &&
+                    v_cache.defined() && v_cache.shape() == k_cache.shape(),
+                "[CausalSelfAttention] cache of shape {} does not fit x of shape {} ({} heads)", k_cache.shape(),
+                x.shape(), H);
+  const Tensor qkv = c_attn_->forward(x).view({B, T, 3, H, C / H});
+  std::vector<Tensor> parts = unbind(qkv, 2);
+  const Tensor q = parts[0].transpose(1, 2);
+  Tensor k = parts[1].transpose(1, 2), v = parts[2].transpose(1, 2);
+  if (P > 0) {
+    k = cat({k_cache, k}, 2);
+    v = cat({v_cache, v}, 2);
+  } else {
+    k = k.contiguous();
+    v = v.contiguous();
+  }
+  k_cache = k;
+  v_cache = v;
+  const double p = is_training() ? config_.dropout_ : 0.0;
+  Tensor y;
+  if (P == 0) {
+    y = scaled_dot_product_attention(q, k, v, Tensor(), p, /*is_causal=*/true);
+  } else if (T == 1) {
+    y = scaled_dot_product_attention(q, k, v, Tensor(), p, /*is_causal=*/false);  // the newest sees all
+  } else {
+    // New position P+i attends to keys 0..P+i: mask [T, P+T], true = attend (bottom-right
+    // aligned causal mask; PyTorch's is_causal is top-left aligned when L != S).
+    const Tensor rows = arange(P, P + T, 1, TensorOptions(kInt64).device(x.device())).unsqueeze(1);
+    const Tensor cols = arange(P + T, TensorOptions(kInt64).device(x.device())).unsqueeze(0);
+    y = scaled_dot_product_attention(q, k, v, le(cols, rows), p, /*is_causal=*/false);
+  }
+  return resid_dropout_->forward(c_proj_->forward(y.transpose(1, 2).reshape({B, T, C})));
+}
+
 MLP::MLP(const GPTConfig& c) : nn::Module("MLP") {
   c_fc_ = register_module("c_fc", std::make_shared<nn::Linear>(nn::LinearOptions(c.n_embd_, 4 * c.n_embd_).bias(c.bias_)));
   gelu_ = register_module("gelu", std::make_shared<nn::GELU>());
@@ -59,6 +100,11 @@ Block::Block(const GPTConfig& c) : nn::Module("Block") {
 
 Tensor Block::forward(const Tensor& x) const {
   const Tensor h = x + attn_->forward(ln_1_->forward(x));
+  return h + mlp_->forward(ln_2_->forward(h));
+}
+
+Tensor Block::forward(const Tensor& x, Tensor& k_cache, Tensor& v_cache) const {
+  const Tensor h = x + attn_->forward(ln_1_->forward(x), k_cache, v_cache);
   return h + mlp_->forward(ln_2_->forward(h));
 }
 
@@ -99,6 +145,112 @@ Tensor GPT::forward(const Tensor& idx) const {
   Tensor x = drop_->forward(wte_->forward(idx) + wpe_->forward(pos));  // [B, T, C] + [T, C]
   for (const auto& block : blocks_) x = block->forward(x);
   return lm_head_->forward(ln_f_->forward(x));
+}
+
+Tensor GPT::forward(const Tensor& idx, KVCache& cache) const {
+  FOCUS_CHECK(idx.dim() == 2 && idx.dtype() == kInt64, "[GPT] expected idx of shape [B, T] and dtype int64, got {} {}",
+              idx.shape(), idx.dtype());
+  const int64_t P = cache.length(), T = idx.size(1);
+  FOCUS_CHECK(T >= 1, "[GPT] cannot forward an empty sequence with a cache");
+  FOCUS_CHECK(P + T <= config_.block_size_,
+              "[GPT] cannot forward {} more positions after {} cached ones: block_size is only {}", T, P,
+              config_.block_size_);
+  FOCUS_CHECK(cache.keys.size() == cache.values.size() &&
+                  (cache.keys.empty() || cache.keys.size() == blocks_.size()),
+              "[GPT] the KV cache holds {} layers, the model has {}", cache.keys.size(), blocks_.size());
+  FOCUS_CHECK(P == 0 || cache.keys.front().size(0) == idx.size(0),
+              "[GPT] the KV cache was filled with batch size {}, idx has {}", P == 0 ? 0 : cache.keys.front().size(0),
+              idx.size(0));
+  if (cache.keys.empty()) {
+    cache.keys.resize(blocks_.size());
+    cache.values.resize(blocks_.size());
+  }
+  const Tensor pos = arange(P, P + T, 1, TensorOptions(kInt64).device(idx.device()));
+  Tensor x = drop_->forward(wte_->forward(idx) + wpe_->forward(pos));
+  for (size_t i = 0; i < blocks_.size(); ++i) x = blocks_[i]->forward(x, cache.keys[i], cache.values[i]);
+  return lm_head_->forward(ln_f_->forward(x));
+}
+
+std::vector<int64_t> GPT::generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens,
+                                   const SampleOptions& options, Generator* gen,
+                                   const std::function<void(int64_t)>& on_token) const {
+  check_sample_options(options, "[GPT] generate");
+  FOCUS_CHECK(!prompt.empty(), "[GPT] generate needs a non-empty prompt");
+  FOCUS_CHECK(max_new_tokens >= 0, "[GPT] generate: max_new_tokens must be >= 0, got {}", max_new_tokens);
+  for (int64_t t : prompt)
+    FOCUS_CHECK(t >= 0 && t < config_.vocab_size_, "[GPT] generate: prompt token {} is outside the vocabulary [0, {})",
+                t, config_.vocab_size_);
+  NoGradGuard no_grad;
+  const Device device = wte_->weight().device();
+  const int64_t block = config_.block_size_;
+  const int64_t keep = std::max<int64_t>(1, block / 2);
+  std::vector<int64_t> context = prompt;  // every token so far
+  std::vector<int64_t> out;
+  out.reserve(static_cast<size_t>(max_new_tokens));
+  KVCache cache;
+  // Fills the cache from the last n tokens of context; returns the last position's logits [V].
+  auto prefill = [&](int64_t n) {
+    cache.clear();
+    std::vector<int64_t> tail(context.end() - n, context.end());
+    const Tensor logits = forward(tensor(tail, Shape{1, n}, TensorOptions(kInt64).device(device)), cache);
+    return logits.select(0, 0).select(0, n - 1);
+  };
+  Tensor logits = prefill(std::min<int64_t>(static_cast<int64_t>(context.size()), block));
+  for (int64_t i = 0; i < max_new_tokens; ++i) {
+    const int64_t next = sample_token(logits, options, gen);
+    out.push_back(next);
+    context.push_back(next);
+    if (on_token) on_token(next);
+    if (i + 1 == max_new_tokens) break;
+    if (cache.length() + 1 > block) {
+      logits = prefill(std::min<int64_t>(static_cast<int64_t>(context.size()), keep));
+    } else {
+      logits = forward(tensor(std::vector<int64_t>{next}, Shape{1, 1}, TensorOptions(kInt64).device(device)), cache)
+                   .select(0, 0)
+                   .select(0, 0);
+    }
+  }
+  return out;
+}
+
+void check_sample_options(const SampleOptions& o, const std::string& what) {
+  FOCUS_CHECK(std::isfinite(o.temperature_) && o.temperature_ > 0.0,
+              "{}: temperature must be a finite number > 0, got {}", what, o.temperature_);
+  FOCUS_CHECK(o.top_k_ >= 0, "{}: top_k must be >= 0 (0 = no limit), got {}", what, o.top_k_);
+}
+
+int64_t sample_token(const Tensor& logits, const SampleOptions& options, Generator* gen) {
+  check_sample_options(options, "[sample_token]");
+  FOCUS_CHECK(logits.dim() == 1 && logits.size(0) >= 1 && is_floating(logits.dtype()),
+              "[sample_token] expected float logits of shape [V], got {} {}", logits.shape(), logits.dtype());
+  std::vector<double> z = logits.to_vector<double>();
+  const size_t V = z.size();
+  for (double& v : z) {
+    FOCUS_CHECK(!std::isnan(v), "[sample_token] logits contain NaN");
+    v /= options.temperature_;
+  }
+  const double neg_inf = -std::numeric_limits<double>::infinity();
+  if (options.top_k_ > 0 && static_cast<size_t>(options.top_k_) < V) {
+    std::vector<double> sorted = z;
+    std::nth_element(sorted.begin(), sorted.begin() + (options.top_k_ - 1), sorted.end(), std::greater<double>());
+    const double kth = sorted[static_cast<size_t>(options.top_k_ - 1)];
+    for (double& v : z)
+      if (v < kth) v = neg_inf;  // as nanoGPT: logits[logits < v[:, [-1]]] = -inf
+  }
+  const double mx = *std::max_element(z.begin(), z.end());
+  FOCUS_CHECK(std::isfinite(mx), "[sample_token] no finite logit to sample from (largest {})", mx);
+  std::vector<double> cdf(V);
+  double total = 0;
+  for (size_t i = 0; i < V; ++i) {
+    total += z[i] == neg_inf ? 0.0 : std::exp(z[i] - mx);
+    cdf[i] = total;
+  }
+  const double u = rand({1}, TensorOptions(kFloat64), gen).item<double>() * total;
+  // The first index whose cumulative weight exceeds u, skipping zero-weight entries.
+  const size_t idx = static_cast<size_t>(std::upper_bound(cdf.begin(), cdf.end(), u) - cdf.begin());
+  size_t pick = std::min(idx, V - 1);
+  while (pick > 0 && (z[pick] == neg_inf)) --pick;  // u rounding onto the end: last kept entry
+  return static_cast<int64_t>(pick);
 }
 
 Tensor GPT::loss(const Tensor& logits, const Tensor& targets) {

@@ -12,8 +12,10 @@
 ///   h.<i>.mlp.c_fc.{weight [4C, C], bias [4C]}, h.<i>.mlp.c_proj.{weight [C, 4C], bias [C]},
 ///   ln_f.{weight,bias} [C], lm_head.weight [V, C]
 /// (biases of the Linears and LayerNorms only when bias(true), the default).
+#include <functional>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include <focus/focus.h>
 
@@ -37,6 +39,18 @@ struct GPTConfig {
   GPTConfig& bias(bool v) { bias_ = v; return *this; }
 };
 
+/// Keys and values of the positions already seen, for incremental decoding (generation):
+/// per layer, k and v of shape [B, n_head, length, head_dim]. Starts empty; each
+/// GPT::forward(idx, cache) appends its T positions. Holds plain tensors: use it under
+/// NoGradGuard (it is for inference, not training).
+struct KVCache {
+  std::vector<Tensor> keys, values;  // one per layer once filled; empty before the first forward
+  /// Positions cached so far (0 when empty).
+  int64_t length() const { return keys.empty() ? 0 : keys.front().size(2); }
+  /// Forgets every position (the next forward starts at position 0).
+  void clear() { keys.clear(); values.clear(); }
+};
+
 /// Multi-head causal self-attention with a packed q;k;v projection (rows q, then k, then v;
 /// head h uses columns h*hd..(h+1)*hd of each). x: [B, T, C] -> [B, T, C].
 class CausalSelfAttention : public nn::Module {
@@ -44,6 +58,11 @@ class CausalSelfAttention : public nn::Module {
   explicit CausalSelfAttention(const GPTConfig& config);
   Tensor forward(const Tensor& x) const;
   Tensor operator()(const Tensor& x) const { return forward(x); }
+  /// Incremental form: x [B, T, C] holds positions P..P+T-1 where P = k_cache.size(2) (0 when
+  /// k_cache is undefined); k_cache/v_cache [B, H, P, hd] are replaced by the concatenation
+  /// with this call's keys/values ([B, H, P+T, hd]). Each new position attends to every
+  /// cached position and causally within x. Returns [B, T, C].
+  Tensor forward(const Tensor& x, Tensor& k_cache, Tensor& v_cache) const;
   const std::shared_ptr<nn::Linear>& c_attn() const { return c_attn_; }
   const std::shared_ptr<nn::Linear>& c_proj() const { return c_proj_; }
 
@@ -72,12 +91,32 @@ class Block : public nn::Module {
   explicit Block(const GPTConfig& config);
   Tensor forward(const Tensor& x) const;
   Tensor operator()(const Tensor& x) const { return forward(x); }
+  /// Incremental form (see CausalSelfAttention::forward with a cache).
+  Tensor forward(const Tensor& x, Tensor& k_cache, Tensor& v_cache) const;
 
  private:
   std::shared_ptr<nn::LayerNorm> ln_1_, ln_2_;
   std::shared_ptr<CausalSelfAttention> attn_;
   std::shared_ptr<MLP> mlp_;
 };
+
+/// How GPT::generate picks each next token (nanoGPT's generate): logits / temperature, keep
+/// only the top_k largest (ties with the k-th kept too; 0 = keep all; larger than the
+/// vocabulary = all), softmax, one draw from the seeded generator. top_k = 1 is greedy.
+struct SampleOptions {
+  double temperature_ = 1.0;  // > 0 and finite
+  int64_t top_k_ = 0;         // >= 0
+  SampleOptions& temperature(double v) { temperature_ = v; return *this; }
+  SampleOptions& top_k(int64_t v) { top_k_ = v; return *this; }
+};
+
+/// Checks the options: temperature must be finite and > 0, top_k >= 0; else focus::Error
+/// naming `what` (the caller: "[GPT] generate", a command name...).
+void check_sample_options(const SampleOptions& options, const std::string& what);
+
+/// Draws one token id from logits [V] (any float dtype, CPU or not) as SampleOptions says;
+/// gen: the generator (default: the default generator). One uniform draw per call.
+int64_t sample_token(const Tensor& logits, const SampleOptions& options, Generator* gen = nullptr);
 
 /// The language model. Initialization as nanoGPT: Linear and Embedding weights N(0, 0.02),
 /// biases 0, LayerNorms 1/0, and every `c_proj.weight` N(0, 0.02 / sqrt(2 n_layer)); drawn
@@ -88,6 +127,21 @@ class GPT : public nn::Module {
   /// idx: [B, T] int64 token ids, T <= block_size -> logits [B, T, vocab_size].
   Tensor forward(const Tensor& idx) const;
   Tensor operator()(const Tensor& idx) const { return forward(idx); }
+  /// Incremental forward for generation: idx [B, T] are positions cache.length() ..
+  /// cache.length() + T - 1, which must stay <= block_size; every layer's keys/values are
+  /// appended to cache (same B on every call). Returns logits [B, T, V], equal (up to float
+  /// rounding) to the last T positions of forward() on the whole sequence.
+  Tensor forward(const Tensor& idx, KVCache& cache) const;
+  /// Autoregressive sampling with a KV cache, as nanoGPT's generate: feeds prompt (ids,
+  /// non-empty), then draws max_new_tokens tokens one at a time with sample_token. When the
+  /// context reaches block_size, the cache is rebuilt from the last block_size / 2 tokens
+  /// (absolute learned positions cannot slide), so the model always sees between
+  /// block_size / 2 and block_size tokens of context. on_token (optional) gets each new
+  /// token as it is drawn (streaming output). Returns the new tokens only. Runs without
+  /// recording a graph, in whatever train/eval mode the model is in (call eval() first).
+  std::vector<int64_t> generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens,
+                                const SampleOptions& options = {}, Generator* gen = nullptr,
+                                const std::function<void(int64_t)>& on_token = {}) const;
   /// Mean cross entropy of next-token logits [B, T, V] against targets [B, T] (int64;
   /// -1 = ignored, as nanoGPT) -> 0-d.
   static Tensor loss(const Tensor& logits, const Tensor& targets);

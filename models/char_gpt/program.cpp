@@ -1,0 +1,297 @@
+#include "models/char_gpt/program.h"
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <ostream>
+#include <sstream>
+
+#include "models/char_gpt/char_gpt.h"
+#include "models/datasets/datasets.h"
+
+namespace focus::models::char_gpt {
+
+namespace {
+
+constexpr const char* kModel = "char-gpt";
+constexpr double kTrainFrac = 0.9;  // first 90% of the characters train, last 10% validation
+
+// The text of the configured dataset.
+std::string load_text(const zoo::Config& c) {
+  const std::string name = c.str("dataset");
+  if (name == "synthetic") return synthetic_text(20000, static_cast<uint64_t>(c.integer("seed")));
+  FOCUS_CHECK(name == "moby-dick", "[char-gpt] dataset must be \"moby-dick\" or \"synthetic\", got \"{}\"", name);
+  return datasets::load_moby_dick();
+}
+
+GPTConfig gpt_config(const zoo::Config& c, int64_t vocab_size) {
+  return GPTConfig()
+      .n_layer(c.integer("n_layer"))
+      .n_head(c.integer("n_head"))
+      .n_embd(c.integer("n_embd"))
+      .block_size(c.integer("block_size"))
+      .vocab_size(vocab_size)
+      .dropout(c.real("dropout"))
+      .bias(c.boolean("bias"));
+}
+
+void check_config(const zoo::Config& c) {
+  for (const char* k : {"batch_size", "steps", "eval_every", "eval_batches", "checkpoint_every"})
+    FOCUS_CHECK(c.integer(k) >= 1, "[char-gpt] {} must be >= 1, got {}", k, c.integer(k));
+  FOCUS_CHECK(c.integer("warmup_steps") >= 0 && c.integer("sample_length") >= 0 && c.integer("threads") >= 0,
+              "[char-gpt] warmup_steps, sample_length and threads must be >= 0, got {}, {}, {}",
+              c.integer("warmup_steps"), c.integer("sample_length"), c.integer("threads"));
+  FOCUS_CHECK(c.real("lr") > 0 && c.real("min_lr") >= 0 && c.real("min_lr") <= c.real("lr"),
+              "[char-gpt] need lr > 0 and 0 <= min_lr <= lr, got lr {} min_lr {}", c.real("lr"), c.real("min_lr"));
+  FOCUS_CHECK(c.real("grad_clip") >= 0, "[char-gpt] grad_clip must be >= 0 (0 = off), got {}", c.real("grad_clip"));
+}
+
+// nanoGPT's get_lr as a multiple of lr (for LambdaLR): linear warm-up, cosine to min_lr.
+double lr_factor(int64_t it, const zoo::Config& c) {
+  const double lr = c.real("lr"), min_lr = c.real("min_lr");
+  const int64_t warmup = c.integer("warmup_steps"), steps = c.integer("steps");
+  if (it < warmup) return static_cast<double>(it + 1) / static_cast<double>(warmup + 1);
+  if (it >= steps) return min_lr / lr;
+  const double ratio = static_cast<double>(it - warmup) / static_cast<double>(std::max<int64_t>(1, steps - warmup));
+  return (min_lr + 0.5 * (1.0 + std::cos(M_PI * ratio)) * (lr - min_lr)) / lr;
+}
+
+std::vector<std::pair<Tensor, Tensor>> fixed_batches(const Tensor& data, const zoo::Config& c, Generator& gen) {
+  std::vector<std::pair<Tensor, Tensor>> out;
+  for (int64_t i = 0; i < c.integer("eval_batches"); ++i)
+    out.push_back(get_batch(data, c.integer("batch_size"), c.integer("block_size"), gen));
+  return out;
+}
+
+std::string fmt_seconds(double s) {
+  return s < 120 ? fmt::format("{:.0f}s", s) : fmt::format("{:.0f}m{:02.0f}s", std::floor(s / 60), std::fmod(s, 60));
+}
+
+// A trained model and its vocabulary, loaded from a checkpoint.
+struct Loaded {
+  zoo::Config config;
+  data::Vocab vocab;
+  std::shared_ptr<GPT> model;
+};
+
+Loaded load(const std::string& path, const zoo::Config* override_config = nullptr) {
+  const auto meta = zoo::checkpoint_meta(path, kModel);
+  const auto vocab_json = meta.find("vocab");
+  FOCUS_CHECK(vocab_json != meta.end(), "[char-gpt] checkpoint {} has no vocabulary (meta \"vocab\")", path);
+  Loaded l{override_config ? *override_config : zoo::config_from_checkpoint(path),
+           data::Vocab::from_json(vocab_json->second), nullptr};
+  l.model = std::make_shared<GPT>(gpt_config(l.config, l.vocab.size()));
+  l.model->load_state_dict(optim::read_checkpoint(path).model);
+  l.model->eval();
+  return l;
+}
+
+void train(zoo::Run& run) {
+  const zoo::Config& c = run.config();
+  check_config(c);
+  if (c.integer("threads") > 0) set_num_threads(static_cast<int>(c.integer("threads")));
+  const Corpus corpus = make_corpus(load_text(c), kTrainFrac);
+  const int64_t B = c.integer("batch_size"), T = c.integer("block_size"), steps = c.integer("steps");
+  FOCUS_CHECK(corpus.valid.size(0) > T, "[char-gpt] the validation split ({} characters) is shorter than block_size {}",
+              corpus.valid.size(0), T);
+  const auto seed = static_cast<uint64_t>(c.integer("seed"));
+  Generator init_gen(seed);
+  auto model = std::make_shared<GPT>(gpt_config(c, corpus.vocab.size()), &init_gen);
+  model->to(run.device());
+  auto [decay, no_decay] = model->decay_groups();
+  optim::AdamW opt({optim::ParamGroup(decay), optim::ParamGroup(no_decay).weight_decay(0.0)},
+                   optim::AdamWOptions()
+                       .lr(c.real("lr"))
+                       .betas({c.real("beta1"), c.real("beta2")})
+                       .weight_decay(c.real("weight_decay")));
+  optim::LambdaLR sched(opt, [c](int64_t it) { return lr_factor(it, c); });
+  Generator data_gen(seed);
+  Generator eval_gen(seed + 1);
+  auto to_dev = [&](std::vector<std::pair<Tensor, Tensor>> v) {
+    for (auto& [x, y] : v) x = x.to(run.device()), y = y.to(run.device());
+    return v;
+  };
+  const auto valid_batches = to_dev(fixed_batches(corpus.valid, c, eval_gen));
+  const auto train_batches = to_dev(fixed_batches(corpus.train, c, eval_gen));
+  const std::map<std::string, std::string> meta{{"vocab", corpus.vocab.to_json()}};
+
+  std::ostream& out = run.out();
+  out << fmt::format("char-gpt: {} characters ({} distinct), train {} / valid {} (first {:.0f}% / last {:.0f}%); "
+                     "{} parameters, {} layers, {} heads, width {}, context {}; {} steps of {}x{} characters\n",
+                     corpus.train.size(0) + corpus.valid.size(0), corpus.vocab.size(), corpus.train.size(0),
+                     corpus.valid.size(0), kTrainFrac * 100, (1 - kTrainFrac) * 100, model->num_parameters(),
+                     c.integer("n_layer"), c.integer("n_head"), c.integer("n_embd"), T, steps, B, T);
+  int64_t step = run.restore(*model, &opt, &sched, &data_gen);
+  if (step > 0) out << fmt::format("resuming at step {}\n", step);
+  auto evaluate_now = [&](int64_t s) {
+    const double vl = mean_loss(*model, valid_batches), tl = mean_loss(*model, train_batches);
+    run.progress().clear();
+    run.log("valid", s, {{"loss", vl}, {"bpc", bits_per_char(vl)}, {"train_loss", tl}, {"train_bpc", bits_per_char(tl)}});
+  };
+  const auto t_start = std::chrono::steady_clock::now();
+  run.progress().start(steps, "char/s");
+  model->train();
+  while (step < steps && !run.interrupted()) {
+    auto [x, y] = get_batch(corpus.train, B, T, data_gen);
+    Tensor loss = GPT::loss(model->forward(x.to(run.device())), y.to(run.device()));
+    opt.zero_grad(true);
+    loss.backward();
+    const double gnorm = c.real("grad_clip") > 0 ? optim::clip_grad_norm_(model->parameters(), c.real("grad_clip")) : 0.0;
+    const double lr = opt.lr();
+    opt.step();
+    sched.step();
+    ++step;
+    const double l = loss.item<double>();
+    FOCUS_CHECK(std::isfinite(l), "[char-gpt] the training loss is {} at step {}", l, step);
+    run.progress().update(step, 1 + (step * B * T) / corpus.train.size(0), l, B * T);
+    if (step % 10 == 0 || step == steps) run.log("train", step, {{"loss", l}, {"lr", lr}, {"grad_norm", gnorm}});
+    if (step % c.integer("eval_every") == 0 || step == steps) evaluate_now(step);
+    if (step % c.integer("checkpoint_every") == 0 && step < steps)
+      run.save_checkpoint(*model, &opt, &sched, step, &data_gen, meta);
+  }
+  run.progress().finish();
+  const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  run.save_checkpoint(*model, &opt, &sched, step, &data_gen, meta);
+  if (run.interrupted()) return;
+
+  out << "evaluating on the whole validation split...\n";
+  const double train_loss = mean_loss(*model, train_batches);
+  const double valid_loss = split_loss(*model, corpus.valid.to(run.device()), B);
+  model->eval();
+  std::string sample;
+  if (c.integer("sample_length") > 0) {
+    const std::string prompt = "\n";
+    Generator sample_gen(seed);
+    sample = prompt + decode(corpus.vocab, model->generate(encode(corpus.vocab, prompt, "[char-gpt]"),
+                                                           c.integer("sample_length"),
+                                                           SampleOptions().temperature(0.8), &sample_gen));
+  }
+  const std::string text = fmt::format(
+      "char-gpt on {} after {} steps ({} of training; {} parameters)\n"
+      "  train loss      {:.4f} nats  {:.4f} bits/char  ({} fixed batches of {}x{})\n"
+      "  validation loss {:.4f} nats  {:.4f} bits/char  (whole validation split: the last {:.0f}% of the book, {} characters)\n"
+      "sample (temperature 0.8, prompt \"\\n\", seed {}):\n{}\n",
+      c.str("dataset"), step, fmt_seconds(train_seconds), model->num_parameters(), train_loss, bits_per_char(train_loss),
+      c.integer("eval_batches"), B, T, valid_loss, bits_per_char(valid_loss), (1 - kTrainFrac) * 100,
+      corpus.valid.size(0), seed, sample);
+  run.report({{"train_loss", train_loss},
+              {"train_bpc", bits_per_char(train_loss)},
+              {"valid_loss", valid_loss},
+              {"valid_bpc", bits_per_char(valid_loss)},
+              {"steps", static_cast<double>(step)},
+              {"train_seconds", train_seconds},
+              {"parameters", static_cast<double>(model->num_parameters())}},
+             text);
+}
+
+void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
+  const zoo::Config config = args.config();
+  Loaded l = load(args.checkpoint, &config);
+  FOCUS_CHECK(args.split == "test" || args.split == "valid" || args.split == "train",
+              "[char-gpt] eval: split must be test, valid or train, got \"{}\"", args.split);
+  if (config.integer("threads") > 0) set_num_threads(static_cast<int>(config.integer("threads")));
+  const std::string text = load_text(config);
+  // Encode with the checkpoint's vocabulary: the same text gives the same ids as in training.
+  const std::vector<int64_t> ids = encode(l.vocab, text, "[char-gpt] eval:");
+  const auto n = static_cast<int64_t>(ids.size());
+  const auto n_train = static_cast<int64_t>(std::floor(static_cast<double>(n) * kTrainFrac));
+  const Tensor all = tensor(ids, TensorOptions(kInt64));
+  const bool train_split = args.split == "train";
+  const Tensor data = train_split ? all.narrow(0, 0, n_train).contiguous() : all.narrow(0, n_train, n - n_train).contiguous();
+  const double loss = split_loss(*l.model, data, config.integer("batch_size"));
+  out << fmt::format("char-gpt {} split ({}, {} characters{}): loss {:.4f} nats, {:.4f} bits/char\n", args.split,
+                     train_split ? "first 90%" : "last 10%", data.size(0),
+                     args.split == "test" ? "; the book's held-out text is the validation split" : "", loss,
+                     bits_per_char(loss));
+}
+
+void generate(const zoo::CommandArgs& args, std::ostream& out) {
+  const int64_t length = args.integer("length");
+  FOCUS_CHECK(length >= 0, "[generate] --length must be >= 0, got {}", length);
+  const SampleOptions opts = SampleOptions().temperature(args.real("temperature")).top_k(args.integer("top-k"));
+  FOCUS_CHECK(std::isfinite(opts.temperature_) && opts.temperature_ > 0,
+              "[generate] --temperature must be a number > 0, got {}", args.option("temperature"));
+  FOCUS_CHECK(opts.top_k_ >= 0, "[generate] --top-k must be >= 0 (0 = no limit), got {}", opts.top_k_);
+  const int64_t seed = args.integer("seed");
+  FOCUS_CHECK(seed >= 0, "[generate] --seed must be >= 0, got {}", seed);
+  std::string prompt = args.option("prompt");
+  if (prompt.empty()) prompt = "\n";
+  Loaded l = load(args.checkpoint);
+  const std::vector<int64_t> ids = encode(l.vocab, prompt, "[generate] --prompt:");
+  Generator gen(static_cast<uint64_t>(seed));
+  out << prompt << std::flush;
+  l.model->generate(ids, length, opts, &gen, [&](int64_t t) { out << l.vocab.token(t) << std::flush; });
+  out << "\n";
+}
+
+}  // namespace
+
+zoo::Config default_config() {
+  zoo::Config c;
+  c.set("dataset", "moby-dick")
+      .set("n_layer", 4)
+      .set("n_head", 4)
+      .set("n_embd", 128)
+      .set("block_size", 128)
+      .set("dropout", 0.0)
+      .set("bias", true)
+      .set("batch_size", 16)
+      .set("steps", 1500)
+      .set("lr", 2e-3)
+      .set("min_lr", 2e-4)
+      .set("warmup_steps", 100)
+      .set("weight_decay", 0.1)
+      .set("beta1", 0.9)
+      .set("beta2", 0.99)
+      .set("grad_clip", 1.0)
+      .set("eval_every", 250)
+      .set("eval_batches", 10)
+      .set("checkpoint_every", 500)
+      .set("seed", 1337)
+      .set("threads", 1)
+      .set("sample_length", 400);
+  return c;
+}
+
+zoo::Config full_config() {
+  // A wider, deeper model with a longer context (nanoGPT's shakespeare_char recipe scaled to
+  // what 2 CPU cores do in a few hours: 6 layers of width 192 instead of 384): about
+  // 20 MFLOP per character, 20M characters seen.
+  zoo::Config c = default_config();
+  c.set("n_layer", 6)
+      .set("n_head", 6)
+      .set("n_embd", 192)
+      .set("block_size", 256)
+      .set("dropout", 0.1)
+      .set("batch_size", 32)
+      .set("steps", 2500)
+      .set("lr", 1e-3)
+      .set("min_lr", 1e-4)
+      .set("eval_every", 250)
+      .set("eval_batches", 10)
+      .set("checkpoint_every", 250);
+  return c;
+}
+
+zoo::ModelEntry model_entry() {
+  zoo::ModelEntry e;
+  e.name = kModel;
+  e.description = "character-level GPT (decoder-only Transformer) on Moby Dick; loss in nats and bits/char";
+  e.default_config = default_config;
+  e.presets = {{"default", default_config}, {"full", full_config}};
+  e.train = train;
+  e.evaluate = evaluate;
+  zoo::ModelCommand gen;
+  gen.help = "continue a prompt with characters sampled from a trained char-gpt (KV cache; temperature, top-k)";
+  gen.inputs = "";
+  gen.options = {{"prompt", "text to continue (default: a newline)", ""},
+                 {"length", "characters to generate", "500"},
+                 {"temperature", "divide the logits by this (> 0; lower = more conservative)", "0.8"},
+                 {"top-k", "sample only among the k most likely characters (0 = all; 1 = greedy)", "0"},
+                 {"seed", "random seed of the sampler", "1337"}};
+  gen.run = generate;
+  e.commands["generate"] = gen;
+  return e;
+}
+
+}  // namespace focus::models::char_gpt

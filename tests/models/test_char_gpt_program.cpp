@@ -1,0 +1,133 @@
+// models/char_gpt/program: the zoo entry end to end on generated text (train through a
+// zoo::Run, evaluate, generate) and the generate command's argument errors.
+#include <doctest/doctest.h>
+
+#include <focus/focus.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "models/char_gpt/program.h"
+#include "models/zoo/registry.h"
+#include "models/zoo/run.h"
+
+using namespace focus;
+namespace fs = std::filesystem;
+
+namespace {
+
+zoo::Config tiny_config() {
+  zoo::Config c = models::char_gpt::default_config();
+  c.set("dataset", "synthetic")
+      .set("n_layer", 1)
+      .set("n_head", 2)
+      .set("n_embd", 16)
+      .set("block_size", 16)
+      .set("batch_size", 8)
+      .set("steps", 40)
+      .set("warmup_steps", 4)
+      .set("lr", 1e-2)
+      .set("min_lr", 1e-3)
+      .set("eval_every", 20)
+      .set("eval_batches", 2)
+      .set("checkpoint_every", 25)
+      .set("sample_length", 30);
+  return c;
+}
+
+zoo::CommandArgs gen_args(const std::string& ckpt, std::map<std::string, std::string> over = {}) {
+  zoo::CommandArgs a;
+  a.checkpoint = ckpt;
+  a.command = "generate";
+  a.options = {{"prompt", "The whale"}, {"length", "40"}, {"temperature", "0.8"}, {"top-k", "0"}, {"seed", "1"}};
+  for (auto& [k, v] : over) a.options[k] = v;
+  return a;
+}
+
+}  // namespace
+
+TEST_SUITE("models_char_gpt") {
+  TEST_CASE("program: train on synthetic text, evaluate, generate; command errors") {
+    const fs::path dir = fs::temp_directory_path() / fmt::format("focus_char_gpt_test_{}", ::getpid());
+    fs::remove_all(dir);
+    const zoo::ModelEntry entry = models::char_gpt::model_entry();
+    CHECK(entry.name == "char-gpt");
+    CHECK(entry.presets.count("full") == 1);
+    CHECK(entry.commands.count("generate") == 1);
+    std::ostringstream out, err;
+    {
+      zoo::Run run("char-gpt", tiny_config(), zoo::RunOptions().set_dir(dir.string()).set_quiet().set_streams(&out, &err));
+      entry.train(run);
+    }
+    const std::string ckpt = (dir / zoo::kCheckpointFile).string();
+    REQUIRE(fs::exists(ckpt));
+    REQUIRE(fs::exists(dir / zoo::kReportJsonFile));
+    const std::string report = out.str();
+    MESSAGE(report);
+    CHECK(report.find("validation loss") != std::string::npos);
+    CHECK(report.find("bits/char") != std::string::npos);
+    // Validation lines were logged at steps 20 and 40, and the loss fell below uniform guessing.
+    std::ifstream metrics(dir / zoo::kMetricsFile);
+    std::string line, all;
+    int valid_lines = 0;
+    while (std::getline(metrics, line)) valid_lines += line.find("\"valid\"") != std::string::npos;
+    CHECK(valid_lines == 2);
+    std::ifstream rj(dir / zoo::kReportJsonFile);
+    std::stringstream rs;
+    rs << rj.rdbuf();
+    CHECK(rs.str().find("valid_bpc") != std::string::npos);
+    // The final validation loss is well below uniform guessing over the vocabulary.
+    const size_t at = rs.str().find("\"valid_loss\":");
+    REQUIRE(at != std::string::npos);
+    const double valid_loss = std::stod(rs.str().substr(at + 13));
+    const size_t vocab_at = report.find("characters (");
+    REQUIRE(vocab_at != std::string::npos);
+    const double vocab = std::stod(report.substr(vocab_at + 12));
+    CHECK(valid_loss < 0.75 * std::log(vocab));
+
+    // eval
+    std::ostringstream ev;
+    entry.evaluate(zoo::EvalArgs{ckpt, "valid", {}}, ev);
+    CHECK(ev.str().find("bits/char") != std::string::npos);
+    CHECK_THROWS_WITH_AS(entry.evaluate(zoo::EvalArgs{ckpt, "dev", {}}, ev), doctest::Contains("split must be"), Error);
+
+    // generate: the prompt, then exactly 40 characters; the same seed gives the same text
+    const auto& cmd = entry.commands.at("generate");
+    std::ostringstream g1, g2, g3;
+    cmd.run(gen_args(ckpt), g1);
+    cmd.run(gen_args(ckpt), g2);
+    cmd.run(gen_args(ckpt, {{"seed", "2"}}), g3);
+    CHECK(g1.str() == g2.str());
+    CHECK(g1.str() != g3.str());
+    CHECK(g1.str().rfind("The whale", 0) == 0);
+    CHECK(data::split_utf8(g1.str()).size() == 9 + 40 + 1);  // prompt, 40 characters, newline
+    std::ostringstream greedy1, greedy2;
+    cmd.run(gen_args(ckpt, {{"top-k", "1"}, {"seed", "5"}}), greedy1);
+    cmd.run(gen_args(ckpt, {{"top-k", "1"}, {"seed", "6"}}), greedy2);
+    CHECK(greedy1.str() == greedy2.str());  // greedy: the seed does not matter
+
+    std::ostringstream sink;
+    CHECK_THROWS_WITH_AS(cmd.run(gen_args(ckpt, {{"prompt", "The @whale"}}), sink),
+                         doctest::Contains("[generate] --prompt: the character '@' (U+0040) at position 4"), Error);
+    CHECK_THROWS_WITH_AS(cmd.run(gen_args(ckpt, {{"temperature", "0"}}), sink),
+                         doctest::Contains("--temperature must be a number > 0"), Error);
+    CHECK_THROWS_WITH_AS(cmd.run(gen_args(ckpt, {{"temperature", "hot"}}), sink), doctest::Contains("temperature"),
+                         Error);
+    CHECK_THROWS_WITH_AS(cmd.run(gen_args(ckpt, {{"top-k", "-1"}}), sink), doctest::Contains("--top-k must be >= 0"),
+                         Error);
+    CHECK_THROWS_WITH_AS(cmd.run(gen_args(ckpt, {{"length", "-5"}}), sink), doctest::Contains("--length must be >= 0"),
+                         Error);
+
+    // A bad dataset name in the config.
+    zoo::Config bad = tiny_config();
+    bad.set("dataset", "moby");
+    {
+      std::ostringstream o2, e2;
+      zoo::Run run("char-gpt", bad, zoo::RunOptions().set_dir((dir / "bad").string()).set_quiet().set_streams(&o2, &e2));
+      CHECK_THROWS_WITH_AS(entry.train(run), doctest::Contains("dataset must be \"moby-dick\" or \"synthetic\""), Error);
+    }
+    fs::remove_all(dir);
+  }
+}
