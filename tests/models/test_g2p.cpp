@@ -5,11 +5,16 @@
 #include <focus/focus.h>
 
 #include <cmath>
+#include <set>
+#include <filesystem>
 #include <map>
+#include <sstream>
 
 #include "models/g2p/data.h"
 #include "models/g2p/g2p.h"
 #include "models/g2p/metrics.h"
+#include "models/g2p/program.h"
+#include "data/split.h"
 #include "test_util.h"
 
 using namespace focus;
@@ -67,6 +72,13 @@ Batch make_batch(const std::vector<G2PWord>& words) {
   return {tensor(src, {B, S}), tensor(in, {B, T}), tensor(out, {B, T})};
 }
 
+// Tiny models are fastest on one thread (and much slower on two when the machine is busy).
+struct OneThread {
+  int saved = get_num_threads();
+  OneThread() { set_num_threads(1); }
+  ~OneThread() { set_num_threads(saved); }
+};
+
 // Trains the tiny model on the synthetic language; returns the losses of each step.
 std::vector<double> train(G2PTransformer& model, int64_t steps, uint64_t seed) {
   OneThread one_thread;
@@ -90,13 +102,6 @@ std::vector<double> train(G2PTransformer& model, int64_t steps, uint64_t seed) {
   model.eval();
   return losses;
 }
-
-// Tiny models are fastest on one thread (and much slower on two when the machine is busy).
-struct OneThread {
-  int saved = get_num_threads();
-  OneThread() { set_num_threads(1); }
-  ~OneThread() { set_num_threads(saved); }
-};
 
 double mean_of(const std::vector<double>& v, size_t from, size_t to) {
   double s = 0;
@@ -313,5 +318,98 @@ TEST_SUITE("models_g2p") {
                          doctest::Contains("nbest"), focus::Error);
     CHECK_THROWS_WITH_AS(model.forward(full({2, 3}, 4, kInt64), full({3, 3}, 4, kInt64)), doctest::Contains("batch size"),
                          focus::Error);
+  }
+
+  TEST_CASE("the split is by word, stable, and about 90/5/5") {
+    // every pronunciation of a word lands in the word's split
+    const auto words = group_pronunciations({{"READ", {"R", "EH1", "D"}}, {"READ", {"R", "IY1", "D"}}, {"LIVE", {"L", "IH1", "V"}},
+                                             {"LIVE", {"L", "AY1", "V"}}});
+    REQUIRE(words.size() == 2);
+    CHECK(words[0].pronunciations.size() == 2);
+    // the hash is FNV-1a: fixed values, the same on every machine
+    CHECK(data::stable_hash("") == 14695981039346656037ull);
+    CHECK(data::stable_hash("a") == 0xaf63dc4c8601ec8cull);
+    zoo::Config c = default_config();
+    c.set("dataset", "synthetic").set("synthetic_words", 2000);
+    const auto train_words = load_split(c, "train"), valid = load_split(c, "valid"), test = load_split(c, "test");
+    CHECK(train_words.size() + valid.size() + test.size() == 2000);
+    CHECK(train_words.size() > 1700);
+    CHECK(valid.size() > 60);
+    CHECK(test.size() > 60);
+    std::set<std::string> seen;
+    for (const auto* split : {&train_words, &valid, &test})
+      for (const auto& w : *split) CHECK(seen.insert(w.word).second);  // disjoint
+    for (const auto& w : test) CHECK(data::hash_split(w.word, 0.90, 0.05) == data::Split::Test);
+    const auto again = load_split(c, "test");  // stable
+    REQUIRE(again.size() == test.size());
+    for (size_t i = 0; i < test.size(); ++i) CHECK(again[i].word == test[i].word);
+  }
+
+  TEST_CASE("train, eval and predict through the zoo on the synthetic dataset") {
+    OneThread one_thread;
+    const auto dir = std::filesystem::temp_directory_path() / "focus_test_g2p_run";
+    std::filesystem::remove_all(dir);
+    const zoo::ModelEntry entry = model_entry();
+    CHECK(entry.name == "g2p");
+    CHECK(entry.presets.count("full") == 1);
+    zoo::Config c = entry.default_config();
+    for (const char* kv : {"dataset=synthetic", "synthetic_words=600", "d_model=32", "nhead=4", "encoder_layers=1",
+                           "decoder_layers=1", "dim_feedforward=64", "dropout=0.0", "batch_size=32", "steps=120",
+                           "warmup=10", "lr=0.003", "eval_every=60", "checkpoint_every=50", "log_every=20", "threads=1",
+                           "beam=3", "examples=3"})
+      c.apply(kv);
+    std::ostringstream out, err;
+    {
+      zoo::Run run("g2p", c, zoo::RunOptions().set_dir(dir.string()).set_quiet().set_streams(&out, &err));
+      entry.train(run);
+    }
+    MESSAGE(out.str());
+    CHECK(out.str().find("PER") != std::string::npos);
+    const std::string ckpt = (dir / zoo::kCheckpointFile).string();
+    REQUIRE(std::filesystem::exists(ckpt));
+    REQUIRE(std::filesystem::exists(dir / zoo::kReportJsonFile));
+
+    std::ostringstream eval_out;
+    zoo::EvalArgs ea;
+    ea.checkpoint = ckpt;
+    ea.split = "valid";
+    entry.evaluate(ea, eval_out);
+    CHECK(eval_out.str().find("greedy   PER") != std::string::npos);
+    CHECK(eval_out.str().find("beam 3") != std::string::npos);
+
+    // the loaded model predicts the synthetic language well after 120 steps
+    LoadedModel lm = load_model(ckpt);
+    ErrorRates rates = evaluate_words(*lm.model, lm.vocabs, load_split(lm.config, "valid"), 1);
+    MESSAGE("valid PER " << rates.per() << " WER " << rates.wer());
+    CHECK(rates.per() < 0.5);
+
+    const zoo::ModelCommand& predict = entry.commands.at("predict");
+    zoo::CommandArgs args;
+    args.command = "predict";
+    args.checkpoint = ckpt;
+    args.inputs = {"cab", "HEAD"};
+    args.options = {{"beam", "2"}, {"attention", (dir / "attention.png").string()}};
+    std::ostringstream pred_out;
+    predict.run(args, pred_out);
+    MESSAGE(pred_out.str());
+    CHECK(pred_out.str().find("CAB ") == 0);
+    CHECK(pred_out.str().find("HEAD ") != std::string::npos);
+    CHECK(std::filesystem::exists(dir / "attention-cab.png"));
+    CHECK(std::filesystem::exists(dir / "attention-head.png"));
+    args.options["attention"] = "";
+    args.inputs = {"AD-HOC"};
+    CHECK_THROWS_WITH_AS(predict.run(args, pred_out), doctest::Contains("[predict] 'AD-HOC' is not a word"), focus::Error);
+    args.inputs = {"XYZ"};
+    CHECK_THROWS_WITH_AS(predict.run(args, pred_out), doctest::Contains("the letter 'X' is not in the model's alphabet"),
+                         focus::Error);
+    args.inputs = {"ABC"};
+    args.options["beam"] = "0";
+    CHECK_THROWS_WITH_AS(predict.run(args, pred_out), doctest::Contains("--beam must be in 1 .. 64"), focus::Error);
+    // a bad config value is a clear error
+    zoo::Config bad = c;
+    bad.apply("dataset=timit");
+    zoo::Run run2("g2p", bad, zoo::RunOptions().set_dir((dir / "bad").string()).set_quiet().set_streams(&out, &err));
+    CHECK_THROWS_WITH_AS(entry.train(run2), doctest::Contains("dataset must be cmudict or synthetic"), focus::Error);
+    std::filesystem::remove_all(dir);
   }
 }
