@@ -239,6 +239,16 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     CLI::App* models_cmd = app.add_subcommand("models", "List the models, or describe one (config keys, commands)");
     models_cmd->add_option("MODEL", models_name, "A model to describe");
 
+    // An unknown command: name the ones that exist.
+    if (!args_in.empty() && args_in[0].rfind("-", 0) != 0) {
+      std::vector<std::string> commands;
+      for (const CLI::App* s : app.get_subcommands([](const CLI::App*) { return true; })) commands.push_back(s->get_name());
+      if (std::find(commands.begin(), commands.end(), args_in[0]) == commands.end()) {
+        err << fmt::format("focus: error: unknown command '{}'; the commands are: {}\nRun `focus --help` for usage.\n",
+                           args_in[0], fmt::join(commands, ", "));
+        return kExitUsage;
+      }
+    }
     // A model command for an unknown model, or one without that command: a clear error.
     if (args_in.size() >= 2 && args_in[1].rfind("-", 0) != 0) {
       const auto names = all_command_names();
@@ -348,7 +358,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
       out << fmt::format("{} is ready in {}", fetch_name, datasets::dataset_dir(fetch_name).string()) << std::endl;
       return kExitOk;
 #else
-      FOCUS_FAIL("[data fetch] this build of focus has no dataset support (models/datasets is missing)");
+      FOCUS_FAIL("[data fetch] {}: this build of focus has no dataset support (models/datasets is missing)", fetch_name);
 #endif
     }
 
