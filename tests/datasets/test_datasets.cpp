@@ -20,7 +20,7 @@ namespace {
 
 const fs::path kFixtures = fs::path(FOCUS_SOURCE_DIR) / "tests" / "fixtures" / "datasets";
 
-std::string slurp(const fs::path& p) { return detail::read_file(p, "test"); }
+std::string slurp(const fs::path& p) { return datasets::detail::read_file(p, "test"); }
 
 /// A fresh temporary folder set as $FOCUS_DATA while this lives (the old value restored).
 class TempDataRoot {
@@ -80,7 +80,7 @@ TEST_CASE("sha256 matches the FIPS 180-4 / NIST test vectors") {
   TempDataRoot tmp;
   for (size_t n : {55, 56, 63, 64, 65}) {
     const std::string m(n, 'x');
-    detail::write_file(tmp.path() / "m", m, "test");
+    datasets::detail::write_file(tmp.path() / "m", m, "test");
     CHECK(sha256_file(tmp.path() / "m") == sha256_hex(m));
   }
   CHECK(sha256_hex(std::string(55, 'a')) == "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318");
@@ -220,11 +220,11 @@ TEST_CASE("corruption: a flipped byte, a truncated or deleted file, a lost manif
 
   std::string flipped = good;
   flipped[5] ^= 0x01;
-  detail::write_file(dict, flipped, "test");
+  datasets::detail::write_file(dict, flipped, "test");
   CHECK_THROWS_WITH_AS(dataset_dir("cmudict"), doctest::Contains("dict.txt is corrupt (its sha256"), Error);
   CHECK_THROWS_WITH_AS(load_cmudict(), doctest::Contains("run `focus data fetch cmudict`"), Error);
 
-  detail::write_file(dict, good.substr(0, good.size() - 3), "test");
+  datasets::detail::write_file(dict, good.substr(0, good.size() - 3), "test");
   CHECK_THROWS_WITH_AS(dataset_dir("cmudict"), doctest::Contains("the manifest says"), Error);
   CHECK_THROWS_WITH_AS(dataset_dir("cmudict"), doctest::Contains("run `focus data fetch cmudict`"), Error);
 
@@ -237,9 +237,9 @@ TEST_CASE("corruption: a flipped byte, a truncated or deleted file, a lost manif
   fs::remove(dir / "manifest.json");
   CHECK_THROWS_WITH_AS(dataset_dir("cmudict"), doctest::Contains("is incomplete (no manifest.json"), Error);
   CHECK_THROWS_WITH_AS(dataset_dir("cmudict"), doctest::Contains("run `focus data fetch cmudict`"), Error);
-  detail::write_file(dir / "manifest.json", "{\"format\": \"focus-dataset\", ", "test");
+  datasets::detail::write_file(dir / "manifest.json", "{\"format\": \"focus-dataset\", ", "test");
   CHECK_THROWS_WITH_AS(dataset_dir("cmudict"), doctest::Contains("manifest.json is unreadable"), Error);
-  detail::write_file(dir / "manifest.json", "{\"format\": \"focus-dataset\", \"name\": \"cmudict\", \"files\": {}}",
+  datasets::detail::write_file(dir / "manifest.json", "{\"format\": \"focus-dataset\", \"name\": \"cmudict\", \"files\": {}}",
                      "test");
   CHECK_THROWS_WITH_AS(dataset_dir("cmudict"), doctest::Contains("does not list dict.txt"), Error);
 
@@ -365,26 +365,26 @@ TEST_CASE("fashion-mnist: fetch --from .gz or raw IDX files, load as uint8 image
   CHECK(load_fashion_mnist().train_labels.size(0) == 3);
   const fs::path labels = tmp.path() / "fashion-mnist" / "t10k-labels-idx1-ubyte";
   const std::string l = slurp(labels);
-  detail::write_file(labels, l.substr(0, l.size() - 1), "test");
+  datasets::detail::write_file(labels, l.substr(0, l.size() - 1), "test");
   CHECK_THROWS_WITH_AS(load_fashion_mnist(), doctest::Contains("run `focus data fetch fashion-mnist`"), Error);
 }
 
 TEST_CASE("verify_file and gunzip catch bad downloads") {
   TempDataRoot tmp;
   const fs::path p = tmp.path() / "x.tgz";
-  detail::write_file(p, "abc", "test");
-  detail::verify_file(p, 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "cmudict");
+  datasets::detail::write_file(p, "abc", "test");
+  datasets::detail::verify_file(p, 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "cmudict");
   CHECK_THROWS_WITH_AS(
-      detail::verify_file(p, 4, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "cmudict"),
-      doctest::Contains("[data fetch] cmudict: " + p.string() + " has 3 bytes, expected 4"), Error);
-  CHECK_THROWS_WITH_AS(detail::verify_file(p, 3, std::string(64, '0'), "cmudict"),
+      datasets::detail::verify_file(p, 4, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "cmudict"),
+      doctest::Contains(("[data fetch] cmudict: " + p.string() + " has 3 bytes, expected 4").c_str()), Error);
+  CHECK_THROWS_WITH_AS(datasets::detail::verify_file(p, 3, std::string(64, '0'), "cmudict"),
                        doctest::Contains("corrupt or tampered download"), Error);
-  CHECK_THROWS_WITH_AS(detail::gunzip("not gzip at all", "g.gz"), doctest::Contains("[gunzip] g.gz: corrupt"), Error);
-  CHECK(detail::find_program("sh") != "");
-  CHECK(detail::find_program("no-such-program-focus") == "");
-  CHECK(detail::run_command({"sh", "-c", "echo hi; exit 3"}, tmp.path(), tmp.path() / "log") == 3);
+  CHECK_THROWS_WITH_AS(datasets::detail::gunzip("not gzip at all", "g.gz"), doctest::Contains("[gunzip] g.gz: corrupt"), Error);
+  CHECK(datasets::detail::find_program("sh") != "");
+  CHECK(datasets::detail::find_program("no-such-program-focus") == "");
+  CHECK(datasets::detail::run_command({"sh", "-c", "echo hi; exit 3"}, tmp.path(), tmp.path() / "log") == 3);
   CHECK(slurp(tmp.path() / "log") == "hi\n");
-  CHECK(detail::run_command({"no-such-program-focus"}, tmp.path(), tmp.path() / "log") == 127);
+  CHECK(datasets::detail::run_command({"no-such-program-focus"}, tmp.path(), tmp.path() / "log") == 127);
 }
 
 }  // TEST_SUITE
