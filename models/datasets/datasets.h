@@ -112,7 +112,8 @@ MobyDickSection parse_moby_dick_section(std::string_view json, const std::string
 std::string moby_dick_section_text(const MobyDickSection& section);
 
 /// Loads dir/moby-dick.txt: the book's UTF-8 text (etymology, extracts, chapters 1-135 and
-/// the epilogue, each separated by a blank line; the table of contents is left out).
+/// the epilogue, each separated by a blank line; the table of contents is left out). Each
+/// paragraph is one line (the package's text is not hard-wrapped); 1,216,415 bytes.
 /// The overload without dir uses dataset_dir("moby-dick").
 std::string load_moby_dick(const std::filesystem::path& dir);
 std::string load_moby_dick();
@@ -122,7 +123,7 @@ std::string load_moby_dick();
 
 /// One message of the SpamAssassin public corpus. `raw` is the message exactly as in the
 /// corpus (headers, a blank line, the body; bytes, not always valid UTF-8: about 500
-/// messages are Latin-1 or other charsets - see to_valid_utf8). Header treatment is the
+/// messages are Latin-1 or other charsets: data::sanitize_utf8 makes them valid). Header treatment is the
 /// model's business.
 struct Email {
   std::string id;     // unique: "GROUP/NNNNN.MD5" (MD5 of the original file, as the corpus names it)
@@ -153,10 +154,6 @@ std::vector<Email> parse_spam_assassin(std::string_view data, const std::string&
 /// The overload without dir uses dataset_dir("spam-assassin").
 std::vector<Email> load_spam_assassin(const std::filesystem::path& dir);
 std::vector<Email> load_spam_assassin();
-
-/// `text` with every byte sequence that is not valid UTF-8 replaced by U+FFFD (one per
-/// bad byte); valid text comes back unchanged.
-std::string to_valid_utf8(std::string_view text);
 
 // ---------------------------------------------------------------------------------------
 // fashion-mnist

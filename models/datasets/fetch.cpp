@@ -635,6 +635,7 @@ void fetch(const std::string& name, const FetchOptions& opts) {
   const Logger log{opts};
   const fs::path root = data_root();
   const fs::path dest = root / name;
+  if (fs::is_directory(root)) remove_stale_partials(root, name);
   if (!opts.force) {
     const std::string problem = check_dataset(name, dest);
     if (problem.empty()) {
@@ -650,7 +651,6 @@ void fetch(const std::string& name, const FetchOptions& opts) {
   std::error_code ec;
   fs::create_directories(root, ec);
   FOCUS_CHECK(!ec, "[data fetch] {}: cannot create the cache folder {}: {}", name, root.string(), ec.message());
-  remove_stale_partials(root, name);
   const TempDir work(root / fmt::format(".{}.partial-{}", name, getpid()));
   const fs::path out = work.path() / "out";
   fs::create_directories(out);

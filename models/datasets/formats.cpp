@@ -9,12 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#if __has_include("data/idx.h")
 #include "data/idx.h"
-#define FOCUS_DATASETS_HAVE_READ_IDX 1
-#else
-#include "core/creation.h"
-#endif
 #include "models/datasets/datasets.h"
 #include "models/datasets/io.h"
 
@@ -113,23 +108,6 @@ size_t utf8_seq_len(std::string_view s, size_t i) {
   return n;
 }
 }  // namespace
-
-std::string to_valid_utf8(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  size_t i = 0;
-  while (i < text.size()) {
-    const size_t n = utf8_seq_len(text, i);
-    if (n == 0) {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    } else {
-      out.append(text.substr(i, n));
-      i += n;
-    }
-  }
-  return out;
-}
 
 namespace detail {
 int64_t first_invalid_utf8(std::string_view text) {
@@ -354,6 +332,7 @@ std::vector<Email> parse_spam_assassin(std::string_view data, const std::string&
     FOCUS_CHECK(data[pos] == '\n', "[spam-assassin] {} line {}: message {} is not followed by a newline", source,
                 line_no, e.id);
     ++pos;
+    ++line_no;  // the line the separator ends (the message's last line, or an empty one)
     out.push_back(std::move(e));
   }
   FOCUS_CHECK(pos == data.size(), "[spam-assassin] {} line {}: unexpected data after the {} messages", source,
@@ -406,28 +385,12 @@ int64_t check_fashion_mnist_idx(std::string_view b, bool images, const std::stri
   return n;
 }
 
-namespace {
-/// data::read_idx, or (until the data/ folder lands) the same for the two IDX kinds here.
-Tensor read_idx_file(const std::filesystem::path& path, bool images) {
-#ifdef FOCUS_DATASETS_HAVE_READ_IDX
-  (void)images;
-  return data::read_idx(path.string());
-#else
-  const std::string b = detail::read_file(path, "fashion-mnist");
-  const int64_t n = check_fashion_mnist_idx(b, images, path.string());
-  const size_t header = images ? 16 : 8;
-  std::vector<uint8_t> v(b.begin() + static_cast<std::ptrdiff_t>(header), b.end());
-  return images ? tensor<uint8_t>(v, Shape{n, 28, 28}) : tensor<uint8_t>(v, Shape{n});
-#endif
-}
-}  // namespace
-
 FashionMnist load_fashion_mnist(const std::filesystem::path& dir) {
   auto images = [&](const char* file) {
     const auto path = dir / file;
     FOCUS_CHECK(std::filesystem::exists(path), "[fashion-mnist] {} is missing: run `focus data fetch fashion-mnist`",
                 path.string());
-    Tensor t = read_idx_file(path, true);
+    Tensor t = data::read_idx(path.string());
     FOCUS_CHECK(t.dim() == 3 && t.size(1) == 28 && t.size(2) == 28 && t.dtype() == kUInt8,
                 "[fashion-mnist] {}: expected uint8 images [N, 28, 28], got {} {}", path.string(), t.dtype(),
                 t.shape());
@@ -437,7 +400,7 @@ FashionMnist load_fashion_mnist(const std::filesystem::path& dir) {
     const auto path = dir / file;
     FOCUS_CHECK(std::filesystem::exists(path), "[fashion-mnist] {} is missing: run `focus data fetch fashion-mnist`",
                 path.string());
-    Tensor t = read_idx_file(path, false);
+    Tensor t = data::read_idx(path.string());
     FOCUS_CHECK(t.dim() == 1 && t.size(0) == n, "[fashion-mnist] {}: expected {} labels, got shape {}",
                 path.string(), n, t.shape());
     t = t.to(kInt64);

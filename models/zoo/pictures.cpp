@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <functional>
 #include <limits>
 #include <map>
@@ -433,7 +434,9 @@ void write_png(const std::string& path, int width, int height, const std::vector
   bytes.resize(size);
 
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::string tmp = (dir / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
+  std::string tmp_name(1, '.');  // ".NAME.tmp.XXXXXX", hidden next to the target
+  tmp_name.append(target.filename().string()).append(".tmp.XXXXXX");
+  std::string tmp = (dir / tmp_name).string();
   const int fd = ::mkstemp(tmp.data());
   FOCUS_CHECK(fd >= 0, "[write_png] cannot write '{}': cannot create a file in '{}': {}", path, dir.string(),
               errno_text());
@@ -604,7 +607,7 @@ void plot_heatmap(const std::string& path, const std::string& title, const std::
   check_path("plot_heatmap", path);
   FOCUS_CHECK(rows > 0 && cols > 0, "[plot_heatmap] '{}': rows and cols must be positive, got {}x{}", path, rows,
               cols);
-  FOCUS_CHECK(rows <= 2000 && cols <= 2000, "[plot_heatmap] '{}': {}x{} is too large to draw (at most 2000x2000)",
+  FOCUS_CHECK(rows <= 1000 && cols <= 1000, "[plot_heatmap] '{}': {}x{} is too large to draw (at most 1000x1000)",
               path, rows, cols);
   FOCUS_CHECK(values.size() == size_t(rows) * size_t(cols), "[plot_heatmap] '{}': {}x{} needs {} values, got {}",
               path, rows, cols, size_t(rows) * size_t(cols), values.size());
@@ -627,7 +630,7 @@ void plot_heatmap(const std::string& path, const std::string& title, const std::
   auto row_label = [&](int r) { return row_labels.empty() ? std::to_string(r) : row_labels[size_t(r)]; };
   auto col_label = [&](int k) { return col_labels.empty() ? std::to_string(k) : col_labels[size_t(k)]; };
 
-  const int cell = std::clamp(std::min(900 / cols, 700 / rows), 3, 44);
+  const int cell = std::clamp(std::min(900 / cols, 700 / rows), 1, 44);
   int row_lab_w = 0, col_lab_w = 0;
   for (int r = 0; r < rows; ++r) row_lab_w = std::max(row_lab_w, text_width(fit_text(row_label(r), f, 160), f));
   for (int k = 0; k < cols; ++k) col_lab_w = std::max(col_lab_w, text_width(fit_text(col_label(k), f, 120), f));
@@ -651,7 +654,7 @@ void plot_heatmap(const std::string& path, const std::string& title, const std::
   const int bar_x = grid_x + grid_w + 24;
   const int bar_h = std::max(grid_h, 120);
   const int W0 = bar_x + 16 + 6 + 60 + kMargin;
-  const int W = std::max(W0, text_width(title, tf) + 2 * kMargin);
+  const int W = std::max(W0, std::min(text_width(title, tf) + 2 * kMargin, 1000));
   const int H = grid_y + bar_h + kMargin + 8;
   Canvas c(W, H);
   c.text_aligned(W / 2, 12, fit_text(title, tf, W - 2 * kMargin), tf, kText, Canvas::Align::Center);
@@ -865,7 +868,7 @@ void plot_image_attention(const std::string& path, const std::string& title, con
   const int top = 44 + bold.height + 6;
   const int x1 = kMargin, x2 = x1 + pw + kGapX;
   const int bar_x = x2 + pw + 20;
-  const int W = std::max(bar_x + 16 + 60 + bold.height + kMargin, text_width(title, tf) + 2 * kMargin);
+  const int W = std::max(bar_x + 16 + 60 + bold.height + kMargin, std::min(text_width(title, tf) + 2 * kMargin, 1000));
   const int H = top + ph + 36 + kMargin;
   Canvas c(W, H);
   c.text_aligned(W / 2, 12, fit_text(title, tf, W - 2 * kMargin), tf, kText, Canvas::Align::Center);
@@ -918,23 +921,34 @@ std::vector<std::string> plot_run(const std::string& run_dir) {
   const fs::path file = fs::path(run_dir) / "metrics.jsonl";
   FOCUS_CHECK(fs::is_regular_file(file, ec), "[plot] '{}' has no metrics.jsonl: is it a run directory written by "
               "`focus train`?", run_dir);
-  std::ifstream in(file);
+  std::ifstream in(file, std::ios::binary);
   FOCUS_CHECK(in.good(), "[plot] cannot read '{}': {}", file.string(), errno_text());
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  FOCUS_CHECK(!in.bad(), "[plot] cannot read '{}': {}", file.string(), errno_text());
 
   // metric -> split -> (step, value) points, in the order metrics first appear.
   std::vector<std::string> metric_order;
   std::map<std::string, std::map<std::string, std::vector<std::pair<double, double>>>> data;
   std::vector<std::string> split_order;
-  std::string line;
   int64_t line_no = 0;
-  while (std::getline(in, line)) {
+  for (size_t pos = 0; pos < text.size();) {
+    const size_t end = std::min(text.find('\n', pos), text.size());
+    const std::string line = text.substr(pos, end - pos);
+    const bool last_unfinished = end == text.size();  // no newline yet: a run may be writing it
+    pos = end + 1;
     ++line_no;
     if (std::all_of(line.begin(), line.end(), [](char ch) { return std::isspace(uint8_t(ch)); })) continue;
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      if (last_unfinished) break;  // a line being appended (or torn by a crash): plot what is complete
+      // nlohmann says "parse error at line 1, column N: why"; keep the column and the why.
+      std::string why = e.what();
+      if (const size_t c = why.find(": ", why.find("column ")); c != std::string::npos) why = why.substr(c + 2);
+      FOCUS_FAIL("[plot] '{}' line {}, column {}: not valid JSON: {}", file.string(), line_no, e.byte, why);
     } catch (const nlohmann::json::exception& e) {
-      FOCUS_FAIL("[plot] '{}' line {}: not valid JSON ({})", file.string(), line_no, e.what());
+      FOCUS_FAIL("[plot] '{}' line {}: not valid JSON: {}", file.string(), line_no, e.what());
     }
     FOCUS_CHECK(j.is_object(), "[plot] '{}' line {}: expected a JSON object, got {}", file.string(), line_no,
                 j.type_name());

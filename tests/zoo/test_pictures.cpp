@@ -241,6 +241,16 @@ TEST_SUITE("pictures") {
     const Picture p = read_png(dir / "big.png");
     CHECK(p.width < 2000);
     CHECK(p.height < 2000);
+    // The largest allowed matrix stays a reasonable picture; a larger one is an error.
+    std::vector<float> huge(1000 * 1000, 0.5f);
+    huge[0] = 1.f;
+    focus::zoo::plot_heatmap(dir / "huge.png", std::string(300, 'x'), huge, 1000, 1000, {}, {}, "row", "column");
+    const Picture h = read_png(dir / "huge.png");
+    CHECK(h.width <= 1400);
+    CHECK(h.height <= 1400);
+    CHECK_THROWS_WITH_AS(focus::zoo::plot_heatmap(dir / "e.png", "t", std::vector<float>(1001, 0.f), 1, 1001, {}, {},
+                                                  "r", "c"),
+                         doctest::Contains("too large to draw"), focus::Error);
   }
 
   TEST_CASE("plot_heatmap errors") {
@@ -398,8 +408,14 @@ TEST_SUITE("pictures") {
     CHECK_THROWS_WITH_AS(focus::zoo::plot_run(run.string()), doctest::Contains("has no metrics.jsonl"), focus::Error);
     const std::string file = (run / "metrics.jsonl").string();
     write_text(file, "{\"split\":\"train\",\"step\":1,\"loss\":2}\n{\"split\":\"train\",\"step\":2,\"loss\":1.5}\n{bad\n");
-    CHECK_THROWS_WITH_AS(focus::zoo::plot_run(run.string()), doctest::Contains("line 3: not valid JSON"),
+    CHECK_THROWS_WITH_AS(focus::zoo::plot_run(run.string()), doctest::Contains("line 3, column 2: not valid JSON: syntax error"),
                          focus::Error);
+    // A last line without its newline is one being written (or torn by a crash): skipped.
+    write_text(file, "{\"split\":\"train\",\"step\":1,\"loss\":2}\n{\"split\":\"train\",\"step\":2,\"loss\":1.5}\n{\"split\":\"tr");
+    CHECK(focus::zoo::plot_run(run.string()).size() == 1);
+    // ... but with its newline it is malformed.
+    write_text(file, "{\"split\":\"train\",\"step\":1,\"loss\":2}\n{\"split\":\"tr\n");
+    CHECK_THROWS_WITH_AS(focus::zoo::plot_run(run.string()), doctest::Contains("line 2, column"), focus::Error);
     write_text(file, "{\"split\":\"train\",\"step\":1,\"loss\":2}\n[1, 2]\n");
     CHECK_THROWS_WITH_AS(focus::zoo::plot_run(run.string()), doctest::Contains("line 2: expected a JSON object"),
                          focus::Error);

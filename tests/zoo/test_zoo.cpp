@@ -246,11 +246,14 @@ TEST_SUITE("zoo") {
       REQUIRE(lines.size() == 1);  // step 6 came after the checkpoint
       CHECK(lines[0].find("\"step\":4") != std::string::npos);
     }
-    // --overwrite: starts afresh.
+    // --overwrite: starts afresh (old pictures go too).
+    std::ofstream(fs::path(dir) / "loss.png") << "png";
     {
       zoo::Run run("tiny", sample_config(), quiet_options(dir, out).set_overwrite());
       CHECK_FALSE(fs::exists(ckpt));
       CHECK_FALSE(fs::exists(fs::path(dir) / "metrics.jsonl"));
+      CHECK_FALSE(fs::exists(fs::path(dir) / "loss.png"));
+      CHECK(fs::exists(fs::path(dir) / "config.json"));
     }
     // --resume without a checkpoint.
     CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(tmp / "empty", out).set_resume()),
@@ -296,6 +299,7 @@ TEST_SUITE("zoo") {
     CHECK(p.line().find("ETA") != std::string::npos);
     p.finish();
     auto text = s.str();
+    CHECK(text.find("elapsed\n") != std::string::npos);  // the final line: time taken, no ETA
     CHECK(std::count(text.begin(), text.end(), '\n') == 3);  // two updates and the final line
     CHECK(text.find('\r') == std::string::npos);
 
