@@ -11,7 +11,7 @@
 #include "core/error.h"
 
 // Each model's entry point (models/<name>/program.h) is included here as the models land.
-// #include "models/g2p/program.h"
+#include "models/g2p/program.h"
 #include "models/char_gpt/program.h"
 #include "models/spam/program.h"
 // #include "models/vit/program.h"
@@ -22,7 +22,7 @@ namespace {
 /// The built-in models, in the order `focus models` lists them.
 std::vector<ModelEntry> builtin_models() {
   return {
-      // models::g2p::model_entry(),
+      models::g2p::model_entry(),
       models::char_gpt::model_entry(),
       models::spam::model_entry(),
       // models::vit::model_entry(),

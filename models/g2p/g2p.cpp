@@ -1,0 +1,504 @@
+#include "models/g2p/g2p.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+namespace focus::models::g2p {
+
+namespace {
+
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+Tensor activate(const std::string& a, const Tensor& x) { return a == "relu" ? relu(x) : gelu(x); }
+
+Tensor maybe_narrow(const Tensor& t, int64_t start, int64_t length) {
+  return t.defined() ? t.narrow(0, start, length) : Tensor();
+}
+
+// [B, L, E] -> [B, H, L, hd] (a view)
+Tensor split_heads(const Tensor& x, int64_t H) {
+  const int64_t B = x.size(0), L = x.size(1), E = x.size(2);
+  return x.view({B, L, H, E / H}).transpose(1, 2);
+}
+
+// [B, H, L, hd] -> [B, L, E]
+Tensor merge_heads(const Tensor& y) {
+  const int64_t B = y.size(0), H = y.size(1), L = y.size(2), hd = y.size(3);
+  return y.transpose(1, 2).reshape({B, L, H * hd});
+}
+
+void check_options(const G2POptions& o) {
+  FOCUS_CHECK(o.src_vocab_size_ > 0 && o.tgt_vocab_size_ > 0, "[G2PTransformer] vocabulary sizes must be positive, got {} and {}",
+              o.src_vocab_size_, o.tgt_vocab_size_);
+  FOCUS_CHECK(o.d_model_ > 0 && o.nhead_ > 0 && o.d_model_ % o.nhead_ == 0,
+              "[G2PTransformer] d_model ({}) must be a positive multiple of nhead ({})", o.d_model_, o.nhead_);
+  FOCUS_CHECK(o.num_encoder_layers_ >= 1 && o.num_decoder_layers_ >= 1,
+              "[G2PTransformer] need at least one encoder and one decoder layer, got {} and {}", o.num_encoder_layers_,
+              o.num_decoder_layers_);
+  FOCUS_CHECK(o.dim_feedforward_ > 0, "[G2PTransformer] dim_feedforward must be positive, got {}", o.dim_feedforward_);
+  FOCUS_CHECK(o.dropout_ >= 0.0 && o.dropout_ < 1.0, "[G2PTransformer] dropout must be in [0, 1), got {}", o.dropout_);
+  FOCUS_CHECK(o.max_len_ >= 2, "[G2PTransformer] max_len must be at least 2, got {}", o.max_len_);
+  FOCUS_CHECK(o.activation_ == "relu" || o.activation_ == "gelu", "[G2PTransformer] activation should be relu or gelu, not {}",
+              o.activation_);
+  for (int64_t id : {o.pad_id_, o.bos_id_, o.eos_id_})
+    FOCUS_CHECK(id >= 0 && id < o.tgt_vocab_size_ && id < o.src_vocab_size_,
+                "[G2PTransformer] special token id {} is outside the vocabularies ({} letters, {} phonemes)", id,
+                o.src_vocab_size_, o.tgt_vocab_size_);
+}
+
+void check_tokens(const Tensor& t, const char* what, const char* op) {
+  FOCUS_CHECK(t.defined() && t.dim() == 2 && t.dtype() == kInt64, "[{}] expected {} of shape [B, T] and dtype int64, got {} {}",
+              op, what, t.defined() ? fmt::format("{}", t.shape()) : "undefined",
+              t.defined() ? fmt::format("{}", t.dtype()) : "");
+}
+
+// Puts a module in eval mode for a scope and restores its mode afterwards.
+class EvalScope {
+ public:
+  explicit EvalScope(nn::Module& m) : m_(m), was_training_(m.is_training()) { m_.eval(); }
+  ~EvalScope() { m_.train(was_training_); }
+  EvalScope(const EvalScope&) = delete;
+  EvalScope& operator=(const EvalScope&) = delete;
+
+ private:
+  nn::Module& m_;
+  bool was_training_;
+};
+
+bool banned(const G2POptions& o, int64_t id) { return id == o.pad_id_ || id == o.bos_id_ || id == o.unk_id_; }
+
+}  // namespace
+
+// ---- DecoderState ---------------------------------------------------------------------------
+
+void DecoderState::reorder(const Tensor& index) {
+  for (auto& c : self_attn) {
+    c.k = index_select(c.k, 0, index);
+    c.v = index_select(c.v, 0, index);
+  }
+  for (auto& c : cross_attn) {
+    c.k = index_select(c.k, 0, index);
+    c.v = index_select(c.v, 0, index);
+  }
+  if (memory_mask.defined()) memory_mask = index_select(memory_mask, 0, index);
+}
+
+// ---- G2PDecoderLayer ------------------------------------------------------------------------
+
+G2PDecoderLayer::G2PDecoderLayer(const nn::TransformerLayerOptions& o) : nn::Module("G2PDecoderLayer"), options_(o) {
+  FOCUS_CHECK(o.batch_first_ && o.norm_first_, "[G2PDecoderLayer] only batch_first, norm_first (pre-norm) layers are supported");
+  FOCUS_CHECK(o.activation_ == "relu" || o.activation_ == "gelu", "[G2PDecoderLayer] activation should be relu or gelu, not {}",
+              o.activation_);
+  FOCUS_CHECK(o.d_model_ > 0 && o.nhead_ > 0 && o.d_model_ % o.nhead_ == 0,
+              "[G2PDecoderLayer] d_model ({}) must be a positive multiple of nhead ({})", o.d_model_, o.nhead_);
+  auto attention = [&] {
+    return std::make_shared<nn::MultiheadAttention>(
+        nn::MultiheadAttentionOptions(o.d_model_, o.nhead_).dropout(o.dropout_).bias(o.bias_).batch_first(true));
+  };
+  auto norm = [&] {
+    return std::make_shared<nn::LayerNorm>(nn::LayerNormOptions(o.d_model_).eps(o.layer_norm_eps_).bias(o.bias_));
+  };
+  self_attn_ = register_module("self_attn", attention());
+  multihead_attn_ = register_module("multihead_attn", attention());
+  linear1_ = register_module("linear1", std::make_shared<nn::Linear>(nn::LinearOptions(o.d_model_, o.dim_feedforward_).bias(o.bias_)));
+  dropout_ = register_module("dropout", std::make_shared<nn::Dropout>(o.dropout_));
+  linear2_ = register_module("linear2", std::make_shared<nn::Linear>(nn::LinearOptions(o.dim_feedforward_, o.d_model_).bias(o.bias_)));
+  norm1_ = register_module("norm1", norm());
+  norm2_ = register_module("norm2", norm());
+  norm3_ = register_module("norm3", norm());
+  dropout1_ = register_module("dropout1", std::make_shared<nn::Dropout>(o.dropout_));
+  dropout2_ = register_module("dropout2", std::make_shared<nn::Dropout>(o.dropout_));
+  dropout3_ = register_module("dropout3", std::make_shared<nn::Dropout>(o.dropout_));
+}
+
+// Self-attention of h [B, L, E] (target positions offset .. offset + L - 1) over the keys and
+// values kv (positions 0 .. offset + L - 1, h's own already appended).
+Tensor G2PDecoderLayer::self_block(const Tensor& h, const KVCache& kv, int64_t offset) const {
+  const int64_t E = options_.d_model_, H = options_.nhead_, L = h.size(1), S = kv.k.size(2);
+  const Tensor q = split_heads(linear(h, self_attn_->in_proj_weight().narrow(0, 0, E), maybe_narrow(self_attn_->in_proj_bias(), 0, E)), H);
+  AttentionOptions ao;
+  ao.dropout_p(is_training() ? options_.dropout_ : 0.0);
+  if (offset == 0 && L == S) {
+    if (L > 1) ao.is_causal(true);
+  } else if (L > 1) {
+    // query i (position offset + i) may see keys 0 .. offset + i
+    const Tensor cols = arange(S, TensorOptions(kInt64).device(h.device())).view({1, S});
+    const Tensor rows = arange(offset, offset + L, 1, TensorOptions(kInt64).device(h.device())).view({L, 1});
+    ao.attn_mask(le(cols, rows));
+  }
+  const Tensor y = std::get<0>(scaled_dot_product_attention(q, kv.k, kv.v, ao));
+  return dropout1_->forward(self_attn_->out_proj()->forward(merge_heads(y)));
+}
+
+Tensor G2PDecoderLayer::cross_block(const Tensor& h, const KVCache& kv, const Tensor& memory_mask, Tensor* weights) const {
+  const int64_t E = options_.d_model_, H = options_.nhead_;
+  const Tensor q = split_heads(
+      linear(h, multihead_attn_->in_proj_weight().narrow(0, 0, E), maybe_narrow(multihead_attn_->in_proj_bias(), 0, E)), H);
+  AttentionOptions ao;
+  ao.dropout_p(is_training() ? options_.dropout_ : 0.0).need_weights(weights != nullptr);
+  if (memory_mask.defined()) ao.attn_mask(memory_mask);
+  auto [y, w] = scaled_dot_product_attention(q, kv.k, kv.v, ao);
+  if (weights) *weights = w;
+  return dropout2_->forward(multihead_attn_->out_proj()->forward(merge_heads(y)));
+}
+
+Tensor G2PDecoderLayer::ff_block(const Tensor& h) const {
+  return dropout3_->forward(linear2_->forward(dropout_->forward(activate(options_.activation_, linear1_->forward(h)))));
+}
+
+KVCache G2PDecoderLayer::project_memory(const Tensor& memory) const {
+  const int64_t E = options_.d_model_, H = options_.nhead_;
+  FOCUS_CHECK(memory.dim() == 3 && memory.size(2) == E, "[G2PDecoderLayer] expected memory [B, S, {}], got {}", E,
+              memory.shape());
+  const Tensor kv = linear(memory, multihead_attn_->in_proj_weight().narrow(0, E, 2 * E),
+                           maybe_narrow(multihead_attn_->in_proj_bias(), E, 2 * E));  // [B, S, 2E]
+  return {split_heads(kv.narrow(2, 0, E), H), split_heads(kv.narrow(2, E, E), H)};
+}
+
+Tensor G2PDecoderLayer::forward(const Tensor& x, const Tensor& memory, const Tensor& memory_mask, Tensor* cross_weights) {
+  KVCache self_cache;
+  return forward_cached(x, self_cache, project_memory(memory), memory_mask, cross_weights);
+}
+
+Tensor G2PDecoderLayer::forward_cached(const Tensor& x, KVCache& self_cache, const KVCache& cross_cache,
+                                       const Tensor& memory_mask, Tensor* cross_weights) {
+  const int64_t E = options_.d_model_, H = options_.nhead_;
+  FOCUS_CHECK(x.dim() == 3 && x.size(2) == E, "[G2PDecoderLayer] expected x [B, T, {}], got {}", E, x.shape());
+  const int64_t offset = self_cache.k.defined() ? self_cache.k.size(2) : 0;
+  if (offset > 0)
+    FOCUS_CHECK(self_cache.k.size(0) == x.size(0), "[G2PDecoderLayer] the cache holds {} rows but x has {}",
+                self_cache.k.size(0), x.size(0));
+  Tensor h = norm1_->forward(x);
+  const Tensor kv = linear(h, self_attn_->in_proj_weight().narrow(0, E, 2 * E), maybe_narrow(self_attn_->in_proj_bias(), E, 2 * E));
+  const Tensor k = split_heads(kv.narrow(2, 0, E), H), v = split_heads(kv.narrow(2, E, E), H);
+  if (offset == 0) {
+    self_cache = {k, v};
+  } else {
+    self_cache = {cat({self_cache.k, k}, 2), cat({self_cache.v, v}, 2)};
+  }
+  Tensor out = x + self_block(h, self_cache, offset);
+  out = out + cross_block(norm2_->forward(out), cross_cache, memory_mask, cross_weights);
+  return out + ff_block(norm3_->forward(out));
+}
+
+// ---- G2PTransformer -------------------------------------------------------------------------
+
+G2PTransformer::G2PTransformer(const G2POptions& o, Generator* gen) : nn::Module("G2PTransformer"), options_(o) {
+  check_options(o);
+  src_embed_ = register_module("src_embed", std::make_shared<nn::Embedding>(nn::EmbeddingOptions(o.src_vocab_size_, o.d_model_).padding_idx(o.pad_id_)));
+  tgt_embed_ = register_module("tgt_embed", std::make_shared<nn::Embedding>(nn::EmbeddingOptions(o.tgt_vocab_size_, o.d_model_).padding_idx(o.pad_id_)));
+  pos_ = register_module("pos", std::make_shared<nn::SinusoidalPositionalEncoding>(nn::PositionalOptions(o.d_model_, o.max_len_)));
+  embed_dropout_ = register_module("embed_dropout", std::make_shared<nn::Dropout>(o.dropout_));
+  const auto layer_options = nn::TransformerLayerOptions(o.d_model_, o.nhead_)
+                                 .dim_feedforward(o.dim_feedforward_)
+                                 .dropout(o.dropout_)
+                                 .activation(o.activation_)
+                                 .batch_first(true)
+                                 .norm_first(true);
+  encoder_ = register_module(
+      "encoder", std::make_shared<nn::TransformerEncoder>(std::make_shared<nn::TransformerEncoderLayer>(layer_options),
+                                                          o.num_encoder_layers_,
+                                                          std::make_shared<nn::LayerNorm>(nn::LayerNormOptions(o.d_model_))));
+  // "decoder.layers.<i>", as nn::Transformer's decoder
+  decoder_ = register_module("decoder", std::make_shared<nn::Module>("G2PDecoder"));
+  auto list = decoder_->register_module("layers", std::make_shared<nn::ModuleList>());
+  for (int64_t i = 0; i < o.num_decoder_layers_; ++i) {
+    layers_.push_back(std::make_shared<G2PDecoderLayer>(layer_options));
+    list->push_back(layers_.back());
+  }
+  decoder_norm_ = register_module("decoder_norm", std::make_shared<nn::LayerNorm>(nn::LayerNormOptions(o.d_model_)));
+  generator_ = register_module("generator", std::make_shared<nn::Linear>(o.d_model_, o.tgt_vocab_size_));
+  // Embeddings N(0, E^-1/2) (so scaled by sqrt(E) they are N(0, 1), the size of the
+  // positions); every other matrix xavier_uniform_ (the encoder layers start as copies).
+  for (const auto& [name, p] : named_parameters()) {
+    if (name == "src_embed.weight" || name == "tgt_embed.weight") {
+      nn::init::normal_(p, 0.0, 1.0 / std::sqrt(static_cast<double>(o.d_model_)), gen);
+      NoGradGuard no_grad;
+      p.select(0, o.pad_id_).zero_();
+    } else if (p.dim() > 1) {
+      nn::init::xavier_uniform_(p, 1.0, gen);
+    }
+  }
+}
+
+Tensor G2PTransformer::memory_mask(const Tensor& src) const {
+  check_tokens(src, "src", "G2PTransformer");
+  const Tensor pad = eq(src, Scalar(options_.pad_id_));
+  if (!pad.to(kInt64).sum().item<int64_t>()) return Tensor();
+  return logical_not(pad).view({src.size(0), 1, 1, src.size(1)});
+}
+
+Tensor G2PTransformer::encode(const Tensor& src) const {
+  check_tokens(src, "src", "G2PTransformer");
+  FOCUS_CHECK(src.size(1) >= 1 && src.size(1) <= options_.max_len_,
+              "[G2PTransformer] source length {} is outside 1 .. max_len ({})", src.size(1), options_.max_len_);
+  const Tensor pad = eq(src, Scalar(options_.pad_id_));
+  const bool any_pad = pad.to(kInt64).sum().item<int64_t>() > 0;
+  const double scale = std::sqrt(static_cast<double>(options_.d_model_));
+  const Tensor x = embed_dropout_->forward(pos_->forward(src_embed_->forward(src) * scale));
+  return encoder_->forward(x, Tensor(), any_pad ? pad : Tensor());
+}
+
+Tensor G2PTransformer::embed_target(const Tensor& tokens, int64_t offset) const {
+  check_tokens(tokens, "target tokens", "G2PTransformer");
+  FOCUS_CHECK(offset + tokens.size(1) <= options_.max_len_,
+              "[G2PTransformer] target positions up to {} exceed max_len ({})", offset + tokens.size(1), options_.max_len_);
+  const double scale = std::sqrt(static_cast<double>(options_.d_model_));
+  return embed_dropout_->forward(pos_->forward(tgt_embed_->forward(tokens) * scale, offset));
+}
+
+Tensor G2PTransformer::decode(const Tensor& tgt_in, const Tensor& memory, const Tensor& memory_mask,
+                              std::vector<Tensor>* cross_weights) const {
+  Tensor x = embed_target(tgt_in, 0);
+  FOCUS_CHECK(memory.dim() == 3 && memory.size(0) == tgt_in.size(0),
+              "[G2PTransformer] memory {} does not match the target batch {}", memory.shape(), tgt_in.shape());
+  if (cross_weights) cross_weights->clear();
+  for (const auto& layer : layers_) {
+    Tensor w;
+    x = layer->forward(x, memory, memory_mask, cross_weights ? &w : nullptr);
+    if (cross_weights) cross_weights->push_back(w);
+  }
+  return generator_->forward(decoder_norm_->forward(x));
+}
+
+Tensor G2PTransformer::forward(const Tensor& src, const Tensor& tgt_in) const {
+  check_tokens(tgt_in, "tgt_in", "G2PTransformer");
+  FOCUS_CHECK(src.defined() && src.dim() == 2 && src.size(0) == tgt_in.size(0),
+              "[G2PTransformer] src and tgt_in must have the same batch size, got {} and {}",
+              src.defined() ? fmt::format("{}", src.shape()) : "undefined", tgt_in.shape());
+  const Tensor memory = encode(src);
+  return decode(tgt_in, memory, memory_mask(src));
+}
+
+DecoderState G2PTransformer::start(const Tensor& memory, const Tensor& memory_mask) const {
+  DecoderState state;
+  state.memory_mask = memory_mask;
+  state.self_attn.resize(layers_.size());
+  for (const auto& layer : layers_) state.cross_attn.push_back(layer->project_memory(memory));
+  return state;
+}
+
+Tensor G2PTransformer::step(DecoderState& state, const Tensor& tokens, std::vector<Tensor>* cross_weights) const {
+  FOCUS_CHECK(state.cross_attn.size() == layers_.size(), "[G2PTransformer] step needs a state made by start()");
+  Tensor x = embed_target(tokens, state.length);
+  FOCUS_CHECK(state.cross_attn[0].k.size(0) == tokens.size(0), "[G2PTransformer] the state holds {} rows but tokens have {}",
+              state.cross_attn[0].k.size(0), tokens.size(0));
+  if (cross_weights) cross_weights->clear();
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Tensor w;
+    x = layers_[i]->forward_cached(x, state.self_attn[i], state.cross_attn[i], state.memory_mask, cross_weights ? &w : nullptr);
+    if (cross_weights) cross_weights->push_back(w);
+  }
+  state.length += tokens.size(1);
+  return generator_->forward(decoder_norm_->forward(x));
+}
+
+Tensor G2PTransformer::loss(const Tensor& logits, const Tensor& tgt_out, double label_smoothing) const {
+  FOCUS_CHECK(logits.dim() == 3 && tgt_out.dim() == 2 && logits.size(0) == tgt_out.size(0) && logits.size(1) == tgt_out.size(1),
+              "[G2PTransformer] expected logits [B, T, V] and targets [B, T], got {} and {}", logits.shape(), tgt_out.shape());
+  const int64_t V = logits.size(2);
+  return cross_entropy(logits.reshape({-1, V}), tgt_out.reshape({-1}),
+                       CrossEntropyOptions().ignore_index(options_.pad_id_).label_smoothing(label_smoothing));
+}
+
+std::pair<std::vector<Tensor>, std::vector<Tensor>> G2PTransformer::decay_groups() const {
+  std::vector<Tensor> decay, no_decay;
+  for (const auto& [name, p] : named_parameters()) {
+    const bool embedding = name == "src_embed.weight" || name == "tgt_embed.weight";
+    (p.dim() >= 2 && !embedding ? decay : no_decay).push_back(p);
+  }
+  return {decay, no_decay};
+}
+
+// ---- decoding -------------------------------------------------------------------------------
+
+int64_t max_decode_steps(const G2POptions& o, int64_t S) { return std::min(o.max_len_, 2 * S + 5); }
+
+std::vector<Hypothesis> greedy_decode(G2PTransformer& model, const Tensor& src) {
+  NoGradGuard no_grad;
+  EvalScope eval(model);
+  check_tokens(src, "src", "greedy_decode");
+  const G2POptions& o = model.options();
+  const int64_t B = src.size(0), V = o.tgt_vocab_size_;
+  std::vector<Hypothesis> out(static_cast<size_t>(B));
+  if (B == 0) return out;
+  const Tensor memory = model.encode(src);
+  DecoderState state = model.start(memory, model.memory_mask(src));
+  const int64_t steps = max_decode_steps(o, src.size(1));
+  std::vector<int64_t> next(static_cast<size_t>(B), o.bos_id_);
+  std::vector<bool> done(static_cast<size_t>(B), false);
+  int64_t remaining = B;
+  for (int64_t t = 0; t < steps && remaining > 0; ++t) {
+    const Tensor logits = model.step(state, tensor(next, {B, 1}));
+    const std::vector<float> lp = log_softmax(logits.select(1, 0), -1).to_vector<float>();
+    for (int64_t b = 0; b < B; ++b) {
+      const float* row = lp.data() + b * V;
+      int64_t best = -1;
+      for (int64_t v = 0; v < V; ++v)
+        if (!banned(o, v) && (best < 0 || row[v] > row[best])) best = v;
+      next[static_cast<size_t>(b)] = best;
+      if (done[static_cast<size_t>(b)]) continue;
+      Hypothesis& h = out[static_cast<size_t>(b)];
+      h.log_prob += row[best];
+      if (best == o.eos_id_) {
+        h.finished = true;
+        done[static_cast<size_t>(b)] = true;
+        --remaining;
+      } else {
+        h.tokens.push_back(best);
+      }
+    }
+  }
+  for (auto& h : out)
+    h.score = h.log_prob / static_cast<double>(std::max<size_t>(1, h.tokens.size() + (h.finished ? 1 : 0)));
+  return out;
+}
+
+std::vector<std::vector<Hypothesis>> beam_search(G2PTransformer& model, const Tensor& src, const BeamOptions& options) {
+  NoGradGuard no_grad;
+  EvalScope eval(model);
+  check_tokens(src, "src", "beam_search");
+  const int64_t K = options.beam_size_;
+  FOCUS_CHECK(K >= 1, "[beam_search] beam_size must be at least 1, got {}", K);
+  FOCUS_CHECK(options.nbest_ >= 1 && options.nbest_ <= K, "[beam_search] nbest must be in 1 .. beam_size ({}), got {}", K,
+              options.nbest_);
+  FOCUS_CHECK(std::isfinite(options.length_penalty_), "[beam_search] length_penalty must be finite, got {}",
+              options.length_penalty_);
+  const G2POptions& o = model.options();
+  const int64_t B = src.size(0), V = o.tgt_vocab_size_, N = B * K;
+  std::vector<std::vector<Hypothesis>> finished(static_cast<size_t>(B));
+  if (B == 0) return finished;
+  auto norm_score = [&](double log_prob, size_t length) {
+    return log_prob / std::pow(static_cast<double>(std::max<size_t>(1, length)), options.length_penalty_);
+  };
+
+  std::vector<int64_t> expand(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; ++i) expand[static_cast<size_t>(i)] = i / K;
+  const Tensor expand_index = tensor(expand, {N});
+  const Tensor memory = index_select(model.encode(src), 0, expand_index);
+  Tensor mask = model.memory_mask(src);
+  if (mask.defined()) mask = index_select(mask, 0, expand_index);
+  DecoderState state = model.start(memory, mask);
+
+  // Live beams: row b * K + k. At the start only beam 0 of each source is live, so the first
+  // step does not pick the same continuation k times.
+  std::vector<double> scores(static_cast<size_t>(N), kNegInf);
+  for (int64_t b = 0; b < B; ++b) scores[static_cast<size_t>(b * K)] = 0.0;
+  std::vector<std::vector<int64_t>> tokens(static_cast<size_t>(N));
+  std::vector<int64_t> next(static_cast<size_t>(N), o.bos_id_);
+  std::vector<bool> done(static_cast<size_t>(B), false);
+  int64_t remaining = B;
+  const int64_t steps = max_decode_steps(o, src.size(1));
+
+  struct Candidate {
+    double score;
+    int64_t flat;  // k * V + v
+  };
+  std::vector<Candidate> cands;
+  std::vector<int64_t> origin(static_cast<size_t>(N));
+  std::vector<double> new_scores(static_cast<size_t>(N));
+  std::vector<int64_t> new_next(static_cast<size_t>(N));
+  for (int64_t t = 0; t < steps && remaining > 0; ++t) {
+    const Tensor logits = model.step(state, tensor(next, {N, 1}));
+    const std::vector<float> lp = log_softmax(logits.select(1, 0), -1).to_vector<float>();
+    for (int64_t b = 0; b < B; ++b) {
+      int64_t live = 0;
+      if (!done[static_cast<size_t>(b)]) {
+        cands.clear();
+        for (int64_t k = 0; k < K; ++k) {
+          const double base = scores[static_cast<size_t>(b * K + k)];
+          if (base == kNegInf) continue;
+          const float* row = lp.data() + (b * K + k) * V;
+          for (int64_t v = 0; v < V; ++v)
+            if (!banned(o, v) && std::isfinite(row[v])) cands.push_back({base + row[v], k * V + v});
+        }
+        const size_t top = std::min(cands.size(), static_cast<size_t>(2 * K));
+        auto better = [](const Candidate& a, const Candidate& c) {
+          return a.score > c.score || (a.score == c.score && a.flat < c.flat);
+        };
+        std::partial_sort(cands.begin(), cands.begin() + static_cast<std::ptrdiff_t>(top), cands.end(), better);
+        for (size_t i = 0; i < top && live < K; ++i) {
+          const int64_t k = cands[i].flat / V, v = cands[i].flat % V;
+          const int64_t from = b * K + k;
+          if (v == o.eos_id_) {
+            if (static_cast<int64_t>(i) < K) {
+              Hypothesis h;
+              h.tokens = tokens[static_cast<size_t>(from)];
+              h.log_prob = cands[i].score;
+              h.score = norm_score(h.log_prob, h.tokens.size() + 1);
+              h.finished = true;
+              finished[static_cast<size_t>(b)].push_back(std::move(h));
+            }
+            continue;
+          }
+          const size_t row = static_cast<size_t>(b * K + live);
+          origin[row] = from;
+          new_scores[row] = cands[i].score;
+          new_next[row] = v;
+          ++live;
+        }
+        if (static_cast<int64_t>(finished[static_cast<size_t>(b)].size()) >= K) {
+          done[static_cast<size_t>(b)] = true;
+          --remaining;
+        }
+      }
+      for (int64_t k = live; k < K; ++k) {  // dead rows: nothing to continue
+        const size_t row = static_cast<size_t>(b * K + k);
+        origin[row] = b * K;
+        new_scores[row] = kNegInf;
+        new_next[row] = o.eos_id_;
+      }
+      if (done[static_cast<size_t>(b)])
+        for (int64_t k = 0; k < K; ++k) new_scores[static_cast<size_t>(b * K + k)] = kNegInf;
+    }
+    if (remaining == 0) break;
+    std::vector<std::vector<int64_t>> new_tokens(static_cast<size_t>(N));
+    for (int64_t i = 0; i < N; ++i) {
+      if (new_scores[static_cast<size_t>(i)] == kNegInf) continue;
+      new_tokens[static_cast<size_t>(i)] = tokens[static_cast<size_t>(origin[static_cast<size_t>(i)])];
+      new_tokens[static_cast<size_t>(i)].push_back(new_next[static_cast<size_t>(i)]);
+    }
+    tokens = std::move(new_tokens);
+    scores = new_scores;
+    next = new_next;
+    state.reorder(tensor(origin, {N}));
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    auto& f = finished[static_cast<size_t>(b)];
+    if (!done[static_cast<size_t>(b)]) {  // length limit: live beams compete unfinished
+      for (int64_t k = 0; k < K; ++k) {
+        const size_t row = static_cast<size_t>(b * K + k);
+        if (scores[row] == kNegInf) continue;
+        Hypothesis h;
+        h.tokens = tokens[row];
+        h.log_prob = scores[row];
+        h.score = norm_score(h.log_prob, h.tokens.size());
+        f.push_back(std::move(h));
+      }
+    }
+    std::stable_sort(f.begin(), f.end(), [](const Hypothesis& a, const Hypothesis& c) { return a.score > c.score; });
+    if (f.size() > static_cast<size_t>(options.nbest_)) f.resize(static_cast<size_t>(options.nbest_));
+    if (f.empty()) f.push_back(Hypothesis{});
+  }
+  return finished;
+}
+
+Tensor cross_attention_map(G2PTransformer& model, const Tensor& src, const std::vector<int64_t>& tokens, int64_t layer) {
+  NoGradGuard no_grad;
+  EvalScope eval(model);
+  check_tokens(src, "src", "cross_attention_map");
+  FOCUS_CHECK(src.size(0) == 1, "[cross_attention_map] expected one source [1, S], got {}", src.shape());
+  const int64_t L = model.num_decoder_layers();
+  if (layer < 0) layer += L;
+  FOCUS_CHECK(layer >= 0 && layer < L, "[cross_attention_map] layer must be in -{} .. {}, got {}", L, L - 1, layer);
+  std::vector<int64_t> tgt_in{model.options().bos_id_};
+  tgt_in.insert(tgt_in.end(), tokens.begin(), tokens.end());
+  const int64_t T = static_cast<int64_t>(tgt_in.size());
+  std::vector<Tensor> weights;
+  model.decode(tensor(tgt_in, {1, T}), model.encode(src), model.memory_mask(src), &weights);
+  return weights[static_cast<size_t>(layer)].select(0, 0).mean({0});  // [H, T, S] -> [T, S]
+}
+
+}  // namespace focus::models::g2p
