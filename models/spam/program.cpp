@@ -330,13 +330,12 @@ zoo::Config default_config() {
 
 zoo::Config full_config() {
   zoo::Config c = default_config();
-  c.set("max_len", 512);
+  c.set("max_len", 384);
   c.set("vocab_size", 30000);
   c.set("d_model", 128);
-  c.set("num_layers", 4);
   c.set("dim_feedforward", 512);
-  c.set("epochs", 8);
-  c.set("warmup_steps", 150);
+  c.set("epochs", 4);
+  c.set("warmup_steps", 100);
   c.set("eval_every", 200);
   c.set("checkpoint_every", 300);
   return c;

@@ -89,7 +89,11 @@ std::vector<float> SpamClassifier::attention_rollout(const Tensor& tokens_in) {
     Tensor h = layer->norm1()->forward(x);
     auto [out, weights] = layer->self_attn()->forward(h, h, h, {}, /*need_weights=*/true, {},
                                                        /*average_attn_weights=*/true);
-    Tensor a = weights.select(0, 0).to(kFloat32) * 0.5 + eye_t * 0.5;  // [T, T]
+    Tensor a = weights.select(0, 0).to(kFloat32);  // [T, T]
+    // With CLS pooling the residual path is counted (Abnar & Zuidema). With mean pooling the
+    // residual share is the same for every position and would flatten the picture to near
+    // uniform, so the plain attention product is used.
+    if (config_.pool_ == "cls") a = a * 0.5 + eye_t * 0.5;
     a = a / a.sum({1}, true);
     rollout = matmul(a, rollout);
     x = layer->forward(x);

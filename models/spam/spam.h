@@ -58,10 +58,11 @@ class SpamClassifier : public nn::Module {
 
   /// Attention rollout (Abnar & Zuidema, 2020) for one unpadded sequence: tokens [T] or
   /// [1, T] -> T weights (>= 0, summing to 1), the share of each input position in the
-  /// pooled representation. Each layer's attention is averaged over heads, the residual path
-  /// is counted as 0.5 * I + 0.5 * A (rows renormalized), the layers' matrices are multiplied,
-  /// and the row(s) of the pooled position(s) read off: row 0 for "cls", the mean of all rows
-  /// for "mean". Runs without recording a graph and with dropout off (eval), restoring the
+  /// pooled representation. Each layer's attention A is averaged over heads; for "cls" the
+  /// residual path is counted as 0.5 * I + 0.5 * A (rows renormalized), for "mean" A alone
+  /// (the residual share is equal for all positions and would flatten the weights); the layers'
+  /// matrices are multiplied and the row(s) of the pooled position(s) read off: row 0 for
+  /// "cls", the mean of all rows for "mean". Runs without recording a graph and with dropout off (eval), restoring the
   /// training flag afterwards.
   std::vector<float> attention_rollout(const Tensor& tokens);
 
