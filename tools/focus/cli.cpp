@@ -1,10 +1,427 @@
+// The `focus` command line: see tools/focus/cli.h and docs/CLI.md.
 #include "tools/focus/cli.h"
 
-#include <cstdio>
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <deque>
+#include <filesystem>
+#include <iostream>
+#include <set>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "core/error.h"
+#include "models/zoo/config.h"
+#include "models/zoo/registry.h"
+#include "models/zoo/run.h"
+
+#if __has_include("models/datasets/datasets.h")
+#include "models/datasets/datasets.h"
+#define FOCUS_CLI_HAVE_DATASETS 1
+#else
+#define FOCUS_CLI_HAVE_DATASETS 0
+#endif
+#if __has_include("models/zoo/pictures.h")
+#include "models/zoo/pictures.h"
+#define FOCUS_CLI_HAVE_PICTURES 1
+#else
+#define FOCUS_CLI_HAVE_PICTURES 0
+#endif
 
 namespace focus::cli {
-int main(int argc, char** argv) {
-  std::fprintf(stderr, "focus: the command line is being written\n");
-  return 1;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> model_names() {
+  std::vector<std::string> names;
+  for (const auto& m : zoo::models()) names.push_back(m.name);
+  return names;
 }
+
+std::string join_or_none(const std::vector<std::string>& v) {
+  return v.empty() ? std::string("(none)") : fmt::format("{}", fmt::join(v, ", "));
+}
+
+/// Every model command name: the standard ones and any a model registers.
+std::vector<std::string> all_command_names() {
+  std::vector<std::string> names = zoo::command_names();
+  for (const auto& m : zoo::models()) {
+    for (const auto& [name, cmd] : m.commands) {
+      if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+    }
+  }
+  return names;
+}
+
+/// The models that have command `name`.
+std::vector<std::string> models_with(const std::string& name) {
+  std::vector<std::string> out;
+  for (const auto& m : zoo::models())
+    if (m.commands.count(name)) out.push_back(m.name);
+  return out;
+}
+
+std::string checkpoint_path(const std::string& given, const std::string& run_dir, const std::string& model) {
+  if (!given.empty()) return given;
+  fs::path dir = run_dir.empty() ? zoo::default_run_dir(model) : fs::path(run_dir);
+  return (dir / zoo::kCheckpointFile).string();
+}
+
+/// A checkpoint the command reads must exist and hold `model`.
+void check_checkpoint(const std::string& command, const std::string& path, const std::string& model, bool given) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    if (given) FOCUS_FAIL("[{}] checkpoint file {} does not exist", command, path);
+    FOCUS_FAIL("[{}] no checkpoint at {}: train one with `focus train {}`, or pass --checkpoint FILE", command, path,
+               model);
+  }
+  FOCUS_CHECK(fs::is_regular_file(path, ec), "[{}] {} is not a file", command, path);
+  (void)zoo::checkpoint_meta(path, model);
+}
+
+/// State of one `focus <command> <model>` subcommand.
+struct ModelCommandState {
+  const zoo::ModelEntry* model = nullptr;
+  const zoo::ModelCommand* command = nullptr;
+  std::string name;
+  CLI::App* app = nullptr;
+  std::string checkpoint;
+  std::vector<std::string> inputs;
+  std::map<std::string, std::string> values;
+  std::map<std::string, bool> flags;
+};
+
+std::string usage_hint(const CLI::App& app) {
+  // The deepest selected subcommand names the help to read.
+  std::vector<std::string> chain;
+  const CLI::App* cur = &app;
+  while (true) {
+    auto subs = cur->get_subcommands();
+    if (subs.empty()) break;
+    cur = subs.front();
+    chain.push_back(cur->get_name());
+  }
+  return chain.empty() ? "focus --help" : fmt::format("focus {} --help", fmt::join(chain, " "));
+}
+
+std::string describe_model(const zoo::ModelEntry& m) {
+  std::string s = fmt::format("{} - {}\n\nconfig keys (default configuration; change with --set key=value):\n", m.name,
+                              m.description);
+  zoo::Config c = m.default_config();
+  size_t width = 0;
+  for (const auto& k : c.keys()) width = std::max(width, k.size());
+  for (const auto& k : c.keys())
+    s += fmt::format("  {:<{}}  {:<7}  {}\n", k, width, zoo::type_name(c.type(k)), c.text(k));
+  std::vector<std::string> presets{"default"};
+  for (const auto& [name, f] : m.presets)
+    if (name != "default") presets.push_back(name);
+  s += fmt::format("\npresets (--config NAME): {}\n", fmt::join(presets, ", "));
+  if (!m.commands.empty()) {
+    s += "\ncommands:\n";
+    for (const auto& [name, cmd] : m.commands) {
+      s += fmt::format("  focus {} {}{}{}  {}\n", name, m.name, cmd.inputs.empty() ? "" : " " + cmd.inputs,
+                       cmd.inputs.empty() ? "" : " ...", cmd.help);
+      for (const auto& o : cmd.options)
+        s += fmt::format("      --{}{}  {}{}\n", o.name, o.flag ? "" : " VALUE", o.help,
+                         o.flag || o.default_value.empty() ? "" : fmt::format(" (default {})", o.default_value));
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
+int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream& err) {
+  try {
+    CLI::App app{"focus: train and use the attention models of the focus model zoo", "focus"};
+    app.require_subcommand(1);
+    app.footer(fmt::format("Models: {}. Run `focus COMMAND --help` for a command's options, `focus models MODEL` for "
+                           "a model's config keys and commands. See docs/CLI.md.",
+                           join_or_none(model_names())));
+
+    // ---- train ----
+    std::string train_model, train_config, train_device = "cpu", train_run_dir;
+    std::vector<std::string> train_sets;
+    bool train_resume = false, train_overwrite = false, train_quiet = false;
+    CLI::App* train = app.add_subcommand("train", "Train a model; writes a run directory (default runs/MODEL)");
+    train->add_option("MODEL", train_model, "The model (`focus models` lists them)")->required();
+    train->add_option("--config", train_config,
+                      "A JSON config file (keys as in `focus models MODEL`) or a preset name (default, full)");
+    train->add_option("--set", train_sets, "Change one config key: --set steps=500 (repeatable)")
+        ->allow_extra_args(false)
+        ->type_name("KEY=VALUE");
+    train->add_option("--device", train_device, "cpu or cuda")->capture_default_str()->type_name("DEVICE");
+    train->add_flag("--resume", train_resume, "Continue from the run directory's checkpoint");
+    train->add_flag("--overwrite", train_overwrite, "Start afresh even though the run directory holds a checkpoint");
+    train->add_option("--run-dir", train_run_dir, "Run directory (default runs/MODEL)")->type_name("DIR");
+    train->add_flag("-q,--quiet", train_quiet, "No progress line");
+    train->footer(
+        "The run directory gets config.json, metrics.jsonl, checkpoint.safetensors (every checkpoint_every steps, at "
+        "the end and on Ctrl-C) and report.json/report.txt. Ctrl-C saves a checkpoint and stops (exit status 130); "
+        "--resume continues it.");
+
+    // ---- eval ----
+    std::string eval_model, eval_checkpoint, eval_split = "test", eval_run_dir;
+    std::vector<std::string> eval_sets;
+    CLI::App* eval = app.add_subcommand("eval", "Evaluate a trained model's checkpoint on a data split");
+    eval->add_option("MODEL", eval_model, "The model")->required();
+    eval->add_option("--checkpoint", eval_checkpoint, "Checkpoint file (default runs/MODEL/checkpoint.safetensors)")
+        ->type_name("FILE");
+    eval->add_option("--run-dir", eval_run_dir, "Take the checkpoint from this run directory")->type_name("DIR");
+    eval->add_option("--split", eval_split, "Data split")->capture_default_str()->check(CLI::IsMember({"test", "valid", "train"}));
+    eval->add_option("--set", eval_sets, "Change a key of the stored config (e.g. dataset=synthetic)")
+        ->allow_extra_args(false)
+        ->type_name("KEY=VALUE");
+
+    // ---- model commands: focus <command> <model> ... ----
+    std::deque<ModelCommandState> states;
+    std::vector<CLI::App*> command_apps;
+    for (const auto& cname : all_command_names()) {
+      auto with = models_with(cname);
+      CLI::App* c = app.add_subcommand(
+          cname, fmt::format("Run a model's `{}` command (models: {})", cname, join_or_none(with)));
+      c->require_subcommand(1);
+      command_apps.push_back(c);
+      for (const auto& m : zoo::models()) {
+        auto it = m.commands.find(cname);
+        if (it == m.commands.end()) continue;
+        ModelCommandState& st = states.emplace_back();
+        st.model = &m;
+        st.command = &it->second;
+        st.name = cname;
+        st.app = c->add_subcommand(m.name, it->second.help);
+        st.app->add_option("--checkpoint", st.checkpoint,
+                           fmt::format("Checkpoint file (default runs/{}/checkpoint.safetensors)", m.name))
+            ->type_name("FILE");
+        if (!it->second.inputs.empty()) {
+          auto* o = st.app->add_option(it->second.inputs, st.inputs, "Inputs");
+          if (it->second.inputs_required) o->required();
+        }
+        for (const auto& opt : it->second.options) {
+          FOCUS_CHECK(!opt.name.empty() && opt.name != "checkpoint" && opt.name != "help",
+                      "[models] {} {}: bad option name '{}'", cname, m.name, opt.name);
+          std::string flag_name = (opt.name.size() == 1 ? "-" : "--") + opt.name;
+          if (opt.flag) {
+            st.flags[opt.name] = false;
+            st.app->add_flag(flag_name, st.flags[opt.name], opt.help);
+          } else {
+            st.values[opt.name] = opt.default_value;
+            std::string help = opt.help;
+            if (!opt.default_value.empty()) help += fmt::format(" (default {})", opt.default_value);
+            st.app->add_option(flag_name, st.values[opt.name], help)->type_name("VALUE");
+          }
+        }
+      }
+    }
+
+    // ---- data ----
+    std::string fetch_name, fetch_from;
+    bool fetch_force = false;
+    CLI::App* data = app.add_subcommand("data", "Fetch and list the datasets (cache: $FOCUS_DATA or ~/.cache/focus)");
+    data->require_subcommand(1);
+    CLI::App* fetch = data->add_subcommand("fetch", "Download (or convert a local copy of) a dataset into the cache");
+    fetch->add_option("NAME", fetch_name, "Dataset name (`focus data list`)")->required();
+    fetch->add_option("--from", fetch_from, "Use a local copy of the original files instead of downloading")
+        ->type_name("PATH");
+    fetch->add_flag("--force", fetch_force, "Fetch again even if the cached copy is complete");
+    CLI::App* list = data->add_subcommand("list", "List the datasets and whether each is in the cache");
+
+    // ---- plot ----
+    std::string plot_dir;
+    CLI::App* plot = app.add_subcommand("plot", "Draw a run's loss and metric curves (PNG files in the run directory)");
+    plot->add_option("RUN_DIR", plot_dir, "Run directory (with metrics.jsonl)")->required();
+
+    // ---- models ----
+    std::string models_name;
+    CLI::App* models_cmd = app.add_subcommand("models", "List the models, or describe one (config keys, commands)");
+    models_cmd->add_option("MODEL", models_name, "A model to describe");
+
+    // A model command for an unknown model, or one without that command: a clear error.
+    if (args_in.size() >= 2 && args_in[1].rfind("-", 0) != 0) {
+      const auto names = all_command_names();
+      if (std::find(names.begin(), names.end(), args_in[0]) != names.end()) {
+        const zoo::ModelEntry& m = zoo::find_model(args_in[1]);
+        FOCUS_CHECK(m.commands.count(args_in[0]), "[{}] model '{}' has no `{}` command; models with it: {}",
+                    args_in[0], m.name, args_in[0], join_or_none(models_with(args_in[0])));
+      }
+    }
+
+    try {
+      std::vector<std::string> reversed(args_in.rbegin(), args_in.rend());
+      app.parse(reversed);
+    } catch (const CLI::CallForHelp& e) {
+      out << app.help();
+      return kExitOk;
+    } catch (const CLI::CallForAllHelp& e) {
+      out << app.help("", CLI::AppFormatMode::All);
+      return kExitOk;
+    } catch (const CLI::ParseError& e) {
+      if (e.get_exit_code() == 0) return kExitOk;
+      err << "focus: error: " << e.what() << "\n" << "Run `" << usage_hint(app) << "` for usage.\n";
+      return kExitUsage;
+    }
+
+    if (train->parsed()) {
+      const zoo::ModelEntry& m = zoo::find_model(train_model);
+      zoo::Config config = m.default_config();
+      if (!train_config.empty()) {
+        FOCUS_CHECK(!train_resume,
+                    "[train] --config cannot be combined with --resume: a resumed run keeps its stored config (change "
+                    "keys with --set)");
+        std::error_code ec;
+        if (fs::exists(train_config, ec)) {
+          config.merge_file(train_config);
+        } else if (train_config == "default") {
+          // the default configuration
+        } else if (m.presets.count(train_config)) {
+          config = m.presets.at(train_config)();
+        } else {
+          std::vector<std::string> presets{"default"};
+          for (const auto& [n, f] : m.presets)
+            if (n != "default") presets.push_back(n);
+          FOCUS_FAIL("[train] --config {}: no such file, and no preset of that name; presets of {}: {}", train_config,
+                     m.name, fmt::join(presets, ", "));
+        }
+      }
+      zoo::RunOptions opts;
+      opts.set_dir(train_run_dir)
+          .set_resume(train_resume)
+          .set_overwrite(train_overwrite)
+          .set_device(train_device)
+          .set_quiet(train_quiet)
+          .set_overrides(train_sets);
+      opts.out = &out;
+      opts.err = (&err == &std::cerr) ? nullptr : &err;  // the real stderr may be a terminal
+      zoo::Run run(m.name, config, opts);
+      out << fmt::format("training {} in {}{}", m.name, run.dir().string(), train_resume ? " (resuming)" : "")
+          << std::endl;
+      m.train(run);
+      if (run.interrupted()) {
+        err << fmt::format(
+            "focus: interrupted; the checkpoint is in {}; continue with: focus train {} --resume{}\n",
+            (run.dir() / zoo::kCheckpointFile).string(), m.name,
+            train_run_dir.empty() ? "" : " --run-dir " + train_run_dir);
+        return kExitInterrupted;
+      }
+      out << fmt::format("run directory: {} (config.json, metrics.jsonl, checkpoint.safetensors, report.txt); draw "
+                         "the curves with: focus plot {}",
+                         run.dir().string(), run.dir().string())
+          << std::endl;
+      return kExitOk;
+    }
+
+    if (eval->parsed()) {
+      const zoo::ModelEntry& m = zoo::find_model(eval_model);
+      zoo::EvalArgs ea;
+      ea.checkpoint = checkpoint_path(eval_checkpoint, eval_run_dir, m.name);
+      check_checkpoint("eval", ea.checkpoint, m.name, !eval_checkpoint.empty());
+      ea.split = eval_split;
+      ea.overrides = eval_sets;
+      (void)ea.config();  // bad --set keys fail before any work
+      m.evaluate(ea, out);
+      return kExitOk;
+    }
+
+    for (auto& st : states) {
+      if (!st.app->parsed()) continue;
+      zoo::CommandArgs ca;
+      ca.command = st.name;
+      ca.checkpoint = checkpoint_path(st.checkpoint, "", st.model->name);
+      check_checkpoint(st.name, ca.checkpoint, st.model->name, !st.checkpoint.empty());
+      ca.inputs = st.inputs;
+      ca.options = st.values;
+      for (const auto& [name, on] : st.flags) ca.options[name] = on ? "true" : "false";
+      st.command->run(ca, out);
+      return kExitOk;
+    }
+
+    if (fetch->parsed()) {
+#if FOCUS_CLI_HAVE_DATASETS
+      datasets::FetchOptions fo;
+      if (!fetch_from.empty()) fo.from = fs::path(fetch_from);
+      fo.force = fetch_force;
+      fo.log = [&out](const std::string& line) { out << line << std::endl; };
+      datasets::fetch(fetch_name, fo);
+      out << fmt::format("{} is ready in {}", fetch_name, datasets::dataset_dir(fetch_name).string()) << std::endl;
+      return kExitOk;
+#else
+      FOCUS_FAIL("[data fetch] this build of focus has no dataset support (models/datasets is missing)");
+#endif
+    }
+
+    if (list->parsed()) {
+#if FOCUS_CLI_HAVE_DATASETS
+      out << fmt::format("datasets in {}:", datasets::data_root().string()) << "\n";
+      for (const auto& name : datasets::dataset_names()) {
+        std::string state;
+        try {
+          state = "ready (" + datasets::dataset_dir(name).string() + ")";
+        } catch (const Error&) {
+          state = "not fetched (focus data fetch " + name + ")";
+        }
+        out << fmt::format("  {:<14} {}", name, state) << "\n";
+      }
+      return kExitOk;
+#else
+      FOCUS_FAIL("[data list] this build of focus has no dataset support (models/datasets is missing)");
+#endif
+    }
+
+    if (plot->parsed()) {
+      std::error_code ec;
+      FOCUS_CHECK(fs::is_directory(plot_dir, ec), "[plot] {} is not a run directory (it does not exist)", plot_dir);
+      FOCUS_CHECK(fs::exists(fs::path(plot_dir) / zoo::kMetricsFile, ec),
+                  "[plot] {} has no {}: not a run directory, or the run logged nothing yet", plot_dir,
+                  zoo::kMetricsFile);
+#if FOCUS_CLI_HAVE_PICTURES
+      zoo::plot_run(plot_dir);
+      std::vector<std::string> pngs;
+      for (const auto& e : fs::directory_iterator(plot_dir, ec))
+        if (e.path().extension() == ".png") pngs.push_back(e.path().string());
+      std::sort(pngs.begin(), pngs.end());
+      out << fmt::format("wrote {}", join_or_none(pngs)) << std::endl;
+      return kExitOk;
+#else
+      FOCUS_FAIL("[plot] this build of focus cannot draw pictures (models/zoo/pictures.h is missing)");
+#endif
+    }
+
+    if (models_cmd->parsed()) {
+      if (!models_name.empty()) {
+        out << describe_model(zoo::find_model(models_name));
+        return kExitOk;
+      }
+      if (zoo::models().empty()) out << "no models are built in\n";
+      size_t width = 0;
+      for (const auto& m : zoo::models()) width = std::max(width, m.name.size());
+      for (const auto& m : zoo::models()) {
+        std::vector<std::string> cmds;
+        for (const auto& [name, c] : m.commands) cmds.push_back(name);
+        out << fmt::format("{:<{}}  {}{}", m.name, width, m.description,
+                           cmds.empty() ? "" : fmt::format(" [{}]", fmt::join(cmds, ", ")))
+            << "\n";
+      }
+      return kExitOk;
+    }
+    (void)command_apps;
+    err << "focus: error: no command given\nRun `focus --help` for usage.\n";
+    return kExitUsage;
+  } catch (const Error& e) {
+    err << "focus: error: " << e.what() << std::endl;
+    return kExitError;
+  } catch (const std::exception& e) {
+    err << "focus: error: " << e.what() << std::endl;
+    return kExitError;
+  }
+}
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
+  return run(args, std::cout, std::cerr);
+}
+
 }  // namespace focus::cli

@@ -1,0 +1,263 @@
+// models/zoo/config.h: a flat, typed key = value configuration.
+#include "models/zoo/config.h"
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace focus::zoo {
+namespace {
+
+using json = nlohmann::json;
+
+std::string real_text(double v) {
+  std::string s = fmt::format("{}", v);  // shortest round-trip form
+  return s;
+}
+
+bool parse_integer(const std::string& s, int64_t* out) {
+  if (s.empty()) return false;
+  const char* b = s.data();
+  const char* e = s.data() + s.size();
+  if (*b == '+') ++b;
+  auto [p, ec] = std::from_chars(b, e, *out);
+  return ec == std::errc() && p == e;
+}
+
+bool parse_real(const std::string& s, double* out) {
+  if (s.empty() || std::isspace(static_cast<unsigned char>(s[0]))) return false;
+  errno = 0;
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (end != s.c_str() + s.size() || errno == ERANGE || !std::isfinite(v)) return false;
+  *out = v;
+  return true;
+}
+
+bool parse_boolean(const std::string& s, bool* out) {
+  std::string l;
+  for (char c : s) l += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (l == "true" || l == "1" || l == "yes" || l == "on") {
+    *out = true;
+    return true;
+  }
+  if (l == "false" || l == "0" || l == "no" || l == "off") {
+    *out = false;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+const char* type_name(Config::Type type) {
+  switch (type) {
+    case Config::Type::String: return "string";
+    case Config::Type::Integer: return "integer";
+    case Config::Type::Real: return "real";
+    case Config::Type::Boolean: return "boolean";
+  }
+  return "?";
+}
+
+Config& Config::set(const std::string& key, std::string value) {
+  FOCUS_CHECK(!key.empty(), "[config] empty key");
+  values_[key] = Value{Type::String, std::move(value)};
+  return *this;
+}
+
+Config& Config::set(const std::string& key, double value) {
+  FOCUS_CHECK(!key.empty(), "[config] empty key");
+  FOCUS_CHECK(std::isfinite(value), "[config] {}: value must be finite, got {}", key, value);
+  values_[key] = Value{Type::Real, real_text(value)};
+  return *this;
+}
+
+Config& Config::set(const std::string& key, bool value) {
+  FOCUS_CHECK(!key.empty(), "[config] empty key");
+  values_[key] = Value{Type::Boolean, value ? "true" : "false"};
+  return *this;
+}
+
+Config& Config::set_integer(const std::string& key, int64_t value) {
+  FOCUS_CHECK(!key.empty(), "[config] empty key");
+  values_[key] = Value{Type::Integer, std::to_string(value)};
+  return *this;
+}
+
+const Config::Value& Config::get(const std::string& key) const {
+  auto it = values_.find(key);
+  FOCUS_CHECK(it != values_.end(), "[config] unknown key '{}'; the keys are: {}", key, fmt::join(keys(), ", "));
+  return it->second;
+}
+
+std::string Config::str(const std::string& key) const {
+  const Value& v = get(key);
+  FOCUS_CHECK(v.type == Type::String, "[config] {} is a {} ({}), not a string", key, type_name(v.type), v.text);
+  return v.text;
+}
+
+int64_t Config::integer(const std::string& key) const {
+  const Value& v = get(key);
+  FOCUS_CHECK(v.type == Type::Integer, "[config] {} is a {} ({}), not an integer", key, type_name(v.type), v.text);
+  int64_t out = 0;
+  parse_integer(v.text, &out);
+  return out;
+}
+
+double Config::real(const std::string& key) const {
+  const Value& v = get(key);
+  FOCUS_CHECK(v.type == Type::Real || v.type == Type::Integer, "[config] {} is a {} ({}), not a number", key,
+              type_name(v.type), v.text);
+  double out = 0;
+  parse_real(v.text, &out);
+  return out;
+}
+
+bool Config::boolean(const std::string& key) const {
+  const Value& v = get(key);
+  FOCUS_CHECK(v.type == Type::Boolean, "[config] {} is a {} ({}), not a boolean", key, type_name(v.type), v.text);
+  return v.text == "true";
+}
+
+bool Config::contains(const std::string& key) const { return values_.count(key) != 0; }
+
+std::vector<std::string> Config::keys() const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : values_) out.push_back(k);
+  return out;
+}
+
+Config::Type Config::type(const std::string& key) const { return get(key).type; }
+
+std::string Config::text(const std::string& key) const { return get(key).text; }
+
+void Config::assign(const std::string& key, const std::string& value) {
+  Value& v = const_cast<Value&>(get(key));
+  switch (v.type) {
+    case Type::String: v.text = value; return;
+    case Type::Integer: {
+      int64_t i = 0;
+      FOCUS_CHECK(parse_integer(value, &i), "[config] {}: expected an integer, got '{}'", key, value);
+      v.text = std::to_string(i);
+      return;
+    }
+    case Type::Real: {
+      double d = 0;
+      FOCUS_CHECK(parse_real(value, &d), "[config] {}: expected a number, got '{}'", key, value);
+      v.text = real_text(d);
+      return;
+    }
+    case Type::Boolean: {
+      bool b = false;
+      FOCUS_CHECK(parse_boolean(value, &b), "[config] {}: expected true or false, got '{}'", key, value);
+      v.text = b ? "true" : "false";
+      return;
+    }
+  }
+}
+
+void Config::apply(const std::string& key_eq_value) {
+  auto eq = key_eq_value.find('=');
+  FOCUS_CHECK(eq != std::string::npos && eq > 0, "[config] --set expects key=value, got '{}'", key_eq_value);
+  std::string key = key_eq_value.substr(0, eq);
+  std::string value = key_eq_value.substr(eq + 1);
+  FOCUS_CHECK(contains(key), "[config] --set {}: unknown key '{}'; the keys are: {}", key_eq_value, key,
+              fmt::join(keys(), ", "));
+  assign(key, value);
+}
+
+void Config::merge_json(const std::string& text, const std::string& what) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    FOCUS_FAIL("[config] {}: not valid JSON: {}", what, e.what());
+  }
+  FOCUS_CHECK(j.is_object(), "[config] {}: expected a JSON object of key: value, got a {}", what, j.type_name());
+  // Check everything first so that a bad file changes nothing.
+  Config next = *this;
+  for (const auto& [key, value] : j.items()) {
+    FOCUS_CHECK(contains(key), "[config] {}: unknown key '{}'; the keys are: {}", what, key, fmt::join(keys(), ", "));
+    Type t = type(key);
+    std::string text_value;
+    if (value.is_string()) {
+      text_value = value.get<std::string>();
+    } else if (value.is_boolean()) {
+      FOCUS_CHECK(t == Type::Boolean, "[config] {}: {} is a {}, got {}", what, key, type_name(t), value.dump());
+      text_value = value.get<bool>() ? "true" : "false";
+    } else if (value.is_number_integer()) {
+      FOCUS_CHECK(t == Type::Integer || t == Type::Real, "[config] {}: {} is a {}, got {}", what, key, type_name(t),
+                  value.dump());
+      text_value = value.dump();
+    } else if (value.is_number_float()) {
+      FOCUS_CHECK(t == Type::Real, "[config] {}: {} is a {}, got {}", what, key, type_name(t), value.dump());
+      text_value = real_text(value.get<double>());
+    } else {
+      FOCUS_FAIL("[config] {}: {} must be a string, number or boolean, got {}", what, key, value.dump());
+    }
+    try {
+      next.assign(key, text_value);
+    } catch (const Error& e) {
+      FOCUS_FAIL("[config] {}: {}", what, std::string(e.what()).substr(9));
+    }
+  }
+  *this = std::move(next);
+}
+
+void Config::merge_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  FOCUS_CHECK(in.good(), "[config] cannot read config file '{}'", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  merge_json(ss.str(), path);
+}
+
+std::string Config::to_json() const {
+  json j = json::object();
+  for (const auto& [key, v] : values_) {
+    switch (v.type) {
+      case Type::String: j[key] = v.text; break;
+      case Type::Integer: j[key] = integer(key); break;
+      case Type::Real: j[key] = real(key); break;
+      case Type::Boolean: j[key] = v.text == "true"; break;
+    }
+  }
+  return j.dump(2);
+}
+
+Config Config::from_json(const std::string& text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    FOCUS_FAIL("[config] not valid JSON: {}", e.what());
+  }
+  FOCUS_CHECK(j.is_object(), "[config] expected a JSON object, got a {}", j.type_name());
+  Config c;
+  for (const auto& [key, value] : j.items()) {
+    if (value.is_string()) {
+      c.set(key, value.get<std::string>());
+    } else if (value.is_boolean()) {
+      c.set(key, value.get<bool>());
+    } else if (value.is_number_integer()) {
+      c.set(key, value.get<int64_t>());
+    } else if (value.is_number_float()) {
+      c.set(key, value.get<double>());
+    } else {
+      FOCUS_FAIL("[config] {} must be a string, number or boolean, got {}", key, value.dump());
+    }
+  }
+  return c;
+}
+
+}  // namespace focus::zoo

@@ -1,0 +1,136 @@
+// models/zoo/registry.h: the models the `focus` command line knows.
+#include "models/zoo/registry.h"
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "core/error.h"
+
+// Each model's entry point (models/<name>/program.h) is included here as the models land.
+// #include "models/g2p/program.h"
+// #include "models/char_gpt/program.h"
+// #include "models/spam/program.h"
+// #include "models/vit/program.h"
+
+namespace focus::zoo {
+namespace {
+
+/// The built-in models, in the order `focus models` lists them.
+std::vector<ModelEntry> builtin_models() {
+  return {
+      // models::g2p::model_entry(),
+      // models::char_gpt::model_entry(),
+      // models::spam::model_entry(),
+      // models::vit::model_entry(),
+  };
+}
+
+std::vector<ModelEntry>& registry() {
+  static std::vector<ModelEntry> all = [] {
+    auto v = builtin_models();
+    for (const auto& m : v) {
+      FOCUS_CHECK(!m.name.empty(), "[models] a built-in model has no name");
+      FOCUS_CHECK(m.default_config && m.train && m.evaluate, "[models] model '{}' lacks default_config, train or evaluate",
+                  m.name);
+    }
+    return v;
+  }();
+  return all;
+}
+
+bool parse_int(const std::string& s, int64_t* out) {
+  if (s.empty()) return false;
+  size_t pos = 0;
+  try {
+    *out = std::stoll(s, &pos);
+  } catch (...) {
+    return false;
+  }
+  return pos == s.size();
+}
+
+}  // namespace
+
+const std::vector<std::string>& command_names() {
+  static const std::vector<std::string> names{"predict", "generate", "classify"};
+  return names;
+}
+
+const std::vector<ModelEntry>& models() { return registry(); }
+
+const ModelEntry& find_model(const std::string& name) {
+  const auto& all = registry();
+  for (const auto& m : all) {
+    if (m.name == name) return m;
+  }
+  std::vector<std::string> names;
+  for (const auto& m : all) names.push_back(m.name);
+  FOCUS_FAIL("[models] unknown model '{}'; the models are: {}", name,
+             names.empty() ? std::string("(none built in)") : fmt::format("{}", fmt::join(names, ", ")));
+}
+
+void add_model(ModelEntry entry) {
+  FOCUS_CHECK(!entry.name.empty(), "[models] add_model: the model has no name");
+  FOCUS_CHECK(entry.default_config && entry.train && entry.evaluate,
+              "[models] add_model: model '{}' lacks default_config, train or evaluate", entry.name);
+  auto& all = registry();
+  for (const auto& m : all) FOCUS_CHECK(m.name != entry.name, "[models] add_model: model '{}' exists already", entry.name);
+  all.push_back(std::move(entry));
+}
+
+void remove_model(const std::string& name) {
+  auto& all = registry();
+  all.erase(std::remove_if(all.begin(), all.end(), [&](const ModelEntry& m) { return m.name == name; }), all.end());
+}
+
+// ---- CommandArgs / EvalArgs ----------------------------------------------------------------
+
+const std::string& CommandArgs::option(const std::string& name) const {
+  auto it = options.find(name);
+  FOCUS_CHECK(it != options.end(), "[{}] no option --{}", command.empty() ? "command" : command, name);
+  return it->second;
+}
+
+int64_t CommandArgs::integer(const std::string& name) const {
+  const std::string& v = option(name);
+  int64_t out = 0;
+  FOCUS_CHECK(parse_int(v, &out), "[{}] --{}: expected an integer, got '{}'", command.empty() ? "command" : command, name,
+              v);
+  return out;
+}
+
+double CommandArgs::real(const std::string& name) const {
+  const std::string& v = option(name);
+  size_t pos = 0;
+  double out = 0;
+  bool ok = !v.empty();
+  if (ok) {
+    try {
+      out = std::stod(v, &pos);
+    } catch (...) {
+      ok = false;
+    }
+  }
+  FOCUS_CHECK(ok && pos == v.size() && std::isfinite(out), "[{}] --{}: expected a number, got '{}'",
+              command.empty() ? "command" : command, name, v);
+  return out;
+}
+
+bool CommandArgs::flag(const std::string& name) const {
+  const std::string& v = option(name);
+  if (v == "true" || v == "1" || v == "yes" || v == "on") return true;
+  if (v == "false" || v == "0" || v == "no" || v == "off" || v.empty()) return false;
+  FOCUS_FAIL("[{}] --{}: expected true or false, got '{}'", command.empty() ? "command" : command, name, v);
+}
+
+Config EvalArgs::config() const {
+  Config c = config_from_checkpoint(checkpoint);
+  for (const auto& o : overrides) c.apply(o);
+  return c;
+}
+
+}  // namespace focus::zoo

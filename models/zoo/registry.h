@@ -1,0 +1,89 @@
+#pragma once
+/// The models the `focus` command line knows, each described by a ModelEntry: its default
+/// config and presets, its training and evaluation programs and its own commands
+/// (`focus predict g2p WORD ...`, `focus generate char-gpt --prompt TEXT`, ...).
+#include <functional>
+#include <iosfwd>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "models/zoo/config.h"
+#include "models/zoo/run.h"
+
+namespace focus::zoo {
+
+/// An option of a model command: `--name VALUE`, or `--name` alone when flag.
+struct CommandOption {
+  std::string name;           ///< without dashes: "beam", "temperature"
+  std::string help;
+  std::string default_value;  ///< text; a flag's default is "false"
+  bool flag = false;          ///< takes no value; "true" when given
+};
+
+/// What a model command receives.
+struct CommandArgs {
+  std::string checkpoint;                     ///< path of the checkpoint (default runs/<model>/checkpoint.safetensors; exists)
+  std::vector<std::string> inputs;            ///< the positional inputs
+  std::map<std::string, std::string> options; ///< every declared option, defaults filled in
+
+  /// The option's text; an undeclared name -> focus::Error.
+  const std::string& option(const std::string& name) const;
+  /// The option parsed as an integer / real / boolean; a bad value -> focus::Error naming the
+  /// option and the value (e.g. "[generate] --temperature: expected a number, got 'hot'").
+  int64_t integer(const std::string& name) const;
+  double real(const std::string& name) const;
+  bool flag(const std::string& name) const;
+  /// Name used in errors ("predict").
+  std::string command;
+};
+
+/// A model-specific command: `focus <command> <model> [INPUT ...] [--checkpoint F] [--opt value ...]`.
+struct ModelCommand {
+  std::string help;
+  /// Name of the positional inputs in the help ("WORD", "FILE"); "" = the command takes none.
+  std::string inputs;
+  /// With inputs != "": whether at least one input is required.
+  bool inputs_required = true;
+  std::vector<CommandOption> options;
+  std::function<void(const CommandArgs&, std::ostream& out)> run;
+};
+
+/// What `focus eval` passes to ModelEntry::evaluate.
+struct EvalArgs {
+  std::string checkpoint;              ///< exists
+  std::string split = "test";          ///< "test", "valid" or "train"
+  std::vector<std::string> overrides;  ///< --set key=value, to apply to the stored config
+  /// The checkpoint's stored config with the overrides applied.
+  Config config() const;
+};
+
+struct ModelEntry {
+  std::string name;         ///< "g2p", "char-gpt", "spam", "vit"
+  std::string description;  ///< one line for `focus models`
+  /// Every key with its default value (including "dataset", "steps", "seed", ...): the
+  /// default configuration, which trains in at most ~10 minutes on 2 CPU cores.
+  std::function<Config()> default_config;
+  /// Named configurations for --config NAME ("full", ...); each a complete Config.
+  std::map<std::string, std::function<Config()>> presets;
+  /// Trains (resuming when run.resuming()), evaluates and writes the report.
+  std::function<void(Run&)> train;
+  /// Loads the checkpoint, evaluates on args.split and prints the metrics to out.
+  std::function<void(const EvalArgs&, std::ostream& out)> evaluate;
+  /// "predict", "generate", "classify", ...
+  std::map<std::string, ModelCommand> commands;
+};
+
+/// The command names a model may register (the CLI has a subcommand for each).
+const std::vector<std::string>& command_names();
+
+/// All models: the built-in list (registry.cpp) followed by any added with add_model().
+const std::vector<ModelEntry>& models();
+/// The model named name; unknown -> focus::Error listing the known models.
+const ModelEntry& find_model(const std::string& name);
+/// Adds a model (tests, embedding programs); a name already taken -> focus::Error.
+void add_model(ModelEntry entry);
+/// Removes a model added with add_model (tests); unknown -> no-op.
+void remove_model(const std::string& name);
+
+}  // namespace focus::zoo

@@ -1,0 +1,428 @@
+// models/zoo/run.h: run directories, metrics, checkpoints, progress line, Ctrl-C.
+#include "models/zoo/run.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/creation.h"
+#include "core/error.h"
+#include "core/tensor.h"
+#include "nn/module.h"
+#include "optim/checkpoint.h"
+
+namespace focus::zoo {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+// ---- Ctrl-C --------------------------------------------------------------------------------
+
+std::atomic<int> g_sigint_count{0};
+std::atomic<bool> g_interrupted{false};
+std::atomic<int> g_runs_alive{0};
+struct sigaction g_previous_action;
+
+extern "C" void on_sigint(int) {
+  int n = g_sigint_count.fetch_add(1) + 1;
+  if (n == 1) {
+    g_interrupted.store(true);
+    static const char msg[] =
+        "\nfocus: interrupted: saving a checkpoint after this step (press Ctrl-C again to quit at once)\n";
+    ssize_t r = ::write(2, msg, sizeof(msg) - 1);
+    (void)r;
+  } else {
+    static const char msg[] = "\nfocus: interrupted twice: quitting without saving\n";
+    ssize_t r = ::write(2, msg, sizeof(msg) - 1);
+    (void)r;
+    ::_exit(130);
+  }
+}
+
+void install_sigint_handler() {
+  g_sigint_count.store(0);
+  g_interrupted.store(false);
+  if (g_runs_alive.fetch_add(1) == 0) {
+    struct sigaction action;
+    std::memset(&action, 0, sizeof(action));
+    action.sa_handler = on_sigint;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = 0;  // no SA_RESTART: a blocking read returns so the loop notices
+    sigaction(SIGINT, &action, &g_previous_action);
+  }
+}
+
+void remove_sigint_handler() {
+  if (g_runs_alive.fetch_sub(1) == 1) sigaction(SIGINT, &g_previous_action, nullptr);
+}
+
+// ---- files ---------------------------------------------------------------------------------
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  FOCUS_CHECK(in.good(), "[run] cannot read {}", path.string());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// Writes a temporary file next to path, then renames it over path.
+void write_text_atomic(const fs::path& path, const std::string& text) {
+  fs::path tmp = path;
+  tmp += fmt::format(".tmp{}", ::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    FOCUS_CHECK(out.good(), "[run] cannot write {}", tmp.string());
+    out << text;
+    out.flush();
+    FOCUS_CHECK(out.good(), "[run] writing {} failed (disk full?)", tmp.string());
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    FOCUS_FAIL("[run] cannot write {}: {}", path.string(), ec.message());
+  }
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  auto s = static_cast<int64_t>(std::llround(seconds));
+  if (s < 60) return fmt::format("{}s", s);
+  if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
+}
+
+std::string format_rate(double r) {
+  if (r >= 1e6) return fmt::format("{:.2f}M", r / 1e6);
+  if (r >= 1e4) return fmt::format("{:.1f}k", r / 1e3);
+  if (r >= 100) return fmt::format("{:.0f}", r);
+  return fmt::format("{:.1f}", r);
+}
+
+std::string format_metric(double v) {
+  if (!std::isfinite(v)) return fmt::format("{}", v);
+  if (v == std::floor(v) && std::abs(v) < 1e12) return fmt::format("{}", static_cast<int64_t>(v));
+  if (std::abs(v) >= 1e-3 && std::abs(v) < 1e5) return fmt::format("{:.4f}", v);
+  return fmt::format("{:.4g}", v);
+}
+
+}  // namespace
+
+// ---- Progress ------------------------------------------------------------------------------
+
+Progress::Progress(std::ostream& out, bool tty, bool enabled) : out_(&out), tty_(tty), enabled_(enabled) {}
+
+Progress& Progress::interval(double seconds) {
+  interval_ = seconds;
+  return *this;
+}
+
+void Progress::start(int64_t total_steps, std::string unit) {
+  total_ = total_steps;
+  unit_ = std::move(unit);
+  step_ = 0;
+  first_step_ = -1;
+  epoch_ = 0;
+  loss_ = 0.0;
+  rate_ = 0.0;
+  items_ = 0;
+  drawn_ = false;
+  start_ = std::chrono::steady_clock::now();
+  last_rate_ = start_;
+  last_draw_ = start_ - std::chrono::hours(1);
+  items_since_rate_ = 0.0;
+}
+
+void Progress::update(int64_t step, int64_t epoch, double loss, int64_t items_since_last_update) {
+  auto now = std::chrono::steady_clock::now();
+  if (first_step_ < 0) {
+    // The first update of a phase: its step was the first one timed.
+    first_step_ = step - 1;
+  }
+  step_ = step;
+  epoch_ = epoch;
+  loss_ = loss;
+  items_ += items_since_last_update;
+  items_since_rate_ += static_cast<double>(items_since_last_update);
+  double dt = std::chrono::duration<double>(now - last_rate_).count();
+  if (dt >= 1.0 || rate_ == 0.0) {
+    // Rate over the last second or so (smoothed), so a slow start does not linger.
+    if (dt > 0) {
+      double r = items_since_rate_ / dt;
+      rate_ = rate_ == 0.0 || dt >= 5.0 ? r : 0.7 * rate_ + 0.3 * r;
+    }
+    items_since_rate_ = 0.0;
+    last_rate_ = now;
+  }
+  if (!enabled_) return;
+  double since_draw = std::chrono::duration<double>(now - last_draw_).count();
+  if (tty_ ? since_draw >= 0.1 : since_draw >= interval_) {
+    draw(false);
+    last_draw_ = now;
+  }
+}
+
+std::string Progress::line() const {
+  std::string s = total_ > 0 ? fmt::format("step {}/{} ({}%)", step_, total_, step_ * 100 / std::max<int64_t>(total_, 1))
+                             : fmt::format("step {}", step_);
+  s += fmt::format(" | epoch {}", epoch_);
+  s += std::isfinite(loss_) ? fmt::format(" | loss {:.4f}", loss_) : fmt::format(" | loss {}", loss_);
+  if (!unit_.empty() && rate_ > 0) s += fmt::format(" | {} {}", format_rate(rate_), unit_);
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  int64_t done = first_step_ < 0 ? 0 : step_ - first_step_;
+  if (total_ > 0 && step_ < total_) {
+    if (done > 0) s += fmt::format(" | ETA {}", format_duration(elapsed / done * (total_ - step_)));
+  } else {
+    s += fmt::format(" | {}", format_duration(elapsed));
+  }
+  return s;
+}
+
+void Progress::draw(bool final_line) {
+  if (tty_) {
+    *out_ << '\r' << line() << "\x1b[K";
+    if (final_line) *out_ << '\n';
+    drawn_ = !final_line;
+  } else {
+    *out_ << line() << '\n';
+  }
+  out_->flush();
+}
+
+void Progress::finish() {
+  if (!enabled_ || first_step_ < 0) {
+    first_step_ = -1;
+    return;
+  }
+  draw(true);
+  first_step_ = -1;
+  drawn_ = false;
+}
+
+void Progress::clear() {
+  if (enabled_ && tty_ && drawn_) {
+    *out_ << "\r\x1b[K";
+    out_->flush();
+    drawn_ = false;
+    last_draw_ = std::chrono::steady_clock::now() - std::chrono::hours(1);
+  }
+}
+
+// ---- Run -----------------------------------------------------------------------------------
+
+fs::path default_run_dir(const std::string& model) { return fs::path("runs") / model; }
+
+namespace {
+bool stderr_is_tty(std::ostream* err) { return err == nullptr && ::isatty(2); }
+}  // namespace
+
+Run::Run(const std::string& model, Config config, RunOptions opts)
+    : model_(model),
+      config_(std::move(config)),
+      opts_(std::move(opts)),
+      dir_(opts_.dir.empty() ? default_run_dir(model) : fs::path(opts_.dir)),
+      progress_(opts_.err ? *opts_.err : std::cerr, stderr_is_tty(opts_.err), !opts_.quiet) {
+  // The device: parse, and make sure this build can use it.
+  device_ = Device(opts_.device);
+  if (!device_.is_cpu()) {
+    try {
+      (void)zeros({1}).to(device_);
+    } catch (const Error& e) {
+      FOCUS_FAIL("[train] --device {}: this device cannot be used ({}); use --device cpu", opts_.device, e.what());
+    }
+  }
+  FOCUS_CHECK(!(opts_.resume && opts_.overwrite), "[train] --resume and --overwrite contradict each other: pick one");
+  const fs::path checkpoint = dir_ / kCheckpointFile;
+  std::error_code ec;
+  FOCUS_CHECK(!fs::exists(dir_, ec) || fs::is_directory(dir_, ec), "[train] run directory {} exists and is not a directory",
+              dir_.string());
+  if (opts_.resume) {
+    FOCUS_CHECK(fs::exists(checkpoint, ec),
+                "[train] --resume: there is no checkpoint to resume in {} ({} is missing); train without --resume to "
+                "start a new run",
+                dir_.string(), checkpoint.string());
+    auto meta = checkpoint_meta(checkpoint.string());
+    auto m = meta.find("model");
+    FOCUS_CHECK(m == meta.end() || m->second == model, "[train] --resume: {} holds a checkpoint of model '{}', not '{}'",
+                checkpoint.string(), m == meta.end() ? "" : m->second, model);
+    // The checkpoint's own config is the truth; config.json is the fallback.
+    auto c = meta.find("config");
+    if (c != meta.end()) {
+      config_.merge_json(c->second, checkpoint.string() + " (config)");
+    } else if (fs::exists(dir_ / kConfigFile, ec)) {
+      config_.merge_file((dir_ / kConfigFile).string());
+    }
+  } else if (fs::exists(checkpoint, ec)) {
+    FOCUS_CHECK(opts_.overwrite,
+                "[train] {} already holds a checkpoint of an earlier run ({}): pass --resume to continue it, "
+                "--overwrite to start afresh and replace it, or --run-dir DIR to train into another directory",
+                dir_.string(), checkpoint.string());
+  }
+  for (const auto& o : opts_.overrides) config_.apply(o);
+
+  fs::create_directories(dir_, ec);
+  FOCUS_CHECK(!ec && fs::is_directory(dir_), "[train] cannot create run directory {}: {}", dir_.string(), ec.message());
+  if (!opts_.resume) {
+    // A fresh run: what an earlier run left is replaced.
+    for (const char* f : {kCheckpointFile, kMetricsFile, kReportJsonFile, kReportTextFile}) fs::remove(dir_ / f, ec);
+    for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+      if (entry.path().extension() == ".png") fs::remove(entry.path(), ec);
+    }
+  }
+  write_text_atomic(dir_ / kConfigFile, config_.to_json() + "\n");
+  start_ = std::chrono::steady_clock::now();
+  install_sigint_handler();
+}
+
+Run::~Run() { remove_sigint_handler(); }
+
+std::ostream& Run::out() const { return opts_.out ? *opts_.out : std::cout; }
+
+bool Run::interrupted() const { return g_interrupted.load(); }
+
+void Run::request_interrupt() { g_interrupted.store(true); }
+
+void Run::log(const std::string& split, int64_t step, const std::vector<std::pair<std::string, double>>& metrics) {
+  FOCUS_CHECK(!split.empty(), "[run] log: empty split name");
+  json j = json::object();
+  j["split"] = split;
+  j["step"] = step;
+  double t = time_offset_ + std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  j["time"] = std::round(t * 1000.0) / 1000.0;
+  for (const auto& [name, value] : metrics) {
+    FOCUS_CHECK(name != "split" && name != "step" && name != "time" && !j.contains(name),
+                "[run] log: metric name '{}' is reserved or repeated", name);
+    if (std::isfinite(value)) {
+      j[name] = value;
+    } else {
+      j[name] = nullptr;  // JSON has no NaN/inf
+    }
+  }
+  {
+    std::ofstream f(dir_ / kMetricsFile, std::ios::app | std::ios::binary);
+    FOCUS_CHECK(f.good(), "[run] cannot append to {}", (dir_ / kMetricsFile).string());
+    f << j.dump() << '\n';
+  }
+  if (split != "train") {
+    progress_.clear();
+    std::string s = fmt::format("{:<6} step {}", split, step);
+    for (const auto& [name, value] : metrics) s += fmt::format("  {} {}", name, format_metric(value));
+    out() << s << std::endl;
+  }
+}
+
+void Run::save_checkpoint(nn::Module& model, optim::Optimizer* opt, optim::LRScheduler* sched, int64_t step,
+                          Generator* gen, std::map<std::string, std::string> meta) {
+  meta["config"] = config_.to_json();
+  meta["model"] = model_;
+  optim::save_checkpoint((dir_ / kCheckpointFile).string(), model, opt, sched, step, gen, meta);
+}
+
+int64_t Run::restore(nn::Module& model, optim::Optimizer* opt, optim::LRScheduler* sched, Generator* gen) {
+  if (!opts_.resume) return 0;
+  const fs::path checkpoint = dir_ / kCheckpointFile;
+  int64_t step = optim::load_checkpoint(checkpoint.string(), model, opt, sched, gen);
+  // Metrics logged after the checkpoint belong to steps that are trained again.
+  std::error_code ec;
+  if (fs::exists(dir_ / kMetricsFile, ec)) {
+    std::istringstream in(read_text(dir_ / kMetricsFile));
+    std::string line, kept;
+    double last_time = 0.0;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded() || !j.is_object()) continue;  // a torn last line from a crash
+      if (j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() > step) continue;
+      if (j.contains("time") && j["time"].is_number()) last_time = std::max(last_time, j["time"].get<double>());
+      kept += line + "\n";
+    }
+    write_text_atomic(dir_ / kMetricsFile, kept);
+    time_offset_ = last_time;
+    start_ = std::chrono::steady_clock::now();
+  }
+  progress_.clear();
+  out() << fmt::format("resuming {} from {} at step {}", model_, checkpoint.string(), step) << std::endl;
+  return step;
+}
+
+void Run::report(const std::vector<std::pair<std::string, double>>& metrics, const std::string& text) {
+  json j = json::object();
+  j["model"] = model_;
+  json m = json::object();
+  std::string lines;
+  for (const auto& [name, value] : metrics) {
+    m[name] = std::isfinite(value) ? json(value) : json(nullptr);
+    lines += fmt::format("{} {}\n", name, format_metric(value));
+  }
+  j["metrics"] = m;
+  j["text"] = text;
+  write_text_atomic(dir_ / kReportJsonFile, j.dump(2) + "\n");
+  std::string body = text;
+  if (!body.empty() && body.back() != '\n') body += '\n';
+  write_text_atomic(dir_ / kReportTextFile, body + (metrics.empty() ? "" : "\n" + lines));
+  progress_.clear();
+  out() << body;
+  out().flush();
+}
+
+// ---- checkpoint metadata -------------------------------------------------------------------
+
+std::map<std::string, std::string> checkpoint_meta(const std::string& path) {
+  std::error_code ec;
+  FOCUS_CHECK(fs::exists(path, ec), "[checkpoint] no checkpoint at {}", path);
+  FOCUS_CHECK(fs::is_regular_file(path, ec), "[checkpoint] {} is not a file", path);
+  std::ifstream in(path, std::ios::binary);
+  FOCUS_CHECK(in.good(), "[checkpoint] cannot read {}", path);
+  const auto file_size = fs::file_size(path, ec);
+  unsigned char len[8];
+  in.read(reinterpret_cast<char*>(len), 8);
+  FOCUS_CHECK(in.gcount() == 8, "[checkpoint] {} is not a safetensors checkpoint (too short)", path);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | len[i];
+  FOCUS_CHECK(n > 0 && n <= file_size - 8 && n < (uint64_t(1) << 30),
+              "[checkpoint] {} is not a safetensors checkpoint (bad header length {})", path, n);
+  std::string header(n, '\0');
+  in.read(header.data(), static_cast<std::streamsize>(n));
+  FOCUS_CHECK(static_cast<uint64_t>(in.gcount()) == n, "[checkpoint] {} is truncated", path);
+  json j = json::parse(header, nullptr, false);
+  FOCUS_CHECK(!j.is_discarded() && j.is_object(), "[checkpoint] {} is not a safetensors checkpoint (bad header)", path);
+  std::map<std::string, std::string> meta;
+  if (j.contains("__metadata__")) {
+    const json& m = j["__metadata__"];
+    FOCUS_CHECK(m.is_object(), "[checkpoint] {}: bad __metadata__", path);
+    for (const auto& [k, v] : m.items()) {
+      FOCUS_CHECK(v.is_string(), "[checkpoint] {}: metadata value of '{}' is not a string", path, k);
+      meta[k] = v.get<std::string>();
+    }
+  }
+  return meta;
+}
+
+std::map<std::string, std::string> checkpoint_meta(const std::string& path, const std::string& model) {
+  auto meta = checkpoint_meta(path);
+  auto it = meta.find("model");
+  FOCUS_CHECK(it != meta.end(), "[checkpoint] {} was not written by `focus train` (its metadata names no model)", path);
+  FOCUS_CHECK(it->second == model, "[checkpoint] {} holds a '{}' model, not '{}'", path, it->second, model);
+  return meta;
+}
+
+Config config_from_checkpoint(const std::string& path) {
+  auto meta = checkpoint_meta(path);
+  auto it = meta.find("config");
+  FOCUS_CHECK(it != meta.end(), "[checkpoint] {} has no stored config (not written by `focus train`)", path);
+  return Config::from_json(it->second);
+}
+
+}  // namespace focus::zoo

@@ -1,0 +1,193 @@
+#pragma once
+/// A training run: its directory (config.json, metrics.jsonl, checkpoint.safetensors,
+/// report.json, report.txt, pictures), its progress bar and Ctrl-C handling.
+///
+/// A model's train function (ModelEntry::train) receives a Run made by the command line:
+///
+///   void train(zoo::Run& run) {
+///     const zoo::Config& c = run.config();
+///     auto model = std::make_shared<MyModel>(...);
+///     optim::AdamW opt(model->parameters(), ...);
+///     Generator gen(c.integer("seed"));
+///     int64_t step = run.restore(*model, &opt, &sched, &gen);      // 0 for a fresh run
+///     run.progress().start(c.integer("steps"), "tok/s");
+///     while (step < c.integer("steps") && !run.interrupted()) {
+///       ... one step ...; ++step;
+///       run.progress().update(step, epoch, loss, tokens_in_batch);
+///       if (step % c.integer("eval_every") == 0) run.log("valid", step, {{"loss", vl}});
+///       if (step % c.integer("checkpoint_every") == 0) run.save_checkpoint(*model, &opt, &sched, step, &gen, meta);
+///     }
+///     run.progress().finish();
+///     run.save_checkpoint(*model, &opt, &sched, step, &gen, meta);
+///     if (run.interrupted()) return;                                // the CLI exits with 130
+///     run.report({{"test_accuracy", acc}}, "test accuracy 91.2%\n");
+///   }
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <iosfwd>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/device.h"
+#include "core/random.h"
+#include "models/zoo/config.h"
+
+namespace focus::nn {
+class Module;
+}
+namespace focus::optim {
+class Optimizer;
+class LRScheduler;
+}  // namespace focus::optim
+
+namespace focus::zoo {
+
+/// A progress line: "step 120/3000 (4%) | epoch 2 | loss 1.2345 | 12.3k tok/s | ETA 3m12s".
+/// On a terminal it is redrawn in place with '\r'; otherwise (a log file, a pipe) a plain line
+/// is written at most every interval seconds (default 10) and at finish().
+class Progress {
+ public:
+  /// Writes to out; tty: redraw in place. enabled = false: writes nothing.
+  explicit Progress(std::ostream& out, bool tty = false, bool enabled = true);
+
+  /// Starts a phase of total_steps steps; unit names the items counted by update
+  /// ("tok/s", "img/s", "emails/s").
+  void start(int64_t total_steps, std::string unit);
+  /// Records that step (1-based count of steps done) is reached, with the epoch, the latest
+  /// loss and the number of items processed since the previous update (for the rate).
+  void update(int64_t step, int64_t epoch, double loss, int64_t items_since_last_update);
+  /// Ends the phase: the last line is completed with a newline.
+  void finish();
+  /// Clears a line drawn in place (before other output is written on a terminal); the next
+  /// update redraws it.
+  void clear();
+
+  /// Seconds between plain lines when not on a terminal (default 10; 0 = every update).
+  Progress& interval(double seconds);
+  /// The text of the current line (without '\r' or newline), for tests.
+  std::string line() const;
+
+ private:
+  void draw(bool final_line);
+  std::ostream* out_;
+  bool tty_, enabled_;
+  double interval_ = 10.0;
+  int64_t total_ = 0, step_ = 0, first_step_ = -1, epoch_ = 0;
+  double loss_ = 0.0, rate_ = 0.0;
+  int64_t items_ = 0;
+  std::string unit_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point start_, last_rate_, last_draw_;
+  double items_since_rate_ = 0.0;
+};
+
+/// How a run is set up (the command line's train flags).
+struct RunOptions {
+  /// Run directory; "" = runs/<model>.
+  std::string dir;
+  /// Continue from dir/checkpoint.safetensors (which must exist); the stored config.json is
+  /// used, then `overrides` apply.
+  bool resume = false;
+  /// Start afresh even though dir holds a checkpoint (its files are replaced).
+  bool overwrite = false;
+  /// "cpu" or "cuda[:N]"; a device this build cannot use -> focus::Error.
+  std::string device = "cpu";
+  /// No progress line.
+  bool quiet = false;
+  /// "key=value" changes applied last (also after the stored config on resume).
+  std::vector<std::string> overrides;
+  /// Where metrics echoes and the report go (nullptr = std::cout), and the progress line
+  /// (nullptr = std::cerr, redrawn in place when stderr is a terminal).
+  std::ostream* out = nullptr;
+  std::ostream* err = nullptr;
+
+  RunOptions& set_dir(std::string d) { dir = std::move(d); return *this; }
+  RunOptions& set_resume(bool b = true) { resume = b; return *this; }
+  RunOptions& set_overwrite(bool b = true) { overwrite = b; return *this; }
+  RunOptions& set_device(std::string d) { device = std::move(d); return *this; }
+  RunOptions& set_quiet(bool b = true) { quiet = b; return *this; }
+  RunOptions& set_overrides(std::vector<std::string> o) { overrides = std::move(o); return *this; }
+  RunOptions& set_streams(std::ostream* o, std::ostream* e) { out = o; err = e; return *this; }
+};
+
+/// The file names inside a run directory.
+inline constexpr const char* kConfigFile = "config.json";
+inline constexpr const char* kMetricsFile = "metrics.jsonl";
+inline constexpr const char* kCheckpointFile = "checkpoint.safetensors";
+inline constexpr const char* kReportJsonFile = "report.json";
+inline constexpr const char* kReportTextFile = "report.txt";
+
+/// The default run directory of a model: runs/<model>.
+std::filesystem::path default_run_dir(const std::string& model);
+
+class Run {
+ public:
+  /// Makes or opens the run directory and writes config.json.
+  /// - fresh (no --resume): a directory that already holds a checkpoint is an error unless
+  ///   overwrite (nothing is touched); otherwise old metrics/report files are removed.
+  /// - resume: the checkpoint must exist; config.json is read back into `config` (keys must
+  ///   exist in it, so pass the model's default config) and opts.overrides apply.
+  /// Installs a SIGINT handler for the Run's lifetime: the first Ctrl-C sets interrupted(),
+  /// a second one exits the process at once with status 130.
+  Run(const std::string& model, Config config, RunOptions opts);
+  ~Run();
+  Run(const Run&) = delete;
+  Run& operator=(const Run&) = delete;
+
+  const std::string& model() const { return model_; }
+  const Config& config() const { return config_; }
+  const std::filesystem::path& dir() const { return dir_; }
+  Device device() const { return device_; }
+  bool resuming() const { return opts_.resume; }
+  /// Where the model's console output goes (metrics echoes, report).
+  std::ostream& out() const;
+
+  /// Appends {"split": split, "step": step, "time": seconds of training so far, <metrics>...}
+  /// to metrics.jsonl; splits other than "train" are also echoed to out() as
+  /// "valid  step 500  loss 1.2345  acc 0.9120".
+  void log(const std::string& split, int64_t step, const std::vector<std::pair<std::string, double>>& metrics);
+
+  /// Writes dir/checkpoint.safetensors atomically (optim::save_checkpoint); meta gets
+  /// "config" (config().to_json()) and "model" (the model's name) added.
+  void save_checkpoint(nn::Module& model, optim::Optimizer* opt, optim::LRScheduler* sched, int64_t step,
+                       Generator* gen, std::map<std::string, std::string> meta = {});
+  /// Resuming: loads dir/checkpoint.safetensors into the objects (optim::load_checkpoint),
+  /// drops metrics.jsonl lines after its step and returns the step. A fresh run: returns 0.
+  int64_t restore(nn::Module& model, optim::Optimizer* opt, optim::LRScheduler* sched, Generator* gen);
+
+  /// True once Ctrl-C was pressed (or request_interrupt was called): the training loop should
+  /// save a checkpoint and return.
+  bool interrupted() const;
+  /// Sets interrupted() as Ctrl-C would (for tests and embedding programs).
+  void request_interrupt();
+
+  Progress& progress() { return progress_; }
+
+  /// Writes dir/report.json ({"model", "metrics": {...}, "text"}) and dir/report.txt (text, then
+  /// one "name value" line per metric) and prints text to out().
+  void report(const std::vector<std::pair<std::string, double>>& metrics, const std::string& text);
+
+ private:
+  std::string model_;
+  Config config_;
+  RunOptions opts_;
+  std::filesystem::path dir_;
+  Device device_;
+  Progress progress_;
+  std::chrono::steady_clock::time_point start_;
+  double time_offset_ = 0.0;
+};
+
+/// The metadata of a checkpoint file (read from its header only). A missing or unreadable
+/// file -> focus::Error naming it.
+std::map<std::string, std::string> checkpoint_meta(const std::string& path);
+/// checkpoint_meta, checking that it was written by a Run of `model` (meta "model").
+std::map<std::string, std::string> checkpoint_meta(const std::string& path, const std::string& model);
+/// The config stored in a checkpoint by Run::save_checkpoint (meta "config").
+Config config_from_checkpoint(const std::string& path);
+
+}  // namespace focus::zoo
