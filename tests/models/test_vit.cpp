@@ -193,3 +193,245 @@ TEST_SUITE("models_vit") {
     CHECK(acc1 >= 0.95);
   }
 }
+
+// ---- the program: data pipeline, training through zoo::Run, eval and classify ---------------
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "models/vit/program.h"
+#include "models/zoo/run.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace vitp = focus::models::vit;
+
+struct VitTempDir {
+  fs::path path;
+  VitTempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() / fmt::format("focus_vit_test_{}_{}", ::getpid(), counter++);
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~VitTempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+std::string slurp_file(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A tiny model on the synthetic task: trains in about a second.
+zoo::Config tiny_program_config() {
+  zoo::Config c = vitp::default_config();
+  c.set("dataset", "synthetic").set("dim", 32).set("depth", 2).set("heads", 2).set("mlp_dim", 64);
+  c.set("epochs", 4).set("batch_size", 50).set("lr", 3e-3).set("warmup_epochs", 0.5).set("attention_images", 2);
+  c.set("log_every", 5).set("eval_batch_size", 64);
+  return c;
+}
+
+}  // namespace
+
+TEST_SUITE("models_vit") {
+  TEST_CASE("augment_image shifts, flips, pads with zeros and normalizes") {
+    // 3x3 image 1..9; normalization (p/255 - 0) / (1/255) gives the raw values back.
+    const std::vector<uint8_t> img{1, 2, 3, 4, 5, 6, 7, 8, 9};
+    const vitp::Normalize id{0.0, 1.0 / 255.0};
+    std::vector<float> out(9);
+    vitp::augment_image(img.data(), 3, 3, 0, 0, false, id, out.data());
+    CHECK(std::vector<double>(out.begin(), out.end()) == std::vector<double>{1, 2, 3, 4, 5, 6, 7, 8, 9});
+    vitp::augment_image(img.data(), 3, 3, 1, -1, false, id, out.data());  // out[y][x] = img[y+1][x-1]
+    CHECK(std::vector<double>(out.begin(), out.end()) == std::vector<double>{0, 4, 5, 0, 7, 8, 0, 0, 0});
+    vitp::augment_image(img.data(), 3, 3, 0, 0, true, id, out.data());
+    CHECK(std::vector<double>(out.begin(), out.end()) == std::vector<double>{3, 2, 1, 6, 5, 4, 9, 8, 7});
+    vitp::augment_image(img.data(), 3, 3, -1, 1, true, id, out.data());  // flipped, then shifted
+    CHECK(std::vector<double>(out.begin(), out.end()) == std::vector<double>{0, 0, 0, 2, 1, 0, 5, 4, 0});
+    const vitp::Normalize fm{0.5, 0.25};
+    vitp::augment_image(img.data(), 3, 3, 0, 0, false, fm, out.data());
+    CHECK(out[0] == doctest::Approx((1 / 255.0 - 0.5) / 0.25));
+
+    const Tensor px = tensor(std::vector<int64_t>{0, 255, 0, 255}).to(kUInt8).reshape({1, 2, 2});
+    const vitp::Normalize st = vitp::pixel_stats(px);
+    CHECK(st.mean == doctest::Approx(0.5));
+    CHECK(st.std == doctest::Approx(0.5));
+  }
+
+  TEST_CASE("collate: deterministic per (seed, epoch, index), different across epochs") {
+    auto [images, labels] = vitp::synthetic_images(64, 5);
+    auto set = std::make_shared<vitp::ImageSet>(images, labels, 10);
+    std::vector<vitp::ImageExample> ex;
+    for (int64_t i = 0; i < 64; ++i) ex.push_back(set->get(i));
+    const vitp::Normalize norm = vitp::pixel_stats(images);
+    const vitp::Augment aug{2, true, 11};
+    const vitp::ImageBatch a = vitp::collate_images(ex, 28, 28, norm, &aug, 3);
+    const vitp::ImageBatch b = vitp::collate_images(ex, 28, 28, norm, &aug, 3);
+    const vitp::ImageBatch c = vitp::collate_images(ex, 28, 28, norm, &aug, 4);
+    const vitp::ImageBatch plain = vitp::collate_images(ex, 28, 28, norm);
+    CHECK(a.images.shape() == Shape{64, 1, 28, 28});
+    CHECK(a.labels.shape() == Shape{64});
+    CHECK(allclose(a.labels, labels));
+    CHECK(allclose(a.images, b.images, 0, 0));
+    CHECK_FALSE(allclose(a.images, c.images, 0, 0));
+    CHECK_FALSE(allclose(a.images, plain.images, 0, 0));
+    // Without augmentation: normalized pixels, mean ~0 and std ~1 over the set.
+    CHECK(std::abs(plain.images.mean().item<double>()) < 1e-4);
+    // An example's draw does not depend on its batch mates.
+    const vitp::ImageBatch one = vitp::collate_images({ex[7]}, 28, 28, norm, &aug, 3);
+    CHECK(allclose(one.images.select(0, 0), a.images.select(0, 7), 0, 0));
+  }
+
+  TEST_CASE("ImageSet checks shapes and labels") {
+    CHECK_THROWS_WITH_AS(vitp::ImageSet(zeros({4, 28, 28}), zeros({4}, kInt64), 10),
+                         doctest::Contains("expected images [N, H, W] uint8"), focus::Error);
+    CHECK_THROWS_WITH_AS(vitp::ImageSet(zeros({4, 28, 28}, kUInt8), zeros({3}, kInt64), 10),
+                         doctest::Contains("expected labels [4] int64"), focus::Error);
+    CHECK_THROWS_WITH_AS(vitp::ImageSet(zeros({2, 28, 28}, kUInt8), tensor(std::vector<int64_t>{0, 10}), 10),
+                         doctest::Contains("label 10 of image 1 is outside 0..9"), focus::Error);
+    const vitp::ImageSet s(zeros({2, 28, 28}, kUInt8), zeros({2}, kInt64), 10);
+    CHECK_THROWS_WITH_AS(s.get(2), doctest::Contains("image index 2 out of range"), focus::Error);
+    zoo::Config c = vitp::default_config();
+    c.set("dataset", "mnist");
+    CHECK_THROWS_WITH_AS(vitp::load_data(c), doctest::Contains("unknown dataset 'mnist'"), focus::Error);
+  }
+
+  TEST_CASE("train on the synthetic task through zoo::Run, then eval, resume and classify") {
+    VitTempDir tmp;
+    const std::string dir = (tmp.path / "run").string();
+    std::ostringstream log;
+    zoo::RunOptions opts;
+    opts.set_dir(dir).set_quiet().set_streams(&log, &log);
+    const zoo::ModelEntry entry = vitp::model_entry();
+    {
+      zoo::Run run("vit", tiny_program_config(), opts);
+      entry.train(run);
+    }
+    const std::string report = slurp_file(fs::path(dir) / "report.json");
+    const auto j = nlohmann::json::parse(report);
+    const double acc = j["metrics"]["test_accuracy"].get<double>();
+    MESSAGE("synthetic test accuracy " << acc);
+    CHECK(acc >= 0.9);
+    CHECK(j["metrics"].contains("test_accuracy_class_9"));
+    CHECK(slurp_file(fs::path(dir) / "report.txt").find("per-class test accuracy") != std::string::npos);
+    CHECK(fs::exists(fs::path(dir) / "checkpoint.safetensors"));
+    int pngs = 0;
+    for (const auto& e : fs::directory_iterator(dir)) pngs += e.path().extension() == ".png";
+    CHECK(pngs == 2);
+    // Training loss fell: first vs last train log line of metrics.jsonl.
+    std::istringstream metrics(slurp_file(fs::path(dir) / "metrics.jsonl"));
+    std::string line;
+    std::vector<double> train_losses;
+    while (std::getline(metrics, line)) {
+      const auto m = nlohmann::json::parse(line);
+      if (m["split"] == "train") train_losses.push_back(m["loss"].get<double>());
+    }
+    REQUIRE(train_losses.size() >= 2);
+    CHECK(train_losses.back() < 0.5 * train_losses.front());
+
+    // eval from the checkpoint alone.
+    zoo::EvalArgs ea;
+    ea.checkpoint = (fs::path(dir) / "checkpoint.safetensors").string();
+    std::ostringstream eval_out;
+    entry.evaluate(ea, eval_out);
+    CHECK(eval_out.str().find(fmt::format("accuracy {:.2f}%", 100.0 * acc)) != std::string::npos);
+    ea.split = "nope";
+    CHECK_THROWS_WITH_AS(entry.evaluate(ea, eval_out), doctest::Contains("unknown split 'nope'"), focus::Error);
+
+    // classify: test indices and a PGM file, with pictures; bad inputs are errors.
+    zoo::CommandArgs ca;
+    ca.command = "classify";
+    ca.checkpoint = ea.checkpoint;
+    const fs::path pgm = tmp.path / "img.pgm";
+    {
+      auto [im, lab] = vitp::synthetic_images(1, 99);
+      std::ofstream f(pgm, std::ios::binary);
+      f << "P5\n# a comment\n28 28\n255\n";
+      f.write(reinterpret_cast<const char*>(im.data_ptr<uint8_t>()), 784);
+    }
+    ca.inputs = {"0", "3", pgm.string()};
+    ca.options = {{"attention", "rollout"}, {"out", (tmp.path / "pics").string()}};
+    std::ostringstream cl;
+    entry.commands.at("classify").run(ca, cl);
+    CHECK(cl.str().find("0: predicted block") != std::string::npos);
+    CHECK(cl.str().find("img.pgm: predicted block") != std::string::npos);
+    CHECK(fs::exists(tmp.path / "pics" / "attention_img.png"));
+    ca.inputs = {"100000"};
+    CHECK_THROWS_WITH_AS(entry.commands.at("classify").run(ca, cl), doctest::Contains("image index 100000 is out of range"),
+                         focus::Error);
+    ca.inputs = {(tmp.path / "missing.pgm").string()};
+    CHECK_THROWS_WITH_AS(entry.commands.at("classify").run(ca, cl), doctest::Contains("cannot open"), focus::Error);
+    {
+      std::ofstream f(tmp.path / "bad.pgm");
+      f << "P2\n28 28\n255\n";
+    }
+    ca.inputs = {(tmp.path / "bad.pgm").string()};
+    CHECK_THROWS_WITH_AS(entry.commands.at("classify").run(ca, cl), doctest::Contains("not a binary PGM"), focus::Error);
+    ca.inputs = {"1"};
+    ca.options["attention"] = "mean";
+    CHECK_THROWS_WITH_AS(entry.commands.at("classify").run(ca, cl), doctest::Contains("expected last or rollout"),
+                         focus::Error);
+  }
+
+  TEST_CASE("an interrupted run resumes to the same weights as an uninterrupted one") {
+    VitTempDir tmp;
+    zoo::Config c = tiny_program_config();
+    c.set("epochs", 2).set("attention_images", 0).set("eval_every", 7);  // 20 batches per epoch
+    const zoo::ModelEntry entry = vitp::model_entry();
+    // A console stream that presses Ctrl-C (request_interrupt) when the first validation line
+    // (step 7, mid-epoch) is echoed.
+    struct InterruptingBuf : std::stringbuf {
+      zoo::Run* run = nullptr;
+      int sync() override {
+        if (run != nullptr && str().find("valid") != std::string::npos) run->request_interrupt();
+        return 0;
+      }
+      std::streamsize xsputn(const char* s, std::streamsize n) override {
+        const auto r = std::stringbuf::xsputn(s, n);
+        sync();
+        return r;
+      }
+    };
+    std::ostringstream log;
+    auto options = [&](const std::string& d, std::ostream* out) {
+      zoo::RunOptions o;
+      o.set_dir((tmp.path / d).string()).set_quiet().set_streams(out, &log);
+      return o;
+    };
+    {
+      zoo::Run run("vit", c, options("straight", &log));
+      entry.train(run);
+    }
+    InterruptingBuf buf;
+    std::ostream console(&buf);
+    {
+      zoo::Run run("vit", c, options("resumed", &console));
+      buf.run = &run;
+      entry.train(run);
+      buf.run = nullptr;
+      CHECK(run.interrupted());
+    }
+    const std::string ckpt = (tmp.path / "resumed" / "checkpoint.safetensors").string();
+    CHECK(optim::read_checkpoint(ckpt).step == 7);
+    CHECK_FALSE(fs::exists(tmp.path / "resumed" / "report.json"));
+    {
+      zoo::Run run("vit", c, options("resumed", &log).set_resume());
+      entry.train(run);
+    }
+    CHECK(optim::read_checkpoint(ckpt).step == 40);
+    const TensorDict a = optim::read_checkpoint((tmp.path / "straight" / "checkpoint.safetensors").string()).model;
+    const TensorDict b = optim::read_checkpoint(ckpt).model;
+    REQUIRE(a.keys() == b.keys());
+    for (const auto& k : a.keys()) CHECK_MESSAGE(allclose(a.at(k), b.at(k), 0, 0), k);
+  }
+}
