@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -123,7 +124,7 @@ TEST_SUITE("pictures") {
     PictureDir dir;
     const std::vector<uint8_t> rgb(4 * 4 * 3, 128);
     const std::string missing = dir / "no/such/folder/x.png";
-    CHECK_THROWS_WITH_AS(focus::zoo::write_png(missing, 4, 4, rgb), doctest::Contains(missing), focus::Error);
+    CHECK_THROWS_WITH_AS(focus::zoo::write_png(missing, 4, 4, rgb), doctest::Contains(missing.c_str()), focus::Error);
     CHECK_THROWS_WITH_AS(focus::zoo::write_png(dir / "a.png", 4, 5, rgb), doctest::Contains("needs 60 bytes, got 48"),
                          focus::Error);
     CHECK_THROWS_WITH_AS(focus::zoo::write_png(dir / "a.png", 0, 4, rgb), doctest::Contains("bad picture size"),
@@ -210,6 +211,27 @@ TEST_SUITE("pictures") {
 
   TEST_CASE("plot_heatmap: many cells, long labels, numbered labels") {
     PictureDir dir;
+    {  // What g2p draws: phonemes (+ </s>) over letters (+ </s>), each row a distribution.
+      const std::vector<std::string> letters = {"p", "h", "o", "t", "o", "g", "r", "a", "p", "h", "</s>"};
+      const std::vector<std::string> phones = {"F", "OW1", "T", "AH0", "G", "R", "AE2", "F", "</s>"};
+      const std::vector<int> focus_col = {0, 2, 3, 4, 5, 6, 7, 8, 10};
+      std::vector<float> att;
+      for (size_t r = 0; r < phones.size(); ++r) {
+        std::vector<float> row(letters.size());
+        float sum = 0;
+        for (size_t k = 0; k < letters.size(); ++k) {
+          const double d = double(k) - focus_col[r] - (r == 0 || r == 7 ? 0.5 : 0.0);
+          row[k] = float(std::exp(-d * d * 1.5)) + 0.01f;
+          sum += row[k];
+        }
+        for (float v : row) att.push_back(v / sum);
+      }
+      const std::string path = dir / "g2p_attention.png";
+      focus::zoo::plot_heatmap(path, "g2p cross-attention: photograph -> F OW1 T AH0 G R AE2 F", att, int(phones.size()),
+                               int(letters.size()), phones, letters, "predicted phoneme", "input letter");
+      const Picture p = read_png(path);
+      CHECK(p.width > 300);
+    }
     std::vector<float> values(40 * 60);
     for (size_t i = 0; i < values.size(); ++i) values[i] = float(std::sin(double(i) * 0.01));
     std::vector<std::string> cols;
@@ -247,6 +269,34 @@ TEST_SUITE("pictures") {
     CHECK(p.width == 900);
     CHECK(p.ink(200, 8, 700, 30) > 40);           // title
     CHECK(p.count_near(0x7f, 0x27, 0x04, 12) > 50);  // the darkest orange behind "free"
+
+    {  // An email as the spam classifier sees it: words, punctuation and line breaks.
+      const std::string email =
+          "subject : make money fast \u2014 limited offer !\n\nDear friend ,\n\nYou have been selected to receive a "
+          "FREE gift card worth $ 500 . Click here now to claim your prize before it expires . No purchase "
+          "necessary . This is not spam : you are receiving this message because you signed up at one of our "
+          "partner sites .\n\nTo unsubscribe , reply with REMOVE in the subject line .\n";
+      std::vector<std::string> toks;
+      std::string cur;
+      for (char ch : email) {
+        if (ch == ' ' || ch == '\n') {
+          if (!cur.empty()) toks.push_back(cur), cur.clear();
+          if (ch == '\n') toks.push_back("\n");
+        } else {
+          cur += ch;
+        }
+      }
+      std::vector<float> ww;
+      for (const std::string& t : toks) {
+        float v = 0.005f;
+        for (const char* hot : {"money", "FREE", "$", "500", "Click", "prize", "claim", "unsubscribe", "offer"})
+          if (t == hot) v = 0.04f + 0.01f * float(t.size());
+        ww.push_back(v);
+      }
+      focus::zoo::plot_token_weights(dir / "spam_tokens.png", "spam classifier: attention of [CLS] (predicted: spam, p=0.99)",
+                                     toks, ww);
+      CHECK(read_png(dir / "spam_tokens.png").width == 900);
+    }
 
     std::vector<std::string> many;
     std::vector<float> w;
