@@ -10,7 +10,7 @@
 /// `augment`): a random crop with `crop_padding` pixels of zero padding (torchvision's
 /// RandomCrop(28, padding)) and a random horizontal flip, drawn from (seed, epoch, index), so
 /// a resumed run sees the same images. `dataset=synthetic` is a small generated task (a bright
-/// 7 x 7 block whose position names the class) for tests and smoke runs.
+/// centred square whose size names the class) for tests and smoke runs.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -94,8 +94,8 @@ struct VitData {
 /// config "dataset": "fashion-mnist" (the fetched copy; split as above with "valid_size") or
 /// "synthetic" (generated from "seed"). Unknown names -> focus::Error listing both.
 VitData load_data(const zoo::Config& config);
-/// The synthetic task: n 28 x 28 images of 10 classes (class k = a bright 7 x 7 block at
-/// grid cell k of the 4 x 4 grid of 7 x 7 cells, on noise), from seed.
+/// The synthetic task: n 28 x 28 images of 10 classes (class k, named "square <side>" = a
+/// bright centred square of side 6 + 2k on noise; flips and small shifts keep the class), from seed.
 std::pair<Tensor, Tensor> synthetic_images(int64_t n, uint64_t seed);
 
 /// The model described by a config (keys patch_size, dim, depth, heads, mlp_dim, dropout).
