@@ -75,7 +75,11 @@ class DataLoader {
          std::vector<std::vector<int64_t>> plan, int prefetch)
         : dataset_(std::move(dataset)), collate_(std::move(collate)), plan_(std::move(plan)),
           prefetch_(prefetch) {
-      if (prefetch_ > 0 && !plan_.empty()) worker_ = std::thread([this] { work(); });
+      if (plan_.empty()) {
+        finished_ = true;  // nothing to make: no thread, and advance() must not wait for one
+      } else if (prefetch_ > 0) {
+        worker_ = std::thread([this] { work(); });
+      }
     }
     Pass(const Pass&) = delete;
     Pass& operator=(const Pass&) = delete;

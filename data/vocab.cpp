@@ -1,7 +1,6 @@
 #include "data/vocab.h"
 
 #include <algorithm>
-#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -83,20 +82,23 @@ Vocab Vocab::build(const std::vector<std::string>& tokens_in_corpus, int64_t min
   FOCUS_CHECK(max_size == -1 || max_size >= n_special,
               "[Vocab::build] max_size must be -1 (no limit) or >= {} (the special tokens), got {}", n_special,
               max_size);
-  std::map<std::string, int64_t> counts;
+  std::unordered_map<std::string_view, int64_t> counts;  // views into tokens_in_corpus
   for (const auto& t : tokens_in_corpus) ++counts[t];
   if (specials)
     for (const auto& s : special_tokens()) counts.erase(s);
-  std::vector<std::pair<std::string, int64_t>> kept;
-  for (auto& [tok, c] : counts)
+  std::vector<std::pair<std::string_view, int64_t>> kept;
+  for (const auto& [tok, c] : counts)
     if (c >= min_freq) kept.emplace_back(tok, c);
-  // counts is ordered by token, so a stable sort by count keeps ties in token order.
-  std::stable_sort(kept.begin(), kept.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  // Count descending, then token in byte order: a total order, so the result does not depend
+  // on the hash map's iteration order.
+  std::sort(kept.begin(), kept.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
   if (max_size != -1 && static_cast<int64_t>(kept.size()) > max_size - n_special)
     kept.resize(static_cast<size_t>(max_size - n_special));
   std::vector<std::string> toks;
   toks.reserve(kept.size());
-  for (auto& kv : kept) toks.push_back(std::move(kv.first));
+  for (const auto& kv : kept) toks.emplace_back(kv.first);
   return Vocab(std::move(toks), specials, "Vocab::build");
 }
 

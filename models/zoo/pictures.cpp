@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <functional>
 #include <limits>
 #include <map>
@@ -349,18 +350,21 @@ std::string format_tick(double v, double step) {
   return fmt::format("{:.{}f}", v, decimals);
 }
 
-/// A value for a cell or a legend: 3 significant digits, short.
-std::string format_value(double v) {
+/// A value for a legend or a cell: about 3 significant digits. compact drops the leading zero
+/// of numbers below 1 (".42"), which keeps heatmap cells narrow.
+std::string format_value(double v, bool compact = false) {
   if (v == 0) return "0";
   const double a = std::abs(v);
   if (a >= 1e5 || a < 1e-3) return fmt::format("{:.2g}", v);
   if (a >= 100) return fmt::format("{:.0f}", v);
   if (a >= 10) return fmt::format("{:.1f}", v);
   if (a >= 1) return fmt::format("{:.2f}", v);
-  std::string s = fmt::format("{:.2f}", v);  // 0.42 -> ".42" keeps cells narrow
-  if (s.rfind("0.", 0) == 0) s.erase(0, 1);
-  else if (s.rfind("-0.", 0) == 0) s.erase(1, 1);
-  if (s == ".00" || s == "-.00") return fmt::format("{:.1g}", v);
+  std::string s = fmt::format("{:.{}f}", v, a < 0.01 ? 3 : 2);
+  if (s == "0.00" || s == "-0.00") s = fmt::format("{:.1g}", v);
+  if (compact) {
+    if (s.rfind("0.", 0) == 0) s.erase(0, 1);
+    else if (s.rfind("-0.", 0) == 0) s.erase(1, 1);
+  }
   return s;
 }
 
@@ -430,7 +434,9 @@ void write_png(const std::string& path, int width, int height, const std::vector
   bytes.resize(size);
 
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::string tmp = (dir / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
+  std::string tmp_name(1, '.');  // ".NAME.tmp.XXXXXX", hidden next to the target
+  tmp_name.append(target.filename().string()).append(".tmp.XXXXXX");
+  std::string tmp = (dir / tmp_name).string();
   const int fd = ::mkstemp(tmp.data());
   FOCUS_CHECK(fd >= 0, "[write_png] cannot write '{}': cannot create a file in '{}': {}", path, dir.string(),
               errno_text());
@@ -478,7 +484,10 @@ void plot_curves(const std::string& path, const std::string& title, const std::s
   }
   FOCUS_CHECK(std::isfinite(xmin), "[plot_curves] '{}': nothing to plot: every series is empty or has only NaN/"
               "infinite values", path);
-  if (xmax == xmin) xmin -= 1, xmax += 1;
+  if (xmax == xmin) {
+    const double d = std::max(1.0, std::abs(xmin) * 0.05);
+    xmin -= d, xmax += d;
+  }
   if (ymax == ymin) {
     const double d = ymin == 0 ? 1 : std::abs(ymin) * 0.1;
     ymin -= d, ymax += d;
@@ -560,6 +569,16 @@ void plot_curves(const std::string& path, const std::string& title, const std::s
       prev_x = x, prev_y = y, have_prev = true;
     }
     c.composite(m, color);
+    if (finite_points[s] == 1) {  // a lone point (e.g. a test figure): write its value beside it
+      for (size_t i = 0; i < se.x.size(); ++i)
+        if (std::isfinite(se.x[i]) && std::isfinite(se.y[i])) {
+          const std::string v = format_value(se.y[i]);
+          const int tx = int(px(se.x[i])), ty = int(py(se.y[i])) - f.height - 4;
+          const bool room_right = tx + 8 + text_width(v, f) < right;
+          c.text_aligned(room_right ? tx + 6 : tx - 6, std::max(top + 2, ty), v, f, color,
+                         room_right ? Canvas::Align::Left : Canvas::Align::Right);
+        }
+    }
   }
 
   // Legend box.
@@ -624,10 +643,10 @@ void plot_heatmap(const std::string& path, const std::string& title, const std::
   // Cell values are written when they fit.
   bool show_values = rows * cols <= 900;
   for (size_t i = 0; show_values && i < values.size(); ++i)
-    if (text_width(format_value(values[i]), f) > cell - 4 || f.height > cell - 4) show_values = false;
+    if (text_width(format_value(values[i], true), f) > cell - 4 || f.height > cell - 4) show_values = false;
 
   constexpr int kMargin = 16;
-  const int title_h = 34;
+  const int title_h = 38;
   const int axis_name_w = row_axis.empty() ? 0 : bold.height + 10;
   const int grid_x = kMargin + axis_name_w + row_lab_w + 8;
   const int grid_y = title_h + (col_axis.empty() ? 0 : bold.height + 8) + col_lab_h + 8;
@@ -655,7 +674,7 @@ void plot_heatmap(const std::string& path, const std::string& title, const std::
       const int x = grid_x + k * cell, y = grid_y + r * cell;
       c.fill_rect(x, y, x + cell, y + cell, cc);
       if (show_values)
-        c.text_aligned(x + cell / 2 + 1, y + (cell - f.height) / 2, format_value(v), f,
+        c.text_aligned(x + cell / 2 + 1, y + (cell - f.height) / 2, format_value(v, true), f,
                        luminance(cc) < 0.5 ? kWhite : kText, Canvas::Align::Center);
     }
   }
@@ -902,23 +921,34 @@ std::vector<std::string> plot_run(const std::string& run_dir) {
   const fs::path file = fs::path(run_dir) / "metrics.jsonl";
   FOCUS_CHECK(fs::is_regular_file(file, ec), "[plot] '{}' has no metrics.jsonl: is it a run directory written by "
               "`focus train`?", run_dir);
-  std::ifstream in(file);
+  std::ifstream in(file, std::ios::binary);
   FOCUS_CHECK(in.good(), "[plot] cannot read '{}': {}", file.string(), errno_text());
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  FOCUS_CHECK(!in.bad(), "[plot] cannot read '{}': {}", file.string(), errno_text());
 
   // metric -> split -> (step, value) points, in the order metrics first appear.
   std::vector<std::string> metric_order;
   std::map<std::string, std::map<std::string, std::vector<std::pair<double, double>>>> data;
   std::vector<std::string> split_order;
-  std::string line;
   int64_t line_no = 0;
-  while (std::getline(in, line)) {
+  for (size_t pos = 0; pos < text.size();) {
+    const size_t end = std::min(text.find('\n', pos), text.size());
+    const std::string line = text.substr(pos, end - pos);
+    const bool last_unfinished = end == text.size();  // no newline yet: a run may be writing it
+    pos = end + 1;
     ++line_no;
     if (std::all_of(line.begin(), line.end(), [](char ch) { return std::isspace(uint8_t(ch)); })) continue;
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      if (last_unfinished) break;  // a line being appended (or torn by a crash): plot what is complete
+      // nlohmann says "parse error at line 1, column N: why"; keep the column and the why.
+      std::string why = e.what();
+      if (const size_t c = why.find(": ", why.find("column ")); c != std::string::npos) why = why.substr(c + 2);
+      FOCUS_FAIL("[plot] '{}' line {}, column {}: not valid JSON: {}", file.string(), line_no, e.byte, why);
     } catch (const nlohmann::json::exception& e) {
-      FOCUS_FAIL("[plot] '{}' line {}: not valid JSON ({})", file.string(), line_no, e.what());
+      FOCUS_FAIL("[plot] '{}' line {}: not valid JSON: {}", file.string(), line_no, e.what());
     }
     FOCUS_CHECK(j.is_object(), "[plot] '{}' line {}: expected a JSON object, got {}", file.string(), line_no,
                 j.type_name());

@@ -67,8 +67,9 @@ void plot_image_attention(const std::string& path, const std::string& title, con
 /// {"split": "train", "step": 100, "time": ..., "loss": 2.3, ...}) and writes RUN_DIR/loss.png
 /// (the loss of every split against the step) and one PNG per other numeric metric (e.g.
 /// per.png, accuracy.png; keys other than split, step, time and epoch), one line per split.
-/// Returns the paths written, loss.png first. A missing folder or file, a malformed line
-/// (named by its number), or a file without any metric throws focus::Error.
+/// Returns the paths written, loss.png first. A last line without its newline (a run still
+/// writing it, or torn by a crash) is skipped. A missing folder or file, a malformed line
+/// (named by its number and column), or a file without any metric throws focus::Error.
 std::vector<std::string> plot_run(const std::string& run_dir);
 
 }  // namespace focus::zoo

@@ -330,6 +330,26 @@ TEST_SUITE("pictures") {
     CHECK(bright < 60 * 60);
     CHECK(p.ink(0, 8, p.width, 30) > 30);  // title
 
+    {  // A Fashion-MNIST-like picture (a pair of trousers) with 7x7 patches of 4x4 pixels.
+      std::vector<uint8_t> img(28 * 28, 0);
+      for (int y = 2; y < 27; ++y)
+        for (int x = 8; x < 20; ++x) {
+          const bool leg_gap = y > 8 && x >= 13 && x <= 14;
+          if (!leg_gap) img[size_t(y) * 28 + size_t(x)] = uint8_t(150 + (x * 7 + y * 3) % 80);
+        }
+      std::vector<float> pw(49);
+      float sum = 0;
+      for (int gy = 0; gy < 7; ++gy)
+        for (int gx = 0; gx < 7; ++gx) {
+          const double d2 = (gx - 3.0) * (gx - 3.0) + (gy - 2.5) * (gy - 2.5) * 0.5;
+          pw[size_t(gy * 7 + gx)] = float(std::exp(-d2 / 2.0));
+          sum += pw[size_t(gy * 7 + gx)];
+        }
+      for (float& v : pw) v /= sum;
+      focus::zoo::plot_image_attention(dir / "vit_trouser.png", "vit: class token attention (true: Trouser, predicted: Trouser)", img, 28, 28, pw, 7, 7);
+      CHECK(read_png(dir / "vit_trouser.png").count_near(0, 0, 0, 0) > 100);
+    }
+
     CHECK_THROWS_WITH_AS(focus::zoo::plot_image_attention(dir / "e.png", "t", gray, 28, 28, {1.f}, 4, 4),
                          doctest::Contains("4x4 patch grid needs 16 weights, got 1"), focus::Error);
     CHECK_THROWS_WITH_AS(focus::zoo::plot_image_attention(dir / "e.png", "t", gray, 28, 27, w, 4, 4),
@@ -378,8 +398,14 @@ TEST_SUITE("pictures") {
     CHECK_THROWS_WITH_AS(focus::zoo::plot_run(run.string()), doctest::Contains("has no metrics.jsonl"), focus::Error);
     const std::string file = (run / "metrics.jsonl").string();
     write_text(file, "{\"split\":\"train\",\"step\":1,\"loss\":2}\n{\"split\":\"train\",\"step\":2,\"loss\":1.5}\n{bad\n");
-    CHECK_THROWS_WITH_AS(focus::zoo::plot_run(run.string()), doctest::Contains("line 3: not valid JSON"),
+    CHECK_THROWS_WITH_AS(focus::zoo::plot_run(run.string()), doctest::Contains("line 3, column 2: not valid JSON: syntax error"),
                          focus::Error);
+    // A last line without its newline is one being written (or torn by a crash): skipped.
+    write_text(file, "{\"split\":\"train\",\"step\":1,\"loss\":2}\n{\"split\":\"train\",\"step\":2,\"loss\":1.5}\n{\"split\":\"tr");
+    CHECK(focus::zoo::plot_run(run.string()).size() == 1);
+    // ... but with its newline it is malformed.
+    write_text(file, "{\"split\":\"train\",\"step\":1,\"loss\":2}\n{\"split\":\"tr\n");
+    CHECK_THROWS_WITH_AS(focus::zoo::plot_run(run.string()), doctest::Contains("line 2, column"), focus::Error);
     write_text(file, "{\"split\":\"train\",\"step\":1,\"loss\":2}\n[1, 2]\n");
     CHECK_THROWS_WITH_AS(focus::zoo::plot_run(run.string()), doctest::Contains("line 2: expected a JSON object"),
                          focus::Error);

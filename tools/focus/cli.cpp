@@ -13,22 +13,12 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "models/datasets/datasets.h"
 #include "models/zoo/config.h"
+#include "models/zoo/pictures.h"
 #include "models/zoo/registry.h"
 #include "models/zoo/run.h"
 
-#if __has_include("models/datasets/datasets.h")
-#include "models/datasets/datasets.h"
-#define FOCUS_CLI_HAVE_DATASETS 1
-#else
-#define FOCUS_CLI_HAVE_DATASETS 0
-#endif
-#if __has_include("models/zoo/pictures.h")
-#include "models/zoo/pictures.h"
-#define FOCUS_CLI_HAVE_PICTURES 1
-#else
-#define FOCUS_CLI_HAVE_PICTURES 0
-#endif
 
 namespace focus::cli {
 namespace fs = std::filesystem;
@@ -239,6 +229,16 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     CLI::App* models_cmd = app.add_subcommand("models", "List the models, or describe one (config keys, commands)");
     models_cmd->add_option("MODEL", models_name, "A model to describe");
 
+    // An unknown command: name the ones that exist.
+    if (!args_in.empty() && args_in[0].rfind("-", 0) != 0) {
+      std::vector<std::string> commands;
+      for (const CLI::App* s : app.get_subcommands([](const CLI::App*) { return true; })) commands.push_back(s->get_name());
+      if (std::find(commands.begin(), commands.end(), args_in[0]) == commands.end()) {
+        err << fmt::format("focus: error: unknown command '{}'; the commands are: {}\nRun `focus --help` for usage.\n",
+                           args_in[0], fmt::join(commands, ", "));
+        return kExitUsage;
+      }
+    }
     // A model command for an unknown model, or one without that command: a clear error.
     if (args_in.size() >= 2 && args_in[1].rfind("-", 0) != 0) {
       const auto names = all_command_names();
@@ -306,9 +306,15 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
             train_run_dir.empty() ? "" : " --run-dir " + train_run_dir);
         return kExitInterrupted;
       }
-      out << fmt::format("run directory: {} (config.json, metrics.jsonl, checkpoint.safetensors, report.txt); draw "
-                         "the curves with: focus plot {}",
-                         run.dir().string(), run.dir().string())
+      // The loss and metric curves; a run that logged nothing has none.
+      std::vector<std::string> pictures;
+      try {
+        pictures = zoo::plot_run(run.dir().string());
+      } catch (const Error& e) {
+        err << "focus: warning: no curves drawn: " << e.what() << std::endl;
+      }
+      out << fmt::format("run directory: {} (config.json, metrics.jsonl, checkpoint.safetensors, report.txt{})",
+                         run.dir().string(), pictures.empty() ? "" : ", curves " + fmt::format("{}", fmt::join(pictures, ", ")))
           << std::endl;
       return kExitOk;
     }
@@ -339,7 +345,6 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     }
 
     if (fetch->parsed()) {
-#if FOCUS_CLI_HAVE_DATASETS
       datasets::FetchOptions fo;
       if (!fetch_from.empty()) fo.from = fs::path(fetch_from);
       fo.force = fetch_force;
@@ -347,27 +352,23 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
       datasets::fetch(fetch_name, fo);
       out << fmt::format("{} is ready in {}", fetch_name, datasets::dataset_dir(fetch_name).string()) << std::endl;
       return kExitOk;
-#else
-      FOCUS_FAIL("[data fetch] this build of focus has no dataset support (models/datasets is missing)");
-#endif
     }
 
     if (list->parsed()) {
-#if FOCUS_CLI_HAVE_DATASETS
       out << fmt::format("datasets in {}:", datasets::data_root().string()) << "\n";
       for (const auto& name : datasets::dataset_names()) {
         std::string state;
         try {
           state = "ready (" + datasets::dataset_dir(name).string() + ")";
-        } catch (const Error&) {
-          state = "not fetched (focus data fetch " + name + ")";
+        } catch (const Error& e) {
+          std::error_code ec;
+          state = fs::exists(datasets::data_root() / name, ec)
+                      ? fmt::format("damaged: {}", e.what())
+                      : fmt::format("not fetched (focus data fetch {})", name);
         }
         out << fmt::format("  {:<14} {}", name, state) << "\n";
       }
       return kExitOk;
-#else
-      FOCUS_FAIL("[data list] this build of focus has no dataset support (models/datasets is missing)");
-#endif
     }
 
     if (plot->parsed()) {
@@ -376,17 +377,8 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
       FOCUS_CHECK(fs::exists(fs::path(plot_dir) / zoo::kMetricsFile, ec),
                   "[plot] {} has no {}: not a run directory, or the run logged nothing yet", plot_dir,
                   zoo::kMetricsFile);
-#if FOCUS_CLI_HAVE_PICTURES
-      zoo::plot_run(plot_dir);
-      std::vector<std::string> pngs;
-      for (const auto& e : fs::directory_iterator(plot_dir, ec))
-        if (e.path().extension() == ".png") pngs.push_back(e.path().string());
-      std::sort(pngs.begin(), pngs.end());
-      out << fmt::format("wrote {}", join_or_none(pngs)) << std::endl;
+      for (const auto& path : zoo::plot_run(plot_dir)) out << "wrote " << path << "\n";
       return kExitOk;
-#else
-      FOCUS_FAIL("[plot] this build of focus cannot draw pictures (models/zoo/pictures.h is missing)");
-#endif
     }
 
     if (models_cmd->parsed()) {

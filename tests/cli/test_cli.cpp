@@ -1,0 +1,486 @@
+// The `focus` command line, run in-process through focus::cli::run with a tiny test model
+// registered by zoo::add_model (the real models get their own smoke tests).
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <focus/focus.h>
+
+#include "models/zoo/registry.h"
+#include "tools/focus/cli.h"
+
+using namespace focus;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() / fmt::format("focus_cli_test_{}_{}", ::getpid(), counter++);
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+struct Result {
+  int rc;
+  std::string out, err;
+};
+
+Result run_cli(const std::vector<std::string>& args) {
+  std::ostringstream out, err;
+  int rc = focus::cli::run(args, out, err);
+  return {rc, out.str(), err.str()};
+}
+
+std::vector<std::string> lines_of(const fs::path& p) {
+  std::ifstream in(p);
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(line);
+  return out;
+}
+
+// ---- a tiny model: linear regression y = x0 - 2 x1 + 0.5 on generated data ----------------
+
+std::pair<Tensor, Tensor> tiny_batch(Generator& gen, int64_t n) {
+  Tensor x = randn({n, 2}, {}, &gen);
+  auto xs = x.to_vector<float>();
+  std::vector<float> ys(n);
+  for (int64_t i = 0; i < n; ++i) ys[i] = xs[2 * i] - 2 * xs[2 * i + 1] + 0.5f;
+  return {x, tensor<float>(ys, {n, 1})};
+}
+
+zoo::Config tiny_config() {
+  zoo::Config c;
+  c.set("dataset", "synthetic").set("steps", 6).set("lr", 0.05).set("checkpoint_every", 2).set("eval_every", 3);
+  c.set("seed", 1).set("interrupt_at", 0).set("step_ms", 0);
+  return c;
+}
+
+void tiny_train(zoo::Run& run) {
+  const zoo::Config& c = run.config();
+  FOCUS_CHECK(c.str("dataset") == "synthetic", "[tiny] unknown dataset '{}'", c.str("dataset"));
+  manual_seed(c.integer("seed"));
+  nn::Linear model(2, 1);
+  optim::SGD opt(model.parameters(), optim::SGDOptions(c.real("lr")));
+  Generator gen(c.integer("seed") + 1);
+  int64_t step = run.restore(model, &opt, nullptr, &gen);
+  const int64_t steps = c.integer("steps");
+  run.progress().start(steps, "rows/s");
+  while (step < steps && !run.interrupted()) {
+    auto [x, y] = tiny_batch(gen, 16);
+    opt.zero_grad();
+    Tensor loss = mse_loss(model.forward(x), y);
+    loss.backward();
+    opt.step();
+    ++step;
+    run.progress().update(step, 1, loss.item<double>(), 16);
+    run.log("train", step, {{"loss", loss.item<double>()}});
+    if (step % c.integer("eval_every") == 0) run.log("valid", step, {{"loss", loss.item<double>()}});
+    if (step % c.integer("checkpoint_every") == 0) run.save_checkpoint(model, &opt, nullptr, step, &gen);
+    if (step == c.integer("interrupt_at")) run.request_interrupt();
+    if (c.integer("step_ms") > 0) std::this_thread::sleep_for(std::chrono::milliseconds(c.integer("step_ms")));
+  }
+  run.progress().finish();
+  run.save_checkpoint(model, &opt, nullptr, step, &gen, {{"note", "tiny"}});
+  if (run.interrupted()) return;
+  run.report({{"steps", static_cast<double>(step)}}, fmt::format("tiny trained {} steps", step));
+}
+
+void tiny_evaluate(const zoo::EvalArgs& args, std::ostream& out) {
+  zoo::Config c = args.config();
+  FOCUS_CHECK(c.str("dataset") == "synthetic", "[tiny] unknown dataset '{}'", c.str("dataset"));
+  nn::Linear model(2, 1);
+  int64_t step = optim::load_checkpoint(args.checkpoint, model);
+  Generator gen(args.split == "test" ? 100 : 200);
+  auto [x, y] = tiny_batch(gen, 64);
+  NoGradGuard no_grad;
+  out << fmt::format("{} loss {:.4f} after {} steps\n", args.split, mse_loss(model.forward(x), y).item<double>(), step);
+}
+
+void tiny_predict(const zoo::CommandArgs& args, std::ostream& out) {
+  nn::Linear model(2, 1);
+  optim::load_checkpoint(args.checkpoint, model);
+  const double scale = args.real("scale");
+  NoGradGuard no_grad;
+  for (const auto& input : args.inputs) {
+    auto comma = input.find(',');
+    FOCUS_CHECK(comma != std::string::npos, "[predict] tiny expects inputs like 1.5,2 (two numbers), got '{}'", input);
+    float a = std::stof(input.substr(0, comma)), b = std::stof(input.substr(comma + 1));
+    double y = model.forward(tensor<float>({a, b}, {1, 2})).item<double>() * scale;
+    out << fmt::format("{} -> {:.3f}{}\n", input, y, args.flag("verbose") ? " (verbose)" : "");
+  }
+}
+
+void ensure_tiny_model() {
+  for (const auto& m : zoo::models())
+    if (m.name == "tiny-test") return;
+  zoo::ModelEntry e;
+  e.name = "tiny-test";
+  e.description = "a linear regression for the command line's tests";
+  e.default_config = tiny_config;
+  e.presets["full"] = [] { return tiny_config().set("steps", 8); };
+  e.train = tiny_train;
+  e.evaluate = tiny_evaluate;
+  zoo::ModelCommand p;
+  p.help = "Predict y for pairs x0,x1";
+  p.inputs = "PAIR";
+  p.options = {{"scale", "multiply the prediction", "1", false}, {"verbose", "say more", "false", true}};
+  p.run = tiny_predict;
+  e.commands["predict"] = p;
+  zoo::add_model(std::move(e));
+}
+
+bool has(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
+
+}  // namespace
+
+TEST_SUITE("cli") {
+  TEST_CASE("help, unknown commands and bad flags") {
+    ensure_tiny_model();
+    auto r = run_cli({"--help"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "train"));
+    CHECK(has(r.out, "data"));
+    CHECK(has(r.out, "tiny-test"));
+    r = run_cli({"train", "--help"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "--resume"));
+    CHECK(has(r.out, "--set KEY=VALUE"));
+    r = run_cli({"predict", "tiny-test", "--help"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "--scale"));
+    CHECK(has(r.out, "--checkpoint"));
+    r = run_cli({});
+    CHECK(r.rc == 2);
+    CHECK(has(r.err, "focus: error:"));
+    CHECK(has(r.err, "focus --help"));
+    r = run_cli({"frobnicate"});
+    CHECK(r.rc == 2);
+    CHECK(has(r.err, "frobnicate"));
+    r = run_cli({"train", "tiny-test", "--bogus"});
+    CHECK(r.rc == 2);
+    CHECK(has(r.err, "--bogus"));
+    CHECK(has(r.err, "focus train --help"));
+    r = run_cli({"train"});
+    CHECK(r.rc == 2);
+    CHECK(has(r.err, "MODEL"));
+    r = run_cli({"eval", "tiny-test", "--split", "dev"});
+    CHECK(r.rc == 2);
+    CHECK(has(r.err, "dev"));
+  }
+
+  TEST_CASE("unknown models and commands list what exists") {
+    ensure_tiny_model();
+    auto r = run_cli({"train", "nosuch"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "focus: error: [models] unknown model 'nosuch'; the models are:"));
+    CHECK(has(r.err, "tiny-test"));
+    r = run_cli({"eval", "nosuch"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "unknown model 'nosuch'"));
+    r = run_cli({"predict", "nosuch", "x"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "unknown model 'nosuch'"));
+    r = run_cli({"generate", "tiny-test"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "model 'tiny-test' has no `generate` command"));
+    r = run_cli({"models"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "tiny-test  a linear regression"));
+    CHECK(has(r.out, "[predict]"));
+    r = run_cli({"models", "tiny-test"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "interrupt_at"));
+    CHECK(has(r.out, "presets (--config NAME): default, full"));
+    r = run_cli({"models", "nosuch"});
+    CHECK(r.rc == 1);
+  }
+
+  TEST_CASE("train, resume, eval and a model command end to end") {
+    ensure_tiny_model();
+    TempDir tmp;
+    const std::string dir = tmp / "run";
+    auto r = run_cli({"train", "tiny-test", "--run-dir", dir, "--set", "steps=3", "-q"});
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(has(r.out, "tiny trained 3 steps"));
+    for (const char* f : {"config.json", "metrics.jsonl", "checkpoint.safetensors", "report.json", "report.txt"})
+      CHECK(fs::exists(fs::path(dir) / f));
+    CHECK(zoo::config_from_checkpoint((fs::path(dir) / "checkpoint.safetensors").string()).integer("steps") == 3);
+
+    // Again without --resume: refused, and the checkpoint is untouched.
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "-q"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "already holds a checkpoint"));
+    CHECK(has(r.err, "--resume"));
+    CHECK(has(r.err, "--overwrite"));
+
+    // --resume continues at step 3 up to the new step count.
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--resume", "--set", "steps=6", "-q"});
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(has(r.out, "at step 3"));
+    CHECK(has(r.out, "tiny trained 6 steps"));
+    int train_lines = 0;
+    for (const auto& line : lines_of(fs::path(dir) / "metrics.jsonl"))
+      if (has(line, "\"split\":\"train\"")) ++train_lines;
+    CHECK(train_lines == 6);
+
+    // eval reads the checkpoint (given, or from the run dir).
+    const std::string ckpt = (fs::path(dir) / "checkpoint.safetensors").string();
+    r = run_cli({"eval", "tiny-test", "--checkpoint", ckpt});
+    INFO(r.err);
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "test loss"));
+    CHECK(has(r.out, "after 6 steps"));
+    r = run_cli({"eval", "tiny-test", "--run-dir", dir, "--split", "valid"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "valid loss"));
+    r = run_cli({"eval", "tiny-test", "--checkpoint", ckpt, "--set", "dataset=real"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "unknown dataset 'real'"));
+    r = run_cli({"eval", "tiny-test", "--checkpoint", ckpt, "--set", "nokey=1"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "unknown key 'nokey'"));
+
+    // The model's own command, with its options; unknown options are usage errors.
+    r = run_cli({"predict", "tiny-test", "1,0", "0,1", "--checkpoint", ckpt, "--scale", "2", "--verbose"});
+    INFO(r.err);
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "1,0 -> "));
+    CHECK(has(r.out, "0,1 -> "));
+    CHECK(has(r.out, "(verbose)"));
+    r = run_cli({"predict", "tiny-test", "1,0", "--checkpoint", ckpt, "--beam", "3"});
+    CHECK(r.rc == 2);
+    CHECK(has(r.err, "--beam"));
+    r = run_cli({"predict", "tiny-test", "1,0", "--checkpoint", ckpt, "--scale", "big"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "--scale: expected a number, got 'big'"));
+    r = run_cli({"predict", "tiny-test", "--checkpoint", ckpt});
+    CHECK(r.rc == 2);
+    CHECK(has(r.err, "PAIR"));
+    r = run_cli({"predict", "tiny-test", "oops", "--checkpoint", ckpt});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "expects inputs like"));
+
+    // focus plot draws the run's curves.
+    r = run_cli({"plot", dir});
+    INFO(r.err);
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "loss.png"));
+    CHECK(fs::exists(fs::path(dir) / "loss.png"));
+
+    // --overwrite starts afresh (pictures of the old run go too).
+
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--overwrite", "--config", "full", "-q"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "tiny trained 8 steps"));
+    CHECK(has(r.out, "curves "));  // a finished run draws its curves
+    CHECK(fs::exists(fs::path(dir) / "loss.png"));
+  }
+
+  TEST_CASE("Ctrl-C: a checkpoint is saved, the exit status is 130, --resume continues") {
+    ensure_tiny_model();
+    TempDir tmp;
+    const std::string dir = tmp / "run";
+    auto r = run_cli({"train", "tiny-test", "--run-dir", dir, "--set", "interrupt_at=3", "-q"});
+    CHECK(r.rc == 130);
+    CHECK(has(r.err, "interrupted"));
+    CHECK(has(r.err, "--resume"));
+    CHECK_FALSE(fs::exists(fs::path(dir) / "report.txt"));
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--resume", "--set", "interrupt_at=0", "-q"});
+    INFO(r.err);
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "at step 3"));
+    CHECK(has(r.out, "tiny trained 6 steps"));
+  }
+
+  TEST_CASE("train errors: config, device, resume") {
+    ensure_tiny_model();
+    TempDir tmp;
+    const std::string dir = tmp / "run";
+    auto r = run_cli({"train", "tiny-test", "--run-dir", dir, "--set", "stesp=3"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "unknown key 'stesp'; the keys are: checkpoint_every, dataset"));
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--set", "steps=many"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "steps: expected an integer, got 'many'"));
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--set", "steps"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "--set expects key=value"));
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--device", "cuda"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "--device cuda"));
+    CHECK(has(r.err, "use --device cpu"));
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--resume"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "no checkpoint to resume"));
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--config", "huge"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "--config huge: no such file, and no preset of that name; presets of tiny-test: default, full"));
+    std::ofstream(tmp / "cfg.json") << R"({"steps": 2, "lr": 0.1})";
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--config", tmp / "cfg.json", "-q"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "tiny trained 2 steps"));
+    std::ofstream(tmp / "bad.json") << R"({"steps": "x"})";
+    r = run_cli({"train", "tiny-test", "--run-dir", tmp / "other", "--config", tmp / "bad.json"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "bad.json"));
+    CHECK(has(r.err, "expected an integer"));
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--resume", "--config", "full"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "--config cannot be combined with --resume"));
+  }
+
+  TEST_CASE("missing checkpoints, the default run directory") {
+    ensure_tiny_model();
+    TempDir tmp;
+    auto r = run_cli({"eval", "tiny-test", "--checkpoint", tmp / "nope.safetensors"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "checkpoint file"));
+    CHECK(has(r.err, "does not exist"));
+    r = run_cli({"predict", "tiny-test", "1,2", "--checkpoint", tmp / "nope.safetensors"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "does not exist"));
+    std::ofstream(tmp / "junk.safetensors") << "junk";
+    r = run_cli({"eval", "tiny-test", "--checkpoint", tmp / "junk.safetensors"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "not a safetensors checkpoint"));
+
+    // Without --checkpoint / --run-dir: runs/<model> under the current directory.
+    const fs::path old = fs::current_path();
+    fs::current_path(tmp.path);
+    r = run_cli({"eval", "tiny-test"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "no checkpoint at runs/tiny-test/checkpoint.safetensors: train one with `focus train tiny-test`"));
+    auto t = run_cli({"train", "tiny-test", "-q"});
+    auto e = run_cli({"eval", "tiny-test"});
+    auto p = run_cli({"predict", "tiny-test", "3,4"});
+    fs::current_path(old);
+    CHECK(t.rc == 0);
+    CHECK(fs::exists(tmp.path / "runs/tiny-test/checkpoint.safetensors"));
+    CHECK(e.rc == 0);
+    CHECK(has(e.out, "after 6 steps"));
+    CHECK(p.rc == 0);
+    CHECK(has(p.out, "3,4 -> "));
+  }
+
+  TEST_CASE("data and plot errors") {
+    TempDir tmp;
+    auto r = run_cli({"plot", tmp / "missing"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "is not a run directory"));
+    r = run_cli({"plot", tmp.path.string()});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "has no metrics.jsonl"));
+    r = run_cli({"plot"});
+    CHECK(r.rc == 2);
+    r = run_cli({"data"});
+    CHECK(r.rc == 2);
+    r = run_cli({"data", "fetch"});
+    CHECK(r.rc == 2);
+    CHECK(has(r.err, "NAME"));
+    r = run_cli({"data", "fetch", "no-such-dataset"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "no-such-dataset"));
+  }
+
+  TEST_CASE("data list and data fetch --from a local copy") {
+    TempDir tmp;
+    std::optional<std::string> old;
+    if (const char* v = std::getenv("FOCUS_DATA")) old = v;
+    setenv("FOCUS_DATA", tmp.path.c_str(), 1);
+    auto r = run_cli({"data", "list"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "cmudict"));
+    CHECK(has(r.out, "not fetched (focus data fetch cmudict)"));
+    CHECK(has(r.out, "fashion-mnist"));
+    const fs::path fixture = fs::path(FOCUS_SOURCE_DIR) / "tests/fixtures/datasets/cmudict/dict.txt";
+    r = run_cli({"data", "fetch", "cmudict", "--from", fixture.string()});
+    INFO(r.err);
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "cmudict is ready in"));
+    r = run_cli({"data", "list"});
+    CHECK(has(r.out, "ready ("));
+    r = run_cli({"data", "fetch", "cmudict", "--from", tmp / "nowhere", "--force"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "focus: error: [data fetch]"));
+    if (old) setenv("FOCUS_DATA", old->c_str(), 1);
+    else unsetenv("FOCUS_DATA");
+  }
+
+  TEST_CASE("real SIGINT in a child process: one saves and exits 130, two quit at once") {
+    ensure_tiny_model();
+    TempDir tmp;
+    // Runs `focus train` in a child; returns its pid.
+    auto spawn = [&](const std::string& dir, int step_ms) {
+      std::fflush(nullptr);
+      pid_t pid = ::fork();
+      if (pid == 0) {
+        std::ostringstream out, err;
+        int rc = focus::cli::run({"train", "tiny-test", "--run-dir", dir, "-q", "--set", "steps=100000", "--set",
+                                  fmt::format("step_ms={}", step_ms)},
+                                 out, err);
+        ::_exit(rc);
+      }
+      return pid;
+    };
+    auto wait_for = [](const fs::path& file) {
+      for (int i = 0; i < 1000 && !fs::exists(file); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      return fs::exists(file);
+    };
+    auto exit_status = [](pid_t pid) {
+      for (int i = 0; i < 1000; ++i) {
+        int status = 0;
+        if (::waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      return -2;  // did not stop within 10 s
+    };
+
+    const std::string dir = tmp / "one";
+    pid_t pid = spawn(dir, 5);
+    REQUIRE(pid > 0);
+    REQUIRE(wait_for(fs::path(dir) / "metrics.jsonl"));
+    ::kill(pid, SIGINT);
+    CHECK(exit_status(pid) == 130);
+    CHECK(fs::exists(fs::path(dir) / "checkpoint.safetensors"));
+    CHECK_FALSE(fs::exists(fs::path(dir) / "report.txt"));
+    // The saved step is where the run stopped; --resume picks it up.
+    auto r = run_cli({"eval", "tiny-test", "--run-dir", dir});
+    CHECK(r.rc == 0);
+
+    const std::string dir2 = tmp / "two";
+    pid = spawn(dir2, 3000);  // a slow step: the first Ctrl-C waits for it, the second does not
+    REQUIRE(pid > 0);
+    REQUIRE(wait_for(fs::path(dir2) / "config.json"));
+    ::kill(pid, SIGINT);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ::kill(pid, SIGINT);
+    auto t0 = std::chrono::steady_clock::now();
+    CHECK(exit_status(pid) == 130);
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(2500));
+  }
+}

@@ -1,0 +1,323 @@
+// models/zoo: Config, Run (run directory rules, metrics.jsonl, checkpoints, report), Progress.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <focus/focus.h>
+
+#include "models/zoo/config.h"
+#include "test_util.h"
+#include "models/zoo/run.h"
+
+using namespace focus;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// A fresh temporary directory, removed at the end of the scope.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() / fmt::format("focus_zoo_test_{}_{}", ::getpid(), counter++);
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> lines_of(const fs::path& p) {
+  std::vector<std::string> out;
+  std::istringstream in(slurp(p));
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(line);
+  return out;
+}
+
+zoo::Config sample_config() {
+  zoo::Config c;
+  c.set("steps", 3000).set("lr", 3e-4).set("dataset", "cmudict").set("bias", false).set("warmup", 0.5);
+  return c;
+}
+
+zoo::RunOptions quiet_options(const std::string& dir, std::ostream& out) {
+  zoo::RunOptions o;
+  o.set_dir(dir).set_quiet();
+  o.set_streams(&out, &out);
+  return o;
+}
+
+}  // namespace
+
+TEST_SUITE("zoo") {
+  TEST_CASE("Config: typed set and get") {
+    zoo::Config c = sample_config();
+    CHECK(c.integer("steps") == 3000);
+    CHECK(c.real("lr") == doctest::Approx(3e-4));
+    CHECK(c.real("steps") == 3000.0);  // an integer is a valid real
+    CHECK(c.str("dataset") == "cmudict");
+    CHECK_FALSE(c.boolean("bias"));
+    CHECK(c.contains("lr"));
+    CHECK_FALSE(c.contains("nope"));
+    CHECK(c.keys() == std::vector<std::string>{"bias", "dataset", "lr", "steps", "warmup"});
+    CHECK(c.type("steps") == zoo::Config::Type::Integer);
+    CHECK(c.type("lr") == zoo::Config::Type::Real);
+    CHECK(c.type("dataset") == zoo::Config::Type::String);
+    CHECK(c.type("bias") == zoo::Config::Type::Boolean);
+    CHECK_THROWS_WITH_AS(c.integer("nope"), doctest::Contains("unknown key 'nope'; the keys are: bias, dataset, lr"),
+                         focus::Error);
+    CHECK_THROWS_WITH_AS(c.integer("lr"), doctest::Contains("lr is a real"), focus::Error);
+    CHECK_THROWS_WITH_AS(c.str("steps"), doctest::Contains("not a string"), focus::Error);
+    CHECK_THROWS_WITH_AS(c.boolean("dataset"), doctest::Contains("not a boolean"), focus::Error);
+  }
+
+  TEST_CASE("Config: --set overrides are type-checked against the existing key") {
+    zoo::Config c = sample_config();
+    c.apply("steps=500");
+    CHECK(c.integer("steps") == 500);
+    c.apply("lr=1");  // an integer text is a fine real
+    CHECK(c.real("lr") == 1.0);
+    CHECK(c.type("lr") == zoo::Config::Type::Real);
+    c.apply("lr=2.5e-3");
+    CHECK(c.real("lr") == doctest::Approx(2.5e-3));
+    c.apply("bias=yes");
+    CHECK(c.boolean("bias"));
+    c.apply("bias=0");
+    CHECK_FALSE(c.boolean("bias"));
+    c.apply("dataset=synthetic");
+    CHECK(c.str("dataset") == "synthetic");
+    c.apply("dataset=a=b");  // only the first '=' splits
+    CHECK(c.str("dataset") == "a=b");
+    CHECK_THROWS_WITH_AS(c.apply("steps=0.5"), doctest::Contains("steps: expected an integer, got '0.5'"), focus::Error);
+    CHECK_THROWS_WITH_AS(c.apply("steps=12abc"), doctest::Contains("expected an integer"), focus::Error);
+    CHECK_THROWS_WITH_AS(c.apply("lr=fast"), doctest::Contains("lr: expected a number, got 'fast'"), focus::Error);
+    CHECK_THROWS_WITH_AS(c.apply("lr=inf"), doctest::Contains("expected a number"), focus::Error);
+    CHECK_THROWS_WITH_AS(c.apply("bias=maybe"), doctest::Contains("bias: expected true or false, got 'maybe'"),
+                         focus::Error);
+    CHECK_THROWS_WITH_AS(c.apply("stpes=5"), doctest::Contains("unknown key 'stpes'; the keys are: bias, dataset"),
+                         focus::Error);
+    CHECK_THROWS_WITH_AS(c.apply("steps"), doctest::Contains("--set expects key=value, got 'steps'"), focus::Error);
+    CHECK_THROWS_WITH_AS(c.apply("=5"), doctest::Contains("--set expects key=value"), focus::Error);
+    CHECK(c.integer("steps") == 500);  // failed applies changed nothing
+  }
+
+  TEST_CASE("Config: JSON round trip keeps the types") {
+    zoo::Config c = sample_config();
+    c.set("whole_real", 2.0);
+    zoo::Config back = zoo::Config::from_json(c.to_json());
+    CHECK(back == c);
+    CHECK(back.type("whole_real") == zoo::Config::Type::Real);
+    CHECK(back.type("steps") == zoo::Config::Type::Integer);
+    CHECK_THROWS_WITH_AS(zoo::Config::from_json("[1, 2]"), doctest::Contains("expected a JSON object"), focus::Error);
+    CHECK_THROWS_WITH_AS(zoo::Config::from_json("{\"a\": "), doctest::Contains("not valid JSON"), focus::Error);
+    CHECK_THROWS_WITH_AS(zoo::Config::from_json("{\"a\": [1]}"), doctest::Contains("a must be a string, number or boolean"),
+                         focus::Error);
+  }
+
+  TEST_CASE("Config: merge_file") {
+    TempDir tmp;
+    zoo::Config c = sample_config();
+    std::ofstream(tmp / "good.json") << R"({"steps": 10, "lr": 0.01, "bias": true, "dataset": "synthetic", "warmup": 1})";
+    c.merge_file(tmp / "good.json");
+    CHECK(c.integer("steps") == 10);
+    CHECK(c.real("lr") == doctest::Approx(0.01));
+    CHECK(c.boolean("bias"));
+    CHECK(c.str("dataset") == "synthetic");
+    CHECK(c.real("warmup") == 1.0);
+    std::ofstream(tmp / "strings.json") << R"({"steps": "20", "lr": "3e-4"})";
+    c.merge_file(tmp / "strings.json");
+    CHECK(c.integer("steps") == 20);
+
+    std::ofstream(tmp / "unknown.json") << R"({"steps": 5, "layers": 4})";
+    CHECK_THROWS_WITH_AS(c.merge_file(tmp / "unknown.json"), doctest::Contains("unknown key 'layers'"), focus::Error);
+    CHECK(c.integer("steps") == 20);  // a bad file changes nothing
+    std::ofstream(tmp / "type.json") << R"({"steps": 2.5})";
+    CHECK_THROWS_WITH_AS(c.merge_file(tmp / "type.json"), doctest::Contains("steps is a integer, got 2.5"), focus::Error);
+    std::ofstream(tmp / "bool.json") << R"({"bias": 1})";
+    CHECK_THROWS_WITH_AS(c.merge_file(tmp / "bool.json"), doctest::Contains("bias is a boolean"), focus::Error);
+    std::ofstream(tmp / "bad.json") << "{steps: 5}";
+    CHECK_THROWS_WITH_AS(c.merge_file(tmp / "bad.json"), doctest::Contains("not valid JSON"), focus::Error);
+    CHECK_THROWS_WITH_AS(c.merge_file(tmp / "missing.json"), doctest::Contains("cannot read config file"), focus::Error);
+  }
+
+  TEST_CASE("Run: fresh run writes config.json; metrics.jsonl gets one JSON object per line") {
+    TempDir tmp;
+    std::ostringstream out;
+    const std::string dir = tmp / "run";
+    {
+      zoo::Run run("tiny", sample_config(), quiet_options(dir, out).set_overrides({"steps=7"}));
+      CHECK(run.dir() == fs::path(dir));
+      CHECK(run.device() == kCPU);
+      CHECK(run.config().integer("steps") == 7);
+      CHECK(zoo::Config::from_json(slurp(fs::path(dir) / "config.json")).integer("steps") == 7);
+      run.log("train", 1, {{"loss", 2.5}});
+      run.log("train", 2, {{"loss", 2.0}, {"lr", 1e-3}});
+      run.log("valid", 2, {{"loss", 2.25}, {"acc", 0.5}});
+      CHECK(out.str().find("valid  step 2  loss 2.2500  acc 0.5000") != std::string::npos);
+      CHECK(out.str().find("train") == std::string::npos);  // train lines are not echoed
+      CHECK_THROWS_WITH_AS(run.log("train", 3, {{"step", 1.0}}), doctest::Contains("reserved"), focus::Error);
+      run.report({{"test_acc", 0.75}}, "test accuracy 75.0%");
+      CHECK(out.str().find("test accuracy 75.0%") != std::string::npos);
+    }
+    auto lines = lines_of(fs::path(dir) / "metrics.jsonl");
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[0].find("\"split\":\"train\"") != std::string::npos);
+    CHECK(lines[0].find("\"step\":1") != std::string::npos);
+    CHECK(lines[0].find("\"loss\":2.5") != std::string::npos);
+    CHECK(lines[0].find("\"time\":") != std::string::npos);
+    CHECK(lines[2].find("\"split\":\"valid\"") != std::string::npos);
+    CHECK(lines[2].find("\"acc\":0.5") != std::string::npos);
+    CHECK(slurp(fs::path(dir) / "report.txt").find("test accuracy 75.0%\n\ntest_acc 0.7500") != std::string::npos);
+    CHECK(slurp(fs::path(dir) / "report.json").find("\"test_acc\": 0.75") != std::string::npos);
+  }
+
+  TEST_CASE("Run: checkpoint meta round trip, resume and overwrite rules") {
+    TempDir tmp;
+    std::ostringstream out;
+    const std::string dir = tmp / "run";
+    manual_seed(0);
+    nn::Linear model(3, 2);
+    optim::AdamW opt(model.parameters(), optim::AdamWOptions().lr(0.1));
+    Generator gen(5);
+    {
+      zoo::Run run("tiny", sample_config(), quiet_options(dir, out));
+      CHECK(run.restore(model, &opt, nullptr, &gen) == 0);  // fresh: nothing to restore
+      run.log("train", 4, {{"loss", 1.0}});
+      run.log("train", 6, {{"loss", 0.5}});
+      run.save_checkpoint(model, &opt, nullptr, 4, &gen, {{"vocab", "[\"a\"]"}});
+    }
+    const std::string ckpt = (fs::path(dir) / "checkpoint.safetensors").string();
+    auto meta = zoo::checkpoint_meta(ckpt);
+    CHECK(meta.at("model") == "tiny");
+    CHECK(meta.at("vocab") == "[\"a\"]");
+    CHECK(meta.at("format") == "focus-checkpoint");
+    CHECK(zoo::config_from_checkpoint(ckpt) == sample_config());
+    CHECK(zoo::checkpoint_meta(ckpt, "tiny").at("model") == "tiny");
+    CHECK_THROWS_WITH_AS(zoo::checkpoint_meta(ckpt, "g2p"), doctest::Contains("holds a 'tiny' model, not 'g2p'"),
+                         focus::Error);
+    CHECK_THROWS_WITH_AS(zoo::checkpoint_meta(tmp / "none.safetensors"), doctest::Contains("no checkpoint at"),
+                         focus::Error);
+    std::ofstream(tmp / "junk.safetensors") << "this is not a checkpoint";
+    CHECK_THROWS_WITH_AS(zoo::checkpoint_meta(tmp / "junk.safetensors"), doctest::Contains("not a safetensors checkpoint"),
+                         focus::Error);
+
+    // Training again into the same directory without --resume/--overwrite: refused, nothing lost.
+    const auto before = fs::file_size(ckpt);
+    CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(dir, out)),
+                         doctest::Contains("already holds a checkpoint of an earlier run"), focus::Error);
+    CHECK(fs::file_size(ckpt) == before);
+    CHECK(lines_of(fs::path(dir) / "metrics.jsonl").size() == 2);
+    CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(dir, out).set_resume().set_overwrite()),
+                         doctest::Contains("contradict"), focus::Error);
+    CHECK_THROWS_WITH_AS(zoo::Run("other", sample_config(), quiet_options(dir, out).set_resume()),
+                         doctest::Contains("holds a checkpoint of model 'tiny', not 'other'"), focus::Error);
+
+    // --resume: the stored config comes back, then the overrides; metrics after the step go.
+    {
+      zoo::Config changed = sample_config();
+      changed.set("steps", 1);  // ignored on resume: the stored config wins
+      zoo::Run run("tiny", changed, quiet_options(dir, out).set_resume().set_overrides({"lr=0.5"}));
+      CHECK(run.config().integer("steps") == 3000);
+      CHECK(run.config().real("lr") == 0.5);
+      nn::Linear fresh(3, 2);
+      optim::AdamW opt2(fresh.parameters(), optim::AdamWOptions().lr(0.1));
+      Generator gen2(99);
+      CHECK(run.restore(fresh, &opt2, nullptr, &gen2) == 4);
+      CHECK(focus::testing::allclose(fresh.weight(), model.weight(), 0.0, 0.0));
+      CHECK(gen2.get_state().offset == gen.get_state().offset);
+      auto lines = lines_of(fs::path(dir) / "metrics.jsonl");
+      REQUIRE(lines.size() == 1);  // step 6 came after the checkpoint
+      CHECK(lines[0].find("\"step\":4") != std::string::npos);
+    }
+    // --overwrite: starts afresh (old pictures go too).
+    std::ofstream(fs::path(dir) / "loss.png") << "png";
+    {
+      zoo::Run run("tiny", sample_config(), quiet_options(dir, out).set_overwrite());
+      CHECK_FALSE(fs::exists(ckpt));
+      CHECK_FALSE(fs::exists(fs::path(dir) / "metrics.jsonl"));
+      CHECK_FALSE(fs::exists(fs::path(dir) / "loss.png"));
+      CHECK(fs::exists(fs::path(dir) / "config.json"));
+    }
+    // --resume without a checkpoint.
+    CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(tmp / "empty", out).set_resume()),
+                         doctest::Contains("no checkpoint to resume"), focus::Error);
+    CHECK_FALSE(fs::exists(tmp / "empty"));
+  }
+
+  TEST_CASE("Run: devices and bad run directories") {
+    TempDir tmp;
+    std::ostringstream out;
+    CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(tmp / "r", out).set_device("cuda")),
+                         doctest::Contains("--device cuda: this device cannot be used"), focus::Error);
+    CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(tmp / "r", out).set_device("tpu")),
+                         doctest::Contains("expected 'cpu', 'cuda'"), focus::Error);
+    std::ofstream(tmp / "file") << "x";
+    CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(tmp / "file", out)),
+                         doctest::Contains("is not a directory"), focus::Error);
+    CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(tmp / "r", out).set_overrides({"nope=1"})),
+                         doctest::Contains("unknown key 'nope'"), focus::Error);
+    CHECK(zoo::default_run_dir("g2p") == fs::path("runs/g2p"));
+  }
+
+  TEST_CASE("Run: Ctrl-C sets interrupted() while a Run lives") {
+    TempDir tmp;
+    std::ostringstream out;
+    zoo::Run run("tiny", sample_config(), quiet_options(tmp / "r", out));
+    CHECK_FALSE(run.interrupted());
+    std::raise(SIGINT);  // the first Ctrl-C only sets the flag
+    CHECK(run.interrupted());
+  }
+
+  TEST_CASE("Progress: line contents, plain lines off a terminal, nothing when disabled") {
+    std::ostringstream s;
+    zoo::Progress p(s, /*tty=*/false);
+    p.interval(0);
+    p.start(10, "tok/s");
+    p.update(1, 1, 2.5, 100);
+    p.update(3, 1, 1.25, 200);
+    CHECK(p.line().find("step 3/10 (30%)") != std::string::npos);
+    CHECK(p.line().find("epoch 1") != std::string::npos);
+    CHECK(p.line().find("loss 1.2500") != std::string::npos);
+    CHECK(p.line().find("tok/s") != std::string::npos);
+    CHECK(p.line().find("ETA") != std::string::npos);
+    p.finish();
+    auto text = s.str();
+    CHECK(std::count(text.begin(), text.end(), '\n') == 3);  // two updates and the final line
+    CHECK(text.find('\r') == std::string::npos);
+
+    std::ostringstream t;
+    zoo::Progress tty(t, /*tty=*/true);
+    tty.start(5, "img/s");
+    tty.update(1, 0, 1.0, 10);
+    tty.clear();
+    tty.update(5, 0, 0.5, 10);
+    tty.finish();
+    CHECK(t.str().find("\rstep 1/5 (20%)") != std::string::npos);
+    CHECK(t.str().find("\r\x1b[K") != std::string::npos);
+    CHECK(t.str().back() == '\n');
+
+    std::ostringstream q;
+    zoo::Progress off(q, false, /*enabled=*/false);
+    off.start(5, "tok/s");
+    off.update(1, 0, 1.0, 10);
+    off.finish();
+    CHECK(q.str().empty());
+  }
+}
