@@ -14,7 +14,7 @@
 #include "models/g2p/program.h"
 #include "models/char_gpt/program.h"
 #include "models/spam/program.h"
-// #include "models/vit/program.h"
+#include "models/vit/program.h"
 
 namespace focus::zoo {
 namespace {
@@ -25,7 +25,7 @@ std::vector<ModelEntry> builtin_models() {
       models::g2p::model_entry(),
       models::char_gpt::model_entry(),
       models::spam::model_entry(),
-      // models::vit::model_entry(),
+      models::vit::model_entry(),
   };
 }
 
