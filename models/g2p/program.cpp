@@ -427,7 +427,7 @@ zoo::Config full_config() {
       .set("encoder_layers", 3)
       .set("decoder_layers", 3)
       .set("dim_feedforward", 1024)
-      .set("steps", 30000)
+      .set("steps", 4500)
       .set("lr", 1e-3)
       .set("warmup", 1000)
       .set("eval_every", 2500)
