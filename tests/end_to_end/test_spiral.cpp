@@ -1,6 +1,6 @@
 #include "test_util.h"
 
-#include "../../tools/spiral/spiral.h"
+#include "spiral.h"
 
 TEST_SUITE("end_to_end") {
 

@@ -1,7 +1,7 @@
 #pragma once
 // The 2-D spiral toy problem (three interleaved arms, as in CS231n) and a two-layer MLP
-// trained on it with plain tensor ops and a hand-written SGD step. Used by the demo
-// program and by the end-to-end test.
+// trained on it with plain tensor ops and a hand-written SGD step. Used by the
+// end-to-end test.
 #include <focus/focus.h>
 
 #include <functional>
