@@ -3,6 +3,10 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <unistd.h>
 #include <vector>
 
 #include <focus/focus.h>
@@ -32,5 +36,26 @@ inline std::vector<double> values(const Tensor& t) { return t.to_vector<double>(
 
 /// Devices the device-generic tests run on (CUDA joins when a CUDA build finds a GPU).
 inline std::vector<Device> test_devices() { return {kCPU}; }
+
+/// A fresh temporary directory (named after `tag` and the process), removed with its
+/// contents at the end of the scope.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& tag = "test") {
+    static int counter = 0;
+    path = std::filesystem::temp_directory_path() /
+           ("focus_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  /// The path of `name` inside the directory.
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
 
 }  // namespace focus::testing

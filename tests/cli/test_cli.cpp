@@ -2,6 +2,8 @@
 // registered by zoo::add_model (the real models get their own smoke tests).
 #include <doctest/doctest.h>
 
+#include "test_util.h"
+
 #include <unistd.h>
 
 #include <filesystem>
@@ -24,19 +26,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("focus_cli_test_{}_{}", ::getpid(), counter++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
+struct TempDir : focus::testing::TempDir {
+  TempDir() : focus::testing::TempDir("cli_test") {}
 };
 
 struct Result {

@@ -212,18 +212,8 @@ namespace {
 namespace fs = std::filesystem;
 namespace vitp = focus::models::vit;
 
-struct VitTempDir {
-  fs::path path;
-  VitTempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("focus_vit_test_{}_{}", ::getpid(), counter++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~VitTempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+struct VitTempDir : focus::testing::TempDir {
+  VitTempDir() : focus::testing::TempDir("vit_test") {}
 };
 
 std::string slurp_file(const fs::path& p) {

@@ -19,20 +19,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// A fresh temporary directory, removed at the end of the scope.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("focus_zoo_test_{}_{}", ::getpid(), counter++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
+struct TempDir : focus::testing::TempDir {
+  TempDir() : focus::testing::TempDir("zoo_test") {}
 };
 
 std::string slurp(const fs::path& p) {
