@@ -42,12 +42,21 @@ LR, BETA1, BETA2, EPS, WEIGHT_DECAY = 3e-4, 0.9, 0.95, 1e-8, 0.1
 
 
 # ---- model (nanoGPT's, with PyTorch 1.13's attention written out) -------------------------
+# Also the model of char_gpt_torch.py: c may set "dropout" (default 0: no dropout modules at
+# all) and "bias" (Linear and LayerNorm biases).
+def _dropout(c):
+    p = c.get("dropout", 0.0)
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, c):
         super().__init__()
         self.n_head, self.n_embd = c["n_head"], c["n_embd"]
         self.c_attn = nn.Linear(c["n_embd"], 3 * c["n_embd"], bias=c["bias"])
         self.c_proj = nn.Linear(c["n_embd"], c["n_embd"], bias=c["bias"])
+        self.attn_dropout = _dropout(c)
+        self.resid_dropout = _dropout(c)
         T = c["block_size"]
         self.register_buffer("mask", torch.tril(torch.ones(T, T, dtype=torch.bool)).view(1, 1, T, T),
                              persistent=False)
@@ -60,10 +69,9 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
         att = att.masked_fill(~self.mask[:, :, :T, :T], float("-inf"))
-        att = F.softmax(att, dim=-1)
-        y = att @ v
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.c_proj(y)
+        att = self.attn_dropout(F.softmax(att, dim=-1))
+        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
 
 
 class MLP(nn.Module):
@@ -72,17 +80,30 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(c["n_embd"], 4 * c["n_embd"], bias=c["bias"])
         self.gelu = nn.GELU()
         self.c_proj = nn.Linear(4 * c["n_embd"], c["n_embd"], bias=c["bias"])
+        self.dropout = _dropout(c)
 
     def forward(self, x):
-        return self.c_proj(self.gelu(self.c_fc(x)))
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with an optional bias (PyTorch 1.13's has no bias=False); nn.LayerNorm's names."""
+
+    def __init__(self, n, bias):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n))
+        self.bias = nn.Parameter(torch.zeros(n)) if bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
 
 
 class Block(nn.Module):
     def __init__(self, c):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(c["n_embd"])
+        self.ln_1 = LayerNorm(c["n_embd"], c["bias"])
         self.attn = CausalSelfAttention(c)
-        self.ln_2 = nn.LayerNorm(c["n_embd"])
+        self.ln_2 = LayerNorm(c["n_embd"], c["bias"])
         self.mlp = MLP(c)
 
     def forward(self, x):
@@ -99,8 +120,9 @@ class GPT(nn.Module):
         self.c = c
         self.wte = nn.Embedding(c["vocab_size"], c["n_embd"])
         self.wpe = nn.Embedding(c["block_size"], c["n_embd"])
+        self.drop = _dropout(c)
         self.h = nn.ModuleList([Block(c) for _ in range(c["n_layer"])])
-        self.ln_f = nn.LayerNorm(c["n_embd"])
+        self.ln_f = LayerNorm(c["n_embd"], c["bias"])
         self.lm_head = nn.Linear(c["n_embd"], c["vocab_size"], bias=False)
         # nanoGPT's initialization (models/gpt does the same)
         for m in self.modules():
@@ -113,9 +135,8 @@ class GPT(nn.Module):
                 nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * c["n_layer"]))
 
     def forward(self, idx, targets):
-        B, T = idx.shape
-        pos = torch.arange(T, dtype=torch.long)
-        x = self.wte(idx) + self.wpe(pos)
+        T = idx.shape[1]
+        x = self.drop(self.wte(idx) + self.wpe(torch.arange(T, dtype=torch.long)))
         for block in self.h:
             x = block(x)
         logits = self.lm_head(self.ln_f(x))

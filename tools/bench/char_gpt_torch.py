@@ -24,7 +24,6 @@ recipe. Needs Debian's python3-torch (1.13; only /usr/bin/python3 has it).
 """
 import argparse
 import collections
-import ctypes
 import json
 import math
 import os
@@ -32,98 +31,11 @@ import sys
 import time
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 
-# ---- model: nanoGPT's GPT with models/gpt's names and init --------------------------------
-class CausalSelfAttention(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.n_head, self.n_embd, self.dropout = c["n_head"], c["n_embd"], c["dropout"]
-        self.c_attn = nn.Linear(c["n_embd"], 3 * c["n_embd"], bias=c["bias"])
-        self.c_proj = nn.Linear(c["n_embd"], c["n_embd"], bias=c["bias"])
-        self.attn_dropout = nn.Dropout(c["dropout"])
-        self.resid_dropout = nn.Dropout(c["dropout"])
-        T = c["block_size"]
-        self.register_buffer("mask", torch.tril(torch.ones(T, T, dtype=torch.bool)).view(1, 1, T, T),
-                             persistent=False)
-
-    def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-        att = att.masked_fill(~self.mask[:, :, :T, :T], float("-inf"))
-        att = self.attn_dropout(F.softmax(att, dim=-1))
-        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.c_proj(y))
-
-
-class MLP(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.c_fc = nn.Linear(c["n_embd"], 4 * c["n_embd"], bias=c["bias"])
-        self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(4 * c["n_embd"], c["n_embd"], bias=c["bias"])
-        self.dropout = nn.Dropout(c["dropout"])
-
-    def forward(self, x):
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
-
-
-class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias (PyTorch 1.13's has no bias=False)."""
-
-    def __init__(self, n, bias):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(n))
-        self.bias = nn.Parameter(torch.zeros(n)) if bias else None
-
-    def forward(self, x):
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
-
-
-class Block(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.ln_1 = LayerNorm(c["n_embd"], c["bias"])
-        self.attn = CausalSelfAttention(c)
-        self.ln_2 = LayerNorm(c["n_embd"], c["bias"])
-        self.mlp = MLP(c)
-
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
-
-
-class GPT(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.wte = nn.Embedding(c["vocab_size"], c["n_embd"])
-        self.wpe = nn.Embedding(c["block_size"], c["n_embd"])
-        self.drop = nn.Dropout(c["dropout"])
-        self.h = nn.ModuleList([Block(c) for _ in range(c["n_layer"])])
-        self.ln_f = LayerNorm(c["n_embd"], c["bias"])
-        self.lm_head = nn.Linear(c["n_embd"], c["vocab_size"], bias=False)
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                if isinstance(m, nn.Linear) and m.bias is not None:
-                    nn.init.zeros_(m.bias)
-        for n, p in self.named_parameters():
-            if n.endswith("c_proj.weight"):
-                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * c["n_layer"]))
-
-    def forward(self, idx, targets):
-        T = idx.shape[1]
-        x = self.drop(self.wte(idx) + self.wpe(torch.arange(T, dtype=torch.long)))
-        for block in self.h:
-            x = block(x)
-        logits = self.lm_head(self.ln_f(x))
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+# The model is bench_gpt_torch.py's (nanoGPT's GPT with models/gpt's names and init; dropout
+# and bias from the config); Python finds it beside this script.
+from bench_gpt_torch import GPT, set_threads  # noqa: E402
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -149,7 +61,7 @@ def get_batch(data, batch_size, block_size, gen):
 @torch.no_grad()
 def mean_loss(model, batches):
     model.eval()
-    out = sum(model(x, y).item() for x, y in batches) / len(batches)
+    out = sum(model(x, y)[1].item() for x, y in batches) / len(batches)
     model.train()
     return out
 
@@ -165,11 +77,11 @@ def split_loss(model, data, block_size, batch_size):
         b = min(batch_size, n_full - w)
         x = data[w * block_size : (w + b) * block_size].view(b, block_size)
         y = data[w * block_size + 1 : (w + b) * block_size + 1].view(b, block_size)
-        total += model(x, y).item() * b * block_size
+        total += model(x, y)[1].item() * b * block_size
     if rest:
         x = data[n_full * block_size : n_full * block_size + rest].view(1, rest)
         y = data[n_full * block_size + 1 : n_full * block_size + 1 + rest].view(1, rest)
-        total += model(x, y).item() * rest
+        total += model(x, y)[1].item() * rest
     model.train()
     return total / n_pred
 
@@ -183,19 +95,6 @@ def get_lr(it, c):
         return min_lr
     ratio = (it - warmup) / max(1, steps - warmup)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
-
-
-def set_threads(t):
-    torch.set_num_threads(t)
-    # torch.set_num_threads does not reach Debian's OpenBLAS (pthreads build)
-    with open("/proc/self/maps") as maps:
-        paths = {line.split()[-1] for line in maps if "blas" in line and line.split()[-1].startswith("/")}
-    for path in sorted(paths):
-        try:
-            ctypes.CDLL(path).openblas_set_num_threads(t)
-            return
-        except (OSError, AttributeError):
-            continue
 
 
 def main():
@@ -246,7 +145,7 @@ def main():
     model.train()
     for step in range(1, c["steps"] + 1):
         x, y = get_batch(train, B, T, data_gen)
-        loss = model(x, y)
+        _, loss = model(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if c["grad_clip"] > 0:
