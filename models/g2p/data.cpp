@@ -53,6 +53,25 @@ std::vector<G2PWord> group_pronunciations(const std::vector<std::pair<std::strin
   return words;
 }
 
+std::string strip_stress(std::string_view phoneme) {
+  while (!phoneme.empty() && phoneme.back() >= '0' && phoneme.back() <= '9') phoneme.remove_suffix(1);
+  return std::string(phoneme);
+}
+
+std::vector<G2PWord> without_stress(std::vector<G2PWord> words) {
+  for (auto& w : words) {
+    std::vector<std::vector<std::string>> merged;
+    for (const auto& pron : w.pronunciations) {
+      std::vector<std::string> plain;
+      plain.reserve(pron.size());
+      for (const auto& ph : pron) plain.push_back(strip_stress(ph));
+      if (std::find(merged.begin(), merged.end(), plain) == merged.end()) merged.push_back(std::move(plain));
+    }
+    w.pronunciations = std::move(merged);
+  }
+  return words;
+}
+
 std::vector<std::string> synthetic_pronunciation(const std::string& word) {
   std::vector<std::string> out;
   for (size_t i = 0; i < word.size(); ++i) {

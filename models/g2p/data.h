@@ -31,6 +31,14 @@ std::vector<std::string> word_letters(const std::string& word);
 std::vector<G2PWord> group_pronunciations(const std::vector<std::pair<std::string, std::vector<std::string>>>& entries,
                                           int64_t* dropped = nullptr);
 
+/// The phoneme without its stress digit: "AH0" -> "AH", "B" -> "B".
+std::string strip_stress(std::string_view phoneme);
+
+/// The words with every pronunciation stripped of stress digits and the pronunciations that
+/// then coincide merged (CMUdict lists some words once per stress pattern). This is the
+/// 39-phoneme setup of the published CMUdict G2P results.
+std::vector<G2PWord> without_stress(std::vector<G2PWord> words);
+
 /// The generated language of the `synthetic` dataset: letters A-H; A -> AE1, B -> B, C -> K
 /// (C before H: CH, and the H is silent), D -> D, E -> IY0 (E at the end of a word of 3 or
 /// more letters: silent), F -> F, G -> G, H -> HH.

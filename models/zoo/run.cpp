@@ -1,5 +1,6 @@
 // models/zoo/run.h: run directories, metrics, checkpoints, progress line, Ctrl-C.
 #include "models/zoo/run.h"
+#include "models/zoo/registry.h"
 
 #include <unistd.h>
 
@@ -424,6 +425,15 @@ Config config_from_checkpoint(const std::string& path) {
   auto meta = checkpoint_meta(path);
   auto it = meta.find("config");
   FOCUS_CHECK(it != meta.end(), "[checkpoint] {} has no stored config (not written by `focus train`)", path);
+  const auto model = meta.find("model");
+  if (model != meta.end()) {
+    for (const auto& entry : models()) {
+      if (entry.name != model->second) continue;
+      Config c = entry.default_config();
+      c.merge_json(it->second, path + " (config)");
+      return c;
+    }
+  }
   return Config::from_json(it->second);
 }
 

@@ -188,7 +188,9 @@ class Run {
 std::map<std::string, std::string> checkpoint_meta(const std::string& path);
 /// checkpoint_meta, checking that it was written by a Run of `model` (meta "model").
 std::map<std::string, std::string> checkpoint_meta(const std::string& path, const std::string& model);
-/// The config stored in a checkpoint by Run::save_checkpoint (meta "config").
+/// The config stored in a checkpoint by Run::save_checkpoint (meta "config"). For a model of
+/// the registry (meta "model"), the stored values are merged over that model's defaults, so a
+/// checkpoint written before a key was added still loads (the new key takes its default).
 Config config_from_checkpoint(const std::string& path);
 
 }  // namespace focus::zoo

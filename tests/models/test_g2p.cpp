@@ -307,6 +307,31 @@ TEST_SUITE("models_g2p") {
     CHECK_THROWS_WITH_AS(synthetic_pronunciation("XYZ"), doctest::Contains("not in A-H"), focus::Error);
   }
 
+  TEST_CASE("stress digits: stripped per phoneme, coinciding pronunciations merged") {
+    CHECK(strip_stress("AH0") == "AH");
+    CHECK(strip_stress("EY1") == "EY");
+    CHECK(strip_stress("B") == "B");
+    CHECK(strip_stress("") == "");
+    // PROJECT is listed as noun and verb (stress differs only): one pronunciation remains
+    const auto plain = without_stress({{"PROJECT", {{"P", "R", "AA1", "JH", "EH0", "K", "T"}, {"P", "R", "AA0", "JH", "EH1", "K", "T"},
+                                                    {"P", "R", "AH0", "JH", "EH1", "K", "T"}}},
+                                       {"B", {{"B", "IY1"}}}});
+    REQUIRE(plain.size() == 2);
+    CHECK(plain[0].pronunciations ==
+          std::vector<std::vector<std::string>>{{"P", "R", "AA", "JH", "EH", "K", "T"}, {"P", "R", "AH", "JH", "EH", "K", "T"}});
+    CHECK(plain[1].pronunciations == std::vector<std::vector<std::string>>{{"B", "IY"}});
+    // the stress key of the config: no digit is left in any split
+    zoo::Config c = model_entry().default_config();
+    c.apply("dataset=synthetic");
+    c.apply("synthetic_words=300");
+    c.apply("stress=false");
+    for (const char* split : {"train", "valid", "test"})
+      for (const auto& w : load_split(c, split))
+        for (const auto& pron : w.pronunciations)
+          for (const auto& ph : pron) CHECK(ph == strip_stress(ph));
+    CHECK(model_entry().presets.at("full")().boolean("stress") == false);
+  }
+
   TEST_CASE("bad inputs are clear errors") {
     G2PTransformer model(tiny_options());
     CHECK_THROWS_WITH_AS(G2PTransformer(tiny_options().nhead(5)), doctest::Contains("multiple of nhead"), focus::Error);
@@ -365,6 +390,7 @@ TEST_SUITE("models_g2p") {
     }
     MESSAGE(out.str());
     CHECK(out.str().find("PER") != std::string::npos);
+    CHECK(out.str().find("with stress digits stripped") != std::string::npos);  // the model predicts stress
     const std::string ckpt = (dir / zoo::kCheckpointFile).string();
     REQUIRE(std::filesystem::exists(ckpt));
     REQUIRE(std::filesystem::exists(dir / zoo::kReportJsonFile));
@@ -376,6 +402,7 @@ TEST_SUITE("models_g2p") {
     entry.evaluate(ea, eval_out);
     CHECK(eval_out.str().find("greedy   PER") != std::string::npos);
     CHECK(eval_out.str().find("beam 3") != std::string::npos);
+    CHECK(eval_out.str().find("with stress digits stripped") != std::string::npos);
 
     // the loaded model predicts the synthetic language well after 120 steps
     LoadedModel lm = load_model(ckpt);

@@ -13,6 +13,7 @@
 #include "models/zoo/config.h"
 #include "test_util.h"
 #include "models/zoo/run.h"
+#include "models/zoo/registry.h"
 
 using namespace focus;
 namespace fs = std::filesystem;
@@ -247,6 +248,34 @@ TEST_SUITE("zoo") {
     CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(tmp / "empty", out).set_resume()),
                          doctest::Contains("no checkpoint to resume"), focus::Error);
     CHECK_FALSE(fs::exists(tmp / "empty"));
+  }
+
+  TEST_CASE("config_from_checkpoint: a zoo model's defaults fill keys the checkpoint predates") {
+    TempDir tmp;
+    std::ostringstream out;
+    const std::string dir = tmp / "old";
+    nn::Linear model(3, 2);
+    zoo::Config stored;  // as if written before g2p had its other keys (e.g. "stress")
+    stored.set("d_model", 64).set("lr", 0.01);
+    {
+      zoo::Run run("g2p", stored, quiet_options(dir, out));
+      run.save_checkpoint(model, nullptr, nullptr, 1, nullptr, {});
+    }
+    const std::string ckpt = (fs::path(dir) / "checkpoint.safetensors").string();
+    const zoo::Config c = zoo::config_from_checkpoint(ckpt);
+    CHECK(c.integer("d_model") == 64);                            // stored values win
+    CHECK(c.real("lr") == 0.01);
+    CHECK(c.boolean("stress") == true);                           // missing: g2p's default
+    CHECK(c.keys() == zoo::find_model("g2p").default_config().keys());
+    // a key the model does not have (a stale or foreign checkpoint) is a clear error
+    zoo::Config alien;
+    alien.set("no_such_key", 1);
+    {
+      zoo::Run run("g2p", alien, quiet_options(tmp / "alien", out));
+      run.save_checkpoint(model, nullptr, nullptr, 1, nullptr, {});
+    }
+    CHECK_THROWS_WITH_AS(zoo::config_from_checkpoint((fs::path(tmp / "alien") / "checkpoint.safetensors").string()),
+                         doctest::Contains("unknown key 'no_such_key'"), focus::Error);
   }
 
   TEST_CASE("Run: devices and bad run directories") {
