@@ -683,13 +683,21 @@ void fetch(const std::string& name, const FetchOptions& opts) {
   }
   detail::write_file(out / "manifest.json", manifest.dump(2) + "\n", "data fetch");
 
-  // Swap into place: the old copy (if any) moves into the temporary folder and goes with it.
-  if (fs::exists(dest)) {
-    fs::rename(dest, work.path() / "old", ec);
+  // Swap into place: the old copy (if any) moves into the temporary folder and goes with it;
+  // if the new copy cannot take its place, the old one goes back.
+  const fs::path old = work.path() / "old";
+  const bool had_old = fs::exists(dest);
+  if (had_old) {
+    fs::rename(dest, old, ec);
     FOCUS_CHECK(!ec, "[data fetch] {}: cannot move the old copy {} aside: {}", name, dest.string(), ec.message());
   }
   fs::rename(out, dest, ec);
-  FOCUS_CHECK(!ec, "[data fetch] {}: cannot move the converted copy into {}: {}", name, dest.string(), ec.message());
+  if (ec) {
+    std::error_code back;
+    if (had_old) fs::rename(old, dest, back);
+    FOCUS_FAIL("[data fetch] {}: cannot move the converted copy into {}: {}{}", name, dest.string(), ec.message(),
+               had_old && !back ? " (the old copy is back in place)" : "");
+  }
   log("{}: ready in {} ({:.1f} s)", name, dest.string(),
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }

@@ -155,7 +155,7 @@ struct Hypothesis {
   bool finished = false;  // ended with eos (false: cut at the length limit)
 };
 
-/// Length limit of decoding for sources of padded length S: min(max_len - 1, 2 S + 5) tokens.
+/// Length limit of decoding for sources of padded length S: min(max_len, 2 S + 5) tokens.
 int64_t max_decode_steps(const G2POptions& options, int64_t S);
 
 /// Greedy decoding of a batch src [B, S] -> B hypotheses (batched, key-value cached). The

@@ -268,6 +268,8 @@ void train(zoo::Run& run) {
                      step ? fmt::format(", resuming at step {}", step) : "");
 
   const int64_t nb = loader.num_batches();
+  FOCUS_CHECK(nb >= 1, "[g2p] no training batch: {} pronunciations fit max_len {} (batch_size {}); raise max_len",
+              dataset->size(), c.integer("max_len"), c.integer("batch_size"));
   int64_t epoch = step / nb;
   loader.set_epoch(epoch, step % nb);
   const double ls = c.real("label_smoothing"), clip = c.real("clip");

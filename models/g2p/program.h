@@ -27,9 +27,10 @@ zoo::ModelEntry model_entry();
 /// (load ~3-4, OMP_WAIT_POLICY=passive): 7m10s wall including the test evaluation, ~8k tok/s;
 /// test PER 16.5% / WER 51.8% greedy, PER 15.7% / WER 50.9% beam 5.
 zoo::Config default_config();
-/// The `full` preset: d_model 256, 3+3 layers (5.5M parameters, ~5.8x the default's work per
-/// token), 4500 steps of 128 (~4.8 epochs): about 2 hours at the default's measured rate
-/// divided by 5.8 (~85 pronunciations/s), aimed at WER <= 30% / PER <= 7.5%. Not run yet.
+/// The `full` preset, aimed at WER <= 30% / PER <= 7.5% within 2 hours on 2 cores: the
+/// anchors' setup (stress digits stripped: 39 phonemes) and the anchor Transformer's size
+/// (d_model 256, 3+3 layers, 5.5M parameters), 7000 steps of 128 (~7.5 epochs). Measured runs:
+/// docs/RESULTS.md.
 zoo::Config full_config();
 
 /// The words of a dataset ("cmudict": the fetched dictionary; "synthetic": the generated

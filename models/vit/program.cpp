@@ -1,6 +1,7 @@
 #include "models/vit/program.h"
 
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -627,7 +628,7 @@ void classify(const zoo::CommandArgs& args, std::ostream& out) {
   std::vector<std::string> inputs = args.inputs;
   std::shared_ptr<ImageSet> test;
   bool any_index = inputs.empty();
-  for (const auto& s : inputs) any_index = any_index || std::all_of(s.begin(), s.end(), ::isdigit);
+  for (const auto& s : inputs) any_index = any_index || std::all_of(s.begin(), s.end(), [](unsigned char ch) { return std::isdigit(ch) != 0; });
   if (any_index) test = load_data(c).test;
   if (inputs.empty())
     for (int i = 0; i < 8 && i < test->size(); ++i) inputs.push_back(std::to_string(i));
@@ -635,7 +636,7 @@ void classify(const zoo::CommandArgs& args, std::ostream& out) {
   std::vector<std::vector<uint8_t>> images;
   std::vector<int64_t> labels;  // -1 = unknown (a file)
   for (const auto& s : inputs) {
-    if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) {
+    if (!s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char ch) { return std::isdigit(ch) != 0; })) {
       int64_t i = 0;
       try {
         i = std::stoll(s);

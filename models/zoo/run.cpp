@@ -277,16 +277,28 @@ Run::Run(const std::string& model, Config config, RunOptions opts)
 
   fs::create_directories(dir_, ec);
   FOCUS_CHECK(!ec && fs::is_directory(dir_), "[train] cannot create run directory {}: {}", dir_.string(), ec.message());
+  start_ = std::chrono::steady_clock::now();
+  install_sigint_handler();
+}
+
+void Run::start_writing() {
+  if (writing_) return;
+  writing_ = true;
+  std::error_code ec;
   if (!opts_.resume) {
-    // A fresh run: what an earlier run left is replaced.
+    // A fresh run: what an earlier run left is replaced; pictures only where a run was.
+    bool earlier_run = false;
+    for (const char* f : {kConfigFile, kCheckpointFile, kMetricsFile, kReportJsonFile})
+      earlier_run = earlier_run || fs::exists(dir_ / f, ec);
     for (const char* f : {kCheckpointFile, kMetricsFile, kReportJsonFile, kReportTextFile}) fs::remove(dir_ / f, ec);
-    for (const auto& entry : fs::directory_iterator(dir_, ec)) {
-      if (entry.path().extension() == ".png") fs::remove(entry.path(), ec);
+    if (earlier_run) {
+      std::vector<fs::path> pictures;
+      for (const auto& entry : fs::directory_iterator(dir_, ec))
+        if (entry.path().extension() == ".png") pictures.push_back(entry.path());
+      for (const auto& p : pictures) fs::remove(p, ec);
     }
   }
   write_text_atomic(dir_ / kConfigFile, config_.to_json() + "\n");
-  start_ = std::chrono::steady_clock::now();
-  install_sigint_handler();
 }
 
 Run::~Run() { remove_sigint_handler(); }
@@ -299,6 +311,7 @@ void Run::request_interrupt() { g_interrupted.store(true); }
 
 void Run::log(const std::string& split, int64_t step, const std::vector<std::pair<std::string, double>>& metrics) {
   FOCUS_CHECK(!split.empty(), "[run] log: empty split name");
+  start_writing();
   json j = json::object();
   j["split"] = split;
   j["step"] = step;
@@ -328,12 +341,14 @@ void Run::log(const std::string& split, int64_t step, const std::vector<std::pai
 
 void Run::save_checkpoint(nn::Module& model, optim::Optimizer* opt, optim::LRScheduler* sched, int64_t step,
                           Generator* gen, std::map<std::string, std::string> meta) {
+  start_writing();
   meta["config"] = config_.to_json();
   meta["model"] = model_;
   optim::save_checkpoint((dir_ / kCheckpointFile).string(), model, opt, sched, step, gen, meta);
 }
 
 int64_t Run::restore(nn::Module& model, optim::Optimizer* opt, optim::LRScheduler* sched, Generator* gen) {
+  start_writing();
   if (!opts_.resume) return 0;
   const fs::path checkpoint = dir_ / kCheckpointFile;
   int64_t step = optim::load_checkpoint(checkpoint.string(), model, opt, sched, gen);
@@ -361,6 +376,7 @@ int64_t Run::restore(nn::Module& model, optim::Optimizer* opt, optim::LRSchedule
 }
 
 void Run::report(const std::vector<std::pair<std::string, double>>& metrics, const std::string& text) {
+  start_writing();
   json j = json::object();
   j["model"] = model_;
   json m = json::object();

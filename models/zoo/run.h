@@ -127,9 +127,13 @@ std::filesystem::path default_run_dir(const std::string& model);
 
 class Run {
  public:
-  /// Makes or opens the run directory and writes config.json.
+  /// Makes or opens the run directory; the first write (log, save_checkpoint, restore or
+  /// report) then writes config.json and, for a fresh run, removes what an earlier run left
+  /// (checkpoint, metrics, report and, if the directory held a run, its .png pictures). So a
+  /// run that fails before it writes anything (a bad config value, a dataset not fetched)
+  /// leaves the earlier run as it was, even with --overwrite.
   /// - fresh (no --resume): a directory that already holds a checkpoint is an error unless
-  ///   overwrite (nothing is touched); otherwise old metrics/report files are removed.
+  ///   overwrite (nothing is touched).
   /// - resume: the checkpoint must exist; config.json is read back into `config` (keys must
   ///   exist in it, so pass the model's default config) and opts.overrides apply.
   /// Installs a SIGINT handler for the Run's lifetime: the first Ctrl-C sets interrupted(),
@@ -173,6 +177,8 @@ class Run {
   void report(const std::vector<std::pair<std::string, double>>& metrics, const std::string& text);
 
  private:
+  void start_writing();  // once, before the first write: see the constructor
+
   std::string model_;
   Config config_;
   RunOptions opts_;
@@ -181,6 +187,7 @@ class Run {
   Progress progress_;
   std::chrono::steady_clock::time_point start_;
   double time_offset_ = 0.0;
+  bool writing_ = false;
 };
 
 /// The metadata of a checkpoint file (read from its header only). A missing or unreadable

@@ -250,6 +250,9 @@ TEST_SUITE("cli") {
     r = run_cli({"eval", "tiny-test", "--checkpoint", ckpt, "--set", "dataset=real"});
     CHECK(r.rc == 1);
     CHECK(has(r.err, "unknown dataset 'real'"));
+    r = run_cli({"eval", "tiny-test", "--checkpoint", ckpt, "--run-dir", dir});
+    CHECK(r.rc == 2);  // one or the other
+    CHECK(has(r.err, "excludes"));
     r = run_cli({"eval", "tiny-test", "--checkpoint", ckpt, "--set", "nokey=1"});
     CHECK(r.rc == 1);
     CHECK(has(r.err, "unknown key 'nokey'"));

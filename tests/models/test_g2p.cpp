@@ -437,6 +437,10 @@ TEST_SUITE("models_g2p") {
     bad.apply("dataset=timit");
     zoo::Run run2("g2p", bad, zoo::RunOptions().set_dir((dir / "bad").string()).set_quiet().set_streams(&out, &err));
     CHECK_THROWS_WITH_AS(entry.train(run2), doctest::Contains("dataset must be cmudict or synthetic"), focus::Error);
+    zoo::Config tiny_len = c;
+    tiny_len.apply("max_len=2");  // no pronunciation fits: an error, not a division by zero
+    zoo::Run run3("g2p", tiny_len, zoo::RunOptions().set_dir((dir / "short").string()).set_quiet().set_streams(&out, &err));
+    CHECK_THROWS_WITH_AS(entry.train(run3), doctest::Contains("no training batch"), focus::Error);
     std::filesystem::remove_all(dir);
   }
 }

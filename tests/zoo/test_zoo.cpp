@@ -155,8 +155,9 @@ TEST_SUITE("zoo") {
       CHECK(run.dir() == fs::path(dir));
       CHECK(run.device() == kCPU);
       CHECK(run.config().integer("steps") == 7);
-      CHECK(zoo::Config::from_json(slurp(fs::path(dir) / "config.json")).integer("steps") == 7);
+      CHECK_FALSE(fs::exists(fs::path(dir) / "config.json"));  // written with the first write
       run.log("train", 1, {{"loss", 2.5}});
+      CHECK(zoo::Config::from_json(slurp(fs::path(dir) / "config.json")).integer("steps") == 7);
       run.log("train", 2, {{"loss", 2.0}, {"lr", 1e-3}});
       run.log("valid", 2, {{"loss", 2.25}, {"acc", 0.5}});
       CHECK(out.str().find("valid  step 2  loss 2.2500  acc 0.5000") != std::string::npos);
@@ -235,15 +236,36 @@ TEST_SUITE("zoo") {
       REQUIRE(lines.size() == 1);  // step 6 came after the checkpoint
       CHECK(lines[0].find("\"step\":4") != std::string::npos);
     }
-    // --overwrite: starts afresh (old pictures go too).
+    // --overwrite: starts afresh (old pictures go too), but only once the new run writes: a
+    // run that fails first (bad config, no dataset) leaves the earlier one as it was.
     std::ofstream(fs::path(dir) / "loss.png") << "png";
     {
+      zoo::Config other = sample_config();
+      other.set("steps", 7);
+      zoo::Run run("tiny", other, quiet_options(dir, out).set_overwrite());
+      CHECK(fs::exists(ckpt));  // e.g. the model's config check throws here: nothing is lost
+      CHECK(fs::exists(fs::path(dir) / "loss.png"));
+      CHECK(zoo::config_from_checkpoint(ckpt).integer("steps") == 3000);
+    }
+    CHECK(fs::exists(ckpt));
+    CHECK(zoo::Config::from_json(slurp(fs::path(dir) / "config.json")).integer("steps") == 3000);  // the earlier run's
+    {
       zoo::Run run("tiny", sample_config(), quiet_options(dir, out).set_overwrite());
+      CHECK(run.restore(model, &opt, nullptr, &gen) == 0);  // the first write of a fresh run
       CHECK_FALSE(fs::exists(ckpt));
       CHECK_FALSE(fs::exists(fs::path(dir) / "metrics.jsonl"));
       CHECK_FALSE(fs::exists(fs::path(dir) / "loss.png"));
       CHECK(fs::exists(fs::path(dir) / "config.json"));
     }
+    // a directory that held no run keeps its pictures
+    std::filesystem::create_directories(tmp / "mine");
+    std::ofstream(fs::path(tmp / "mine") / "holiday.png") << "png";
+    {
+      zoo::Run run("tiny", sample_config(), quiet_options(tmp / "mine", out));
+      run.log("train", 1, {{"loss", 1.0}});
+    }
+    CHECK(fs::exists(fs::path(tmp / "mine") / "holiday.png"));
+    CHECK(fs::exists(fs::path(tmp / "mine") / "config.json"));
     // --resume without a checkpoint.
     CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(tmp / "empty", out).set_resume()),
                          doctest::Contains("no checkpoint to resume"), focus::Error);

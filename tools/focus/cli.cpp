@@ -158,9 +158,12 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     std::vector<std::string> eval_sets;
     CLI::App* eval = app.add_subcommand("eval", "Evaluate a trained model's checkpoint on a data split");
     eval->add_option("MODEL", eval_model, "The model")->required();
-    eval->add_option("--checkpoint", eval_checkpoint, "Checkpoint file (default runs/MODEL/checkpoint.safetensors)")
-        ->type_name("FILE");
-    eval->add_option("--run-dir", eval_run_dir, "Take the checkpoint from this run directory")->type_name("DIR");
+    CLI::Option* eval_ckpt_opt =
+        eval->add_option("--checkpoint", eval_checkpoint, "Checkpoint file (default runs/MODEL/checkpoint.safetensors)")
+            ->type_name("FILE");
+    eval->add_option("--run-dir", eval_run_dir, "Take the checkpoint from this run directory")
+        ->type_name("DIR")
+        ->excludes(eval_ckpt_opt);
     eval->add_option("--split", eval_split, "Data split")->capture_default_str()->check(CLI::IsMember({"test", "valid", "train"}));
     eval->add_option("--set", eval_sets, "Change a key of the stored config (e.g. dataset=synthetic)")
         ->allow_extra_args(false)
@@ -168,13 +171,11 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
 
     // ---- model commands: focus <command> <model> ... ----
     std::deque<ModelCommandState> states;
-    std::vector<CLI::App*> command_apps;
     for (const auto& cname : all_command_names()) {
       auto with = models_with(cname);
       CLI::App* c = app.add_subcommand(
           cname, fmt::format("Run a model's `{}` command (models: {})", cname, join_or_none(with)));
       c->require_subcommand(1);
-      command_apps.push_back(c);
       for (const auto& m : zoo::models()) {
         auto it = m.commands.find(cname);
         if (it == m.commands.end()) continue;
@@ -398,7 +399,6 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
       }
       return kExitOk;
     }
-    (void)command_apps;
     err << "focus: error: no command given\nRun `focus --help` for usage.\n";
     return kExitUsage;
   } catch (const Error& e) {
