@@ -391,6 +391,7 @@ void Run::report(const std::vector<std::pair<std::string, double>>& metrics, con
   std::string body = text;
   if (!body.empty() && body.back() != '\n') body += '\n';
   write_text_atomic(dir_ / kReportTextFile, body + (metrics.empty() ? "" : "\n" + lines));
+  reported_ = true;
   progress_.clear();
   out() << body;
   out().flush();

@@ -175,6 +175,9 @@ class Run {
   /// Writes dir/report.json ({"model", "metrics": {...}, "text"}) and dir/report.txt (text, then
   /// one "name value" line per metric) and prints text to out().
   void report(const std::vector<std::pair<std::string, double>>& metrics, const std::string& text);
+  /// True once report() was written: the run finished, even if Ctrl-C came after its last
+  /// checkpoint (during the final evaluation).
+  bool reported() const { return reported_; }
 
  private:
   void start_writing();  // once, before the first write: see the constructor
@@ -188,6 +191,7 @@ class Run {
   std::chrono::steady_clock::time_point start_;
   double time_offset_ = 0.0;
   bool writing_ = false;
+  bool reported_ = false;
 };
 
 /// The metadata of a checkpoint file (read from its header only). A missing or unreadable

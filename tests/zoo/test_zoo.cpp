@@ -163,7 +163,9 @@ TEST_SUITE("zoo") {
       CHECK(out.str().find("valid  step 2  loss 2.2500  acc 0.5000") != std::string::npos);
       CHECK(out.str().find("train") == std::string::npos);  // train lines are not echoed
       CHECK_THROWS_WITH_AS(run.log("train", 3, {{"step", 1.0}}), doctest::Contains("reserved"), focus::Error);
+      CHECK_FALSE(run.reported());
       run.report({{"test_acc", 0.75}}, "test accuracy 75.0%");
+      CHECK(run.reported());
       CHECK(out.str().find("test accuracy 75.0%") != std::string::npos);
     }
     auto lines = lines_of(fs::path(dir) / "metrics.jsonl");

@@ -300,7 +300,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
       out << fmt::format("training {} in {}{}", m.name, run.dir().string(), train_resume ? " (resuming)" : "")
           << std::endl;
       m.train(run);
-      if (run.interrupted()) {
+      if (run.interrupted() && !run.reported()) {  // a Ctrl-C after the report: the run is complete
         err << fmt::format(
             "focus: interrupted; the checkpoint is in {}; continue with: focus train {} --resume{}\n",
             (run.dir() / zoo::kCheckpointFile).string(), m.name,
