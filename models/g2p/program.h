@@ -29,7 +29,7 @@ zoo::ModelEntry model_entry();
 zoo::Config default_config();
 /// The `full` preset, aimed at WER <= 30% / PER <= 7.5% within 2 hours on 2 cores: the
 /// anchors' setup (stress digits stripped: 39 phonemes) and the anchor Transformer's size
-/// (d_model 256, 3+3 layers, 5.5M parameters), 7000 steps of 128 (~7.5 epochs). Measured runs:
+/// (d_model 256, 3+3 layers, 5.5M parameters), 9500 steps of 128 (~10 epochs). Measured runs:
 /// docs/RESULTS.md.
 zoo::Config full_config();
 
