@@ -164,6 +164,16 @@ std::string example_lines(const std::vector<G2PWord>& words, const std::vector<P
   return out.str();
 }
 
+// The words made only of letters the model has (the others cannot be encoded).
+std::vector<G2PWord> known_words(const std::vector<G2PWord>& words, const data::Vocab& letters) {
+  std::vector<G2PWord> out;
+  for (const auto& w : words) {
+    const auto ls = word_letters(w.word);
+    if (std::all_of(ls.begin(), ls.end(), [&](const std::string& l) { return letters.contains(l); })) out.push_back(w);
+  }
+  return out;
+}
+
 // The rates with stress digits stripped from predictions and references alike: the setup of the
 // published CMUdict results, for a model that predicts stress.
 ErrorRates stress_free_rates(const std::vector<G2PWord>& words, const std::vector<Prediction>& preds) {
@@ -219,12 +229,7 @@ void train(zoo::Run& run) {
   std::vector<G2PWord> valid_words = valid_words_all;
   if (c.integer("eval_words") >= 0 && static_cast<size_t>(c.integer("eval_words")) < valid_words.size())
     valid_words.resize(static_cast<size_t>(c.integer("eval_words")));
-  std::vector<G2PWord> valid_known;  // words made of letters the model has
-  for (const auto& w : valid_words) {
-    bool known = true;
-    for (const auto& l : word_letters(w.word)) known = known && vocabs.letters.contains(l);
-    if (known) valid_known.push_back(w);
-  }
+  const std::vector<G2PWord> valid_known = known_words(valid_words, vocabs.letters);
   const std::vector<Example> valid_examples = make_examples(valid_known, vocabs, c.integer("max_len") - 1, &valid_skipped);
   out << fmt::format("g2p: {} train words ({} pronunciations, {} too long skipped), {} valid words ({} used for validation); "
                      "{} letters, {} phonemes\n",
@@ -317,12 +322,7 @@ void train(zoo::Run& run) {
 
   // the test split, greedy and beam
   const auto test_words = load_split(c, "test");
-  std::vector<G2PWord> test_known;
-  for (const auto& w : test_words) {
-    bool known = true;
-    for (const auto& l : word_letters(w.word)) known = known && vocabs.letters.contains(l);
-    if (known) test_known.push_back(w);
-  }
+  const std::vector<G2PWord> test_known = known_words(test_words, vocabs.letters);
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<Prediction> greedy_preds, beam_preds;
   const ErrorRates greedy = evaluate_words(*model, vocabs, test_known, 1, 1.0, &greedy_preds);
@@ -367,12 +367,7 @@ void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
   const zoo::Config& c = lm.config;
   set_num_threads(static_cast<int>(c.integer("threads")));
   const auto words = load_split(c, args.split);
-  std::vector<G2PWord> known;
-  for (const auto& w : words) {
-    bool ok = true;
-    for (const auto& l : word_letters(w.word)) ok = ok && lm.vocabs.letters.contains(l);
-    if (ok) known.push_back(w);
-  }
+  const std::vector<G2PWord> known = known_words(words, lm.vocabs.letters);
   FOCUS_CHECK(!known.empty(), "[eval] the {} split of {} is empty", args.split, c.str("dataset"));
   std::vector<Prediction> greedy_preds, beam_preds;
   const ErrorRates greedy = evaluate_words(*lm.model, lm.vocabs, known, 1, 1.0, &greedy_preds);
