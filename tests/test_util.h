@@ -4,6 +4,9 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
 #include <string>
 #include <system_error>
 #include <unistd.h>
@@ -56,6 +59,32 @@ struct TempDir {
   TempDir& operator=(const TempDir&) = delete;
   /// The path of `name` inside the directory.
   std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+/// The whole content of a file ("" when it cannot be read).
+inline std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// A stream buffer that calls `action` once, as soon as the text written to it contains
+/// `needle` (for example: press Ctrl-C, zoo::Run::request_interrupt, when a run prints the
+/// validation line of a given step).
+struct CallOnText : std::stringbuf {
+  std::string needle;
+  std::function<void()> action;
+  CallOnText(std::string n, std::function<void()> a) : needle(std::move(n)), action(std::move(a)) {}
+  int sync() override {
+    if (action && str().find(needle) != std::string::npos) std::exchange(action, nullptr)();
+    return 0;
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    const auto r = std::stringbuf::xsputn(s, n);
+    sync();
+    return r;
+  }
 };
 
 }  // namespace focus::testing

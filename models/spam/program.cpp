@@ -230,13 +230,8 @@ void train_program(zoo::Run& run) {
   BinaryMetrics train_metrics;
   while (step < steps && !run.interrupted()) {
     const int64_t epoch = step / per_epoch;
-    loader.set_epoch(epoch);
-    int64_t skip = step % per_epoch;  // resuming inside an epoch
+    loader.set_epoch(epoch, step % per_epoch);  // resuming inside an epoch starts at its next batch
     for (Batch& b : loader) {
-      if (skip > 0) {
-        --skip;
-        continue;
-      }
       if (step >= steps || run.interrupted()) break;
       model->train();
       opt.zero_grad();

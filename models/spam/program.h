@@ -43,7 +43,8 @@ struct SplitMessages {
 /// Every config key with the default configuration's value (trains in a few minutes on 2
 /// CPU cores).
 zoo::Config default_config();
-/// The "full" preset: a wider, deeper model on longer sequences for the target.
+/// The "full" preset: a wider model (d_model 128) on longer inputs (384 words), 4 epochs:
+/// about 11 minutes on one core; 98.99% test accuracy (docs/RESULTS.md).
 zoo::Config full_config();
 
 /// n generated raw messages (headers + body; some multipart, quoted-printable, HTML), half

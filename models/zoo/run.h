@@ -8,7 +8,8 @@
 ///     const zoo::Config& c = run.config();
 ///     auto model = std::make_shared<MyModel>(...);
 ///     optim::AdamW opt(model->parameters(), ...);
-///     Generator gen(c.integer("seed"));
+///     manual_seed(c.integer("seed"));           // dropout draws from the default generator
+///     Generator gen(c.integer("seed") + 1);      // any other stream training draws from
 ///     int64_t step = run.restore(*model, &opt, &sched, &gen);      // 0 for a fresh run
 ///     run.progress().start(c.integer("steps"), "tok/s");
 ///     while (step < c.integer("steps") && !run.interrupted()) {
@@ -157,7 +158,8 @@ class Run {
   void log(const std::string& split, int64_t step, const std::vector<std::pair<std::string, double>>& metrics);
 
   /// Writes dir/checkpoint.safetensors atomically (optim::save_checkpoint); meta gets
-  /// "config" (config().to_json()) and "model" (the model's name) added.
+  /// "config" (config().to_json()) and "model" (the model's name) added. The default
+  /// generator's state is always saved; `gen` is an extra one (nullptr: none).
   void save_checkpoint(nn::Module& model, optim::Optimizer* opt, optim::LRScheduler* sched, int64_t step,
                        Generator* gen, std::map<std::string, std::string> meta = {});
   /// Resuming: loads dir/checkpoint.safetensors into the objects (optim::load_checkpoint),

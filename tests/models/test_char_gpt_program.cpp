@@ -12,6 +12,7 @@
 #include "models/char_gpt/program.h"
 #include "models/zoo/registry.h"
 #include "models/zoo/run.h"
+#include "test_util.h"
 
 using namespace focus;
 namespace fs = std::filesystem;
@@ -74,14 +75,12 @@ TEST_SUITE("models_char_gpt") {
     int valid_lines = 0;
     while (std::getline(metrics, line)) valid_lines += line.find("\"valid\"") != std::string::npos;
     CHECK(valid_lines == 2);
-    std::ifstream rj(dir / zoo::kReportJsonFile);
-    std::stringstream rs;
-    rs << rj.rdbuf();
-    CHECK(rs.str().find("valid_bpc") != std::string::npos);
+    const std::string report_json = focus::testing::read_file(dir / zoo::kReportJsonFile);
+    CHECK(report_json.find("valid_bpc") != std::string::npos);
     // The final validation loss is well below uniform guessing over the vocabulary.
-    const size_t at = rs.str().find("\"valid_loss\":");
+    const size_t at = report_json.find("\"valid_loss\":");
     REQUIRE(at != std::string::npos);
-    const double valid_loss = std::stod(rs.str().substr(at + 13));
+    const double valid_loss = std::stod(report_json.substr(at + 13));
     const size_t vocab_at = report.find("characters (");
     REQUIRE(vocab_at != std::string::npos);
     const double vocab = std::stod(report.substr(vocab_at + 12));

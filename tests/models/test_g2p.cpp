@@ -109,6 +109,17 @@ double mean_of(const std::vector<double>& v, size_t from, size_t to) {
   return s / static_cast<double>(to - from);
 }
 
+// The synthetic language and a tiny model: trains through the zoo in a few seconds.
+zoo::Config tiny_run_config() {
+  zoo::Config c = default_config();
+  for (const char* kv : {"dataset=synthetic", "synthetic_words=600", "d_model=32", "nhead=4", "encoder_layers=1",
+                         "decoder_layers=1", "dim_feedforward=64", "dropout=0.0", "batch_size=32", "steps=120",
+                         "warmup=10", "lr=0.003", "eval_every=60", "checkpoint_every=50", "log_every=20", "threads=1",
+                         "beam=3", "examples=3"})
+    c.apply(kv);
+  return c;
+}
+
 }  // namespace
 
 TEST_SUITE("models_g2p") {
@@ -377,12 +388,7 @@ TEST_SUITE("models_g2p") {
     const zoo::ModelEntry entry = model_entry();
     CHECK(entry.name == "g2p");
     CHECK(entry.presets.count("full") == 1);
-    zoo::Config c = entry.default_config();
-    for (const char* kv : {"dataset=synthetic", "synthetic_words=600", "d_model=32", "nhead=4", "encoder_layers=1",
-                           "decoder_layers=1", "dim_feedforward=64", "dropout=0.0", "batch_size=32", "steps=120",
-                           "warmup=10", "lr=0.003", "eval_every=60", "checkpoint_every=50", "log_every=20", "threads=1",
-                           "beam=3", "examples=3"})
-      c.apply(kv);
+    zoo::Config c = tiny_run_config();
     std::ostringstream out, err;
     {
       zoo::Run run("g2p", c, zoo::RunOptions().set_dir(dir.string()).set_quiet().set_streams(&out, &err));
@@ -394,6 +400,7 @@ TEST_SUITE("models_g2p") {
     const std::string ckpt = (dir / zoo::kCheckpointFile).string();
     REQUIRE(std::filesystem::exists(ckpt));
     REQUIRE(std::filesystem::exists(dir / zoo::kReportJsonFile));
+    CHECK(focus::testing::read_file(dir / zoo::kReportJsonFile).find("test_wer_beam_no_stress") != std::string::npos);
 
     std::ostringstream eval_out;
     zoo::EvalArgs ea;
@@ -442,5 +449,47 @@ TEST_SUITE("models_g2p") {
     zoo::Run run3("g2p", tiny_len, zoo::RunOptions().set_dir((dir / "short").string()).set_quiet().set_streams(&out, &err));
     CHECK_THROWS_WITH_AS(entry.train(run3), doctest::Contains("no training batch"), focus::Error);
     std::filesystem::remove_all(dir);
+  }
+
+  TEST_CASE("an interrupted run with dropout resumes to the same weights; stress-free reports") {
+    OneThread one_thread;
+    focus::testing::TempDir tmp("g2p_resume");
+    zoo::Config c = tiny_run_config();
+    c.apply("dropout=0.1");
+    c.apply("stress=false");
+    c.apply("steps=40");
+    c.apply("eval_every=15");  // 16 batches per epoch: the interruption lands mid-epoch
+    const zoo::ModelEntry entry = model_entry();
+    std::ostringstream log;
+    auto options = [&](const std::string& d, std::ostream* out) {
+      return zoo::RunOptions().set_dir(tmp / d).set_quiet().set_streams(out, &log);
+    };
+    {
+      zoo::Run run("g2p", c, options("straight", &log));
+      entry.train(run);
+    }
+    const std::string report = focus::testing::read_file(tmp / "straight/report.json");
+    CHECK(report.find("test_wer_beam") != std::string::npos);
+    CHECK(report.find("no_stress") == std::string::npos);  // the plain figures are stress-free already
+    {
+      zoo::Run* target = nullptr;
+      focus::testing::CallOnText buf("step 15 ", [&] { target->request_interrupt(); });
+      std::ostream console(&buf);
+      zoo::Run run("g2p", c, options("resumed", &console));
+      target = &run;
+      entry.train(run);
+      CHECK(run.interrupted());
+    }
+    const std::string ckpt = tmp / "resumed/checkpoint.safetensors";
+    CHECK(optim::read_checkpoint(ckpt).step == 15);
+    {
+      zoo::Run run("g2p", c, options("resumed", &log).set_resume());
+      entry.train(run);
+    }
+    CHECK(optim::read_checkpoint(ckpt).step == 40);
+    const TensorDict a = optim::read_checkpoint(tmp / "straight/checkpoint.safetensors").model;
+    const TensorDict b = optim::read_checkpoint(ckpt).model;
+    REQUIRE(a.keys() == b.keys());
+    for (const auto& k : a.keys()) CHECK_MESSAGE(allclose(a.at(k), b.at(k), 0, 0), k);
   }
 }

@@ -216,12 +216,7 @@ struct VitTempDir : focus::testing::TempDir {
   VitTempDir() : focus::testing::TempDir("vit_test") {}
 };
 
-std::string slurp_file(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using focus::testing::read_file;
 
 // The program sets the library's thread count from the config ("threads"); put it back.
 struct ThreadsGuard {
@@ -314,19 +309,19 @@ TEST_SUITE("models_vit") {
       zoo::Run run("vit", tiny_program_config(), opts);
       entry.train(run);
     }
-    const std::string report = slurp_file(fs::path(dir) / "report.json");
+    const std::string report = read_file(fs::path(dir) / "report.json");
     const auto j = nlohmann::json::parse(report);
     const double acc = j["metrics"]["test_accuracy"].get<double>();
     MESSAGE("synthetic test accuracy " << acc);
     CHECK(acc >= 0.7);  // chance: 0.1
     CHECK(j["metrics"].contains("test_accuracy_class_9"));
-    CHECK(slurp_file(fs::path(dir) / "report.txt").find("per-class test accuracy") != std::string::npos);
+    CHECK(read_file(fs::path(dir) / "report.txt").find("per-class test accuracy") != std::string::npos);
     CHECK(fs::exists(fs::path(dir) / "checkpoint.safetensors"));
     int pngs = 0;
     for (const auto& e : fs::directory_iterator(dir)) pngs += e.path().extension() == ".png";
     CHECK(pngs == 2);
     // Training loss fell: first vs last train log line of metrics.jsonl.
-    std::istringstream metrics(slurp_file(fs::path(dir) / "metrics.jsonl"));
+    std::istringstream metrics(read_file(fs::path(dir) / "metrics.jsonl"));
     std::string line;
     std::vector<double> train_losses;
     while (std::getline(metrics, line)) {
@@ -386,20 +381,6 @@ TEST_SUITE("models_vit") {
     zoo::Config c = tiny_program_config();
     c.set("epochs", 2).set("attention_images", 0).set("eval_every", 7);  // 20 batches per epoch
     const zoo::ModelEntry entry = vitp::model_entry();
-    // A console stream that presses Ctrl-C (request_interrupt) when the first validation line
-    // (step 7, mid-epoch) is echoed.
-    struct InterruptingBuf : std::stringbuf {
-      zoo::Run* run = nullptr;
-      int sync() override {
-        if (run != nullptr && str().find("step 7 ") != std::string::npos) run->request_interrupt();
-        return 0;
-      }
-      std::streamsize xsputn(const char* s, std::streamsize n) override {
-        const auto r = std::stringbuf::xsputn(s, n);
-        sync();
-        return r;
-      }
-    };
     std::ostringstream log;
     auto options = [&](const std::string& d, std::ostream* out) {
       zoo::RunOptions o;
@@ -410,13 +391,14 @@ TEST_SUITE("models_vit") {
       zoo::Run run("vit", c, options("straight", &log));
       entry.train(run);
     }
-    InterruptingBuf buf;
-    std::ostream console(&buf);
     {
+      // Ctrl-C (request_interrupt) when the first validation line (step 7, mid-epoch) is echoed
+      zoo::Run* target = nullptr;
+      focus::testing::CallOnText buf("step 7 ", [&] { target->request_interrupt(); });
+      std::ostream console(&buf);
       zoo::Run run("vit", c, options("resumed", &console));
-      buf.run = &run;
+      target = &run;
       entry.train(run);
-      buf.run = nullptr;
       CHECK(run.interrupted());
     }
     const std::string ckpt = (tmp.path / "resumed" / "checkpoint.safetensors").string();

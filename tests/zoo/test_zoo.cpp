@@ -24,16 +24,11 @@ struct TempDir : focus::testing::TempDir {
   TempDir() : focus::testing::TempDir("zoo_test") {}
 };
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using focus::testing::read_file;
 
 std::vector<std::string> lines_of(const fs::path& p) {
   std::vector<std::string> out;
-  std::istringstream in(slurp(p));
+  std::istringstream in(read_file(p));
   std::string line;
   while (std::getline(in, line))
     if (!line.empty()) out.push_back(line);
@@ -157,7 +152,7 @@ TEST_SUITE("zoo") {
       CHECK(run.config().integer("steps") == 7);
       CHECK_FALSE(fs::exists(fs::path(dir) / "config.json"));  // written with the first write
       run.log("train", 1, {{"loss", 2.5}});
-      CHECK(zoo::Config::from_json(slurp(fs::path(dir) / "config.json")).integer("steps") == 7);
+      CHECK(zoo::Config::from_json(read_file(fs::path(dir) / "config.json")).integer("steps") == 7);
       run.log("train", 2, {{"loss", 2.0}, {"lr", 1e-3}});
       run.log("valid", 2, {{"loss", 2.25}, {"acc", 0.5}});
       CHECK(out.str().find("valid  step 2  loss 2.2500  acc 0.5000") != std::string::npos);
@@ -176,8 +171,8 @@ TEST_SUITE("zoo") {
     CHECK(lines[0].find("\"time\":") != std::string::npos);
     CHECK(lines[2].find("\"split\":\"valid\"") != std::string::npos);
     CHECK(lines[2].find("\"acc\":0.5") != std::string::npos);
-    CHECK(slurp(fs::path(dir) / "report.txt").find("test accuracy 75.0%\n\ntest_acc 0.7500") != std::string::npos);
-    CHECK(slurp(fs::path(dir) / "report.json").find("\"test_acc\": 0.75") != std::string::npos);
+    CHECK(read_file(fs::path(dir) / "report.txt").find("test accuracy 75.0%\n\ntest_acc 0.7500") != std::string::npos);
+    CHECK(read_file(fs::path(dir) / "report.json").find("\"test_acc\": 0.75") != std::string::npos);
   }
 
   TEST_CASE("Run: checkpoint meta round trip, resume and overwrite rules") {
@@ -250,7 +245,7 @@ TEST_SUITE("zoo") {
       CHECK(zoo::config_from_checkpoint(ckpt).integer("steps") == 3000);
     }
     CHECK(fs::exists(ckpt));
-    CHECK(zoo::Config::from_json(slurp(fs::path(dir) / "config.json")).integer("steps") == 3000);  // the earlier run's
+    CHECK(zoo::Config::from_json(read_file(fs::path(dir) / "config.json")).integer("steps") == 3000);  // the earlier run's
     {
       zoo::Run run("tiny", sample_config(), quiet_options(dir, out).set_overwrite());
       CHECK(run.restore(model, &opt, nullptr, &gen) == 0);  // the first write of a fresh run
