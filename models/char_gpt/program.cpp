@@ -95,6 +95,7 @@ void train(zoo::Run& run) {
   FOCUS_CHECK(corpus.valid.size(0) > T, "[char-gpt] the validation split ({} characters) is shorter than block_size {}",
               corpus.valid.size(0), T);
   const auto seed = static_cast<uint64_t>(c.integer("seed"));
+  manual_seed(seed);  // dropout draws from the default generator: the same run twice in one process is the same
   Generator init_gen(seed);
   auto model = std::make_shared<GPT>(gpt_config(c, corpus.vocab.size()), &init_gen);
   model->to(run.device());

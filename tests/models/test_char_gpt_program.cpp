@@ -12,6 +12,7 @@
 #include "models/char_gpt/program.h"
 #include "models/zoo/registry.h"
 #include "models/zoo/run.h"
+#include "resume_check.h"
 #include "test_util.h"
 
 using namespace focus;
@@ -128,5 +129,14 @@ TEST_SUITE("models_char_gpt") {
       CHECK_THROWS_WITH_AS(entry.train(run), doctest::Contains("dataset must be \"moby-dick\" or \"synthetic\""), Error);
     }
     fs::remove_all(dir);
+  }
+
+  TEST_CASE("an interrupted run with dropout resumes to the same weights as an uninterrupted one") {
+    focus::testing::TempDir tmp("char_gpt_resume");
+    zoo::Config c = tiny_config();
+    c.set("dropout", 0.1).set("threads", 1).set("sample_length", 0);
+    // interrupted at the validation of step 20, before the periodic checkpoint of step 25:
+    // the batch sampler, dropout and the learning-rate schedule must continue from there
+    focus::testing::check_exact_resume(models::char_gpt::model_entry(), c, tmp, 20, 40);
   }
 }

@@ -15,6 +15,7 @@
 #include "models/g2p/metrics.h"
 #include "models/g2p/program.h"
 #include "data/split.h"
+#include "resume_check.h"
 #include "test_util.h"
 
 using namespace focus;
@@ -459,37 +460,9 @@ TEST_SUITE("models_g2p") {
     c.apply("stress=false");
     c.apply("steps=40");
     c.apply("eval_every=15");  // 16 batches per epoch: the interruption lands mid-epoch
-    const zoo::ModelEntry entry = model_entry();
-    std::ostringstream log;
-    auto options = [&](const std::string& d, std::ostream* out) {
-      return zoo::RunOptions().set_dir(tmp / d).set_quiet().set_streams(out, &log);
-    };
-    {
-      zoo::Run run("g2p", c, options("straight", &log));
-      entry.train(run);
-    }
+    focus::testing::check_exact_resume(model_entry(), c, tmp, 15, 40);
     const std::string report = focus::testing::read_file(tmp / "straight/report.json");
     CHECK(report.find("test_wer_beam") != std::string::npos);
     CHECK(report.find("no_stress") == std::string::npos);  // the plain figures are stress-free already
-    {
-      zoo::Run* target = nullptr;
-      focus::testing::CallOnText buf("step 15 ", [&] { target->request_interrupt(); });
-      std::ostream console(&buf);
-      zoo::Run run("g2p", c, options("resumed", &console));
-      target = &run;
-      entry.train(run);
-      CHECK(run.interrupted());
-    }
-    const std::string ckpt = tmp / "resumed/checkpoint.safetensors";
-    CHECK(optim::read_checkpoint(ckpt).step == 15);
-    {
-      zoo::Run run("g2p", c, options("resumed", &log).set_resume());
-      entry.train(run);
-    }
-    CHECK(optim::read_checkpoint(ckpt).step == 40);
-    const TensorDict a = optim::read_checkpoint(tmp / "straight/checkpoint.safetensors").model;
-    const TensorDict b = optim::read_checkpoint(ckpt).model;
-    REQUIRE(a.keys() == b.keys());
-    for (const auto& k : a.keys()) CHECK_MESSAGE(allclose(a.at(k), b.at(k), 0, 0), k);
   }
 }

@@ -21,6 +21,7 @@
 #include "models/spam/email.h"
 #include "models/spam/program.h"
 #include "models/spam/spam.h"
+#include "resume_check.h"
 #include "test_util.h"
 #include "tools/focus/cli.h"
 
@@ -364,45 +365,11 @@ TEST_SUITE("models_spam") {
   }
 
   TEST_CASE("an interrupted run resumes mid-epoch to the same weights as an uninterrupted one") {
-    const int threads = get_num_threads();
     focus::testing::TempDir tmp("spam_resume");
     zoo::Config c = default_config();
     c.set("dataset", "synthetic").set("steps", 25).set("d_model", 16).set("dim_feedforward", 32).set("max_len", 48);
     c.set("dropout", 0.1).set("eval_every", 7).set("checkpoint_every", 0).set("log_every", 5).set("threads", 1);
-    const zoo::ModelEntry entry = model_entry();
-    std::ostringstream log;
-    auto options = [&](const std::string& d, std::ostream* out) {
-      zoo::RunOptions o;
-      o.set_dir(tmp / d).set_quiet().set_streams(out, &log);
-      return o;
-    };
-    {
-      zoo::Run run("spam", c, options("straight", &log));
-      entry.train(run);
-    }
-    {
-      // Ctrl-C when the validation line of step 7 (inside the first epoch) is echoed
-      zoo::Run* target = nullptr;
-      focus::testing::CallOnText buf("step 7 ", [&] { target->request_interrupt(); });
-      std::ostream console(&buf);
-      zoo::Run run("spam", c, options("resumed", &console));
-      target = &run;
-      entry.train(run);
-      CHECK(run.interrupted());
-    }
-    const std::string ckpt = tmp / "resumed/checkpoint.safetensors";
-    CHECK(optim::read_checkpoint(ckpt).step == 7);
-    {
-      zoo::Run run("spam", c, options("resumed", &log).set_resume());
-      entry.train(run);
-    }
-    set_num_threads(threads);
-    INFO(log.str());
-    CHECK(log.str().find("resuming at step 7") != std::string::npos);
-    CHECK(optim::read_checkpoint(ckpt).step == 25);
-    const TensorDict a = optim::read_checkpoint(tmp / "straight/checkpoint.safetensors").model;
-    const TensorDict b = optim::read_checkpoint(ckpt).model;
-    REQUIRE(a.keys() == b.keys());
-    for (const auto& k : a.keys()) CHECK_MESSAGE(focus::testing::allclose(a.at(k), b.at(k), 0, 0), k);
+    // interrupted at the validation of step 7, inside the first epoch
+    focus::testing::check_exact_resume(model_entry(), c, tmp, 7, 25);
   }
 }

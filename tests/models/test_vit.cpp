@@ -206,6 +206,7 @@ TEST_SUITE("models_vit") {
 
 #include "models/vit/program.h"
 #include "models/zoo/run.h"
+#include "resume_check.h"
 
 namespace {
 
@@ -376,42 +377,12 @@ TEST_SUITE("models_vit") {
   }
 
   TEST_CASE("an interrupted run resumes to the same weights as an uninterrupted one") {
-    ThreadsGuard threads;
     VitTempDir tmp;
     zoo::Config c = tiny_program_config();
     c.set("epochs", 2).set("attention_images", 0).set("eval_every", 7);  // 20 batches per epoch
-    const zoo::ModelEntry entry = vitp::model_entry();
-    std::ostringstream log;
-    auto options = [&](const std::string& d, std::ostream* out) {
-      zoo::RunOptions o;
-      o.set_dir((tmp.path / d).string()).set_quiet().set_streams(out, &log);
-      return o;
-    };
-    {
-      zoo::Run run("vit", c, options("straight", &log));
-      entry.train(run);
-    }
-    {
-      // Ctrl-C (request_interrupt) when the first validation line (step 7, mid-epoch) is echoed
-      zoo::Run* target = nullptr;
-      focus::testing::CallOnText buf("step 7 ", [&] { target->request_interrupt(); });
-      std::ostream console(&buf);
-      zoo::Run run("vit", c, options("resumed", &console));
-      target = &run;
-      entry.train(run);
-      CHECK(run.interrupted());
-    }
-    const std::string ckpt = (tmp.path / "resumed" / "checkpoint.safetensors").string();
-    CHECK(optim::read_checkpoint(ckpt).step == 7);
-    CHECK_FALSE(fs::exists(tmp.path / "resumed" / "report.json"));
-    {
-      zoo::Run run("vit", c, options("resumed", &log).set_resume());
-      entry.train(run);
-    }
-    CHECK(optim::read_checkpoint(ckpt).step == 40);
-    const TensorDict a = optim::read_checkpoint((tmp.path / "straight" / "checkpoint.safetensors").string()).model;
-    const TensorDict b = optim::read_checkpoint(ckpt).model;
-    REQUIRE(a.keys() == b.keys());
-    for (const auto& k : a.keys()) CHECK_MESSAGE(allclose(a.at(k), b.at(k), 0, 0), k);
+    c.set("dropout", 0.1).set("augment", true);
+    // interrupted at the first validation (step 7, mid-epoch): dropout and the augmenting
+    // prefetch thread must both pick up where they stopped
+    focus::testing::check_exact_resume(vitp::model_entry(), c, tmp, 7, 40);
   }
 }
