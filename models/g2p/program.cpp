@@ -449,8 +449,8 @@ zoo::Config default_config() {
 zoo::Config full_config() {
   zoo::Config c = default_config();
   // The anchors' setup (39 phonemes, no stress digits) and the anchor Transformer's size
-  // (3 + 3 layers of width 256). 9500 steps (~10 epochs): ~2,900 tokens/s on 2 quiet cores
-  // gives about 1 h 45 min; 7000 steps on one core gave PER 7.70% / WER 31.31% (RESULTS.md).
+  // (3 + 3 layers of width 256). 9500 steps (~10 epochs): 1 h 38 min on 2 quiet cores, test
+  // PER 7.27% / WER 29.85% with beam 5 (RESULTS.md); 7000 steps gave 7.70% / 31.31%.
   c.set("stress", false)
       .set("d_model", 256)
       .set("encoder_layers", 3)
