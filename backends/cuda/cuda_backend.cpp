@@ -1,0 +1,104 @@
+// The CUDA backend's registration, memory and host copies, and the public focus::cuda API.
+#include "backends/cuda/cuda_backend.h"
+
+#include <array>
+#include <memory>
+#include <mutex>
+
+#include "backends/cuda/check.h"
+#include "backends/cuda/context.h"
+#include "core/cuda.h"
+#include "core/error.h"
+
+namespace focus {
+
+namespace cuda_detail {
+
+void CudaBackend::synchronize() { context(index_).synchronize(); }
+
+void* CudaBackend::allocate(size_t nbytes) { return context(index_).allocator().allocate(nbytes); }
+
+void CudaBackend::deallocate(void* ptr, size_t) {
+  // Storage is freed from destructors: never throw from here.
+  try {
+    context(index_).allocator().deallocate(ptr);
+  } catch (...) {
+  }
+}
+
+void CudaBackend::copy_to_host(void* host_dst, const void* src, size_t nbytes) {
+  DeviceContext& ctx = context(index_);
+  if (nbytes > 0)
+    FOCUS_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, nbytes, cudaMemcpyDeviceToHost, ctx.stream()));
+  // The host reads the bytes next, so this is a synchronisation point: report the checks
+  // that kernels recorded on the device.
+  ctx.synchronize();
+}
+
+void CudaBackend::copy_from_host(void* dst, const void* host_src, size_t nbytes) {
+  DeviceContext& ctx = context(index_);
+  if (nbytes == 0) return;
+  FOCUS_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, nbytes, cudaMemcpyHostToDevice, ctx.stream()));
+  // From pageable memory the copy has finished reading host_src when the call returns, but
+  // from page-locked memory it has not: wait, since the caller may free it at once.
+  FOCUS_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
+}
+
+}  // namespace cuda_detail
+
+// The registration point (declared in backends/backend.cpp).
+Backend& cuda_backend(int index) {
+  static std::array<std::unique_ptr<cuda_detail::CudaBackend>, 64> backends;
+  static std::mutex mu;
+  cuda_detail::context(index);  // validates the index (clear error without a GPU)
+  std::lock_guard<std::mutex> lock(mu);
+  auto& b = backends[static_cast<size_t>(index)];
+  if (!b) b = std::make_unique<cuda_detail::CudaBackend>(index);
+  return *b;
+}
+
+namespace cuda {
+namespace {
+int resolve(int device) { return device < 0 ? current_device() : device; }
+}  // namespace
+
+bool is_available() { return cuda_detail::visible_device_count() > 0; }
+int device_count() { return cuda_detail::visible_device_count(); }
+
+int current_device() {
+  FOCUS_CHECK(is_available(), "[cuda.current_device] no CUDA device is available");
+  return cuda_detail::current_device_index();
+}
+
+void set_device(int device) { cuda_detail::context(device); }
+
+std::string get_device_name(int device) {
+  const int d = resolve(device);
+  cuda_detail::context(d);
+  cudaDeviceProp prop{};
+  FOCUS_CUDA_CHECK(cudaGetDeviceProperties(&prop, d));
+  return prop.name;
+}
+
+void synchronize(int device) { cuda_detail::context(resolve(device)).synchronize(); }
+
+size_t memory_allocated(int device) { return cuda_detail::context(resolve(device)).allocator().stats().allocated; }
+size_t max_memory_allocated(int device) {
+  return cuda_detail::context(resolve(device)).allocator().stats().max_allocated;
+}
+size_t memory_reserved(int device) { return cuda_detail::context(resolve(device)).allocator().stats().reserved; }
+void reset_peak_memory_stats(int device) { cuda_detail::context(resolve(device)).allocator().reset_peak(); }
+void empty_cache() {
+  for (int d = 0; d < device_count(); ++d) cuda_detail::context(d).allocator().empty_cache();
+}
+
+DeviceGuard::DeviceGuard(int device) : previous_(current_device()) { set_device(device); }
+DeviceGuard::~DeviceGuard() {
+  try {
+    set_device(previous_);
+  } catch (...) {
+  }
+}
+
+}  // namespace cuda
+}  // namespace focus

@@ -1,0 +1,95 @@
+#pragma once
+/// The CUDA backend: one object per GPU (backend_for(Device::cuda(i))), its kernels on the
+/// device's one stream (backends/cuda/context.h), matrix products on cuBLAS/cuBLASLt. Its
+/// kernels are spread over backends/cuda/*.cu by area, as the CPU's over backends/cpu/.
+#include "backends/backend.h"
+
+namespace focus::cuda_detail {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int index) : index_(index) {}
+  Device device() const override { return Device(DeviceType::CUDA, index_); }
+  int index() const { return index_; }
+  void synchronize() override;
+
+  // ---- memory: cuda_backend.cpp ----------------------------------------------------------
+  void* allocate(size_t nbytes) override;
+  void deallocate(void* ptr, size_t nbytes) override;
+  void copy_to_host(void* host_dst, const void* src, size_t nbytes) override;
+  void copy_from_host(void* dst, const void* host_src, size_t nbytes) override;
+
+  // ---- copy, fill, random, elementwise: elementwise.cu, random.cu ------------------------
+  void copy(const TensorView& dst, const TensorView& src) override;
+  void fill(const TensorView& dst, Scalar value) override;
+  void uniform(const TensorView& out, double lo, double hi, RandomState rng) override;
+  void normal(const TensorView& out, double mean, double std, RandomState rng) override;
+  void randint(const TensorView& out, int64_t lo, int64_t hi, RandomState rng) override;
+  void unary(UnaryOp op, const TensorView& out, const TensorView& in, UnaryParams p) override;
+  void unary_backward(UnaryBackwardOp op, const TensorView& out, const TensorView& grad, const TensorView& in,
+                      const TensorView& result, UnaryParams p) override;
+  void binary(BinaryOp op, const TensorView& out, const TensorView& a, const TensorView& b) override;
+  void where(const TensorView& out, const TensorView& cond, const TensorView& a, const TensorView& b) override;
+
+  // ---- reductions: reduce.cu -------------------------------------------------------------
+  void reduce(ReduceOp op, const TensorView& out, const TensorView& in, int nreduce, double p) override;
+  void arg_reduce(bool is_max, const TensorView& values, const TensorView& indices, const TensorView& in) override;
+
+  // ---- matrix products: matmul.cpp (cuBLAS / cuBLASLt) -------------------------------------
+  void matmul(const TensorView& out, const TensorView& a, const TensorView& b, double alpha, double beta) override;
+
+  // ---- shape and indexing: indexing.cu ------------------------------------------------------
+  IndexScan scan_indices(const TensorView& index, int64_t lo, int64_t hi) override;
+  void check_indices(const TensorView& index, int64_t lo, int64_t hi, int64_t skip, const char* op,
+                     const char* what) override;
+  void index_select(const TensorView& out, const TensorView& x, int dim, const TensorView& index) override;
+  void index_add(const TensorView& out, int dim, const TensorView& index, const TensorView& src,
+                 int64_t skip) override;
+  void gather(const TensorView& out, const TensorView& x, int dim, const TensorView& index) override;
+  void scatter_add(const TensorView& out, int dim, const TensorView& index, const TensorView& src) override;
+  void trilu(const TensorView& out, const TensorView& x, int64_t k, bool lower) override;
+  void one_hot(const TensorView& out, const TensorView& index) override;
+
+  // ---- softmax, log_softmax, layer_norm: softmax.cu, layer_norm.cu ----------------------------
+  void softmax(const TensorView& out, const TensorView& in, int dim, bool log) override;
+  void softmax_backward(const TensorView& grad_in, const TensorView& grad_out, const TensorView& out, int dim,
+                        bool log) override;
+  void layer_norm(const TensorView& out, const TensorView& mean, const TensorView& rstd, const TensorView& in,
+                  const TensorView& weight, const TensorView& bias, double eps) override;
+  void layer_norm_backward(const TensorView& dx, const TensorView& dweight, const TensorView& dbias,
+                           const TensorView& dout, const TensorView& in, const TensorView& mean,
+                           const TensorView& rstd, const TensorView& weight) override;
+
+  // ---- losses and dropout: loss.cu, dropout.cu -------------------------------------------------
+  void cross_entropy_forward(const TensorView& out, const TensorView& lse, const TensorView& logits,
+                             const TensorView& target, const TensorView& weight, int64_t ignore_index,
+                             double label_smoothing, LossReduction reduction) override;
+  void cross_entropy_backward(const TensorView& grad_logits, const TensorView& grad, const TensorView& logits,
+                              const TensorView& lse, const TensorView& target, const TensorView& weight,
+                              int64_t ignore_index, double label_smoothing, LossReduction reduction) override;
+  void nll_loss_forward(const TensorView& out, const TensorView& log_probs, const TensorView& target,
+                        const TensorView& weight, int64_t ignore_index, LossReduction reduction) override;
+  void nll_loss_backward(const TensorView& grad_input, const TensorView& grad, const TensorView& target,
+                         const TensorView& weight, int64_t ignore_index, LossReduction reduction) override;
+  void mse_loss_forward(const TensorView& out, const TensorView& input, const TensorView& target,
+                        LossReduction reduction) override;
+  void mse_loss_backward(const TensorView& grad_input, const TensorView& grad, const TensorView& input,
+                         const TensorView& target, LossReduction reduction) override;
+  void dropout_forward(const TensorView& out, const TensorView& mask, const TensorView& in, double p,
+                       RandomState rng) override;
+  void dropout_backward(const TensorView& grad_in, const TensorView& grad, const TensorView& mask,
+                        double p) override;
+
+  // ---- attention: attention.cu (batched GEMMs + the fused softmax) ------------------------------
+
+  // ---- optimizers: optim.cu --------------------------------------------------------------------
+  void adam_step(const TensorView& param, const TensorView& grad, const TensorView& exp_avg,
+                 const TensorView& exp_avg_sq, const TensorView& max_exp_avg_sq, const AdamStepParams& p) override;
+  void sgd_step(const TensorView& param, const TensorView& grad, const TensorView& momentum_buffer,
+                const SgdStepParams& p) override;
+
+ private:
+  int index_;
+};
+
+}  // namespace focus::cuda_detail
