@@ -27,7 +27,10 @@ class TempBuffer {
  public:
   TempBuffer(DeviceContext& ctx, size_t nbytes) : ctx_(ctx), ptr_(ctx.allocator().allocate(nbytes)) {}
   ~TempBuffer() {
-    if (ptr_) ctx_.allocator().deallocate(ptr_);
+    try {  // may run during unwinding: never throw
+      if (ptr_) ctx_.allocator().deallocate(ptr_);
+    } catch (...) {
+    }
   }
   TempBuffer(const TempBuffer&) = delete;
   TempBuffer& operator=(const TempBuffer&) = delete;
