@@ -2,6 +2,7 @@
 
 #include <array>
 #include <climits>
+#include <cstring>
 
 #include "backends/cuda/check.h"
 #include "core/error.h"
@@ -104,6 +105,13 @@ void DeviceContext::report_checks() {
   for (size_t i = 0; i < host.size(); ++i) {
     if (host[i].first_bad == ULLONG_MAX) continue;
     const PendingCheck& c = checks[i];
+    if (c.kind == CheckKind::Range) {
+      double value = 0;
+      static_assert(sizeof(value) == sizeof(host[i].value));
+      std::memcpy(&value, &host[i].value, sizeof(value));
+      FOCUS_FAIL("[{}] {}, got {} (at position {}; reported at the next cuda:{} synchronisation)", c.op, c.what,
+                 value, host[i].first_bad, index_);
+    }
     FOCUS_FAIL("[{}] {} {} is out of bounds for [{}, {}) (at position {}; reported at the next cuda:{} "
                "synchronisation)",
                c.op, c.what, host[i].value, c.lo, c.hi, host[i].first_bad, index_);

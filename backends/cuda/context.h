@@ -16,15 +16,23 @@
 
 namespace focus::cuda_detail {
 
+/// What a deferred check tests, and so how its failure is worded.
+enum class CheckKind : uint8_t {
+  Index,  // check_indices: "[op] <what> <value> is out of bounds for [lo, hi) (at position p; ...)"
+  Range,  // check_range: "[op] <what>, got <value> (at position p; ...)", the value a double
+};
+
 /// What a deferred check reports when its slot on the device holds a bad position.
 struct PendingCheck {
   const char* op;
   const char* what;
-  int64_t lo, hi;
+  int64_t lo, hi;  // Index: the allowed [lo, hi); unused for Range
+  CheckKind kind = CheckKind::Index;
 };
 
-/// One deferred check's slot in device memory: the first bad flat position (INT64_MAX
-/// when none) and the index value found there.
+/// One deferred check's slot in device memory: the first bad flat position (ULLONG_MAX
+/// when none) and the value found there: the index for CheckKind::Index, the bits of the
+/// value as a double (__double_as_longlong) for CheckKind::Range.
 struct CheckSlot {
   unsigned long long first_bad;
   long long value;
