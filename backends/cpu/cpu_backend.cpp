@@ -7,9 +7,11 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
+#include "backends/common/half.h"
 #include "backends/cpu/dispatch.h"
 #include "backends/cpu/loops.h"
 #include "backends/cpu/philox.h"
@@ -129,6 +131,25 @@ void CpuBackend::copy_from_host(void* dst, const void* host_src, size_t nbytes) 
   if (nbytes) std::memcpy(dst, host_src, nbytes);
 }
 
+namespace {
+// Every dtype with its storage type, float16/bfloat16 as their bits (common::Half,
+// common::BFloat16): the CPU stores and converts them (copy, to(dtype), fill) but computes
+// nothing in them.
+template <typename F> decltype(auto) dispatch_storage(DType t, const char* op, F&& f) {
+  switch (t) {
+    case kFloat32: return f(float{});
+    case kFloat64: return f(double{});
+    case kFloat16: return f(common::Half{});
+    case kBFloat16: return f(common::BFloat16{});
+    case kInt64: return f(int64_t{});
+    case kInt32: return f(int32_t{});
+    case kUInt8: return f(uint8_t{});
+    case kBool: return f(bool{});
+  }
+  FOCUS_FAIL("[{}] unknown dtype {}", op, static_cast<int>(t));
+}
+}  // namespace
+
 void CpuBackend::copy(const TensorView& dst, const TensorView& src) {
   if (dst.numel == 0) return;
   if (dst.dtype == src.dtype && dst.is_contiguous() && src.is_contiguous()) {
@@ -140,19 +161,24 @@ void CpuBackend::copy(const TensorView& dst, const TensorView& src) {
     });
     return;
   }
-  dispatch_all(dst.dtype, "copy", [&](auto out_tag) {
+  // One conversion for both devices (common/half.h): rounding to float16/bfloat16, and
+  // floating -> integer defined for NaN and out-of-range values.
+  dispatch_storage(dst.dtype, "copy", [&](auto out_tag) {
     using O = decltype(out_tag);
-    dispatch_all(src.dtype, "copy", [&](auto in_tag) {
+    dispatch_storage(src.dtype, "copy", [&](auto in_tag) {
       using I = decltype(in_tag);
-      elementwise<O, I>(dst, [](I v) { return static_cast<O>(v); }, src);
+      elementwise<O, I>(dst, [](I v) { return common::cast_value<O>(v); }, src);
     });
   });
 }
 
 void CpuBackend::fill(const TensorView& dst, Scalar value) {
-  dispatch_all(dst.dtype, "fill_", [&](auto tag) {
+  dispatch_storage(dst.dtype, "fill_", [&](auto tag) {
     using T = decltype(tag);
-    const T v = value.to<T>();
+    T v;
+    if constexpr (std::is_same_v<T, common::Half>) v = T{common::double_to_half_bits(value.to_double())};
+    else if constexpr (std::is_same_v<T, common::BFloat16>) v = T{common::double_to_bfloat16_bits(value.to_double())};
+    else v = value.to<T>();
     elementwise<T>(dst, [v]() { return v; });
   });
 }
