@@ -81,6 +81,14 @@ class CudaBackend final : public Backend {
                         double p) override;
 
   // ---- attention: attention.cu (batched GEMMs + the fused softmax) ------------------------------
+  void attention_forward(const TensorView& out, const TensorView& lse, const TensorView& weights, const TensorView& q,
+                         const TensorView& k, const TensorView& v, const TensorView& mask, bool is_causal,
+                         double scale, double dropout_p, RandomState rng) override;
+  void attention_backward(const TensorView& grad_q, const TensorView& grad_k, const TensorView& grad_v,
+                          const TensorView& grad_mask, const TensorView& grad_out, const TensorView& grad_weights,
+                          const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& mask,
+                          bool is_causal, const TensorView& out, const TensorView& lse, double scale,
+                          double dropout_p, RandomState rng) override;
 
   // ---- optimizers: optim.cu --------------------------------------------------------------------
   void adam_step(const TensorView& param, const TensorView& grad, const TensorView& exp_avg,
