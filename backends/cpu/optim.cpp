@@ -1,7 +1,7 @@
 // CPU kernels for the optimizers: one fused SGD or Adam/AdamW loop per parameter.
-#include <cmath>
 #include <type_traits>
 
+#include "backends/common/optim_math.h"
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
 #include "backends/cpu/parallel.h"
@@ -10,40 +10,25 @@ namespace focus::cpu {
 
 namespace {
 
-// PyTorch's vectorized `a.add_(b, alpha=s)` is one fused multiply-add (vec::fmadd), so the
-// add-with-alpha steps use std::fma; the other steps are separate ops there and are kept
-// separate (and rounded in T) here.
+// The per-element updates are backends/common/optim_math.h's, shared with the CUDA kernels
+// (PyTorch's order; its `a.add_(b, alpha=s)` as one fused multiply-add).
 template <typename T, bool kL2, bool kDecoupled, bool kAmsgrad>
 void adam_loop(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v, T* __restrict vmax,
                int64_t n, const Backend::AdamStepParams& s) {
-  const T sign = s.maximize ? T(-1) : T(1);
-  const T wd = static_cast<T>(s.weight_decay);
-  const T scale = static_cast<T>(s.param_scale);
-  const T b1 = static_cast<T>(s.beta1), one_minus_b1 = static_cast<T>(1 - s.beta1);
-  const T b2 = static_cast<T>(s.beta2), one_minus_b2 = static_cast<T>(1 - s.beta2);
-  const T bc2 = static_cast<T>(s.bias_correction2_sqrt);
-  const T eps = static_cast<T>(s.eps);
-  const T neg_step = static_cast<T>(-s.step_size);
+  const common::AdamScalars<T> k = common::make_adam_scalars<T>(s.beta1, s.beta2, s.eps, s.weight_decay,
+                                                                  s.param_scale, s.step_size,
+                                                                  s.bias_correction2_sqrt, s.maximize);
   parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
-      T gi = g[i] * sign;
-      T pi = p[i];
-      if constexpr (kL2) gi = std::fma(pi, wd, gi);        // grad.add(param, alpha=wd)
-      if constexpr (kDecoupled) pi = pi * scale;           // param.mul_(1 - lr * wd)
-      const T mi = std::fma(gi, one_minus_b1, m[i] * b1);  // exp_avg.mul_(b1).add_(g, alpha=1-b1)
-      const T gg = one_minus_b2 * gi;
-      const T vi = std::fma(gg, gi, v[i] * b2);            // exp_avg_sq.mul_(b2).addcmul_(g, g, value=1-b2)
-      m[i] = mi;
-      v[i] = vi;
-      T vd = vi;
-      if constexpr (kAmsgrad) {
-        const T old = vmax[i];
-        vd = (old > vi || old != old) ? old : vi;          // torch.maximum (NaN propagates)
-        vmax[i] = vd;
-      }
-      const T denom = std::sqrt(vd) / bc2 + eps;
-      p[i] = pi + (neg_step * mi) / denom;                 // param.addcdiv_(m, denom, value=-step_size)
+      T old_vmax = T(0);
+      if constexpr (kAmsgrad) old_vmax = vmax[i];
+      const common::AdamElement<T> r = common::adam_update<T, kL2, kDecoupled, kAmsgrad>(k, p[i], g[i], m[i], v[i],
+                                                                                          old_vmax);
+      p[i] = r.param;
+      m[i] = r.exp_avg;
+      v[i] = r.exp_avg_sq;
+      if constexpr (kAmsgrad) vmax[i] = r.max_exp_avg_sq;
     }
   });
 }
@@ -80,26 +65,16 @@ void adam_dispatch(const TensorView& param, const TensorView& grad, const Tensor
 
 template <typename T, bool kL2, bool kMomentum, bool kNesterov>
 void sgd_loop(T* __restrict p, const T* __restrict g, T* __restrict buf, int64_t n, const Backend::SgdStepParams& s) {
-  const T sign = s.maximize ? T(-1) : T(1);
-  const T wd = static_cast<T>(s.weight_decay);
-  const T momentum = static_cast<T>(s.momentum);
-  const T one_minus_dampening = static_cast<T>(1 - s.dampening);
-  const T neg_lr = static_cast<T>(-s.lr);
+  const common::SgdScalars<T> k = common::make_sgd_scalars<T>(s.lr, s.momentum, s.dampening, s.weight_decay, s.maximize);
   const bool first = s.first_step;
   parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
-      T gi = g[i] * sign;
-      const T pi = p[i];
-      if constexpr (kL2) gi = std::fma(pi, wd, gi);  // grad.add(param, alpha=weight_decay)
-      if constexpr (kMomentum) {
-        // buf = clone(g) on the first step, else buf.mul_(momentum).add_(g, alpha=1 - dampening)
-        const T b = first ? gi : std::fma(gi, one_minus_dampening, buf[i] * momentum);
-        buf[i] = b;
-        if constexpr (kNesterov) gi = std::fma(b, momentum, gi);  // grad.add(buf, alpha=momentum)
-        else gi = b;
-      }
-      p[i] = std::fma(gi, neg_lr, pi);  // param.add_(grad, alpha=-lr)
+      T old_buf = T(0);
+      if constexpr (kMomentum) old_buf = buf[i];
+      const common::SgdElement<T> r = common::sgd_update<T, kL2, kMomentum, kNesterov>(k, first, p[i], g[i], old_buf);
+      if constexpr (kMomentum) buf[i] = r.momentum_buffer;
+      p[i] = r.param;
     }
   });
 }
