@@ -5,11 +5,13 @@
 
 namespace focus {
 
-Backend* cuda_backend();  // backends/cuda_stub.cpp, or the CUDA backend when built
+// The one registration point of the devices: the CUDA backend of device `index`, defined by
+// backends/cuda/ when focus is built with CUDA and by backends/cuda_stub.cpp otherwise
+// (which throws). Throws focus::Error for an index without a device.
+Backend& cuda_backend(int index);
 
 void Backend::unsupported(const char* op) const {
-  FOCUS_FAIL("[{}] is not implemented for device {}", op,
-             type() == DeviceType::CPU ? "cpu" : "cuda");
+  FOCUS_FAIL("[{}] is not implemented for device {}", op, device());
 }
 
 void Backend::copy(const TensorView&, const TensorView&) { unsupported("copy_"); }
@@ -26,13 +28,17 @@ void Backend::binary(BinaryOp, const TensorView&, const TensorView&, const Tenso
 void Backend::where(const TensorView&, const TensorView&, const TensorView&, const TensorView&) {
   unsupported("where");
 }
+void Backend::check_indices(const TensorView&, int64_t, int64_t, int64_t, const char* op, const char*) {
+  unsupported(op);
+}
+void Backend::check_range(const TensorView&, double, double, const char* op, const char*) { unsupported(op); }
 
-Backend& backend_for(DeviceType type) {
-  if (type == DeviceType::CPU) {
+Backend& backend_for(Device d) {
+  if (d.type == DeviceType::CPU) {
     static cpu::CpuBackend cpu;
     return cpu;
   }
-  return *cuda_backend();
+  return cuda_backend(d.index);
 }
 
 }  // namespace focus

@@ -5,9 +5,11 @@
 /// shapes already broadcast (stride 0 on broadcast dims), dtypes already matched.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "core/device.h"
 #include "core/dtype.h"
+#include "core/random_state.h"
 #include "core/scalar.h"
 
 namespace focus {
@@ -69,17 +71,15 @@ struct UnaryParams {
   double beta = 0;
 };
 
-/// Philox counter-based random stream: (seed, offset) fully determines the values, so
-/// results do not depend on thread count or device.
-struct RandomState {
-  uint64_t seed = 0;
-  uint64_t offset = 0;
-};
-
 class Backend {
  public:
   virtual ~Backend() = default;
-  virtual DeviceType type() const = 0;
+  /// The one device this backend object serves (backends are registered per device).
+  virtual Device device() const = 0;
+  DeviceType type() const { return device().type; }
+  /// Waits until every kernel queued on this device has finished and reports an error
+  /// that a kernel recorded on the device (check_indices) as focus::Error. No-op on CPU.
+  virtual void synchronize() {}
 
   // ---- memory ---------------------------------------------------------------------------
   virtual void* allocate(size_t nbytes) = 0;
@@ -87,6 +87,17 @@ class Backend {
   /// Contiguous bytes between this device and the host.
   virtual void copy_to_host(void* host_dst, const void* src, size_t nbytes) = 0;
   virtual void copy_from_host(void* dst, const void* host_src, size_t nbytes) = 0;
+  /// Page-locked host memory that this device copies from without waiting for the copy
+  /// (Tensor::pin_memory). The CPU backend has none.
+  virtual void* allocate_pinned(size_t nbytes) { unsupported("pin_memory"); }
+  virtual void deallocate_pinned(void* ptr, size_t nbytes) {}
+  /// Queues a copy from page-locked host memory and returns at once; `keep_alive` (the
+  /// source's storage) is held until the copy has finished, so the memory is not reused
+  /// before. Default: the blocking copy_from_host.
+  virtual void copy_from_host_async(void* dst, const void* pinned_src, size_t nbytes,
+                                    std::shared_ptr<const void> keep_alive) {
+    copy_from_host(dst, pinned_src, nbytes);
+  }
 
   // ---- copy, fill, random -----------------------------------------------------------
   /// dst = src elementwise with dtype conversion; same sizes, any strides.
@@ -158,6 +169,21 @@ class Backend {
     int64_t max = -1;
   };
   virtual IndexScan scan_indices(const TensorView& index, int64_t lo, int64_t hi) { unsupported("scan_indices"); }
+  /// Checks that every index lies in [lo, hi) or equals skip (skip outside [lo, hi): none
+  /// skipped) and reports the first that does not as a focus::Error
+  ///   "[op] <what> <value> is out of bounds for [lo, hi) (at position <flat index>)".
+  /// The CPU throws at once. A device that cannot throw from its kernels (CUDA) records the
+  /// failure on the device and throws at the next synchronisation (item(), a copy to the
+  /// host, synchronize()), so the check costs no host round trip. op and what must be
+  /// string literals (they are kept until that synchronisation).
+  virtual void check_indices(const TensorView& index, int64_t lo, int64_t hi, int64_t skip, const char* op,
+                             const char* what);
+  /// Checks that every element of x (floating) lies in [lo, hi] (NaN does not) and reports
+  /// the first that does not as a focus::Error
+  ///   "[op] <what>, got <value> (at position <flat index>)".
+  /// Errors are reported as by check_indices (CPU: at once; CUDA: at the next
+  /// synchronisation); op and what must be string literals.
+  virtual void check_range(const TensorView& x, double lo, double hi, const char* op, const char* what);
   /// out = x.index_select(dim, index): index [n]; out is x's sizes with sizes[dim] = n.
   virtual void index_select(const TensorView& out, const TensorView& x, int dim, const TensorView& index) {
     unsupported("index_select");
@@ -218,8 +244,8 @@ class Backend {
   /// optional class weights w [C] (contiguous, logits' dtype; data null = all ones):
   /// loss[n, d] = (1 - eps) w[t] (lse - x[t]) + eps / C * sum_c w[c] (lse - x[c]), 0 where
   /// t == ignore_index. Writes lse [N, D] (contiguous) and out: [N, D] for None, else 0-d
-  /// (Mean divides by the sum of w[t] over non-ignored targets). Errors on a target outside
-  /// [0, C) that is not ignored.
+  /// (Mean divides by the sum of w[t] over non-ignored targets). Targets are in [0, C) or
+  /// equal ignore_index: the raw op checked them (check_indices), the kernel does not.
   virtual void cross_entropy_forward(const TensorView& out, const TensorView& lse, const TensorView& logits,
                                      const TensorView& target, const TensorView& weight, int64_t ignore_index,
                                      double label_smoothing, LossReduction reduction) {
@@ -234,7 +260,7 @@ class Backend {
     unsupported("cross_entropy_backward");
   }
   /// loss[n, d] = -w[t] x[n, t, d] over log-probabilities [N, C, D], int64 targets [N, D];
-  /// weight as in cross_entropy_forward (Mean divides by the sum of w[t]).
+  /// weight and targets as in cross_entropy_forward (Mean divides by the sum of w[t]).
   virtual void nll_loss_forward(const TensorView& out, const TensorView& log_probs, const TensorView& target,
                                 const TensorView& weight, int64_t ignore_index, LossReduction reduction) {
     unsupported("nll_loss");
@@ -259,23 +285,46 @@ class Backend {
   /// grad_in = grad * mask / (1 - p).
   virtual void dropout_backward(const TensorView& grad_in, const TensorView& grad, const TensorView& mask,
                                 double p) { unsupported("dropout_backward"); }
-  /// Attention per batch entry b of the batch dims B (views broadcast to them, stride 0
-  /// allowed): q [B, L, E], k [B, S, E], v [B, S, Ev]; mask (data null = none) bool
-  /// (true = attend) or q's dtype (added), broadcast to [B, L, S]. Writes probs [B, L, S]
-  /// (contiguous softmax before dropout; rows with no allowed key are 0), out [B, L, Ev]
-  /// (contiguous) and, when weights.data is set and differs from probs, the weights after
-  /// dropout. Dropout keeps element i of [B, L, S] when Philox uniform i >= dropout_p.
-  virtual void attention_forward(const TensorView& out, const TensorView& probs, const TensorView& weights,
+  /// Fused scaled dot-product attention, FlashAttention-2 style: the forward keeps only the
+  /// row logsumexp for the backward, which recomputes the probabilities.
+  /// Views are broadcast to the batch dims B = B1..Bn (n >= 0; stride 0 allowed on every
+  /// input view, any strides): q [B, L, E], k [B, S, E], v [B, S, Ev], all of one floating
+  /// dtype T; mask (data null = none) bool (true = attend) or T (added to the scores),
+  /// broadcast to [B, L, S]. With Z = scale * q k^T, then -inf where the bool mask is false
+  /// (or + the float mask), then -inf where key j > query l when is_causal (top-left
+  /// aligned, as torch.ones(L, S).tril(); is_causal never comes with a mask):
+  ///   lse = logsumexp_j Z [B, L];  P = softmax_j Z = exp(Z - lse);
+  ///   W = P * keep / (1 - dropout_p) (W = P when dropout_p == 0; scale 0 when p == 1);
+  ///   out = W v [B, L, Ev].
+  /// keep[i] = (u_i >= dropout_p) for the flat index i in [B, L, S], u_i the float32 uniform
+  /// of dropout_forward (Philox-4x32-10 key rng.seed, counter rng.offset + i / 4, word
+  /// i % 4, top 24 bits; cpu/philox.h keep_mask), so the backward regenerates it from rng.
+  /// A row with no allowed key (every Z -inf, or S == 0) has lse = +inf, P = W = 0 and
+  /// out = 0 (and gets 0 gradients).
+  /// Writes out [B, L, Ev] and lse [B, L] (both contiguous, dtype T: float32 for float32
+  /// inputs, float64 for float64) and, only when weights.data is set (need_weights),
+  /// weights [B, L, S] (contiguous, T) = W; [B, L, S] is never written otherwise.
+  virtual void attention_forward(const TensorView& out, const TensorView& lse, const TensorView& weights,
                                  const TensorView& q, const TensorView& k, const TensorView& v,
                                  const TensorView& mask, bool is_causal, double scale, double dropout_p,
                                  RandomState rng) { unsupported("scaled_dot_product_attention"); }
-  /// Gradients of attention_forward at the broadcast batch shape (contiguous outputs;
-  /// data null = not wanted): grad_mask [B, L, S] is the gradient of the pre-softmax
-  /// scores. grad_weights (data null = none) adds to the gradient of the weights.
+  /// Gradients of attention_forward, at the broadcast batch shape B. Inputs: q, k, v, mask,
+  /// is_causal, scale, dropout_p and rng exactly as given to the forward; out [B, L, Ev] and
+  /// lse [B, L] as the forward wrote them (contiguous, T); grad_out [B, L, Ev] (T, any
+  /// strides, stride 0 allowed); grad_weights (data null = none): the gradient flowing into
+  /// the returned weights W, [B, L, S] (T, any strides, stride 0 allowed).
+  /// Outputs (contiguous, T; data null = not wanted): grad_q [B, L, E], grad_k [B, S, E],
+  /// grad_v [B, S, Ev], grad_mask [B, L, S] (the gradient of the masked scores Z, i.e. of an
+  /// additive float mask; summing to the mask's shape is the caller's job).
+  /// Recomputes P = exp(Z - lse) (0 where lse = +inf) and W, then
+  ///   grad_v = W^T grad_out;  dW = grad_out v^T + grad_weights;
+  ///   dZ = P * (dW * keep / (1 - dropout_p) - D),  D = rowsum(grad_out * out) + rowsum(grad_weights * W);
+  ///   grad_mask = dZ;  grad_q = scale * dZ k;  grad_k = scale * dZ^T q.
   virtual void attention_backward(const TensorView& grad_q, const TensorView& grad_k, const TensorView& grad_v,
                                   const TensorView& grad_mask, const TensorView& grad_out,
                                   const TensorView& grad_weights, const TensorView& q, const TensorView& k,
-                                  const TensorView& v, const TensorView& probs, double scale, double dropout_p,
+                                  const TensorView& v, const TensorView& mask, bool is_causal,
+                                  const TensorView& out, const TensorView& lse, double scale, double dropout_p,
                                   RandomState rng) { unsupported("scaled_dot_product_attention_backward"); }
 
   // ---- optimizers (section owned by the optim work) -----------------------------------------
@@ -329,8 +378,8 @@ class Backend {
   [[noreturn]] void unsupported(const char* op) const;
 };
 
-/// The backend of a device type; throws if that device is not available in this build.
-Backend& backend_for(DeviceType type);
-inline Backend& backend_for(Device d) { return backend_for(d.type); }
+/// The backend of a device (type and index); throws focus::Error if that device does not
+/// exist or this build has no backend for it.
+Backend& backend_for(Device d);
 
 }  // namespace focus

@@ -11,15 +11,18 @@ Tensor finish(Tensor t, const TensorOptions& o) {
   if (o.requires_grad_) t.requires_grad_(true);
   return t;
 }
-Tensor alloc(const Shape& shape, DType dtype, Device device) { return raw::empty(shape, dtype, device); }
+Tensor alloc(const Shape& shape, DType dtype, Device device, const char* op) {
+  raw::check_device(device, op);
+  return raw::empty(shape, dtype, device);
+}
 }  // namespace
 
 Tensor empty(const Shape& shape, TensorOptions o) {
-  return finish(alloc(shape, o.dtype_or(kFloat32), o.device_), o);
+  return finish(alloc(shape, o.dtype_or(kFloat32), o.device_, "empty"), o);
 }
 
 Tensor full(const Shape& shape, Scalar value, TensorOptions o) {
-  Tensor t = alloc(shape, o.dtype_or(value.natural_dtype()), o.device_);
+  Tensor t = alloc(shape, o.dtype_or(value.natural_dtype()), o.device_, "full");
   if (t.numel() > 0) raw::backend_of(t).fill(raw::make_view(t), value);
   return finish(t, o);
 }
@@ -41,7 +44,7 @@ Tensor arange(Scalar start, Scalar end, Scalar step, TensorOptions o) {
   const double n = std::ceil((e - s) / st);
   FOCUS_CHECK(n < 9.0e15, "[arange] too many elements ({})", n);
   const int64_t count = static_cast<int64_t>(n);
-  Tensor cpu = alloc({count}, dt, kCPU);
+  Tensor cpu = alloc({count}, dt, kCPU, "arange");
   switch (dt) {
 #define FOCUS_CASE(D, T)                                                                       \
   case D: {                                                                                    \
@@ -67,7 +70,7 @@ Tensor arange(Scalar start, Scalar end, Scalar step, TensorOptions o) {
 Tensor linspace(double start, double end, int64_t steps, TensorOptions o) {
   FOCUS_CHECK(steps >= 0, "[linspace] number of steps must be non-negative, got {}", steps);
   const DType dt = o.dtype_or(kFloat32);
-  Tensor cpu = alloc({steps}, kFloat64, kCPU);
+  Tensor cpu = alloc({steps}, kFloat64, kCPU, "linspace");
   double* p = cpu.data_ptr<double>();
   const double step = steps > 1 ? (end - start) / static_cast<double>(steps - 1) : 0.0;
   // Fill from both ends, as PyTorch does, so the last value is exactly `end`.
@@ -109,20 +112,20 @@ const Tensor& normal_(const Tensor& t, double mean, double std, Generator* gen) 
 }
 
 Tensor rand(const Shape& shape, TensorOptions o, Generator* gen) {
-  Tensor t = alloc(shape, o.dtype_or(kFloat32), o.device_);
+  Tensor t = alloc(shape, o.dtype_or(kFloat32), o.device_, "rand");
   uniform_(t, 0, 1, gen);
   return finish(t, o);
 }
 
 Tensor randn(const Shape& shape, TensorOptions o, Generator* gen) {
-  Tensor t = alloc(shape, o.dtype_or(kFloat32), o.device_);
+  Tensor t = alloc(shape, o.dtype_or(kFloat32), o.device_, "randn");
   normal_(t, 0, 1, gen);
   return finish(t, o);
 }
 
 Tensor randint(int64_t low, int64_t high, const Shape& shape, TensorOptions o, Generator* gen) {
   FOCUS_CHECK(low < high, "[randint] expected low < high, got low={} high={}", low, high);
-  Tensor t = alloc(shape, o.dtype_or(kInt64), o.device_);
+  Tensor t = alloc(shape, o.dtype_or(kInt64), o.device_, "randint");
   Generator& g = gen ? *gen : default_generator();
   raw::backend_of(t).randint(raw::make_view(t), low, high, g.next(static_cast<uint64_t>(t.numel())));
   return finish(t, o);
@@ -133,7 +136,7 @@ Tensor randperm(int64_t n, TensorOptions o, Generator* gen) {
   // Fisher-Yates driven by one randint draw per position, so the result is seeded.
   Tensor keys = rand({n}, kFloat64, gen);
   const double* k = keys.data_ptr<double>();
-  Tensor out = alloc({n}, kInt64, kCPU);
+  Tensor out = alloc({n}, kInt64, kCPU, "randperm");
   int64_t* p = out.data_ptr<int64_t>();
   for (int64_t i = 0; i < n; ++i) p[i] = i;
   for (int64_t i = n - 1; i > 0; --i) {
@@ -163,7 +166,7 @@ template <typename T> Tensor tensor(const std::vector<T>& data, const Shape& sha
   const int64_t n = checked_numel(shape, "tensor");
   FOCUS_CHECK(n == static_cast<int64_t>(data.size()), "[tensor] {} values do not fill shape {} ({} elements)",
               data.size(), shape, n);
-  Tensor cpu = alloc(shape, dtype_of_v<T>, kCPU);
+  Tensor cpu = alloc(shape, dtype_of_v<T>, kCPU, "tensor");
   T* p = static_cast<T*>(cpu.data_ptr());
   for (int64_t i = 0; i < n; ++i) p[i] = data[static_cast<size_t>(i)];
   return finish(raw::to_contiguous(cpu, o.dtype_or(dtype_of_v<T>), o.device_), o);

@@ -17,9 +17,13 @@ struct Device {
   Device(DeviceType t, int i = 0) : type(t), index(i) {}
   /// Parses "cpu", "cuda", "cuda:1"; throws focus::Error otherwise.
   explicit Device(const std::string& spec);
+  /// Device::cpu(), Device::cuda(1): the spelled-out forms of "cpu" and "cuda:1".
+  static Device cpu() { return Device(DeviceType::CPU, 0); }
+  static Device cuda(int index = 0) { return Device(DeviceType::CUDA, index); }
   bool is_cpu() const { return type == DeviceType::CPU; }
   bool is_cuda() const { return type == DeviceType::CUDA; }
-  bool operator==(const Device&) const = default;
+  bool operator==(const Device& o) const { return type == o.type && index == o.index; }
+  bool operator!=(const Device& o) const { return !(*this == o); }
   std::string str() const;
 };
 

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <mutex>
 
-#include "backends/backend.h"
+#include "core/random_state.h"
 
 namespace focus {
 

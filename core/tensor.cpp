@@ -12,8 +12,16 @@ Storage::Storage(size_t n, Device d) : nbytes(n), device(d) {
   data = backend_for(d).allocate(n);
 }
 
+Storage::Storage(size_t n, Pinned) : nbytes(n), device(kCPU), pinned(true) {
+  // Page-locked memory comes from the CUDA driver; device 0's backend hands it out (it is
+  // usable by every GPU), or says why it cannot.
+  data = backend_for(Device(DeviceType::CUDA, 0)).allocate_pinned(n);
+}
+
 Storage::~Storage() {
-  if (data) backend_for(device).deallocate(data, nbytes);
+  if (!data) return;
+  if (pinned) backend_for(Device(DeviceType::CUDA, 0)).deallocate_pinned(data, nbytes);
+  else backend_for(device).deallocate(data, nbytes);
 }
 
 void Tensor::throw_undefined() { FOCUS_FAIL("[tensor] use of an undefined tensor"); }

@@ -29,7 +29,13 @@ struct Storage {
   size_t nbytes = 0;
   Device device;
   uint64_t version = 0;
+  /// Page-locked CPU memory (from the CUDA backend): copies from it to a GPU can be
+  /// asynchronous (Tensor::pin_memory, to(device, non_blocking)).
+  bool pinned = false;
   Storage(size_t nbytes, Device device);  // allocates through the device's backend
+  /// Page-locked CPU memory of nbytes (needs a CUDA build with a GPU).
+  struct Pinned {};
+  Storage(size_t nbytes, Pinned);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -172,9 +178,17 @@ class Tensor {
   Tensor clone() const;
   /// Converts dtype (differentiable between floating dtypes); returns *this if equal.
   Tensor to(DType dtype) const;
-  /// Moves to a device (differentiable); returns *this if equal.
-  Tensor to(Device device) const;
+  /// Moves to a device (differentiable); returns *this if equal. non_blocking: a copy from
+  /// pinned CPU memory to a GPU returns before it has finished (later work on that GPU is
+  /// ordered after it, as in PyTorch); every other copy completes before returning.
+  Tensor to(Device device, bool non_blocking = false) const;
   Tensor cpu() const { return to(kCPU); }
+  /// Shorthand for to(Device::cuda(index), non_blocking).
+  Tensor cuda(int index = 0, bool non_blocking = false) const { return to(Device(DeviceType::CUDA, index), non_blocking); }
+  /// A copy in page-locked CPU memory (itself if already pinned), for asynchronous copies
+  /// to a GPU; needs a CUDA build with a GPU. CPU tensors only.
+  Tensor pin_memory() const;
+  bool is_pinned() const { return defined() && impl().storage->pinned; }
 
   // ---- in-place (bump the version; differentiable where it makes sense) ----------------
   const Tensor& copy_(const Tensor& src) const;

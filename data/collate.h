@@ -12,6 +12,12 @@ struct PaddedBatch {
   Tensor tokens;            ///< [B, T] int64, positions past a sequence's end hold pad_id
   Tensor key_padding_mask;  ///< [B, T] bool, true = padding (PyTorch's key_padding_mask convention)
   Tensor lengths;           ///< [B] int64, the length of each sequence before padding
+  /// Moves the three tensors to page-locked memory (DataLoaderOptions::pin_memory).
+  void pin_memory() {
+    tokens = tokens.pin_memory();
+    key_padding_mask = key_padding_mask.pin_memory();
+    lengths = lengths.pin_memory();
+  }
 };
 
 /// Pads seqs to a common length T: the longest sequence when pad_to == -1, else pad_to (which

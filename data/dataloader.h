@@ -13,10 +13,13 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "core/error.h"
+#include "core/tensor.h"
 #include "data/dataset.h"
 
 namespace focus::data {
@@ -41,6 +44,12 @@ struct DataLoaderOptions {
   /// order shuffled (when shuffle is on). Batches then hold examples of similar lengths, so
   /// padding is small. Needs the DataLoader's length function.
   DataLoaderOptions& bucket(int64_t k) { bucket_ = k; return *this; }
+  /// Put each batch's CPU tensors in page-locked memory (on the prefetch thread when there
+  /// is one), so that `.to(Device::cuda(), true)` copies them asynchronously, as
+  /// torch.utils.data.DataLoader(pin_memory=True). Batches are pinned through pin_batch():
+  /// a Tensor, a vector, pair or tuple of them, or a type with a pin_memory() member that
+  /// pins its tensors (data::PaddedBatch has one). Needs a CUDA build with a GPU.
+  DataLoaderOptions& pin_memory(bool p = true) { pin_memory_ = p; return *this; }
 
   int64_t batch_size_;
   bool shuffle_ = false;
@@ -48,7 +57,27 @@ struct DataLoaderOptions {
   bool drop_last_ = false;
   int prefetch_ = 2;
   int64_t bucket_ = 0;
+  bool pin_memory_ = false;
 };
+
+/// Pins the CPU tensors of a batch in place (DataLoaderOptions::pin_memory).
+template <typename B> void pin_batch(B& b) {
+  if constexpr (std::is_same_v<B, Tensor>) {
+    if (b.defined() && b.device().is_cpu()) b = b.pin_memory();
+  } else if constexpr (requires { b.pin_memory(); }) {
+    b.pin_memory();
+  } else if constexpr (requires { b.first; b.second; }) {
+    pin_batch(b.first);
+    pin_batch(b.second);
+  } else if constexpr (requires { std::tuple_size<B>::value; }) {
+    std::apply([](auto&... x) { (pin_batch(x), ...); }, b);
+  } else if constexpr (requires { b.begin(); b.end(); }) {
+    for (auto& x : b) pin_batch(x);
+  } else {
+    FOCUS_FAIL("[DataLoader] pin_memory: the batch type has no tensors pin_batch knows how to reach; give it a "
+               "pin_memory() member that pins its tensors");
+  }
+}
 
 /// The batches of one epoch as lists of dataset indices: the plan a DataLoader follows.
 /// n examples; lengths (n values) are needed iff opts.bucket_ > 0. Deterministic: the same
@@ -72,9 +101,9 @@ class DataLoader {
   class Pass {
    public:
     Pass(std::shared_ptr<const Dataset<Example>> dataset, Collate collate,
-         std::vector<std::vector<int64_t>> plan, int prefetch)
+         std::vector<std::vector<int64_t>> plan, int prefetch, bool pin)
         : dataset_(std::move(dataset)), collate_(std::move(collate)), plan_(std::move(plan)),
-          prefetch_(prefetch) {
+          prefetch_(prefetch), pin_(pin) {
       if (plan_.empty()) {
         finished_ = true;  // nothing to make: no thread, and advance() must not wait for one
       } else if (prefetch_ > 0) {
@@ -123,7 +152,9 @@ class DataLoader {
       std::vector<Example> examples;
       examples.reserve(plan_[b].size());
       for (int64_t i : plan_[b]) examples.push_back(dataset_->get(i));
-      return collate_(std::move(examples));
+      Batch batch = collate_(std::move(examples));
+      if (pin_) pin_batch(batch);
+      return batch;
     }
     void work() {
       for (size_t b = 0; b < plan_.size(); ++b) {
@@ -161,6 +192,7 @@ class DataLoader {
     Collate collate_;
     std::vector<std::vector<int64_t>> plan_;
     int prefetch_;
+    bool pin_;
     size_t next_ = 0;  // prefetch == 0 only
     std::optional<Batch> current_;
     std::mutex mu_;
@@ -249,7 +281,7 @@ class DataLoader {
     plan.erase(plan.begin(), plan.begin() + std::min<int64_t>(start_batch_, static_cast<int64_t>(plan.size())));
     ++epoch_;
     start_batch_ = 0;
-    Iterator it(std::make_shared<Pass>(dataset_, collate_, std::move(plan), opts_.prefetch_));
+    Iterator it(std::make_shared<Pass>(dataset_, collate_, std::move(plan), opts_.prefetch_, opts_.pin_memory_));
     ++it;
     return it;
   }

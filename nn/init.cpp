@@ -97,15 +97,17 @@ const Tensor& trunc_normal_(const Tensor& t, double mean, double std, double a, 
   FOCUS_CHECK(std > 0, "[trunc_normal_] expected std > 0, got {}", std);
   FOCUS_CHECK(a < b, "[trunc_normal_] expected a < b, got a={} b={}", a, b);
   NoGradGuard g;
-  // Uniform draws mapped through the inverse CDF of the truncated normal, in float64.
-  Tensor u = focus::rand(t.shape(), TensorOptions(kFloat64), gen);
-  std::vector<double> v = u.to_vector<double>();
+  // Uniform draws mapped through the inverse CDF of the truncated normal, in float64, on
+  // the host whatever t's device: the Philox draws do not depend on the device, so every
+  // device gets the same numbers, and only the finished values travel (one copy to t).
+  Tensor u = focus::rand(t.shape(), TensorOptions(kFloat64).device(kCPU), gen);
+  double* v = u.data_ptr<double>();  // a fresh contiguous CPU tensor
   const double lo = norm_cdf((a - mean) / std), hi = norm_cdf((b - mean) / std);
-  for (double& x : v) {
-    const double y = mean + std * norm_ppf(lo + x * (hi - lo));
-    x = std::min(std::max(y, a), b);
+  for (int64_t i = 0; i < u.numel(); ++i) {
+    const double y = mean + std * norm_ppf(lo + v[i] * (hi - lo));
+    v[i] = std::min(std::max(y, a), b);
   }
-  t.copy_(focus::tensor(v, t.shape(), TensorOptions(kFloat64)));
+  t.copy_(u);
   return t;
 }
 

@@ -60,16 +60,13 @@ void Adam::step() {
       const Tensor grad = p.grad();
       if (!grad.defined()) continue;
       TensorDict& st = mutable_state(p);
-      if (!st.contains("step")) {
-        const TensorOptions like = TensorOptions(p.dtype()).device(p.device());
-        st.insert("step", scalar_tensor(0.0, kFloat32));
-        st.insert("exp_avg", zeros(p.shape(), like));
-        st.insert("exp_avg_sq", zeros(p.shape(), like));
-      }
+      for (const char* name : {"exp_avg", "exp_avg_sq"})
+        if (!st.contains(name)) st.insert(name, zeros(p.shape(), TensorOptions(p.dtype()).device(p.device())));
       if (o.amsgrad() && !st.contains("max_exp_avg_sq"))
         st.insert("max_exp_avg_sq", zeros(p.shape(), TensorOptions(p.dtype()).device(p.device())));
-      // PyTorch: step = step_t.item(); bias corrections in Python floats (double).
-      const double step = increment_step(st.at("step"));
+      // PyTorch: step_t += 1; step = step_t.item(); bias corrections in Python floats
+      // (double). The count is a host number here, so this reads nothing from the device.
+      const double step = increment_step(p);
       Backend::AdamStepParams s;
       s.beta1 = beta1;
       s.beta2 = beta2;

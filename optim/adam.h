@@ -68,7 +68,8 @@ class AdamWOptions : public AdamOptions {
 ///   g = maximize ? -grad : grad;  if weight_decay: g = g + weight_decay * p
 ///   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;  vmax = max(vmax, v)
 ///   p = p - lr / (1 - beta1^t) * m / (sqrt(amsgrad ? vmax : v) / sqrt(1 - beta2^t) + eps)
-/// State: `step` (0-d float32), `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq` (amsgrad only).
+/// State: `step` (a host count, exposed as a 0-d float32 tensor), `exp_avg`, `exp_avg_sq`,
+/// `max_exp_avg_sq` (amsgrad only).
 class Adam : public Optimizer {
  public:
   explicit Adam(std::vector<Tensor> params, const AdamOptions& options = AdamOptions());

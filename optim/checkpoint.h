@@ -20,7 +20,7 @@
 #include <optional>
 #include <string>
 
-#include "backends/backend.h"
+#include "core/random_state.h"
 #include "core/random.h"
 #include "core/safetensors.h"
 #include "core/tensor_dict.h"

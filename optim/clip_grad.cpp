@@ -6,10 +6,11 @@
 #include "autograd/functions/indexing.h"
 #include "autograd/functions/reduction.h"
 #include "autograd/node.h"
+#include "core/creation.h"
 
 namespace focus::optim {
 
-double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, double norm_type,
+Tensor clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, double norm_type,
                        bool error_if_nonfinite) {
   NoGradGuard no_grad;
   std::vector<Tensor> grads;
@@ -18,7 +19,7 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, doubl
     Tensor g = p.grad();
     if (g.defined()) grads.push_back(g);
   }
-  if (grads.empty()) return 0.0;
+  if (grads.empty()) return scalar_tensor(0.0, kFloat32);  // PyTorch: torch.tensor(0.0)
   const DType dtype = grads[0].dtype();
   const Device device = grads[0].device();
   std::vector<Tensor> norms;
@@ -31,16 +32,19 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, doubl
   Tensor total;
   if (inf_norm) total = norms.size() == 1 ? norms[0] : max(stack(norms));
   else total = norm(stack(norms), norm_type);
-  const double total_value = total.item<double>();
-  FOCUS_CHECK(!error_if_nonfinite || std::isfinite(total_value),
-              "[clip_grad_norm_] the total norm of order {} for gradients from `parameters` is non-finite, so it "
-              "cannot be clipped. To disable this error and scale the gradients by the non-finite norm anyway, set "
-              "error_if_nonfinite=false",
-              norm_type);
-  // clip_coef = max_norm / (total_norm + 1e-6), clamped to 1, as tensors in the grads' dtype.
+  if (error_if_nonfinite) {
+    // The one host read, as PyTorch's `if error_if_nonfinite and (isnan | isinf)`.
+    FOCUS_CHECK(std::isfinite(total.item<double>()),
+                "[clip_grad_norm_] the total norm of order {} for gradients from `parameters` is non-finite, so it "
+                "cannot be clipped. To disable this error and scale the gradients by the non-finite norm anyway, set "
+                "error_if_nonfinite=false",
+                norm_type);
+  }
+  // clip_coef_clamped = min(max_norm / (total_norm + 1e-6), 1), a 0-d tensor in the grads'
+  // dtype on their device: the scaling stays on the device.
   const Tensor coef = clamp(max_norm / (total + 1e-6), std::nullopt, Scalar(1.0));
-  for (const auto& g : grads) g.mul_(coef.to(g.device()).to(g.dtype()));
-  return total_value;
+  for (const auto& g : grads) g.mul_(coef.to(g.device()).to(g.dtype()));  // .to: no-op when alike
+  return total;
 }
 
 void clip_grad_value_(const std::vector<Tensor>& params, double clip_value) {

@@ -218,19 +218,34 @@ size_t Optimizer::num_params() const {
   return n;
 }
 
-const TensorDict* Optimizer::state(const Tensor& param) const {
+std::optional<TensorDict> Optimizer::state(const Tensor& param) const {
   auto it = state_.find(param.unsafe_impl());
-  return it == state_.end() ? nullptr : &it->second;
+  const std::optional<double> step = step_count(param);
+  if (it == state_.end() && !step) return std::nullopt;
+  TensorDict out;
+  // PyTorch's order: step first, then the tensors in the order the optimizer created them.
+  if (step) out.insert("step", scalar_tensor(*step, kFloat32));
+  if (it != state_.end())
+    for (const auto& [k, v] : it->second) out.insert(k, v);
+  return out;
+}
+
+std::optional<double> Optimizer::step_count(const Tensor& param) const {
+  auto it = steps_.find(param.unsafe_impl());
+  if (it == steps_.end()) return std::nullopt;
+  return it->second;
 }
 
 TensorDict& Optimizer::mutable_state(const Tensor& param) { return state_[param.unsafe_impl()]; }
+
+double Optimizer::increment_step(const Tensor& param) { return steps_[param.unsafe_impl()] += 1.0; }
 
 TensorDict Optimizer::state_dict() const {
   TensorDict out;
   int64_t index = 0;
   for (const auto& g : groups_) {
     for (const auto& p : g.params()) {
-      if (const TensorDict* st = state(p))
+      if (const auto st = state(p))
         for (const auto& [k, v] : *st) out.insert(fmt::format("state.{}.{}", index, k), v);
       ++index;
     }
@@ -334,6 +349,7 @@ void Optimizer::load_state_dict(const TensorDict& dict) {
   // device (copies, so that stepping never writes into the caller's tensors).
   const auto names = state_names();
   std::unordered_map<const TensorImpl*, TensorDict> new_state;
+  std::unordered_map<const TensorImpl*, double> new_steps;
   for (const auto& [id, entries] : state_entries) {
     auto pit = id_to_param.find(id);
     FOCUS_CHECK(pit != id_to_param.end(), "[{}.load_state_dict] state for parameter id {} that no group lists", op,
@@ -346,7 +362,8 @@ void Optimizer::load_state_dict(const TensorDict& dict) {
       if (name == "step") {
         FOCUS_CHECK(value.numel() == 1, "[{}.load_state_dict] 'state.{}.step' must hold one number, got shape {}", op,
                     id, value.shape());
-        st.insert(name, scalar_tensor(value.item<double>(), kFloat32));
+        // Loading is not a hot path: one host read, then a host number (see steps_).
+        new_steps[p.unsafe_impl()] = value.item<double>();
         continue;
       }
       FOCUS_CHECK(value.shape() == p.shape(),
@@ -361,7 +378,7 @@ void Optimizer::load_state_dict(const TensorDict& dict) {
       }
       st.insert(name, copy);
     }
-    new_state.emplace(p.unsafe_impl(), std::move(st));
+    if (!st.empty()) new_state.emplace(p.unsafe_impl(), std::move(st));
   }
   // 4. Commit.
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
@@ -369,13 +386,7 @@ void Optimizer::load_state_dict(const TensorDict& dict) {
     groups_[gi].extras_ = std::move(new_extras[gi]);
   }
   state_ = std::move(new_state);
-}
-
-double increment_step(const Tensor& step) {
-  float* s = step.data_ptr<float>();
-  *s += 1.0f;
-  step.bump_version();
-  return static_cast<double>(*s);
+  steps_ = std::move(new_steps);
 }
 
 }  // namespace focus::optim

@@ -4,8 +4,10 @@
 /// TensorDict so that it goes into a safetensors checkpoint as it is:
 ///
 ///   state.<i>.<name>          per-parameter state (exp_avg, exp_avg_sq, momentum_buffer,
-///                             ...); `step` is a 0-d float32 tensor as in PyTorch 2.x. <i> is
-///                             the parameter's index counted over all groups in order.
+///                             ...); `step` is a 0-d float32 CPU tensor as in PyTorch 2.x
+///                             (the optimizer counts steps as a host number, so stepping
+///                             never reads the device). <i> is the parameter's index counted
+///                             over all groups in order.
 ///   param_groups.<g>.params   int64 [n]: the indices of group g's parameters
 ///   param_groups.<g>.<key>    hyperparameters as 0-d tensors: float64 numbers (lr,
 ///                             weight_decay, momentum, eps, ...), bool flags (nesterov,
@@ -148,24 +150,32 @@ class Optimizer {
   /// Number of parameters over all groups.
   size_t num_params() const;
 
-  /// A parameter's state (empty before its first step); nullptr if it has none.
-  const TensorDict* state(const Tensor& param) const;
+  /// A parameter's state as PyTorch's optimizer.state[param]: the optimizer's own state
+  /// tensors (not copies) plus, for optimizers that count steps, `step` (a new 0-d float32
+  /// CPU tensor holding the count); std::nullopt before the parameter has any state.
+  std::optional<TensorDict> state(const Tensor& param) const;
+  /// The step count of param (Adam, AdamW): a host number, std::nullopt before its first step.
+  std::optional<double> step_count(const Tensor& param) const;
 
   /// The whole state as documented at the top of this header. Tensors are the optimizer's
-  /// own (not copies): save or clone them before stepping again.
+  /// own (not copies; `step` excepted): save or clone them before stepping again.
   TensorDict state_dict() const;
   /// Restores a state_dict(): the dict must have this optimizer's number of groups and of
   /// parameters per group; state tensors must have their parameter's shape (they are
-  /// copied and converted to its dtype and device; `step` stays on the CPU); unknown keys
-  /// are errors. Nothing is changed when an error is thrown.
+  /// copied and converted to its dtype and device; `step`, one number of any dtype and
+  /// device, becomes the host step count); unknown keys are errors. Nothing is changed
+  /// when an error is thrown.
   void load_state_dict(const TensorDict& dict);
 
  protected:
   Optimizer(std::string name, std::unique_ptr<OptimizerOptions> defaults);
   /// Adds the groups (call from the derived constructor once defaults are valid).
   void init_groups(std::vector<ParamGroup> groups);
-  /// The state of param, created empty on first use.
+  /// The state tensors of param, created empty on first use.
   TensorDict& mutable_state(const Tensor& param);
+  /// Adds one to param's step count (a host number, starting at 0) and returns the new
+  /// count: no tensor is read or written, so no device is synchronised.
+  double increment_step(const Tensor& param);
   /// The state names this optimizer writes (load_state_dict rejects others).
   virtual std::vector<std::string> state_names() const = 0;
 
@@ -175,9 +185,8 @@ class Optimizer {
   std::string name_;
   std::unique_ptr<OptimizerOptions> defaults_;
   std::unordered_map<const TensorImpl*, TensorDict> state_;
+  // Step counts (state "step") on the host, for the optimizers that count steps.
+  std::unordered_map<const TensorImpl*, double> steps_;
 };
-
-/// A 0-d float32 step counter as PyTorch keeps it; increments it and returns the new value.
-double increment_step(const Tensor& step);
 
 }  // namespace focus::optim

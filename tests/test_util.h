@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -37,8 +38,40 @@ inline bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, doubl
 /// The values of t as doubles, row-major.
 inline std::vector<double> values(const Tensor& t) { return t.to_vector<double>(); }
 
-/// Devices the device-generic tests run on (CUDA joins when a CUDA build finds a GPU).
-inline std::vector<Device> test_devices() { return {kCPU}; }
+/// Why the CUDA tests cannot run here ("" when a GPU is there), printed once per process
+/// the first time a test asks.
+inline std::string cuda_skip_reason() {
+  static const std::string reason = [] {
+    std::string r;
+    if (!cuda::is_available()) {
+      try {
+        Tensor t = zeros({1}, Device::cuda());
+        r = "cuda::is_available() is false, yet a CUDA tensor could be made";
+      } catch (const Error& e) {
+        r = e.what();
+      }
+      std::printf("CUDA tests skipped: %s\n", r.c_str());
+    }
+    return r;
+  }();
+  return reason;
+}
+
+/// True when a GPU is there; otherwise prints (once) why the CUDA tests are skipped.
+inline bool have_cuda() { return cuda_skip_reason().empty(); }
+
+/// Devices the device-generic tests run on: the CPU, and cuda:0 when a GPU is there.
+inline std::vector<Device> test_devices() {
+  std::vector<Device> d{kCPU};
+  if (have_cuda()) d.push_back(Device::cuda(0));
+  return d;
+}
+
+/// Runs the body once per device of test_devices(), the device named in failure messages:
+///   FOR_EACH_DEVICE(dev) { CHECK(zeros({2}, dev).sum().item<float>() == 0); }
+#define FOR_EACH_DEVICE(dev)                                   \
+  for (const ::focus::Device dev : ::focus::testing::test_devices()) \
+    if (INFO("device " << dev.str()); true)
 
 /// A fresh temporary directory (named after `tag` and the process), removed with its
 /// contents at the end of the scope.

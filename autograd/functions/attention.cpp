@@ -17,18 +17,21 @@ std::tuple<Tensor, Tensor> scaled_dot_product_attention(const Tensor& q, const T
   const bool mask_grad = mask.defined() && mask.is_floating_point() && needs_grad(mask);
   if (needs_grad(q, k, v) || mask_grad) {
     const bool weights_out = r.weights.defined();
-    const bool probs_is_output = weights_out && r.weights.is_same(r.probs);
     std::vector<Tensor> outputs{r.out};
     if (weights_out) outputs.push_back(r.weights);
     const Shape qs = q.shape(), kshape = k.shape(), vs = v.shape(), ms = mask_grad ? mask.shape() : Shape{};
+    // Saved: q, k, v, the mask (any dtype: the backward recomputes the scores), the output
+    // and the row logsumexp [B..., L]; never the [B..., L, S] probabilities.
     record("ScaledDotProductAttentionBackward0", {q, k, v, mask_grad ? mask : Tensor()}, outputs,
-           {save(q), save(k), save(v), save(r.probs, probs_is_output)},
-           [r_batch = r.batch, scale = r.scale, p = o.dropout_p_, rng = r.rng, weights_out, qs, kshape, vs,
-            ms](BackwardContext& c) {
-             // With W = dropout(P), P = softmax(Z), Z = scale * q k^T + mask:
+           {save(q), save(k), save(v), save(mask), save(r.out, true), save(r.lse)},
+           [r_batch = r.batch, scale = r.scale, p = o.dropout_p_, causal = o.is_causal_, rng = r.rng, weights_out,
+            qs, kshape, vs, ms](BackwardContext& c) {
+             // With W = dropout(P), P = softmax(Z) = exp(Z - lse), Z = scale * q k^T + mask, out = W v
+             // (P recomputed from q, k, mask and lse by the kernel):
              //   grad_v = W^T grad            : [.., S, L] x [.., L, Ev] -> [.., S, Ev]
              //   dW = grad v^T (+ grad_weights): [.., L, Ev] x [.., Ev, S] -> [.., L, S]
-             //   dZ = P * (dP - rowsum(dP * P)), dP = dropout'(dW)  -> grad_mask = dZ
+             //   dZ = P * (dropout'(dW) - D), D = rowsum(grad * out) (+ rowsum(grad_weights * W))
+             //   grad_mask = dZ
              //   grad_q = scale * dZ k        : [.., L, S] x [.., S, E] -> [.., L, E]
              //   grad_k = scale * dZ^T q      : [.., S, L] x [.., L, E] -> [.., S, E]
              // computed at the broadcast batch shape, then summed to each input's shape.
@@ -37,8 +40,8 @@ std::tuple<Tensor, Tensor> scaled_dot_product_attention(const Tensor& q, const T
                          "is not supported");
              raw::AttentionGrads g = raw::scaled_dot_product_attention_backward(
                  c.grad(0), weights_out ? c.grad(1) : Tensor(), c.saved(0), c.saved(1), c.saved(2), c.saved(3),
-                 r_batch, scale, p, rng, c.needs_input_grad(0), c.needs_input_grad(1), c.needs_input_grad(2),
-                 c.needs_input_grad(3));
+                 causal, c.saved(4), c.saved(5), r_batch, scale, p, rng, c.needs_input_grad(0),
+                 c.needs_input_grad(1), c.needs_input_grad(2), c.needs_input_grad(3));
              return grads(g.q.defined() ? sum_to(g.q, qs) : Tensor(), g.k.defined() ? sum_to(g.k, kshape) : Tensor(),
                           g.v.defined() ? sum_to(g.v, vs) : Tensor(), g.mask.defined() ? sum_to(g.mask, ms) : Tensor());
            });

@@ -142,13 +142,22 @@ Tensor Tensor::to(DType dt) const {
   return out;
 }
 
-Tensor Tensor::to(Device d) const {
+Tensor Tensor::to(Device d, bool non_blocking) const {
   if (d == device()) return *this;
-  Tensor out = raw::to_contiguous(*this, dtype(), d);
+  raw::check_device(d, "to");
+  Tensor out = raw::to_contiguous(*this, dtype(), d, non_blocking);
   if (needs_grad(*this)) {
     const Device back = device();
     record("ToCopyBackward0", {*this}, {out}, {}, [back](BackwardContext& c) { return grads(c.grad(0).to(back)); });
   }
+  return out;
+}
+
+Tensor Tensor::pin_memory() const {
+  // Differentiable like a copy (PyTorch records it as a copy too).
+  Tensor out = raw::pin_memory(*this);
+  if (!out.is_same(*this) && needs_grad(*this))
+    record("PinMemoryBackward0", {*this}, {out}, {}, [](BackwardContext& c) { return grads(c.grad(0)); });
   return out;
 }
 

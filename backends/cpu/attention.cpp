@@ -1,10 +1,17 @@
 // CPU kernels for scaled dot-product attention: a forward/backward pair per batch entry
-// (batch * heads), with OpenBLAS for the four products and fused mask + softmax + dropout.
+// (batch * heads), with OpenBLAS for the products and fused mask + softmax + dropout.
+//
+// As in FlashAttention-2, the forward keeps only the row logsumexp lse [B, L] (and its
+// output) for the backward, never the [B, L, S] probabilities: the backward recomputes the
+// scores with one more Q K^T product and gets P = exp(score - lse), and uses
+// D = rowsum(dO * O) for the softmax backward. Only need_weights makes the forward write
+// [B, L, S] (the returned weights).
 //
 // Fully masked rows (no key allowed by the bool mask / causal mask, or all scores -inf):
-// the weights are 0 and the output row is 0, with 0 gradients. PyTorch 1.13-2.4 return NaN
-// there (softmax of a row of -inf); PyTorch >= 2.5 uses _safe_softmax in the math backend
-// and returns 0, as here. Padding-only rows (e.g. a padded query position) therefore never
+// the weights are 0 and the output row is 0, with 0 gradients; their lse is +inf, so that
+// exp(score - lse) is 0 there with no special case. PyTorch 1.13-2.4 return NaN there
+// (softmax of a row of -inf); PyTorch >= 2.5 uses _safe_softmax in the math backend and
+// returns 0, as here. Padding-only rows (e.g. a padded query position) therefore never
 // poison the loss with NaN.
 #include <cblas.h>
 #include <omp.h>
@@ -89,9 +96,10 @@ bool view_needs_pack(const TensorView& v, int nb) {
 
 
 // Per-thread work buffers; their capacity is reserved before the parallel region so nothing
-// allocates (or throws) inside it.
+// allocates (or throws) inside it. p: probabilities [L, S]; w: weights after dropout;
+// dp: gradient of the scores.
 template <typename T> struct Scratch {
-  std::vector<T> q, k, v, dout, w, dp;
+  std::vector<T> q, k, v, dout, p, w, dp;
   std::vector<uint8_t> keep;
 };
 
@@ -124,9 +132,37 @@ int64_t batch_count(const TensorView& q) {
   return n;
 }
 
+// The attention scores of batch entry b, the same in forward and backward:
+// Z [L, S] (row stride S) = scale * Q K^T, then -inf where the bool mask is false (or + the
+// additive mask), then -inf above the diagonal when causal (top-left aligned, as
+// torch.ones(L, S).tril(): key j <= query l).
+template <typename T>
+void scores(T* Z, const Mat<T>& Q, const Mat<T>& K, int64_t L, int64_t S, int64_t E, double scale,
+            const TensorView& mask, int nb, int64_t b, bool is_causal) {
+  const T ninf = -std::numeric_limits<T>::infinity();
+  // Z = scale * Q K^T : [L, E] x [E, S]
+  gemm<T>(false, true, L, S, E, static_cast<T>(scale), Q.p, Q.ld, K.p, K.ld, T(0), Z, S);
+  if (mask.data) {
+    const int64_t mo = batch_offset(mask, nb, b), ms = mask.strides[nb + 1];
+    for (int64_t l = 0; l < L; ++l) {
+      T* row = Z + l * S;
+      const int64_t mrow = mo + l * mask.strides[nb];
+      if (mask.dtype == kBool) {
+        const bool* m = mask.ptr<bool>() + mrow;
+        for (int64_t j = 0; j < S; ++j) row[j] = m[j * ms] ? row[j] : ninf;
+      } else {
+        const T* m = mask.ptr<T>() + mrow;
+        for (int64_t j = 0; j < S; ++j) row[j] += m[j * ms];
+      }
+    }
+  }
+  if (is_causal)
+    for (int64_t l = 0; l < L; ++l) std::fill(Z + l * S + std::min(l + 1, S), Z + (l + 1) * S, ninf);
+}
+
 }  // namespace
 
-void CpuBackend::attention_forward(const TensorView& out, const TensorView& probs, const TensorView& weights,
+void CpuBackend::attention_forward(const TensorView& out, const TensorView& lse, const TensorView& weights,
                                    const TensorView& q, const TensorView& k, const TensorView& v,
                                    const TensorView& mask, bool is_causal, double scale, double dropout_p,
                                    RandomState rng) {
@@ -134,46 +170,32 @@ void CpuBackend::attention_forward(const TensorView& out, const TensorView& prob
   const int64_t nbatch = batch_count(q);
   const int64_t L = q.sizes[nb], E = q.sizes[nb + 1], S = k.sizes[nb], Ev = v.sizes[nb + 1];
   const bool dropout = dropout_p > 0;
-  const bool separate_weights = weights.data != nullptr && weights.data != probs.data;
-  const bool mask_bool = mask.data != nullptr && mask.dtype == kBool;
+  const bool want_weights = weights.data != nullptr;
   dispatch_float(q.dtype, "scaled_dot_product_attention", [&](auto tag) {
     using T = decltype(tag);
-    const T ninf = -std::numeric_limits<T>::infinity();
+    const T ninf = -std::numeric_limits<T>::infinity(), pinf = std::numeric_limits<T>::infinity();
     const T ks = static_cast<T>(dropout_p < 1 ? 1.0 / (1.0 - dropout_p) : 0.0);
     auto reserve = [&](Scratch<T>& s) {
       if (view_needs_pack(q, nb)) s.q.reserve(static_cast<size_t>(L * E));
       if (view_needs_pack(k, nb)) s.k.reserve(static_cast<size_t>(S * E));
       if (view_needs_pack(v, nb)) s.v.reserve(static_cast<size_t>(S * Ev));
-      if (dropout) {
-        s.keep.resize(static_cast<size_t>(L * S));
-        if (!separate_weights) s.w.resize(static_cast<size_t>(L * S));
-      }
+      // The probabilities go straight into the returned weights when they are the weights.
+      if (!want_weights || dropout) s.p.resize(static_cast<size_t>(L * S));
+      if (dropout) s.keep.resize(static_cast<size_t>(L * S));
     };
     for_each_batch<T>(nbatch, 2.0 * static_cast<double>(L * S) * static_cast<double>(E + Ev), reserve,
                       [&](int64_t b, Scratch<T>& s) {
       const Mat<T> Q = matrix<T>(q, nb, b, s.q), K = matrix<T>(k, nb, b, s.k), V = matrix<T>(v, nb, b, s.v);
-      T* P = probs.ptr<T>() + b * L * S;
-      // P = scale * Q K^T : [L, E] x [E, S]
-      gemm<T>(false, true, L, S, E, static_cast<T>(scale), Q.p, Q.ld, K.p, K.ld, T(0), P, S);
-      const int64_t mo = mask.data ? batch_offset(mask, nb, b) : 0;
+      T* P = want_weights && !dropout ? weights.ptr<T>() + b * L * S : s.p.data();
+      T* lse_b = lse.ptr<T>() + b * L;
+      scores<T>(P, Q, K, L, S, E, scale, mask, nb, b, is_causal);
       for (int64_t l = 0; l < L; ++l) {
         T* row = P + l * S;
-        if (mask.data) {
-          const int64_t ms = mask.strides[nb + 1], mrow = mo + l * mask.strides[nb];
-          if (mask_bool) {
-            const bool* m = mask.ptr<bool>() + mrow;
-            for (int64_t j = 0; j < S; ++j) row[j] = m[j * ms] ? row[j] : ninf;
-          } else {
-            const T* m = mask.ptr<T>() + mrow;
-            for (int64_t j = 0; j < S; ++j) row[j] += m[j * ms];
-          }
-        }
-        if (is_causal)  // top-left aligned, as torch.ones(L, S).tril(): key j <= query l
-          for (int64_t j = l + 1; j < S; ++j) row[j] = ninf;
         T mx = ninf;
         for (int64_t j = 0; j < S; ++j) mx = std::max(mx, row[j]);
-        if (mx == ninf) {  // nothing to attend to: 0 weights (see the top of this file)
+        if (mx == ninf) {  // nothing to attend to: 0 weights, lse +inf (see the top of this file)
           std::fill(row, row + S, T(0));
+          lse_b[l] = pinf;
           continue;
         }
         T sum = 0;
@@ -181,15 +203,15 @@ void CpuBackend::attention_forward(const TensorView& out, const TensorView& prob
           row[j] = vexp(row[j] - mx);
           sum += row[j];
         }
+        lse_b[l] = mx + std::log(sum);
         const T inv = T(1) / sum;
         for (int64_t j = 0; j < S; ++j) row[j] *= inv;
       }
-      const T* W = P;
-      if (dropout) {
-        T* Wd = separate_weights ? weights.ptr<T>() + b * L * S : s.w.data();
+      T* W = P;
+      if (dropout) {  // into the returned weights, or in place (P is not needed afterwards)
+        if (want_weights) W = weights.ptr<T>() + b * L * S;
         keep_mask(rng.seed, rng.offset, static_cast<uint64_t>(b * L * S), L * S, dropout_p, s.keep.data());
-        for (int64_t i = 0; i < L * S; ++i) Wd[i] = s.keep[i] ? P[i] * ks : T(0);
-        W = Wd;
+        for (int64_t i = 0; i < L * S; ++i) W[i] = s.keep[i] ? P[i] * ks : T(0);
       }
       // out = W V : [L, S] x [S, Ev]
       gemm<T>(false, false, L, Ev, S, T(1), W, std::max<int64_t>(S, 1), V.p, V.ld, T(0), out.ptr<T>() + b * L * Ev,
@@ -201,7 +223,8 @@ void CpuBackend::attention_forward(const TensorView& out, const TensorView& prob
 void CpuBackend::attention_backward(const TensorView& grad_q, const TensorView& grad_k, const TensorView& grad_v,
                                     const TensorView& grad_mask, const TensorView& grad_out,
                                     const TensorView& grad_weights, const TensorView& q, const TensorView& k,
-                                    const TensorView& v, const TensorView& probs, double scale, double dropout_p,
+                                    const TensorView& v, const TensorView& mask, bool is_causal,
+                                    const TensorView& out, const TensorView& lse, double scale, double dropout_p,
                                     RandomState rng) {
   const int nb = batch_dims(q);
   const int64_t nbatch = batch_count(q);
@@ -210,23 +233,39 @@ void CpuBackend::attention_backward(const TensorView& grad_q, const TensorView& 
   const bool want_scores = grad_q.data || grad_k.data || grad_mask.data;
   dispatch_float(q.dtype, "scaled_dot_product_attention_backward", [&](auto tag) {
     using T = decltype(tag);
+    const T pinf = std::numeric_limits<T>::infinity();
     const T ks = static_cast<T>(dropout_p < 1 ? 1.0 / (1.0 - dropout_p) : 0.0);
     auto reserve = [&](Scratch<T>& s) {
       if (view_needs_pack(q, nb)) s.q.reserve(static_cast<size_t>(L * E));
       if (view_needs_pack(k, nb)) s.k.reserve(static_cast<size_t>(S * E));
       if (view_needs_pack(v, nb)) s.v.reserve(static_cast<size_t>(S * Ev));
       if (view_needs_pack(grad_out, nb)) s.dout.reserve(static_cast<size_t>(L * Ev));
+      s.p.resize(static_cast<size_t>(L * S));
       if (dropout) {
         s.keep.resize(static_cast<size_t>(L * S));
         s.w.resize(static_cast<size_t>(L * S));
       }
       if (want_scores) s.dp.resize(static_cast<size_t>(L * S));
     };
-    for_each_batch<T>(nbatch, 4.0 * static_cast<double>(L * S) * static_cast<double>(E + Ev), reserve,
+    // Five products: Q K^T again, W^T dO, dO V^T, dZ K and dZ^T Q.
+    for_each_batch<T>(nbatch, 2.0 * static_cast<double>(L * S) * static_cast<double>(3 * E + 2 * Ev), reserve,
                       [&](int64_t b, Scratch<T>& s) {
-      const T* P = probs.ptr<T>() + b * L * S;
+      const Mat<T> Q = matrix<T>(q, nb, b, s.q), K = matrix<T>(k, nb, b, s.k);
       const Mat<T> dO = matrix<T>(grad_out, nb, b, s.dout);
+      const T* lse_b = lse.ptr<T>() + b * L;
       const int64_t ldp = std::max<int64_t>(S, 1);
+      // P = exp(Z - lse): the forward's probabilities, recomputed (0 on rows with lse = +inf).
+      T* P = s.p.data();
+      scores<T>(P, Q, K, L, S, E, scale, mask, nb, b, is_causal);
+      for (int64_t l = 0; l < L; ++l) {
+        T* row = P + l * S;
+        const T m = lse_b[l];
+        if (m == pinf) {
+          std::fill(row, row + S, T(0));
+          continue;
+        }
+        for (int64_t j = 0; j < S; ++j) row[j] = vexp(row[j] - m);
+      }
       // The weights the forward multiplied v by: P, or P * keep / (1 - p) with dropout.
       const T* W = P;
       if (dropout) {
@@ -243,24 +282,35 @@ void CpuBackend::attention_backward(const TensorView& grad_q, const TensorView& 
       T* dP = s.dp.data();
       // dW = dO V^T (+ the gradient of the returned weights) : [L, Ev] x [Ev, S] -> [L, S]
       gemm<T>(false, true, L, S, Ev, T(1), dO.p, dO.ld, V.p, V.ld, T(0), dP, ldp);
-      if (grad_weights.data) {
-        const T* gw = grad_weights.ptr<T>() + batch_offset(grad_weights, nb, b);
-        const int64_t rs = grad_weights.strides[nb], cs = grad_weights.strides[nb + 1];
-        for (int64_t l = 0; l < L; ++l)
-          for (int64_t j = 0; j < S; ++j) dP[l * S + j] += gw[l * rs + j * cs];
-      }
-      if (dropout)
-        for (int64_t i = 0; i < L * S; ++i) dP[i] = s.keep[i] ? dP[i] * ks : T(0);
-      // softmax backward per row: dZ = P * (dP - sum_j dP_j P_j) (gradient of the masked scores)
+      const T* O = out.ptr<T>() + b * L * Ev;
+      const T* gw = grad_weights.data ? grad_weights.ptr<T>() + batch_offset(grad_weights, nb, b) : nullptr;
+      const int64_t gws = gw ? grad_weights.strides[nb] : 0, gwc = gw ? grad_weights.strides[nb + 1] : 0;
       for (int64_t l = 0; l < L; ++l) {
-        const T* pr = P + l * S;
         T* dr = dP + l * S;
-        T dot = 0;
-        for (int64_t j = 0; j < S; ++j) dot += dr[j] * pr[j];
-        for (int64_t j = 0; j < S; ++j) dr[j] = pr[j] * (dr[j] - dot);
+        // D = rowsum(dP * P) = rowsum(dW * W) = rowsum(dO * O) (+ rowsum(grad_weights * W)),
+        // since O = W V (FlashAttention-2).
+        const T* o = O + l * Ev;
+        const T* d = dO.p + l * dO.ld;
+        T D = 0;
+        for (int64_t e = 0; e < Ev; ++e) D += d[e] * o[e];
+        if (gw) {
+          const T* g = gw + l * gws;
+          const T* wr = W + l * S;
+          for (int64_t j = 0; j < S; ++j) {
+            dr[j] += g[j * gwc];
+            D += g[j * gwc] * wr[j];
+          }
+        }
+        // dZ = P * (dP - D) with dP = dropout'(dW): the gradient of the masked scores.
+        const T* pr = P + l * S;
+        if (dropout) {
+          const uint8_t* kr = s.keep.data() + l * S;
+          for (int64_t j = 0; j < S; ++j) dr[j] = pr[j] * ((kr[j] ? dr[j] * ks : T(0)) - D);
+        } else {
+          for (int64_t j = 0; j < S; ++j) dr[j] = pr[j] * (dr[j] - D);
+        }
       }
       if (grad_mask.data) std::memcpy(grad_mask.ptr<T>() + b * L * S, dP, static_cast<size_t>(L * S) * sizeof(T));
-      const Mat<T> K = matrix<T>(k, nb, b, s.k), Q = matrix<T>(q, nb, b, s.q);
       // grad_q = scale * dZ K : [L, S] x [S, E];  grad_k = scale * dZ^T Q : [S, L] x [L, E]
       if (grad_q.data)
         gemm<T>(false, false, L, E, S, static_cast<T>(scale), dP, ldp, K.p, K.ld, T(0), grad_q.ptr<T>() + b * L * E,

@@ -7,7 +7,7 @@ namespace focus::cpu {
 
 class CpuBackend final : public Backend {
  public:
-  DeviceType type() const override { return DeviceType::CPU; }
+  Device device() const override { return kCPU; }
 
   // memory, copy, fill, random: cpu_backend.cpp
   void* allocate(size_t nbytes) override;
@@ -38,6 +38,8 @@ class CpuBackend final : public Backend {
 
   // ---- shape and indexing: indexing.cpp -----------------------------------------------------
   IndexScan scan_indices(const TensorView& index, int64_t lo, int64_t hi) override;
+  void check_indices(const TensorView& index, int64_t lo, int64_t hi, int64_t skip, const char* op,
+                     const char* what) override;
   void index_select(const TensorView& out, const TensorView& x, int dim, const TensorView& index) override;
   void index_add(const TensorView& out, int dim, const TensorView& index, const TensorView& src,
                  int64_t skip) override;
@@ -58,6 +60,7 @@ class CpuBackend final : public Backend {
                            const TensorView& rstd, const TensorView& weight) override;
 
   // losses, dropout, attention: loss.cpp, attention.cpp
+  void check_range(const TensorView& x, double lo, double hi, const char* op, const char* what) override;
   void cross_entropy_forward(const TensorView& out, const TensorView& lse, const TensorView& logits,
                              const TensorView& target, const TensorView& weight, int64_t ignore_index,
                              double label_smoothing, LossReduction reduction) override;
@@ -76,13 +79,14 @@ class CpuBackend final : public Backend {
                        RandomState rng) override;
   void dropout_backward(const TensorView& grad_in, const TensorView& grad, const TensorView& mask,
                         double p) override;
-  void attention_forward(const TensorView& out, const TensorView& probs, const TensorView& weights,
+  void attention_forward(const TensorView& out, const TensorView& lse, const TensorView& weights,
                          const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& mask,
                          bool is_causal, double scale, double dropout_p, RandomState rng) override;
   void attention_backward(const TensorView& grad_q, const TensorView& grad_k, const TensorView& grad_v,
                           const TensorView& grad_mask, const TensorView& grad_out, const TensorView& grad_weights,
-                          const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& probs,
-                          double scale, double dropout_p, RandomState rng) override;
+                          const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& mask,
+                          bool is_causal, const TensorView& out, const TensorView& lse, double scale,
+                          double dropout_p, RandomState rng) override;
 
   // ---- optimizers: optim.cpp ------------------------------------------------------------------
   void adam_step(const TensorView& param, const TensorView& grad, const TensorView& exp_avg,

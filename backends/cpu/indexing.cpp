@@ -113,6 +113,26 @@ Backend::IndexScan CpuBackend::scan_indices(const TensorView& index, int64_t lo,
   return res;
 }
 
+void CpuBackend::check_indices(const TensorView& index, int64_t lo, int64_t hi, int64_t skip, const char* op,
+                               const char* what) {
+  if (index.numel == 0) return;
+  dispatch_index(index.dtype, op, [&](auto tag) {
+    using I = decltype(tag);
+    StridedLoop<1> loop({&index});
+    int64_t pos = 0;
+    // Serial: the check is one pass over a small index tensor, and the first bad position
+    // must be found in order.
+    loop.run_range(0, loop.numel, [&](char** p, const int64_t* s, int64_t n) {
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t x = load_index<I>(p[0] + i * s[0]);
+        FOCUS_CHECK(x == skip || (x >= lo && x < hi), "[{}] {} {} is out of bounds for [{}, {}) (at position {})", op,
+                    what, x, lo, hi, pos + i);
+      }
+      pos += n;
+    });
+  });
+}
+
 namespace {
 
 // out[..., i, ...] = x[..., index[..., i, ...], ...]: one pass over out in row-major order,

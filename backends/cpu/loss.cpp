@@ -1,4 +1,7 @@
-// CPU kernels for the losses (cross entropy, nll, mse) and dropout: forward/backward pairs.
+// CPU kernels for the losses (cross entropy, nll, mse) and dropout: forward/backward pairs;
+// check_range (binary_cross_entropy's input check). Targets reach these kernels already
+// checked by the raw ops (check_indices), so the kernels never throw on user data.
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -29,17 +32,6 @@ struct Rows {
   int64_t in_offset(int64_t r) const { return (r / D) * sn + (r % D) * sd; }
   int64_t target_at(const int64_t* t, int64_t r) const { return t[(r / D) * tn + (r % D) * td]; }
 };
-
-// Targets are checked serially, before any parallel loop, so the error can be thrown.
-void check_targets(const Rows& g, const TensorView& target, int64_t ignore_index, const char* op) {
-  const int64_t* t = target.ptr<int64_t>();
-  for (int64_t r = 0; r < g.count(); ++r) {
-    const int64_t v = g.target_at(t, r);
-    FOCUS_CHECK(v == ignore_index || (v >= 0 && v < g.C),
-                "[{}] target value {} is out of range for {} classes (expected 0 to {}, or ignore_index {})", op, v,
-                g.C, g.C - 1, ignore_index);
-  }
-}
 
 // The Mean divisor: the sum of w[t] over non-ignored rows (their count when w is null),
 // accumulated in row order.
@@ -123,13 +115,52 @@ double keep_scale(double p) { return p < 1 ? 1.0 / (1.0 - p) : 0.0; }
 
 }  // namespace
 
+// ---- value checks ----------------------------------------------------------------------------
+
+void CpuBackend::check_range(const TensorView& x, double lo, double hi, const char* op, const char* what) {
+  if (x.numel == 0) return;
+  dispatch_float(x.dtype, op, [&](auto tag) {
+    using T = decltype(tag);
+    const T tlo = static_cast<T>(lo), thi = static_cast<T>(hi);
+    const StridedLoop<1> loop({&x});
+    // One parallel pass finds the first bad position (a plain min over the chunks: parallel_for
+    // bodies must not throw); the error is thrown afterwards, on this thread.
+    std::atomic<int64_t> first{loop.numel};
+    parallel_for(0, loop.numel, kGrain, [&](int64_t b, int64_t e) {
+      int64_t pos = b;
+      loop.run_range(b, e, [&](char** p, const int64_t* s, int64_t n) {
+        if (pos >= first.load(std::memory_order_relaxed)) {
+          pos += n;
+          return;
+        }
+        for (int64_t i = 0; i < n; ++i) {
+          const T v = *reinterpret_cast<const T*>(p[0] + i * s[0]);
+          if (!(v >= tlo && v <= thi)) {  // NaN fails too
+            int64_t cur = first.load(std::memory_order_relaxed);
+            while (pos + i < cur && !first.compare_exchange_weak(cur, pos + i, std::memory_order_relaxed)) {
+            }
+            break;
+          }
+        }
+        pos += n;
+      });
+    });
+    const int64_t bad = first.load();
+    if (bad == loop.numel) return;
+    double value = 0;
+    loop.run_range(bad, bad + 1, [&](char** p, const int64_t*, int64_t) {
+      value = static_cast<double>(*reinterpret_cast<const T*>(p[0]));
+    });
+    FOCUS_FAIL("[{}] {}, got {} (at position {})", op, what, value, bad);
+  });
+}
+
 // ---- cross entropy ---------------------------------------------------------------------------
 
 void CpuBackend::cross_entropy_forward(const TensorView& out, const TensorView& lse, const TensorView& logits,
                                        const TensorView& target, const TensorView& weight, int64_t ignore_index,
                                        double label_smoothing, LossReduction reduction) {
   const Rows g(logits, target);
-  check_targets(g, target, ignore_index, "cross_entropy");
   dispatch_float(logits.dtype, "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
     const T* x = logits.ptr<T>();
@@ -233,7 +264,6 @@ void CpuBackend::cross_entropy_backward(const TensorView& grad_logits, const Ten
 void CpuBackend::nll_loss_forward(const TensorView& out, const TensorView& log_probs, const TensorView& target,
                                   const TensorView& weight, int64_t ignore_index, LossReduction reduction) {
   const Rows g(log_probs, target);
-  check_targets(g, target, ignore_index, "nll_loss");
   dispatch_float(log_probs.dtype, "nll_loss", [&](auto tag) {
     using T = decltype(tag);
     const T* x = log_probs.ptr<T>();

@@ -96,4 +96,41 @@ void CachingAllocator::reset_peak() {
   stats_.max_allocated = stats_.allocated;
 }
 
+void* PinnedHostAllocator::allocate(size_t nbytes) {
+  if (nbytes == 0) return nullptr;
+  const size_t size = CachingAllocator::round_size(nbytes);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = free_.lower_bound(size);
+  if (it != free_.end() && it->first <= size + size / 8) {
+    void* p = it->second;
+    in_use_[p] = it->first;
+    free_.erase(it);
+    return p;
+  }
+  void* p = nullptr;
+  const cudaError_t e = cudaHostAlloc(&p, size, cudaHostAllocPortable);
+  if (e == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();
+    FOCUS_FAIL("[pin_memory] out of page-locked host memory: tried to allocate {:.2f} MiB", nbytes / 1048576.0);
+  }
+  FOCUS_CUDA_CHECK(e);
+  in_use_[p] = size;
+  return p;
+}
+
+void PinnedHostAllocator::deallocate(void* ptr) {
+  if (ptr == nullptr) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = in_use_.find(ptr);
+  if (it == in_use_.end()) return;
+  free_.emplace(it->second, ptr);
+  in_use_.erase(it);
+}
+
+PinnedHostAllocator& PinnedHostAllocator::instance() {
+  // Never destroyed: storages may be freed during static destruction.
+  static PinnedHostAllocator* a = new PinnedHostAllocator();
+  return *a;
+}
+
 }  // namespace focus::cuda_detail

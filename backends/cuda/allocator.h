@@ -43,4 +43,21 @@ class CachingAllocator {
   AllocatorStats stats_;
 };
 
+/// Page-locked host memory (cudaHostAlloc, portable to every GPU), cached by size class like
+/// the device allocator, since pinning pages is slow. A block's storage is kept alive by the
+/// backend until every asynchronous copy that reads it has finished, so a freed block is
+/// free to reuse at once.
+class PinnedHostAllocator {
+ public:
+  void* allocate(size_t nbytes);
+  void deallocate(void* ptr);
+  /// The process-wide instance.
+  static PinnedHostAllocator& instance();
+
+ private:
+  std::mutex mu_;
+  std::multimap<size_t, void*> free_;
+  std::unordered_map<void*, size_t> in_use_;
+};
+
 }  // namespace focus::cuda_detail

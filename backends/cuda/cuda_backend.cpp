@@ -14,7 +14,10 @@ namespace focus {
 
 namespace cuda_detail {
 
-void CudaBackend::synchronize() { context(index_).synchronize(); }
+void CudaBackend::synchronize() {
+  context(index_).synchronize();
+  release_finished_copies(true);
+}
 
 void* CudaBackend::allocate(size_t nbytes) { return context(index_).allocator().allocate(nbytes); }
 
@@ -32,7 +35,41 @@ void CudaBackend::copy_to_host(void* host_dst, const void* src, size_t nbytes) {
     FOCUS_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, nbytes, cudaMemcpyDeviceToHost, ctx.stream()));
   // The host reads the bytes next, so this is a synchronisation point: report the checks
   // that kernels recorded on the device.
-  ctx.synchronize();
+  synchronize();
+}
+
+void* CudaBackend::allocate_pinned(size_t nbytes) {
+  context(index_);  // a clear error when there is no GPU
+  return PinnedHostAllocator::instance().allocate(nbytes);
+}
+
+void CudaBackend::deallocate_pinned(void* ptr, size_t) { PinnedHostAllocator::instance().deallocate(ptr); }
+
+void CudaBackend::copy_from_host_async(void* dst, const void* pinned_src, size_t nbytes,
+                                       std::shared_ptr<const void> keep_alive) {
+  if (nbytes == 0) return;
+  DeviceContext& ctx = context(index_);
+  release_finished_copies(false);
+  FOCUS_CUDA_CHECK(cudaMemcpyAsync(dst, pinned_src, nbytes, cudaMemcpyHostToDevice, ctx.stream()));
+  cudaEvent_t done = nullptr;
+  FOCUS_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+  FOCUS_CUDA_CHECK(cudaEventRecord(done, ctx.stream()));
+  std::lock_guard<std::mutex> lock(copies_mu_);
+  copies_in_flight_.emplace_back(done, std::move(keep_alive));
+}
+
+void CudaBackend::release_finished_copies(bool all) {
+  std::lock_guard<std::mutex> lock(copies_mu_);
+  while (!copies_in_flight_.empty()) {
+    cudaEvent_t e = copies_in_flight_.front().first;
+    if (!all) {
+      const cudaError_t q = cudaEventQuery(e);
+      if (q == cudaErrorNotReady) break;
+      if (q != cudaSuccess) FOCUS_CUDA_CHECK(q);
+    }
+    FOCUS_CUDA_CHECK(cudaEventDestroy(e));
+    copies_in_flight_.pop_front();
+  }
 }
 
 void CudaBackend::copy_from_host(void* dst, const void* host_src, size_t nbytes) {
@@ -80,7 +117,7 @@ std::string get_device_name(int device) {
   return prop.name;
 }
 
-void synchronize(int device) { cuda_detail::context(resolve(device)).synchronize(); }
+void synchronize(int device) { cuda_backend(resolve(device)).synchronize(); }
 
 size_t memory_allocated(int device) { return cuda_detail::context(resolve(device)).allocator().stats().allocated; }
 size_t max_memory_allocated(int device) {

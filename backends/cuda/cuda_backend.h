@@ -2,6 +2,13 @@
 /// The CUDA backend: one object per GPU (backend_for(Device::cuda(i))), its kernels on the
 /// device's one stream (backends/cuda/context.h), matrix products on cuBLAS/cuBLASLt. Its
 /// kernels are spread over backends/cuda/*.cu by area, as the CPU's over backends/cpu/.
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <utility>
+
+#include <cuda_runtime.h>
+
 #include "backends/backend.h"
 
 namespace focus::cuda_detail {
@@ -18,6 +25,10 @@ class CudaBackend final : public Backend {
   void deallocate(void* ptr, size_t nbytes) override;
   void copy_to_host(void* host_dst, const void* src, size_t nbytes) override;
   void copy_from_host(void* dst, const void* host_src, size_t nbytes) override;
+  void* allocate_pinned(size_t nbytes) override;
+  void deallocate_pinned(void* ptr, size_t nbytes) override;
+  void copy_from_host_async(void* dst, const void* pinned_src, size_t nbytes,
+                            std::shared_ptr<const void> keep_alive) override;
 
   // ---- copy, fill, random, elementwise: elementwise.cu, random.cu ------------------------
   void copy(const TensorView& dst, const TensorView& src) override;
@@ -42,6 +53,7 @@ class CudaBackend final : public Backend {
   IndexScan scan_indices(const TensorView& index, int64_t lo, int64_t hi) override;
   void check_indices(const TensorView& index, int64_t lo, int64_t hi, int64_t skip, const char* op,
                      const char* what) override;
+  void check_range(const TensorView& x, double lo, double hi, const char* op, const char* what) override;
   void index_select(const TensorView& out, const TensorView& x, int dim, const TensorView& index) override;
   void index_add(const TensorView& out, int dim, const TensorView& index, const TensorView& src,
                  int64_t skip) override;
@@ -97,7 +109,12 @@ class CudaBackend final : public Backend {
                 const SgdStepParams& p) override;
 
  private:
+  /// Drops the keep-alive references of asynchronous copies that have finished (all of
+  /// them after a synchronisation).
+  void release_finished_copies(bool all);
   int index_;
+  std::mutex copies_mu_;
+  std::deque<std::pair<cudaEvent_t, std::shared_ptr<const void>>> copies_in_flight_;
 };
 
 }  // namespace focus::cuda_detail

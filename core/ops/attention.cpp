@@ -78,16 +78,18 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
     r.rng = g.next(static_cast<uint64_t>(n_scores));
   }
   r.out = empty(with(batch, L, Ev), q.dtype(), q.device());
-  r.probs = empty(score_shape, q.dtype(), q.device());
+  Shape lse_shape = batch;
+  lse_shape.push_back(L);
+  r.lse = empty(lse_shape, q.dtype(), q.device());
   TensorView weights_view;
   weights_view.data = nullptr;
   if (need_weights) {
-    r.weights = dropout_p > 0 ? empty(score_shape, q.dtype(), q.device()) : r.probs;
+    r.weights = empty(score_shape, q.dtype(), q.device());
     weights_view = make_view(r.weights);
   }
-  if (r.out.numel() == 0 && n_scores == 0) return r;
+  if (r.lse.numel() == 0) return r;  // no query row: out is empty too
   if (attn_mask.defined()) mask_view = make_view(attn_mask, score_shape);
-  backend_of(q).attention_forward(make_view(r.out), make_view(r.probs), weights_view, make_view(q, with(batch, L, E)),
+  backend_of(q).attention_forward(make_view(r.out), make_view(r.lse), weights_view, make_view(q, with(batch, L, E)),
                                   make_view(k, with(batch, S, E)), make_view(v, with(batch, S, Ev)), mask_view,
                                   is_causal, r.scale, dropout_p, r.rng);
   return r;
@@ -95,35 +97,42 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
 
 AttentionGrads scaled_dot_product_attention_backward(const Tensor& grad_out, const Tensor& grad_weights,
                                                      const Tensor& q, const Tensor& k, const Tensor& v,
-                                                     const Tensor& probs, const Shape& batch, double scale,
+                                                     const Tensor& attn_mask, bool is_causal, const Tensor& out,
+                                                     const Tensor& lse, const Shape& batch, double scale,
                                                      double dropout_p, RandomState rng, bool want_q, bool want_k,
                                                      bool want_v, bool want_mask) {
   const int64_t L = q.size(-2), S = k.size(-2), E = q.size(-1), Ev = v.size(-1);
   const DType dt = q.dtype();
+  const Shape score_shape = with(batch, L, S);
   auto cast = [&](const Tensor& t) { return t.dtype() == dt ? t : to_contiguous(t, dt, t.device()); };
+  // out and lse are the forward's own (contiguous) results; copy only if handed a view.
+  auto dense = [&](const Tensor& t) { return t.is_contiguous() && t.dtype() == dt ? t : to_contiguous(t, dt, t.device()); };
   AttentionGrads g;
   TensorView none;
   none.data = nullptr;
-  auto out = [&](bool want, Tensor& t, const Shape& shape) {
+  auto alloc = [&](bool want, Tensor& t, const Shape& shape) {
     if (!want) return none;
     t = empty(shape, dt, q.device());
     return make_view(t);
   };
-  const TensorView gq = out(want_q, g.q, with(batch, L, E));
-  const TensorView gk = out(want_k, g.k, with(batch, S, E));
-  const TensorView gv = out(want_v, g.v, with(batch, S, Ev));
-  const TensorView gm = out(want_mask, g.mask, with(batch, L, S));
-  if (probs.numel() == 0 && grad_out.numel() == 0) {
-    // Nothing to multiply: every requested gradient is empty or zero.
+  const TensorView gq = alloc(want_q, g.q, with(batch, L, E));
+  const TensorView gk = alloc(want_k, g.k, with(batch, S, E));
+  const TensorView gv = alloc(want_v, g.v, with(batch, S, Ev));
+  const TensorView gm = alloc(want_mask, g.mask, score_shape);
+  if (lse.numel() == 0) {
+    // No query row: every requested gradient is empty or zero.
     for (Tensor* t : {&g.q, &g.k, &g.v, &g.mask})
       if (t->defined() && t->numel() > 0) backend_of(q).fill(make_view(*t), 0);
     return g;
   }
   const Tensor gw_t = grad_weights.defined() ? cast(grad_weights) : Tensor();
-  const TensorView gw = gw_t.defined() ? make_view(gw_t, with(batch, L, S)) : none;
+  const TensorView gw = gw_t.defined() ? make_view(gw_t, score_shape) : none;
+  const TensorView mask_view = attn_mask.defined() ? make_view(attn_mask, score_shape) : none;
+  const Tensor out_c = dense(out), lse_c = dense(lse);
   backend_of(q).attention_backward(gq, gk, gv, gm, make_view(cast(grad_out), with(batch, L, Ev)), gw,
                                    make_view(q, with(batch, L, E)), make_view(k, with(batch, S, E)),
-                                   make_view(v, with(batch, S, Ev)), make_view(probs), scale, dropout_p, rng);
+                                   make_view(v, with(batch, S, Ev)), mask_view, is_causal,
+                                   make_view(out_c, with(batch, L, Ev)), make_view(lse_c), scale, dropout_p, rng);
   return g;
 }
 

@@ -17,9 +17,10 @@
 namespace focus::raw {
 
 struct AttentionResult {
-  Tensor out;      // [B..., L, Ev]
-  Tensor probs;    // [B..., L, S] softmax before dropout (saved for backward)
-  Tensor weights;  // [B..., L, S] after dropout when need_weights (probs itself without dropout)
+  Tensor out;      // [B..., L, Ev], contiguous
+  Tensor lse;      // [B..., L] row logsumexp of the masked, scaled scores, q's dtype, contiguous;
+                   // +inf on rows with no allowed key (saved for backward instead of [B..., L, S])
+  Tensor weights;  // [B..., L, S] softmax after dropout, only when need_weights
   Shape batch;     // the broadcast batch dims B...
   double scale = 1;
   RandomState rng;  // the dropout stream (regenerated in backward, so no mask is stored)
@@ -28,6 +29,7 @@ struct AttentionResult {
 /// Validates and runs the forward; attn_mask (optional) is bool (true = attend) or of q's
 /// dtype (added to the scores), broadcast to [B..., L, S]; is_causal must not come with a
 /// mask; rng is drawn from gen (default generator when null) only when dropout_p > 0.
+/// Allocates [B..., L, S] only for the returned weights (need_weights).
 AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                              const Tensor& attn_mask, double dropout_p, bool is_causal,
                                              std::optional<double> scale, bool need_weights,
@@ -37,10 +39,13 @@ struct AttentionGrads {
   Tensor q, k, v, mask;  // at the broadcast batch shape; undefined where not requested
 };
 
-/// Gradients of the forward above. grad_weights may be undefined. want_* select outputs.
+/// Gradients of the forward above, recomputing the probabilities from q, k, attn_mask,
+/// is_causal, scale and lse (all as given to / returned by the forward, with r.out as out).
+/// grad_weights (the gradient of r.weights) may be undefined. want_* select outputs.
 AttentionGrads scaled_dot_product_attention_backward(const Tensor& grad_out, const Tensor& grad_weights,
                                                      const Tensor& q, const Tensor& k, const Tensor& v,
-                                                     const Tensor& probs, const Shape& batch, double scale,
+                                                     const Tensor& attn_mask, bool is_causal, const Tensor& out,
+                                                     const Tensor& lse, const Shape& batch, double scale,
                                                      double dropout_p, RandomState rng, bool want_q, bool want_k,
                                                      bool want_v, bool want_mask);
 

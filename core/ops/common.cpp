@@ -1,6 +1,7 @@
 #include "core/ops/common.h"
 
 #include <cstring>
+#include <string>
 
 #include "core/ops/view.h"
 
@@ -65,7 +66,7 @@ Tensor as_strided(const Tensor& t, const Shape& shape, const Shape& strides, int
   return Tensor(std::move(impl));
 }
 
-void copy_(const Tensor& dst, const Tensor& src) {
+void copy_(const Tensor& dst, const Tensor& src, bool non_blocking) {
   check_defined(dst, "copy_", "self");
   check_defined(src, "copy_", "src");
   FOCUS_CHECK(broadcast_shapes(dst.shape(), src.shape(), "copy_") == dst.shape(),
@@ -75,8 +76,20 @@ void copy_(const Tensor& dst, const Tensor& src) {
     backend_of(dst).copy(make_view(dst), make_view(src, dst.shape()));
     return;
   }
+  // From pinned memory, as it is, to a GPU: queue the copy and return. The source's storage
+  // is kept alive until the copy has finished.
+  if (non_blocking && src.is_pinned() && !dst.device().is_cpu() && src.shape() == dst.shape() &&
+      src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous()) {
+    backend_of(dst).copy_from_host_async(dst.data_ptr(), src.data_ptr(),
+                                         static_cast<size_t>(src.numel()) * src.element_size(), src.storage());
+    return;
+  }
   // Across devices: make a contiguous copy of src in dst's dtype on src's device, move the
-  // bytes, then copy into dst's layout.
+  // bytes, then copy into dst's layout. Between two GPUs the bytes pass through the host.
+  if (!src.device().is_cpu() && !dst.device().is_cpu()) {
+    copy_(dst, to_contiguous(src, src.dtype(), kCPU));
+    return;
+  }
   Tensor s = to_contiguous(expand(src, dst.shape()), dst.dtype(), src.device());
   Tensor staged = dst.is_contiguous() ? dst : empty(dst.shape(), dst.dtype(), dst.device());
   const size_t nbytes = static_cast<size_t>(s.numel()) * s.element_size();
@@ -88,10 +101,25 @@ void copy_(const Tensor& dst, const Tensor& src) {
   if (!staged.is_same(dst)) backend_of(dst).copy(make_view(dst), make_view(staged));
 }
 
-Tensor to_contiguous(const Tensor& t, DType dtype, Device device) {
+Tensor to_contiguous(const Tensor& t, DType dtype, Device device, bool non_blocking) {
   check_defined(t, "to", "input");
   if (t.dtype() == dtype && t.device() == device && t.is_contiguous()) return t;
   Tensor out = empty(t.shape(), dtype, device);
+  copy_(out, t, non_blocking);
+  return out;
+}
+
+Tensor pin_memory(const Tensor& t) {
+  check_defined(t, "pin_memory", "input");
+  FOCUS_CHECK(t.device().is_cpu(), "[pin_memory] only CPU tensors can be pinned, got a tensor on {}", t.device());
+  if (t.is_pinned() && t.is_contiguous()) return t;
+  auto impl = std::make_shared<TensorImpl>();
+  impl->numel = t.numel();
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(t.numel()) * t.element_size(), Storage::Pinned{});
+  impl->shape = t.shape();
+  impl->strides = contiguous_strides(t.shape());
+  impl->dtype = t.dtype();
+  Tensor out(std::move(impl));
   copy_(out, t);
   return out;
 }
@@ -108,8 +136,23 @@ void check_defined(const Tensor& t, const char* op, const char* arg) {
 }
 
 void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
-  FOCUS_CHECK(a.device() == b.device(), "[{}] expected tensors on one device, got {} and {}", op, a.device(),
+  FOCUS_CHECK(a.device() == b.device(), "[{}] expected all tensors on one device, got {} and {}", op, a.device(),
               b.device());
+}
+
+void check_device(Device d, const char* op) {
+  if (d.is_cpu()) return;
+  try {
+    (void)backend_for(d);
+  } catch (const Error& e) {
+    // The backend's message starts with its own "[cuda] " tag: replace it with the op's.
+    std::string why = e.what();
+    if (!why.empty() && why[0] == '[') {
+      const size_t close = why.find("] ");
+      if (close != std::string::npos) why = why.substr(close + 2);
+    }
+    FOCUS_FAIL("[{}] cannot use device {}: {}", op, d, why);
+  }
 }
 
 void check_floating(const Tensor& t, const char* op, const char* arg) {

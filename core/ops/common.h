@@ -17,11 +17,14 @@ Tensor empty(const Shape& shape, DType dtype, Device device);
 /// A tensor sharing t's storage with the given geometry (no checks beyond kMaxDims).
 Tensor as_strided(const Tensor& t, const Shape& shape, const Shape& strides, int64_t offset);
 /// t itself when already contiguous with this dtype and device, else a converted copy.
-Tensor to_contiguous(const Tensor& t, DType dtype, Device device);
+Tensor to_contiguous(const Tensor& t, DType dtype, Device device, bool non_blocking = false);
 /// A contiguous copy (always new storage).
 Tensor clone(const Tensor& t);
 /// dst = src (broadcast src to dst's shape, convert dtype, cross devices).
-void copy_(const Tensor& dst, const Tensor& src);
+/// non_blocking: a copy of contiguous pinned CPU memory to a GPU is queued without waiting.
+void copy_(const Tensor& dst, const Tensor& src, bool non_blocking = false);
+/// A contiguous copy of a CPU tensor in page-locked memory (t itself if already pinned).
+Tensor pin_memory(const Tensor& t);
 /// The backend of t's device.
 inline Backend& backend_of(const Tensor& t) { return backend_for(t.device()); }
 
@@ -29,6 +32,9 @@ inline Backend& backend_of(const Tensor& t) { return backend_for(t.device()); }
 void check_defined(const Tensor& t, const char* op, const char* arg);
 /// Errors unless a and b are on one device.
 void check_same_device(const Tensor& a, const Tensor& b, const char* op);
+/// Errors unless this build and machine can use device d; the message names op and says
+/// why (e.g. built without CUDA, and how to build with it; no such GPU).
+void check_device(Device d, const char* op);
 /// Errors unless t has a floating dtype.
 void check_floating(const Tensor& t, const char* op, const char* arg);
 

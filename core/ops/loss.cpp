@@ -45,6 +45,12 @@ Tensor in_dtype(const Tensor& t, DType dt) { return t.dtype() == dt ? t : to_con
 // The kernels' view of an optional (already contiguous) class weight; data null when absent.
 TensorView weight_view(const Tensor& w) { return w.defined() ? make_view(w) : TensorView{}; }
 
+// Every target in [0, C) or equal to ignore_index, checked once here for every backend (the
+// kernels trust them): t is the [N, D] target.
+void check_targets(const Tensor& t, int64_t C, int64_t ignore_index, const char* op) {
+  if (t.numel() > 0) backend_of(t).check_indices(make_view(t), 0, C, ignore_index, op, "target");
+}
+
 }  // namespace
 
 void check_class_weight(const Tensor& weight, const Tensor& input, int64_t C, const char* op) {
@@ -66,6 +72,7 @@ std::tuple<Tensor, Tensor> cross_entropy(const Tensor& logits, const Tensor& tar
               "[cross_entropy] label_smoothing must be between 0.0 and 1.0, got {}", label_smoothing);
   Tensor x = reshape(logits, {s.N, s.C, s.D});
   Tensor t = reshape(target, {s.N, s.D});
+  check_targets(t, s.C, ignore_index, "cross_entropy");
   Tensor lse = empty({s.N, s.D}, logits.dtype(), logits.device());
   Tensor loss = empty(reduction == LossReduction::None ? s.out_shape : Shape{}, logits.dtype(), logits.device());
   const Tensor w = weight.defined() ? to_contiguous(weight, weight.dtype(), weight.device()) : Tensor();
@@ -95,6 +102,7 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const Tensor& wei
   check_class_weight(weight, log_probs, s.C, "nll_loss");
   Tensor x = reshape(log_probs, {s.N, s.C, s.D});
   Tensor t = reshape(target, {s.N, s.D});
+  check_targets(t, s.C, ignore_index, "nll_loss");
   Tensor loss = empty(reduction == LossReduction::None ? s.out_shape : Shape{}, log_probs.dtype(),
                       log_probs.device());
   const Tensor w = weight.defined() ? to_contiguous(weight, weight.dtype(), weight.device()) : Tensor();
@@ -117,6 +125,12 @@ Tensor nll_loss_backward(const Tensor& grad, const Shape& input_shape, const Ten
   backend_of(grad).nll_loss_backward(make_view(gx), make_view(g), make_view(t), weight_view(w), ignore_index,
                                      reduction);
   return view(gx, input_shape);
+}
+
+void check_range(const Tensor& x, double lo, double hi, const char* op, const char* what) {
+  check_defined(x, op, "input");
+  check_floating(x, op, "input");
+  if (x.numel() > 0) backend_of(x).check_range(make_view(x), lo, hi, op, what);
 }
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, LossReduction reduction) {

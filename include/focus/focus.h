@@ -1,9 +1,11 @@
 #pragma once
 /// The one header a focus program includes.
 #include "core/creation.h"
+#include "core/cuda.h"
 #include "core/device.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/precision.h"
 #include "core/random.h"
 #include "core/safetensors.h"
 #include "core/scalar.h"

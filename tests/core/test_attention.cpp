@@ -1,7 +1,10 @@
 // scaled_dot_product_attention: float64 loop references, masks, causal, dropout, broadcast
-// batch dims, gradcheck and error messages.
+// batch dims, the saved logsumexp (the backward recomputes the probabilities), gradcheck and
+// error messages.
 #include <cmath>
+#include <limits>
 
+#include "core/ops/attention.h"
 #include "test_util.h"
 
 using namespace focus;
@@ -260,6 +263,204 @@ TEST_CASE("gradcheck: plain, masks, causal, dropout, returned weights") {
                   {q, v}));
   Tensor out = scaled_dot_product_attention(q, k, v);
   CHECK(out.grad_fn()->name() == "ScaledDotProductAttentionBackward0");
+}
+
+TEST_CASE("raw op saves the row logsumexp [B..., L], not the [B..., L, S] probabilities") {
+  manual_seed(26);
+  const double inf = std::numeric_limits<double>::infinity();
+  // q [2, 3, 4, 5] against k / v shared by the heads [2, 1, 6, 5]; batch entry 1 has no key.
+  Tensor q = randn({2, 3, 4, 5}, kFloat64), k = randn({2, 1, 6, 5}, kFloat64), v = randn({2, 1, 6, 2}, kFloat64);
+  Tensor kp = tensor<bool>({true, false, true, true, false, true, false, false, false, false, false, false},
+                           {2, 1, 1, 6});
+  const double sc = 1 / std::sqrt(5.0);
+  raw::AttentionResult r = raw::scaled_dot_product_attention(q, k, v, kp, 0.0, false, std::nullopt, false);
+  CHECK(r.out.shape() == Shape{2, 3, 4, 2});
+  CHECK(r.lse.shape() == Shape{2, 3, 4});
+  CHECK(r.lse.dtype() == kFloat64);
+  CHECK(r.lse.is_contiguous());
+  CHECK_FALSE(r.weights.defined());  // nothing [B, L, S] is kept without need_weights
+  CHECK(r.batch == Shape{2, 3});
+  CHECK(r.scale == doctest::Approx(sc));
+  // lse = logsumexp of the masked, scaled scores; +inf on the rows with no allowed key
+  Tensor z = masked_fill(matmul(q, k.transpose(-1, -2)) * sc, logical_not(kp), -inf);
+  Tensor ref = logsumexp(z, {-1});
+  CHECK(allclose(r.lse.select(0, 0), ref.select(0, 0), 1e-13, 1e-13));
+  for (double x : r.lse.select(0, 1).contiguous().to_vector<double>()) CHECK(x == inf);
+  Ref rr = ref_attention(q, k.expand({2, 3, 6, 5}), v.expand({2, 3, 6, 2}), kp, false, sc);
+  CHECK(allclose(r.out, rr.out, 1e-12, 1e-12));
+  // float32 inputs give a float32 lse; need_weights adds the weights [B..., L, S] = exp(Z - lse)
+  raw::AttentionResult r32 = raw::scaled_dot_product_attention(q.to(kFloat32), k.to(kFloat32), v.to(kFloat32), kp,
+                                                               0.0, false, std::nullopt, true);
+  CHECK(r32.lse.dtype() == kFloat32);
+  CHECK(r32.lse.shape() == Shape{2, 3, 4});
+  CHECK(allclose(r32.lse.select(0, 0), ref.select(0, 0), 1e-5, 1e-5));
+  CHECK(r32.weights.shape() == Shape{2, 3, 4, 6});
+  CHECK(allclose(r32.weights, rr.weights, 1e-5, 1e-6));
+  // causal: row l sees keys 0..l; with L > S every row still has key 0
+  Tensor qc = randn({3, 5, 4}, kFloat64), kc = randn({3, 3, 4}, kFloat64), vc = randn({3, 3, 2}, kFloat64);
+  raw::AttentionResult rc = raw::scaled_dot_product_attention(qc, kc, vc, {}, 0.0, true, 0.5, false);
+  Tensor zc = masked_fill(matmul(qc, kc.transpose(-1, -2)) * 0.5,
+                          logical_not(tensor<bool>({1, 0, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {5, 3})), -inf);
+  CHECK(allclose(rc.lse, logsumexp(zc, {-1}), 1e-13, 1e-13));
+  // no keys at all: every row is fully masked
+  raw::AttentionResult r0 = raw::scaled_dot_product_attention(ones({2, 3, 3}, kFloat64), zeros({2, 0, 3}, kFloat64),
+                                                              zeros({2, 0, 5}, kFloat64), {}, 0.0, false,
+                                                              std::nullopt, false);
+  CHECK(r0.lse.to_vector<double>() == std::vector<double>(6, inf));
+  CHECK(r0.out.to_vector<double>() == std::vector<double>(30, 0.0));
+}
+
+TEST_CASE("raw backward from lse against the composite matmul + softmax graph") {
+  manual_seed(27);
+  // additive float mask [2, 1, 4, 6] broadcast over 3 heads, with -inf entries and one
+  // fully masked row; every gradient (grad_mask included) against autograd through
+  // matmul / softmax / matmul, where the probabilities are kept
+  Tensor q = randn({2, 3, 4, 5}, kFloat64), k = randn({2, 3, 6, 5}, kFloat64), v = randn({2, 1, 6, 2}, kFloat64);
+  Tensor fm = randn({2, 1, 4, 6}, kFloat64);
+  fm = masked_fill(fm, gt(rand({2, 1, 4, 6}, kFloat64), 0.7), -INFINITY);
+  fm = masked_fill(fm, tensor<bool>({false, false, true, false}, {1, 1, 4, 1}), -INFINITY);
+  const double sc = 0.6;
+  raw::AttentionResult r = raw::scaled_dot_product_attention(q, k, v, fm, 0.0, false, sc, true);
+  Tensor go = randn({2, 3, 4, 2}, kFloat64), gw = randn({2, 3, 4, 6}, kFloat64);
+  raw::AttentionGrads g = raw::scaled_dot_product_attention_backward(go, gw, q, k, v, fm, false, r.out, r.lse, r.batch,
+                                                                     sc, 0.0, r.rng, true, true, true, true);
+  CHECK(g.q.shape() == Shape{2, 3, 4, 5});
+  CHECK(g.k.shape() == Shape{2, 3, 6, 5});
+  CHECK(g.v.shape() == Shape{2, 3, 6, 2});  // at the broadcast batch shape
+  CHECK(g.mask.shape() == Shape{2, 3, 4, 6});
+  Tensor qg = q.clone().requires_grad_(), kg = k.clone().requires_grad_(), vg = v.clone().requires_grad_();
+  Tensor zq = matmul(qg, kg.transpose(-1, -2)) * sc;
+  Tensor zr = (zq.detach() + fm.expand({2, 3, 4, 6})).requires_grad_();
+  // the fully masked row: its probabilities are zeroed by hand (softmax of a row of -inf)
+  Tensor allowed = logical_not(tensor<bool>({false, false, true, false}, {1, 1, 4, 1}));
+  Tensor pr = where(allowed, softmax(zr, -1), 0.0);
+  Tensor outr = matmul(pr, vg);
+  CHECK(allclose(r.out, outr, 1e-12, 1e-12));
+  CHECK(allclose(r.weights, pr, 1e-12, 1e-12));
+  ((outr * go).sum() + (pr * gw).sum()).backward();
+  const Tensor dz = where(allowed, zr.grad(), 0.0);
+  CHECK(allclose(g.mask, dz, 1e-10, 1e-12));
+  CHECK(allclose(g.v.sum({1}, true), vg.grad(), 1e-10, 1e-12));
+  zq.backward(dz);
+  CHECK(allclose(g.q, qg.grad(), 1e-10, 1e-12));
+  CHECK(allclose(g.k, kg.grad(), 1e-10, 1e-12));
+  // only grad_v wanted: still needs the scores recomputed; matches
+  raw::AttentionGrads gv = raw::scaled_dot_product_attention_backward(
+      go, {}, q, k, v, fm, false, r.out, r.lse, r.batch, sc, 0.0, r.rng, false, false, true, false);
+  CHECK_FALSE(gv.q.defined());
+  CHECK_FALSE(gv.mask.defined());
+  CHECK(allclose(gv.v.sum({1}, true), vg.grad(), 1e-10, 1e-12));
+}
+
+TEST_CASE("gradcheck with the recomputed probabilities: every mask kind, dropout, broadcast, weights") {
+  manual_seed(28);
+  auto mk = [](const Shape& s) { return randn(s, kFloat64).requires_grad_(); };
+  // 4-D with heads so that the batch parallel path runs too
+  Tensor q = mk({2, 2, 3, 4}), k = mk({2, 2, 5, 4}), v = mk({2, 2, 5, 3});
+  auto out_of = [](AttentionOptions o) {
+    return [o](const std::vector<Tensor>& in) { return std::get<0>(scaled_dot_product_attention(in[0], in[1], in[2], o)); };
+  };
+  SUBCASE("no mask") { CHECK(gradcheck(out_of(AttentionOptions()), {q, k, v})); }
+  SUBCASE("bool mask, broadcast [L, S], with a fully masked row") {
+    Tensor bm = tensor<bool>({true, false, true, true, false, false, false, false, false, false, true, true, true,
+                              false, true},
+                             {3, 5});
+    CHECK(gradcheck(out_of(AttentionOptions().attn_mask(bm)), {q, k, v}));
+  }
+  SUBCASE("key padding mask with a fully masked batch entry (zero gradient there)") {
+    Tensor kp = tensor<bool>({true, true, false, true, false, false, false, false, false, false}, {2, 1, 1, 5});
+    CHECK(gradcheck(out_of(AttentionOptions().attn_mask(kp)), {q, k, v}));
+    Tensor qq = q.detach().requires_grad_(), kk = k.detach().requires_grad_(), vv = v.detach().requires_grad_();
+    auto [o, w] = scaled_dot_product_attention(qq, kk, vv, AttentionOptions().attn_mask(kp).need_weights(true));
+    (o.sum() + w.sum()).backward();
+    for (const Tensor& gr : {qq.grad(), kk.grad(), vv.grad()})
+      for (double x : gr.select(0, 1).contiguous().to_vector<double>()) CHECK(x == 0.0);
+    for (double x : qq.grad().select(0, 0).contiguous().to_vector<double>()) CHECK(std::isfinite(x));
+  }
+  SUBCASE("additive float mask with its gradient, broadcast over batch and heads, -inf entries") {
+    Tensor fm = randn({3, 5}, kFloat64);
+    fm = masked_fill(fm, tensor<bool>({false, true, false, false, false, true, true, true, true, true, false, false,
+                                       true, false, false},
+                                      {3, 5}),
+                     -INFINITY)
+             .requires_grad_();  // row 1 fully masked
+    CHECK(gradcheck([](const std::vector<Tensor>& in) {
+      return std::get<0>(scaled_dot_product_attention(in[0], in[1], in[2], AttentionOptions().attn_mask(in[3])));
+    }, {q, k, v, fm}));
+    // its gradient is 0 at -inf entries and on the fully masked row, and sums over the batch
+    Tensor fmg = fm.detach().requires_grad_();
+    std::get<0>(scaled_dot_product_attention(q.detach(), k.detach(), v.detach(), AttentionOptions().attn_mask(fmg)))
+        .sum()
+        .backward();
+    CHECK(fmg.grad().shape() == Shape{3, 5});
+    for (double x : fmg.grad().select(0, 1).to_vector<double>()) CHECK(x == 0.0);
+    CHECK(fmg.grad().select(0, 0).to_vector<double>()[1] == 0.0);
+  }
+  SUBCASE("additive float mask [B, 1, L, S] with grad, with need_weights") {
+    Tensor fm = mk({2, 1, 3, 5});
+    CHECK(gradcheck([](const std::vector<Tensor>& in) {
+      auto [o, w] = scaled_dot_product_attention(in[0], in[1], in[2],
+                                                 AttentionOptions().attn_mask(in[3]).need_weights(true));
+      return o.sum() + (w * w).sum();
+    }, {q, k, v, fm}));
+  }
+  SUBCASE("causal, L < S, L > S") {
+    CHECK(gradcheck(out_of(AttentionOptions().is_causal(true)), {q, k, v}));
+    Tensor q6 = mk({2, 6, 4}), k3 = mk({2, 3, 4}), v3 = mk({2, 3, 2});
+    CHECK(gradcheck(out_of(AttentionOptions().is_causal(true).scale(0.7)), {q6, k3, v3}));
+  }
+  SUBCASE("dropout with a fixed stream") {
+    for (bool causal : {false, true})
+      CHECK(gradcheck([causal](const std::vector<Tensor>& in) {
+        manual_seed(3);
+        return std::get<0>(scaled_dot_product_attention(in[0], in[1], in[2],
+                                                        AttentionOptions().dropout_p(0.3).is_causal(causal)));
+      }, {q, k, v}));
+  }
+  SUBCASE("broadcast batch dims: k and v shared by the heads, q broadcast over the batch") {
+    Tensor kb = mk({2, 1, 5, 4}), vb = mk({2, 1, 5, 3}), qb = mk({1, 2, 3, 4});
+    CHECK(gradcheck(out_of(AttentionOptions()), {q, kb, vb}));
+    CHECK(gradcheck(out_of(AttentionOptions().is_causal(true)), {qb, kb, vb}));
+    // k as a stride-0 expanded view of a 2-D tensor
+    Tensor k2 = mk({5, 4});
+    CHECK(gradcheck([](const std::vector<Tensor>& in) {
+      return scaled_dot_product_attention(in[0], in[1].expand({2, 2, 5, 4}), in[2]);
+    }, {q, k2, v}));
+  }
+  SUBCASE("need_weights: gradient through the returned weights alone and with the output") {
+    for (double p : {0.0, 0.4}) {
+      CHECK(gradcheck([p](const std::vector<Tensor>& in) {
+        manual_seed(6);
+        auto [o, w] = scaled_dot_product_attention(in[0], in[1], in[2], AttentionOptions().dropout_p(p).need_weights(true));
+        return w;
+      }, {q, k, v}));
+      Tensor bm = gt(rand({2, 1, 3, 5}, kFloat64), 0.4), cw = randn({2, 2, 3, 5}, kFloat64);
+      CHECK(gradcheck([p, bm, cw](const std::vector<Tensor>& in) {
+        manual_seed(7);
+        auto [o, w] = scaled_dot_product_attention(
+            in[0], in[1], in[2], AttentionOptions().attn_mask(bm).dropout_p(p).need_weights(true));
+        return (o * 0.5).sum() + (w * cw).sum() + (w * w).sum() + o.select(-1, 0).sum();
+      }, {q, k, v}));
+    }
+  }
+}
+
+TEST_CASE("float32 gradients from the float32 lse match float64") {
+  manual_seed(29);
+  Tensor q = randn({4, 16, 8}, kFloat64), k = randn({4, 24, 8}, kFloat64), v = randn({4, 24, 8}, kFloat64);
+  Tensor go = randn({4, 16, 8}, kFloat64);
+  for (bool causal : {false, true}) {
+    std::vector<Tensor> g64, g32;
+    for (DType dt : {kFloat64, kFloat32}) {
+      Tensor a = q.to(dt).detach().requires_grad_(), b = k.to(dt).detach().requires_grad_(),
+             c = v.to(dt).detach().requires_grad_();
+      Tensor o = scaled_dot_product_attention(a, b, c, {}, 0.0, causal);
+      o.backward(go.to(dt));
+      auto& dst = dt == kFloat64 ? g64 : g32;
+      dst = {a.grad(), b.grad(), c.grad()};
+    }
+    for (int i = 0; i < 3; ++i) CHECK(allclose(g32[i], g64[i], 1e-4, 1e-5));
+  }
 }
 
 TEST_CASE("errors") {

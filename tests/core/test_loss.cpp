@@ -185,14 +185,23 @@ TEST_CASE("cross_entropy gradcheck: reductions, ignore_index, label smoothing, s
 
 TEST_CASE("cross_entropy errors") {
   Tensor x = zeros({2, 3});
+  // Targets are checked by the raw op (Backend::check_indices), once for every device.
   CHECK_THROWS_WITH_AS(cross_entropy(x, targets({0, 3}, {2})),
-                       "[cross_entropy] target value 3 is out of range for 3 classes (expected 0 to 2, or ignore_index "
-                       "-100)",
-                       Error);
+                       "[cross_entropy] target 3 is out of bounds for [0, 3) (at position 1)", Error);
   CHECK_THROWS_WITH_AS(cross_entropy(x, targets({-5, 0}, {2}), CrossEntropyOptions().ignore_index(-1)),
-                       "[cross_entropy] target value -5 is out of range for 3 classes (expected 0 to 2, or ignore_index "
-                       "-1)",
-                       Error);
+                       "[cross_entropy] target -5 is out of bounds for [0, 3) (at position 0)", Error);
+  // ignore_index is skipped, also outside [0, C); the first bad target is reported, at its
+  // flat position in the target (here [2, 2] with classes on dim 1 of [2, 3, 2]).
+  CHECK(cross_entropy(x, targets({-1, 2}, {2}), CrossEntropyOptions().ignore_index(-1)).item<float>() ==
+        doctest::Approx(std::log(3.0)));
+  CHECK_THROWS_WITH_AS(cross_entropy(zeros({2, 3, 2}), targets({0, 7, 1, -9}, {2, 2}), CrossEntropyOptions().ignore_index(7)),
+                       "[cross_entropy] target -9 is out of bounds for [0, 3) (at position 3)", Error);
+  // A non-contiguous target is checked in its logical order.
+  CHECK_THROWS_WITH_AS(cross_entropy(zeros({2, 3, 2}), targets({0, 1, 5, 2}, {2, 2}).t()),
+                       "[cross_entropy] target 5 is out of bounds for [0, 3) (at position 1)", Error);
+  // Unbatched input with a 0-d target; the backward never sees a bad target.
+  CHECK_THROWS_WITH_AS(cross_entropy(zeros({3}), scalar_tensor(int64_t{3})),
+                       "[cross_entropy] target 3 is out of bounds for [0, 3) (at position 0)", Error);
   CHECK_THROWS_WITH_AS(cross_entropy(x, tensor<int32_t>({0, 1})),
                        "[cross_entropy] expected target of dtype int64 (class indices), got int32", Error);
   CHECK_THROWS_WITH_AS(cross_entropy(x, targets({0, 1, 2}, {3})),
@@ -210,6 +219,30 @@ TEST_CASE("cross_entropy errors") {
                        "[cross_entropy] expected a floating point 'input', got int64", Error);
   CHECK_THROWS_WITH_AS(cross_entropy(Tensor(), targets({0, 1}, {2})),
                        "[cross_entropy] argument 'input' is an undefined tensor", Error);
+}
+
+TEST_CASE("class targets are checked by the raw op on every device") {
+  // Backend::check_indices: the CPU throws at once, CUDA at the next synchronisation (here
+  // item()); either way the message names the op, the target and its flat position, and
+  // the failed check leaves nothing behind for the next op.
+  FOR_EACH_DEVICE(dev) {
+    const Tensor x = zeros({2, 3, 2}, dev);
+    const Tensor bad = targets({0, 1, 2, 3}, {2, 2}).to(dev);
+    CHECK_THROWS_WITH_AS(cross_entropy(x, bad).item<float>(),
+                         doctest::Contains("[cross_entropy] target 3 is out of bounds for [0, 3) (at position 3"), Error);
+    CHECK_THROWS_WITH_AS(nll_loss(x, bad).item<float>(),
+                         doctest::Contains("[nll_loss] target 3 is out of bounds for [0, 3) (at position 3"), Error);
+    CHECK_THROWS_WITH_AS(
+        cross_entropy(x, targets({-100, 1, -7, 0}, {2, 2}).to(dev), CrossEntropyOptions().label_smoothing(0.2))
+            .item<float>(),
+        doctest::Contains("[cross_entropy] target -7 is out of bounds for [0, 3) (at position 2"), Error);
+    // ignore_index is skipped; good targets give the loss, also right after a failure.
+    const Tensor ok = targets({0, -100, 2, 1}, {2, 2}).to(dev);
+    CHECK(cross_entropy(x, ok).item<float>() == doctest::Approx(std::log(3.0)));
+    CHECK(nll_loss(x, ok, -100, Reduction::Sum).item<float>() == 0.f);
+    CHECK(cross_entropy(zeros({0, 3}, dev), targets({}, {0}).to(dev), CrossEntropyOptions().reduction(Reduction::Sum))
+              .item<float>() == 0.f);
+  }
 }
 
 TEST_CASE("nll_loss forward, gradcheck and errors") {
@@ -241,8 +274,10 @@ TEST_CASE("nll_loss forward, gradcheck and errors") {
   Tensor l = nll_loss(x, targets({1, 3, 0}, {3}));
   CHECK(l.grad_fn()->name() == "NllLossBackward0");
   CHECK_THROWS_WITH_AS(nll_loss(zeros({2, 3}), targets({0, 7}, {2})),
-                       "[nll_loss] target value 7 is out of range for 3 classes (expected 0 to 2, or ignore_index -100)",
-                       Error);
+                       "[nll_loss] target 7 is out of bounds for [0, 3) (at position 1)", Error);
+  CHECK_THROWS_WITH_AS(nll_loss(zeros({2, 3, 2}), targets({0, 1, 2, -1}, {2, 2})),
+                       "[nll_loss] target -1 is out of bounds for [0, 3) (at position 3)", Error);
+  CHECK(nll_loss(zeros({2, 3}), targets({0, 1}, {2}), 1, Reduction::Sum).item<float>() == 0.f);
   CHECK_THROWS_WITH_AS(nll_loss(zeros({2, 3}), zeros({2})),
                        "[nll_loss] expected target of dtype int64 (class indices), got float32", Error);
   CHECK_THROWS_WITH_AS(nll_loss(zeros({2, 3}), targets({0, 1, 1, 0}, {2, 2})),

@@ -280,6 +280,27 @@ TEST_CASE("binary_cross_entropy: clamped logs, gradcheck") {
   }
 }
 
+TEST_CASE("binary_cross_entropy checks its input range on the input's device") {
+  // Backend::check_range instead of min/max read back to the host: the CPU throws at once,
+  // CUDA at the next synchronisation (item()); the message names the first bad element.
+  FOR_EACH_DEVICE(dev) {
+    const Tensor t = zeros({2, 3}, dev);
+    CHECK_THROWS_WITH_AS(
+        binary_cross_entropy(tensor<float>({0.5f, 0.f, 1.f, 1.25f, -3.f, 0.5f}, {2, 3}).to(dev), t).item<float>(),
+        doctest::Contains(
+            "[binary_cross_entropy] all elements of input should be between 0 and 1, got 1.25 (at position 3"),
+        Error);
+    CHECK_THROWS_WITH_AS(
+        binary_cross_entropy(tensor<double>({0.5, NAN}).to(dev), zeros({2}, TensorOptions(kFloat64).device(dev)))
+            .item<double>(),
+        doctest::Contains("should be between 0 and 1, got nan (at position 1"), Error);
+    // In range (ends included): the loss, also right after a failed check.
+    const Tensor x = tensor<float>({0.f, 1.f, 0.5f, 0.25f, 0.75f, 1.f}, {2, 3}).to(dev);
+    CHECK(binary_cross_entropy(x, t, {}, Reduction::Sum).item<float>() ==
+          doctest::Approx(0 + 100 + std::log(2.0) + std::log(4.0 / 3) + std::log(4.0) + 100).epsilon(1e-6));
+  }
+}
+
 TEST_CASE("reduction strings") {
   CHECK(reduction_from_string("none") == Reduction::None);
   CHECK(reduction_from_string("mean") == Reduction::Mean);
@@ -320,7 +341,9 @@ TEST_CASE("loss errors name the loss") {
   CHECK_THROWS_WITH_AS(nll_loss(x, t, NLLLossOptions().weight(ones({5}))),
                        doctest::Contains("[nll_loss] weight tensor should be defined either for all 3 classes"), Error);
   CHECK_THROWS_WITH_AS(nll_loss(x, idx({0, 3}, {2}), NLLLossOptions().weight(ones({3}))),
-                       doctest::Contains("[nll_loss] target value 3 is out of range for 3 classes"), Error);
+                       "[nll_loss] target 3 is out of bounds for [0, 3) (at position 1)", Error);
+  CHECK_THROWS_WITH_AS(cross_entropy(x, idx({-2, 0}, {2}), CrossEntropyOptions().label_smoothing(0.1)),
+                       "[cross_entropy] target -2 is out of bounds for [0, 3) (at position 0)", Error);
   CHECK_THROWS_WITH_AS(l1_loss(x, zeros({2, 3}, kFloat64)),
                        "[l1_loss] expected input and target of one dtype, got float32 and float64", Error);
   CHECK_THROWS_WITH_AS(l1_loss(x, zeros({3, 2})), doctest::Contains("[l1_loss]"), Error);
@@ -339,9 +362,26 @@ TEST_CASE("loss errors name the loss") {
                        Error);
   CHECK_THROWS_WITH_AS(binary_cross_entropy_with_logits(x, x, BCEWithLogitsOptions().weight(ones({3}, kFloat64))),
                        doctest::Contains("[binary_cross_entropy_with_logits] expected weight of dtype float32"), Error);
+  // The input range is checked on the input's device (Backend::check_range), not read back
+  // with min/max: the first bad element is reported with its flat position.
   CHECK_THROWS_WITH_AS(binary_cross_entropy(tensor<float>({0.5, 1.5}), tensor<float>({0, 1})),
                        doctest::Contains("[binary_cross_entropy] all elements of input should be between 0 and 1"),
                        Error);
+  CHECK_THROWS_WITH_AS(binary_cross_entropy(tensor<float>({0.5, 1.5}), tensor<float>({0, 1})),
+                       "[binary_cross_entropy] all elements of input should be between 0 and 1, got 1.5 (at position 1)",
+                       Error);
+  CHECK_THROWS_WITH_AS(binary_cross_entropy(tensor<double>({0.0, 1.0, -1e-9, 2.0}, {2, 2}).t(), zeros({2, 2}, kFloat64)),
+                       "[binary_cross_entropy] all elements of input should be between 0 and 1, got -1e-09 (at position 1)",
+                       Error);
+  CHECK_THROWS_WITH_AS(binary_cross_entropy(tensor<float>({0.5f, NAN}), tensor<float>({0, 1})),
+                       "[binary_cross_entropy] all elements of input should be between 0 and 1, got nan (at position 1)",
+                       Error);
+  CHECK_THROWS_WITH_AS(binary_cross_entropy(tensor<float>({-INFINITY}), tensor<float>({0})),
+                       doctest::Contains("got -inf (at position 0)"), Error);
+  // The ends 0 and 1 are allowed (each log clamped to -100), and an empty input is fine.
+  CHECK(binary_cross_entropy(tensor<float>({0.f, 1.f}), tensor<float>({1.f, 0.f}), {}, Reduction::Sum).item<float>() ==
+        200.f);
+  CHECK(binary_cross_entropy(zeros({0}), zeros({0}), {}, Reduction::Sum).item<float>() == 0.f);
   CHECK_THROWS_WITH_AS(binary_cross_entropy(zeros({2}, kInt64), zeros({2}, kInt64)),
                        doctest::Contains("[binary_cross_entropy] expected a floating point 'input'"), Error);
 }

@@ -111,6 +111,51 @@ TEST_CASE("20 steps in one go == 10 steps + save + load into fresh objects + 10 
   CHECK(ck.generator_rng.has_value());
 }
 
+TEST_CASE("optimizer steps in files: 0-d float32 as before, and any one number loads") {
+  // The files hold `optimizer.state.<i>.step` as a 0-d float32 tensor, as focus wrote it when
+  // the count lived in that tensor (and as PyTorch 2.x writes it): files from before the
+  // host step count load, and files that store the step another way (float64) do too.
+  TempDir dir;
+  manual_seed(3);
+  Trainer a;
+  a.train_steps(12);
+  manual_seed(3);
+  const std::string path = dir.file("ckpt.safetensors");
+  {
+    Trainer b;
+    b.train_steps(6);
+    optim::save_checkpoint(path, *b.model, b.opt.get(), b.sched.get(), 6, &b.data_gen);
+  }
+  SafetensorsMetadata meta;
+  const TensorDict raw = load_safetensors(path, &meta);
+  int64_t steps = 0;
+  TensorDict as_float64;
+  for (const auto& [k, v] : raw) {
+    if (k.starts_with("optimizer.state.") && k.ends_with(".step")) {
+      CAPTURE(k);
+      CHECK(v.dtype() == kFloat32);
+      CHECK(v.dim() == 0);
+      CHECK(v.item<double>() == 6.0);
+      ++steps;
+      as_float64.insert(k, v.to(kFloat64));
+    } else {
+      as_float64.insert(k, v);
+    }
+  }
+  CHECK(steps == 4);  // 2 weights + 2 biases
+  const std::string path64 = dir.file("ckpt64.safetensors");
+  save_safetensors(as_float64, path64, meta);
+  for (const std::string& p : {path, path64}) {
+    CAPTURE(p);
+    manual_seed(999);
+    Trainer c;
+    CHECK(optim::load_checkpoint(p, *c.model, c.opt.get(), c.sched.get(), &c.data_gen) == 6);
+    CHECK(c.opt->step_count(c.model->parameters()[0]) == 6.0);
+    c.train_steps(6);
+    CHECK(c.weights() == a.weights());
+  }
+}
+
 TEST_CASE("model-only checkpoints and PyTorch-style names") {
   TempDir dir;
   auto m = make_model();

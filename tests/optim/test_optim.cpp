@@ -64,8 +64,10 @@ TEST_SUITE("optim") {
     CHECK(values(p)[0] == doctest::Approx(1.0 - 0.1 * 1.0 / (1.0 + eps)).epsilon(1e-14));
     CHECK(values(p)[1] == doctest::Approx(-3.0 + 0.1 * 3.0 / (3.0 + eps)).epsilon(1e-14));
     CHECK(values(p)[2] == 0.0);
-    const TensorDict* st = adam.state(p);
-    REQUIRE(st != nullptr);
+    const std::optional<TensorDict> st = adam.state(p);
+    REQUIRE(st.has_value());
+    CHECK(adam.step_count(p) == 1.0);
+    CHECK(st->keys() == std::vector<std::string>{"step", "exp_avg", "exp_avg_sq"});
     CHECK(st->at("step").dtype() == kFloat32);
     CHECK(st->at("step").dim() == 0);
     CHECK(st->at("step").item<double>() == 1.0);
@@ -215,7 +217,12 @@ TEST_SUITE("optim") {
     CHECK(sd.contains("state.0.exp_avg"));
     CHECK(sd.contains("state.1.max_exp_avg_sq"));
     CHECK(sd.at("state.0.step").dim() == 0);
+    CHECK(sd.at("state.0.step").dtype() == kFloat32);
     CHECK(sd.at("state.0.step").item<double>() == 5.0);
+    // PyTorch's order within each parameter's state: step first.
+    CHECK(sd.with_prefix_removed("state.").keys() ==
+          std::vector<std::string>{"0.step", "0.exp_avg", "0.exp_avg_sq", "0.max_exp_avg_sq", "1.step", "1.exp_avg",
+                                   "1.exp_avg_sq", "1.max_exp_avg_sq"});
     CHECK(sd.at("param_groups.0.lr").dtype() == kFloat64);
     CHECK(sd.at("param_groups.1.lr").item<double>() == 2e-2);
     CHECK(sd.at("param_groups.1.weight_decay").item<double>() == 0.0);
@@ -242,6 +249,74 @@ TEST_SUITE("optim") {
     CHECK(values(b1) == values(b2));
     // The loaded tensors were copied: training did not write into `saved`.
     CHECK(saved.at("state.0.step").item<double>() == 5.0);
+    CHECK(opt2.step_count(W2) == 10.0);
+  }
+
+  TEST_CASE("Adam's step count: a host number, exposed as PyTorch's 0-d float32 step") {
+    Tensor a = param64({1.0, -2.0}), b = param64({3.0});
+    optim::Adam opt({a, b}, optim::AdamOptions(0.1));
+    CHECK_FALSE(opt.state(a).has_value());
+    CHECK_FALSE(opt.step_count(a).has_value());
+    CHECK(opt.state_dict().with_prefix_removed("state.").empty());
+    for (int i = 0; i < 3; ++i) {
+      opt.zero_grad();
+      quadratic_backward(a);
+      if (i > 0) quadratic_backward(b);  // b has no gradient on the first step: not counted
+      opt.step();
+    }
+    CHECK(opt.step_count(a) == 3.0);
+    CHECK(opt.step_count(b) == 2.0);
+    const TensorDict sd = opt.state_dict();
+    for (const char* key : {"state.0.step", "state.1.step"}) {
+      CAPTURE(key);
+      CHECK(sd.at(key).dtype() == kFloat32);
+      CHECK(sd.at(key).dim() == 0);
+      CHECK(sd.at(key).device() == kCPU);
+    }
+    CHECK(sd.at("state.0.step").item<double>() == 3.0);
+    CHECK(sd.at("state.1.step").item<double>() == 2.0);
+    // state_dict's step is a snapshot: stepping again leaves it, and writing it changes nothing.
+    sd.at("state.0.step").fill_(100.0);
+    opt.step();
+    CHECK(opt.step_count(a) == 4.0);
+    CHECK(opt.state(a)->at("step").item<double>() == 4.0);
+
+    // Loading takes `step` as one number of any dtype or shape [1] (as a file may hold it),
+    // and the next step continues the bias corrections from it.
+    Tensor c = param64({1.0, -2.0}), d = param64({3.0});
+    optim::Adam loaded({c, d}, optim::AdamOptions(0.1));
+    TensorDict in;
+    for (const auto& [k, v] : opt.state_dict()) {
+      if (k == "state.0.step") in.insert(k, scalar_tensor(4.0, kFloat64));
+      else if (k == "state.1.step") in.insert(k, tensor<int64_t>({3}, {1}));
+      else in.insert(k, v.clone());
+    }
+    loaded.load_state_dict(in);
+    CHECK(loaded.step_count(c) == 4.0);
+    CHECK(loaded.step_count(d) == 3.0);
+    CHECK(loaded.state(d)->at("step").dtype() == kFloat32);
+    {
+      NoGradGuard ng;
+      c.copy_(a);
+      d.copy_(b);
+    }
+    for (optim::Adam* o : {&opt, &loaded}) {
+      o->zero_grad();
+      const auto& ps = o->param_groups()[0].params();
+      quadratic_backward(ps[0]);
+      quadratic_backward(ps[1]);
+      o->step();
+    }
+    CHECK(values(c) == values(a));
+    CHECK(values(d) == values(b));
+    CHECK(loaded.step_count(c) == 5.0);
+    CHECK_THROWS_WITH_AS(loaded.load_state_dict([&] {
+                           TensorDict bad = in;
+                           bad.set("state.0.step", zeros({2}));
+                           return bad;
+                         }()),
+                         doctest::Contains("'state.0.step' must hold one number, got shape [2]"), focus::Error);
+    CHECK(loaded.step_count(c) == 5.0);  // unchanged by the failed load
   }
 
   TEST_CASE("load_state_dict rejects mismatched dicts without changing anything") {
@@ -282,23 +357,101 @@ TEST_SUITE("optim") {
     Tensor a = param64({3.0}), b = param64({0.0, 4.0}), none = param64({1.0});
     a.set_grad(tensor<double>({3.0}));
     b.set_grad(tensor<double>({0.0, -4.0}));
-    const double total = optim::clip_grad_norm_({a, b, none}, 1.0);
-    CHECK(total == doctest::Approx(5.0));
+    // The total norm comes back as a 0-d tensor in the grads' dtype and device (as PyTorch),
+    // never read on the host by clip_grad_norm_ itself.
+    const Tensor total = optim::clip_grad_norm_({a, b, none}, 1.0);
+    CHECK(total.dim() == 0);
+    CHECK(total.dtype() == kFloat64);
+    CHECK(total.device() == a.grad().device());
+    CHECK_FALSE(total.requires_grad());
+    CHECK(total.item<double>() == doctest::Approx(5.0));
     CHECK(a.grad().item<double>() == doctest::Approx(3.0 / (5.0 + 1e-6)));
     CHECK(values(b.grad())[1] == doctest::Approx(-4.0 / (5.0 + 1e-6)));
     // Below the threshold: untouched (coefficient clamped to 1).
     a.set_grad(tensor<double>({0.3}));
-    CHECK(optim::clip_grad_norm_({a}, 1.0) == doctest::Approx(0.3));
+    CHECK(optim::clip_grad_norm_({a}, 1.0).item<double>() == doctest::Approx(0.3));
     CHECK(a.grad().item<double>() == 0.3);
+    // float32 grads: a float32 norm, and the scaling by the 0-d coefficient in float32.
+    Tensor f = tensor<float>({6.0f, 8.0f}).requires_grad_();
+    f.set_grad(tensor<float>({6.0f, 8.0f}));
+    const Tensor tf = optim::clip_grad_norm_({f}, 5.0);
+    CHECK(tf.dtype() == kFloat32);
+    CHECK(tf.item<double>() == 10.0);
+    CHECK(f.grad().dtype() == kFloat32);
+    CHECK(values(f.grad())[0] == doctest::Approx(3.0).epsilon(1e-6));
+    CHECK(values(f.grad())[1] == doctest::Approx(4.0).epsilon(1e-6));
     // Infinity norm: the largest |g|.
     b.set_grad(tensor<double>({-7.0, 2.0}));
-    CHECK(optim::clip_grad_norm_({b}, 14.0, INFINITY) == 7.0);
-    CHECK(optim::clip_grad_norm_({none}, 1.0) == 0.0);
+    CHECK(optim::clip_grad_norm_({b}, 14.0, INFINITY).item<double>() == 7.0);
+    // No gradient at all: PyTorch's torch.tensor(0.0), a float32 CPU 0.
+    const Tensor zero = optim::clip_grad_norm_({none}, 1.0);
+    CHECK(zero.dim() == 0);
+    CHECK(zero.dtype() == kFloat32);
+    CHECK(zero.item<double>() == 0.0);
+    // error_if_nonfinite: NaN and inf totals are errors, and the grads are left as they were;
+    // without it they are scaled by the non-finite norm.
     b.set_grad(tensor<double>({NAN, 2.0}));
     CHECK_THROWS_WITH_AS(optim::clip_grad_norm_({b}, 1.0, 2.0, true), doctest::Contains("non-finite"), focus::Error);
+    CHECK(values(b.grad())[1] == 2.0);
+    b.set_grad(tensor<double>({INFINITY, 2.0}));
+    CHECK_THROWS_WITH_AS(optim::clip_grad_norm_({b}, 1.0, 2.0, true),
+                         doctest::Contains("[clip_grad_norm_] the total norm of order 2 for gradients from `parameters` "
+                                           "is non-finite"),
+                         focus::Error);
+    CHECK_THROWS_WITH_AS(optim::clip_grad_norm_({b}, 1.0, INFINITY, true), doctest::Contains("non-finite"),
+                         focus::Error);
+    CHECK(values(b.grad())[1] == 2.0);
+    CHECK(std::isinf(optim::clip_grad_norm_({b}, 1.0).item<double>()));
+    CHECK(values(b.grad())[1] == 0.0);  // 2 * (1 / inf)
     b.set_grad(tensor<double>({-7.0, 2.0}));
     optim::clip_grad_value_({b}, 3.0);
     CHECK(values(b.grad()) == std::vector<double>{-3.0, 2.0});
+  }
+
+  TEST_CASE("clip_grad_norm_ and Adam's step on every device: the norm and state stay on the device") {
+    FOR_EACH_DEVICE(dev) {
+      const TensorOptions o = TensorOptions(kFloat32).device(dev);
+      Tensor a = zeros({2}, o).requires_grad_(), b = zeros({1}, o).requires_grad_();
+      a.set_grad(tensor<float>({3.0f, 0.0f}).to(dev));
+      b.set_grad(tensor<float>({-4.0f}).to(dev));
+      const Tensor total = optim::clip_grad_norm_({a, b}, 1.0);
+      CHECK(total.device() == dev);
+      CHECK(total.dtype() == kFloat32);
+      CHECK(total.dim() == 0);
+      CHECK(total.item<double>() == doctest::Approx(5.0).epsilon(1e-6));
+      CHECK(a.grad().device() == dev);
+      CHECK(values(a.grad())[0] == doctest::Approx(0.6).epsilon(1e-5));
+      CHECK(values(b.grad())[0] == doctest::Approx(-0.8).epsilon(1e-5));
+      a.grad().fill_(INFINITY);
+      CHECK_THROWS_WITH_AS(optim::clip_grad_norm_({a, b}, 1.0, 2.0, true), doctest::Contains("non-finite"),
+                           focus::Error);
+
+      a.set_grad(tensor<float>({1.0f, -3.0f}).to(dev));
+      b.set_grad(Tensor());
+      optim::AdamW opt({a, b}, optim::AdamWOptions(0.1));
+      opt.step();
+      opt.step();
+      CHECK(opt.step_count(a) == 2.0);
+      CHECK_FALSE(opt.step_count(b).has_value());
+      const TensorDict sd = opt.state_dict();
+      CHECK(sd.at("state.0.step").device() == kCPU);
+      CHECK(sd.at("state.0.step").dtype() == kFloat32);
+      CHECK(sd.at("state.0.step").item<double>() == 2.0);
+      CHECK(sd.at("state.0.exp_avg").device() == dev);
+      CHECK_FALSE(sd.contains("state.1.step"));
+      // A CPU state dict (as read from a file) loads onto the device's parameters.
+      TensorDict cpu;
+      for (const auto& [k, v] : sd) cpu.insert(k, v.to(kCPU));
+      Tensor a2 = a.detach().clone().requires_grad_(), b2 = b.detach().clone().requires_grad_();
+      optim::AdamW opt2({a2, b2}, optim::AdamWOptions(0.1));
+      opt2.load_state_dict(cpu);
+      CHECK(opt2.step_count(a2) == 2.0);
+      CHECK(opt2.state(a2)->at("exp_avg").device() == dev);
+      a2.set_grad(a.grad().clone());
+      opt.step();
+      opt2.step();
+      CHECK(values(a2) == values(a));
+    }
   }
 
   TEST_CASE("schedulers: StepLR, InverseSqrtLR formula, errors, state_dict round trip") {

@@ -299,8 +299,10 @@ TEST_SUITE("parity_optim") {
         params.push_back(zeros_like(g).requires_grad_());
         params.back().set_grad(g.clone());
       }
-      const double total = optim::clip_grad_norm_(params, pm.second, pm.first);
-      CHECK(total == doctest::Approx(d.at(name + ".total").item<double>()).epsilon(1e-6));
+      const Tensor total = optim::clip_grad_norm_(params, pm.second, pm.first);
+      CHECK(total.dim() == 0);
+      CHECK(total.dtype() == params[0].grad().dtype());
+      CHECK(total.item<double>() == doctest::Approx(d.at(name + ".total").item<double>()).epsilon(1e-6));
       for (int i = 0; i < 3; ++i)
         CHECK(closeness(params[i].grad(), d.at(fmt::format("{}.grad.{}", name, i)), 1e-6, 1e-7) <= 1.0);
     }
