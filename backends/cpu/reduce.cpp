@@ -16,6 +16,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "backends/common/welford.h"
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
 #include "backends/cpu/parallel.h"
@@ -73,14 +74,11 @@ struct OffsetIter {
   }
 };
 
-template <typename T> bool is_nan(T v) {
-  if constexpr (std::is_floating_point_v<T>) return v != v;
-  else return false;
-}
+template <typename T> bool is_nan(T v) { return common::is_nan_value(v); }
 
-// max/min that propagate NaN (once a is NaN it stays NaN).
-template <typename T> void max_into(T& a, T b) { a = (b > a || is_nan(b)) ? b : a; }
-template <typename T> void min_into(T& a, T b) { a = (b < a || is_nan(b)) ? b : a; }
+// max/min that propagate NaN (once a is NaN it stays NaN); the GPU merges with the same.
+template <typename T> void max_into(T& a, T b) { a = common::max_propagate_nan(a, b); }
+template <typename T> void min_into(T& a, T b) { a = common::min_propagate_nan(a, b); }
 
 template <typename T> using SumAcc = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
 template <typename T> using SumLane = std::conditional_t<std::is_floating_point_v<T>, T, int64_t>;
@@ -131,7 +129,7 @@ template <typename T, bool IsMax, bool Abs> struct ExtremumPolicy {
   static M lane_ident() { return worst(); }
   static Acc ident() { return worst(); }
   M map(T x) const {
-    if constexpr (Abs) return std::abs(x);
+    if constexpr (Abs) return common::abs_value(x);
     else return x;
   }
   static void lane(M& a, M b) {
@@ -151,12 +149,7 @@ template <typename T, int Kind> struct NormPolicy {
   T p;
   static M lane_ident() { return M(0); }
   static Acc ident() { return 0; }
-  M map(T x) const {
-    if constexpr (Kind == 0) return x != T(0) ? T(1) : T(0);
-    else if constexpr (Kind == 1) return std::abs(x);
-    else if constexpr (Kind == 2) return x * x;
-    else return std::pow(std::abs(x), p);
-  }
+  M map(T x) const { return common::norm_term<Kind>(x, p); }
   static void lane(M& a, M b) { a += b; }
   static void acc(Acc& a, M b) { a += b; }
   static void merge(Acc& a, Acc b) { a += b; }
