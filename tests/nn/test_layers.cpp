@@ -295,6 +295,33 @@ TEST_CASE("init: fans, gains and the statistics of each fill") {
   const double al = -1.0, be = 0.5;
   const double want = 1.0 + 2.0 * (phi(al) - phi(be)) / (Phi(be) - Phi(al));
   CHECK(std::abs(mean_of(a) - want) < 0.01);
+  // The values are the inverse CDF of the truncated normal at the generator's float64
+  // uniform draws, in order (computed on the host for every device): mapping them back
+  // through the normal CDF gives the draws.
+  {
+    Generator g1(11), g2(11);
+    Tensor d = empty({7, 5}, kFloat64);
+    nn::init::trunc_normal_(d, 0.5, 1.5, -1.0, 2.5, &g1);
+    const std::vector<double> u = rand({7, 5}, kFloat64, &g2).to_vector<double>();
+    const auto dv = d.to_vector<double>();
+    const double lo = Phi((-1.0 - 0.5) / 1.5), hi = Phi((2.5 - 0.5) / 1.5);
+    for (size_t i = 0; i < u.size(); ++i) CHECK(Phi((dv[i] - 0.5) / 1.5) == doctest::Approx(lo + u[i] * (hi - lo)).epsilon(1e-9));
+  }
+  // The same generator state gives the same numbers on every device, in every dtype and
+  // layout (float32 values are the float64 ones rounded).
+  {
+    Generator g0(5);
+    Tensor ref = empty({6, 4}, kFloat64);
+    nn::init::trunc_normal_(ref, 0.0, 1.0, -2.0, 2.0, &g0);
+    FOR_EACH_DEVICE(dev) {
+      Generator g(5);
+      Tensor f = empty({4, 6}, TensorOptions(kFloat32).device(dev)).t();  // non-contiguous [6, 4]
+      nn::init::trunc_normal_(f, 0.0, 1.0, -2.0, 2.0, &g);
+      CHECK(f.device() == dev);
+      CHECK(f.to(kCPU).to_vector<float>() == ref.to(kFloat32).to_vector<float>());
+      CHECK(g.get_state().offset == g0.get_state().offset);
+    }
+  }
   nn::init::constant_(a, 0.5);
   CHECK(mean_of(a) == 0.5);
   nn::init::ones_(a);

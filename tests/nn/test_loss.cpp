@@ -294,6 +294,13 @@ TEST_CASE("binary_cross_entropy checks its input range on the input's device") {
         binary_cross_entropy(tensor<double>({0.5, NAN}).to(dev), zeros({2}, TensorOptions(kFloat64).device(dev)))
             .item<double>(),
         doctest::Contains("should be between 0 and 1, got nan (at position 1"), Error);
+    // Large enough for the CPU check to split across threads: the first bad element wins.
+    Tensor big = full({200003}, 0.5, TensorOptions(kFloat32).device(dev));
+    big.narrow(0, 150000, 1).fill_(2.0);
+    big.narrow(0, 70001, 1).fill_(-0.5);
+    big.narrow(0, 200002, 1).fill_(NAN);
+    CHECK_THROWS_WITH_AS(binary_cross_entropy(big, zeros({200003}, dev)).item<float>(),
+                         doctest::Contains("got -0.5 (at position 70001"), Error);
     // In range (ends included): the loss, also right after a failed check.
     const Tensor x = tensor<float>({0.f, 1.f, 0.5f, 0.25f, 0.75f, 1.f}, {2, 3}).to(dev);
     CHECK(binary_cross_entropy(x, t, {}, Reduction::Sum).item<float>() ==
