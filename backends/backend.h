@@ -169,8 +169,9 @@ class Backend {
     int64_t max = -1;
   };
   virtual IndexScan scan_indices(const TensorView& index, int64_t lo, int64_t hi) { unsupported("scan_indices"); }
-  /// Checks that every index lies in [lo, hi) or equals skip (skip outside [lo, hi): none
-  /// skipped) and reports the first that does not as a focus::Error
+  /// Checks that every index lies in [lo, hi) or equals skip (cross-entropy's ignore_index;
+  /// pass lo when nothing is to be skipped) and reports the first that does not as a
+  /// focus::Error
   ///   "[op] <what> <value> is out of bounds for [lo, hi) (at position <flat index>)".
   /// The CPU throws at once. A device that cannot throw from its kernels (CUDA) records the
   /// failure on the device and throws at the next synchronisation (item(), a copy to the

@@ -35,6 +35,12 @@ Tensor trilu(const Tensor& x, int64_t k, bool lower, const char* op) {
 void check_index_values(const Tensor& index, int64_t size, int64_t dim, const char* op) {
   check_index_dtype(index, op);
   if (index.numel() == 0) return;
+  if (!index.device().is_cpu()) {
+    // A GPU checks on the device and reports at the next synchronisation, so an embedding
+    // lookup costs no host round trip.
+    backend_of(index).check_indices(make_view(index), 0, size, 0, op, "index");
+    return;
+  }
   const Backend::IndexScan r = backend_of(index).scan_indices(make_view(index), 0, size);
   FOCUS_CHECK(r.first_bad < 0, "[{}] index {} is out of bounds for dim {} with size {}", op, r.bad_value, dim, size);
 }
