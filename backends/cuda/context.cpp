@@ -119,7 +119,8 @@ void DeviceContext::report_checks() {
 }
 
 DeviceContext& context(int index) {
-  static std::array<std::unique_ptr<DeviceContext>, kMaxDevices> contexts;
+  // Never destroyed: tensors in static storage free their blocks during static destruction.
+  static auto& contexts = *new std::array<std::unique_ptr<DeviceContext>, kMaxDevices>();
   static std::mutex mu;
   const int n = visible_device_count();
   if (index < 0 || index >= n) {

@@ -85,7 +85,8 @@ void CudaBackend::copy_from_host(void* dst, const void* host_src, size_t nbytes)
 
 // The registration point (declared in backends/backend.cpp).
 Backend& cuda_backend(int index) {
-  static std::array<std::unique_ptr<cuda_detail::CudaBackend>, 64> backends;
+  // Never destroyed, like the device contexts (storages may be freed during static destruction).
+  static auto& backends = *new std::array<std::unique_ptr<cuda_detail::CudaBackend>, 64>();
   static std::mutex mu;
   cuda_detail::context(index);  // validates the index (clear error without a GPU)
   std::lock_guard<std::mutex> lock(mu);
