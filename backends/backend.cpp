@@ -33,6 +33,36 @@ void Backend::check_indices(const TensorView&, int64_t, int64_t, int64_t, const 
 }
 void Backend::check_range(const TensorView&, double, double, const char* op, const char*) { unsupported(op); }
 
+// PyTorch's addmm(bias, x, weight^T): the bias broadcast into out, then one GEMM with beta 1
+// adds the product onto it. The views are those the raw op built before this kernel existed
+// (stride 0 on broadcast and size-1 dims, as make_view gives), so the CPU's numbers stay
+// bit for bit.
+void Backend::linear(const TensorView& out, const TensorView& x, const TensorView& weight, const TensorView& bias) {
+  if (out.numel == 0) return;
+  const int nd = out.ndim;
+  const int64_t N = weight.sizes[0], K = weight.sizes[1];
+  const bool has_bias = bias.data != nullptr;
+  if (has_bias) {
+    TensorView b = out;  // bias [N] broadcast to out's sizes
+    b.data = bias.data;
+    b.dtype = bias.dtype;
+    for (int d = 0; d < nd; ++d) b.strides[d] = 0;
+    b.strides[nd - 1] = N == 1 ? 0 : bias.strides[0];
+    copy(out, b);
+  }
+  TensorView wt = out;  // weight^T [K, N] (a column-major view) broadcast to out's batch dims
+  wt.data = weight.data;
+  wt.dtype = weight.dtype;
+  for (int d = 0; d < nd - 2; ++d) wt.strides[d] = 0;
+  wt.sizes[nd - 2] = K;
+  wt.sizes[nd - 1] = N;
+  wt.strides[nd - 2] = K == 1 ? 0 : weight.strides[1];
+  wt.strides[nd - 1] = N == 1 ? 0 : weight.strides[0];
+  wt.numel = K * N;
+  for (int d = 0; d < nd - 2; ++d) wt.numel *= out.sizes[d];
+  matmul(out, x, wt, 1.0, has_bias ? 1.0 : 0.0);
+}
+
 Backend& backend_for(Device d) {
   if (d.type == DeviceType::CPU) {
     static cpu::CpuBackend cpu;

@@ -153,6 +153,14 @@ class Backend {
   /// passes beta = 1 onto zeros). beta == 0 ignores out's old values (NaN included).
   virtual void matmul(const TensorView& out, const TensorView& a, const TensorView& b, double alpha,
                       double beta) { unsupported("matmul"); }
+  /// nn.Linear's product: out[..., M, N] = x[..., M, K] @ weight[N, K]^T + bias[N] (bias.data
+  /// null = no bias). out and x have one ndim >= 2 and the same leading dims (the raw op
+  /// folds them into M when x's strides allow, so x [M, K] is the usual case); out is
+  /// contiguous; x, weight (row- or column-major or any strides) and bias (any stride) share
+  /// out's dtype. Default (every device, PyTorch's addmm): out = bias broadcast over the
+  /// rows, then matmul(out, x, weight^T, 1, 1) (beta 0 without bias), so the CPU keeps its
+  /// numbers. CUDA fuses the bias into one cuBLASLt GEMM epilogue where it can.
+  virtual void linear(const TensorView& out, const TensorView& x, const TensorView& weight, const TensorView& bias);
 
   // ---- shape and indexing (section owned by the indexing work) ------------------------------
   // cat, stack, split, chunk and repeat need no kernels of their own: they copy through

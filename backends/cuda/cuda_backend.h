@@ -48,6 +48,9 @@ class CudaBackend final : public Backend {
 
   // ---- matrix products: matmul.cpp (cuBLAS / cuBLASLt) -------------------------------------
   void matmul(const TensorView& out, const TensorView& a, const TensorView& b, double alpha, double beta) override;
+  /// With a bias, x foldable to one [M, K] matrix and weight row- or column-major: one
+  /// cuBLASLt GEMM with CUBLASLT_EPILOGUE_BIAS (float32/float16/bfloat16); else Backend's.
+  void linear(const TensorView& out, const TensorView& x, const TensorView& weight, const TensorView& bias) override;
 
   // ---- shape and indexing: indexing.cu ------------------------------------------------------
   IndexScan scan_indices(const TensorView& index, int64_t lo, int64_t hi) override;

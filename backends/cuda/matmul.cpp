@@ -7,6 +7,12 @@
 // dtypes: float32 (CUBLAS_COMPUTE_32F, or CUBLAS_COMPUTE_32F_FAST_TF32 when
 // set_float32_matmul_precision("high") allows TF32), float64 (dgemm), float16 and bfloat16
 // (float32 accumulation). Integer products are not supported on CUDA (as in PyTorch).
+//
+// Backend::linear with a bias is one cuBLASLt GEMM with the bias in its epilogue (llm.c's
+// matmul_cublaslt): out^T [N, M] = W x^T + bias, column-major, where CUBLASLT_EPILOGUE_BIAS
+// adds a vector of D's row count (N) to every column (every row of out). Other cases (no
+// bias, float64, layouts cuBLASLt cannot read in place, no algorithm found) take Backend's
+// default: the bias copied into out, then matmul with beta 1.
 #include <cstdint>
 #include <memory>
 
@@ -121,6 +127,160 @@ void CudaBackend::matmul(const TensorView& out, const TensorView& a, const Tenso
     gemm_call(h, dt, plan, pa + oa * static_cast<int64_t>(es), pb + ob * static_cast<int64_t>(es),
               pc + oc * static_cast<int64_t>(es), static_cast<int>(count), alpha, beta_i);
   });
+}
+
+namespace {
+
+// Owners of the cuBLASLt descriptors of one call, destroyed on every path (a failing call
+// throws). Destroy statuses are ignored: a destructor must not throw.
+struct LtMatmulDesc {
+  cublasLtMatmulDesc_t d = nullptr;
+  ~LtMatmulDesc() {
+    if (d) cublasLtMatmulDescDestroy(d);
+  }
+};
+struct LtLayout {
+  cublasLtMatrixLayout_t d = nullptr;
+  ~LtLayout() {
+    if (d) cublasLtMatrixLayoutDestroy(d);
+  }
+};
+struct LtPreference {
+  cublasLtMatmulPreference_t d = nullptr;
+  ~LtPreference() {
+    if (d) cublasLtMatmulPreferenceDestroy(d);
+  }
+};
+
+// The largest power of two up to 256 that divides the address: the heuristics otherwise
+// assume 256-byte aligned operands and may pick a kernel that a view's offset breaks.
+uint32_t alignment_of(const void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  uint32_t al = 256;
+  while (al > 1 && a % al != 0) al /= 2;
+  return al;
+}
+
+// v's dims before the last seen as one dim of *rows rows: the stride of one row, or -1
+// when they do not fold (size-1 dims constrain nothing; 0 when there is one row).
+int64_t folded_row_stride(const TensorView& v, int64_t* rows) {
+  int64_t r = 1, s_row = 0;
+  bool first = true;
+  for (int d = v.ndim - 2; d >= 0; --d) {
+    if (v.sizes[d] == 1) continue;
+    if (first) {
+      s_row = v.strides[d];
+      first = false;
+    } else if (v.strides[d] != s_row * r) {
+      return -1;
+    }
+    r *= v.sizes[d];
+  }
+  if (s_row < 0) return -1;  // gemm_layout refuses it anyway; -1 stays the one failure value
+  *rows = r;
+  return s_row;
+}
+
+// out [M, N] = x [M, K] @ weight [N, K]^T + bias [N] as one cuBLASLt call with the bias
+// epilogue; false (nothing queued) when the views or the heuristics rule it out.
+bool linear_lt(DeviceContext& ctx, const TensorView& out, const TensorView& x, const TensorView& weight,
+               const TensorView& bias) {
+  const DType dt = out.dtype;
+  const int nd = out.ndim;
+  const int64_t N = weight.sizes[0], K = weight.sizes[1];
+  int64_t M = 0, Mx = 0;
+  const int64_t o_row = folded_row_stride(out, &M), x_row = folded_row_stride(x, &Mx);
+  if (o_row < 0 || x_row < 0 || Mx != M || M < 1 || N < 1 || K < 1) return false;
+  if (N > 1 && bias.strides[0] != 1) return false;  // the epilogue reads a packed vector
+  const common::GemmLayout lo = common::gemm_layout(M, N, o_row, out.strides[nd - 1]);
+  const common::GemmLayout lx = common::gemm_layout(M, K, x_row, x.strides[nd - 1]);
+  const common::GemmLayout lw = common::gemm_layout(N, K, weight.strides[0], weight.strides[1]);
+  if (!lo.ok || lo.col_major || !lx.ok || !lw.ok) return false;
+
+  cudaDataType_t type = CUDA_R_32F;
+  cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
+  if (dt == kFloat16) {
+    type = CUDA_R_16F;
+  } else if (dt == kBFloat16) {
+    type = CUDA_R_16BF;
+  } else if (allow_tf32()) {
+    compute = CUBLAS_COMPUTE_32F_FAST_TF32;
+  }
+  const cudaDataType_t scale_type = CUDA_R_32F;  // alpha, beta and the accumulator
+  // Column-major: A = weight with op(A) = W [N, K]: a row-major W is, read column-major,
+  // W^T [K, N] (op T), a column-major one is W itself (op N). B = x with op(B) = x^T [K, M]:
+  // a row-major x reads as x^T (op N), a column-major one as x (op T). D = out^T [N, M].
+  const cublasOperation_t transa = lw.col_major ? CUBLAS_OP_N : CUBLAS_OP_T;
+  const cublasOperation_t transb = lx.col_major ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const auto a_rows = static_cast<uint64_t>(lw.col_major ? N : K), a_cols = static_cast<uint64_t>(lw.col_major ? K : N);
+  const auto b_rows = static_cast<uint64_t>(lx.col_major ? M : K), b_cols = static_cast<uint64_t>(lx.col_major ? K : M);
+  const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+  const void* bias_ptr = bias.data;
+  const auto bias_type = static_cast<int32_t>(type);
+
+  LtMatmulDesc desc;
+  FOCUS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc.d, compute, scale_type));
+  FOCUS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSA, &transa, sizeof(transa)));
+  FOCUS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSB, &transb, sizeof(transb)));
+  FOCUS_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+  FOCUS_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof(bias_ptr)));
+  FOCUS_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
+  LtLayout a_desc, b_desc, d_desc;
+  FOCUS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a_desc.d, type, a_rows, a_cols, lw.ld));
+  FOCUS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b_desc.d, type, b_rows, b_cols, lx.ld));
+  FOCUS_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&d_desc.d, type, static_cast<uint64_t>(N), static_cast<uint64_t>(M), lo.ld));
+
+  size_t workspace_size = 0;
+  void* workspace = ctx.lt_workspace(&workspace_size);
+  const uint64_t max_workspace = workspace_size;
+  const uint32_t align_a = alignment_of(weight.data), align_b = alignment_of(x.data),
+                 align_d = alignment_of(out.data);
+  LtPreference pref;
+  FOCUS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.d));
+  FOCUS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.d, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                          &max_workspace, sizeof(max_workspace)));
+  FOCUS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.d, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a,
+                                                          sizeof(align_a)));
+  FOCUS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.d, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b,
+                                                          sizeof(align_b)));
+  FOCUS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.d, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d,
+                                                          sizeof(align_d)));
+  FOCUS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.d, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d,
+                                                          sizeof(align_d)));
+
+  cublasLtHandle_t lt = ctx.cublas_lt();
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  // NOT_SUPPORTED means no heuristic for this configuration: the default path computes it.
+  const cublasStatus_t st =
+      cublasLtMatmulAlgoGetHeuristic(lt, desc.d, a_desc.d, b_desc.d, d_desc.d, d_desc.d, pref.d, 1, &heuristic, &found);
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED) return false;
+  if (st != CUBLAS_STATUS_SUCCESS) throw_cublas_error("cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__, st);
+  if (found == 0 || heuristic.state != CUBLAS_STATUS_SUCCESS) return false;
+
+  // beta = 0: C (= D) is not read, so out's old contents (NaN included) do not matter.
+  const float alpha = 1.0f, beta = 0.0f;
+  FOCUS_CUBLAS_CHECK(cublasLtMatmul(lt, desc.d, &alpha, weight.data, a_desc.d, x.data, b_desc.d, &beta, out.data,
+                                    d_desc.d, out.data, d_desc.d, &heuristic.algo, workspace, workspace_size,
+                                    ctx.stream()));
+  return true;
+}
+
+}  // namespace
+
+void CudaBackend::linear(const TensorView& out, const TensorView& x, const TensorView& weight,
+                         const TensorView& bias) {
+  if (out.numel == 0) return;
+  const DType dt = out.dtype;
+  const bool lt_dtype = dt == kFloat32 || dt == kFloat16 || dt == kBFloat16;
+  if (bias.data != nullptr && lt_dtype && x.dtype == dt && weight.dtype == dt && bias.dtype == dt &&
+      linear_lt(context(index_), out, x, weight, bias))
+    return;
+  Backend::linear(out, x, weight, bias);
 }
 
 }  // namespace focus::cuda_detail

@@ -151,13 +151,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     x2 = as_strided(x, {rows, in}, *st, x.storage_offset());
     o2 = as_strided(out, {rows, out_f}, {out_f, 1}, 0);
   }
-  Backend& be = backend_of(x);
-  if (bias.defined()) be.copy(make_view(o2), make_view(bias, o2.shape()));
-  Shape wshape(o2.shape().begin(), o2.shape().end() - 2);
-  wshape.push_back(in);
-  wshape.push_back(out_f);
-  // weight^T [in, out] is a column-major view: BLAS reads it with the Trans flag.
-  be.matmul(make_view(o2), make_view(x2), make_view(transpose(weight, 0, 1), wshape), 1.0, bias.defined() ? 1.0 : 0.0);
+  // The kernel adds the bias (a GEMM epilogue on CUDA, addmm's beta = 1 onto the broadcast
+  // bias elsewhere) and reads weight [out, in] as it is (BLAS/cuBLAS transpose flags).
+  TensorView bias_view;
+  bias_view.dtype = x.dtype();
+  if (bias.defined()) bias_view = make_view(bias);
+  backend_of(x).linear(make_view(o2), make_view(x2), make_view(weight), bias_view);
   return out;
 }
 

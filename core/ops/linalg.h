@@ -17,7 +17,8 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor mm(const Tensor& a, const Tensor& b);
 /// [B, n, k] @ [B, k, m] -> [B, n, m].
 Tensor bmm(const Tensor& a, const Tensor& b);
-/// x [..., in] @ weight [out, in]^T + bias [out] (bias may be undefined) -> [..., out].
+/// x [..., in] @ weight [out, in]^T + bias [out] (bias may be undefined) -> [..., out],
+/// through the device's linear kernel (Backend::linear: the bias in the GEMM's epilogue on CUDA).
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 /// Validates linear's arguments; errors name "linear".
 void check_linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
