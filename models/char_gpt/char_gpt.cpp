@@ -87,6 +87,12 @@ std::pair<Tensor, Tensor> get_batch(const Tensor& data, int64_t batch_size, int6
 
 namespace {
 
+// The device of the model's weights: evaluation batches go there.
+Device device_of(const GPT& model) {
+  const std::vector<Tensor> params = model.parameters();
+  return params.empty() ? kCPU : params.front().device();
+}
+
 // Runs fn with the model in eval mode and no graph, restoring its mode afterwards.
 template <class Fn>
 double evaluating(const GPT& model, Fn fn) {
@@ -109,10 +115,13 @@ double evaluating(const GPT& model, Fn fn) {
 
 double mean_loss(const GPT& model, const std::vector<std::pair<Tensor, Tensor>>& batches) {
   FOCUS_CHECK(!batches.empty(), "[char_gpt] mean_loss needs at least one batch");
+  const Device device = device_of(model);
   return evaluating(model, [&] {
-    double total = 0;
-    for (const auto& [x, y] : batches) total += GPT::loss(model.forward(x), y).item<double>();
-    return total / static_cast<double>(batches.size());
+    // Summed on the device in float64 (as host doubles would add the float losses), read once.
+    Tensor total = zeros({}, TensorOptions(kFloat64).device(device));
+    for (const auto& [x, y] : batches)
+      total = total + GPT::loss(model.forward(x.to(device)), y.to(device)).to(kFloat64);
+    return total.item<double>() / static_cast<double>(batches.size());
   });
 }
 
@@ -123,20 +132,23 @@ double split_loss(const GPT& model, const Tensor& data, int64_t batch_size) {
   const int64_t T = model.config().block_size_;
   const int64_t n_pred = data.size(0) - 1;  // characters predicted
   const int64_t n_full = n_pred / T, rest = n_pred % T;
+  const Device device = device_of(model);
   return evaluating(model, [&] {
-    double total = 0;  // summed nats
+    // Summed nats, on the device in float64 (the host arithmetic it replaces: double(loss) * n
+    // added up), read once at the end.
+    Tensor total = zeros({}, TensorOptions(kFloat64).device(device));
     for (int64_t w = 0; w < n_full; w += batch_size) {
       const int64_t b = std::min(batch_size, n_full - w);
-      const Tensor x = data.narrow(0, w * T, b * T).view({b, T});
-      const Tensor y = data.narrow(0, w * T + 1, b * T).view({b, T});
-      total += GPT::loss(model.forward(x), y).item<double>() * static_cast<double>(b * T);
+      const Tensor x = data.narrow(0, w * T, b * T).view({b, T}).to(device);
+      const Tensor y = data.narrow(0, w * T + 1, b * T).view({b, T}).to(device);
+      total = total + GPT::loss(model.forward(x), y).to(kFloat64) * static_cast<double>(b * T);
     }
     if (rest > 0) {
-      const Tensor x = data.narrow(0, n_full * T, rest).view({1, rest});
-      const Tensor y = data.narrow(0, n_full * T + 1, rest).view({1, rest});
-      total += GPT::loss(model.forward(x), y).item<double>() * static_cast<double>(rest);
+      const Tensor x = data.narrow(0, n_full * T, rest).view({1, rest}).to(device);
+      const Tensor y = data.narrow(0, n_full * T + 1, rest).view({1, rest}).to(device);
+      total = total + GPT::loss(model.forward(x), y).to(kFloat64) * static_cast<double>(rest);
     }
-    return total / static_cast<double>(n_pred);
+    return total.item<double>() / static_cast<double>(n_pred);
   });
 }
 

@@ -48,8 +48,9 @@ std::string decode(const data::Vocab& vocab, const std::vector<int64_t>& ids);
 /// N > block_size (else focus::Error). Returns (x, y), each [batch_size, block_size] int64.
 std::pair<Tensor, Tensor> get_batch(const Tensor& data, int64_t batch_size, int64_t block_size, Generator& gen);
 
-/// Mean next-character loss (nats) of model over batches (pairs from get_batch), without
-/// recording a graph; the model is put in eval mode and returned to its previous mode.
+/// Mean next-character loss (nats) of model over batches (pairs from get_batch, on any device:
+/// each is moved to the model's), without recording a graph; the model is put in eval mode
+/// and returned to its previous mode.
 double mean_loss(const GPT& model, const std::vector<std::pair<Tensor, Tensor>>& batches);
 
 /// Mean next-character loss (nats) over a whole split, deterministic: inputs are the
@@ -57,7 +58,7 @@ double mean_loss(const GPT& model, const std::vector<std::pair<Tensor, Tensor>>&
 /// (the last one shorter) with targets y = data[s + 1 : s + block_size + 1], so every
 /// character except the first is predicted exactly once, from 0 .. block_size - 1
 /// characters of context (the same mix of contexts as random blocks). Windows are
-/// evaluated batch_size at a time.
+/// evaluated batch_size at a time, each moved to the device of the model's weights.
 double split_loss(const GPT& model, const Tensor& data, int64_t batch_size);
 
 /// Nats per character -> bits per character (nats / ln 2).

@@ -74,7 +74,7 @@ struct Loaded {
   std::shared_ptr<GPT> model;
 };
 
-Loaded load(const std::string& path, const zoo::Config* override_config = nullptr) {
+Loaded load(const std::string& path, Device device, const zoo::Config* override_config = nullptr) {
   const auto meta = zoo::checkpoint_meta(path, kModel);
   const auto vocab_json = meta.find("vocab");
   FOCUS_CHECK(vocab_json != meta.end(), "[char-gpt] checkpoint {} has no vocabulary (meta \"vocab\")", path);
@@ -82,6 +82,7 @@ Loaded load(const std::string& path, const zoo::Config* override_config = nullpt
            data::Vocab::from_json(vocab_json->second), nullptr};
   l.model = std::make_shared<GPT>(gpt_config(l.config, l.vocab.size()));
   l.model->load_state_dict(optim::read_checkpoint(path).model);
+  l.model->to(device);
   l.model->eval();
   return l;
 }
@@ -108,6 +109,7 @@ void train(zoo::Run& run) {
   optim::LambdaLR sched(opt, [c](int64_t it) { return lr_factor(it, c); });
   Generator data_gen(seed);
   Generator eval_gen(seed + 1);
+  // The fixed evaluation batches live on the device for the whole run.
   auto to_dev = [&](std::vector<std::pair<Tensor, Tensor>> v) {
     for (auto& [x, y] : v) x = x.to(run.device()), y = y.to(run.device());
     return v;
@@ -132,32 +134,52 @@ void train(zoo::Run& run) {
   const auto t_start = std::chrono::steady_clock::now();
   run.progress().start(steps, "char/s");
   model->train();
+  // The loss and the gradient norm stay device tensors; they are read on the host on the steps
+  // that log them (every 10th, as nanoGPT's log_interval), and the loss is checked to be finite
+  // there and before each checkpoint (each step's loss is summed in float64 for that check).
+  Tensor unchecked = zeros({}, TensorOptions(kFloat64).device(run.device()));
+  int64_t first_unchecked = step + 1;
+  auto check_finite = [&] {
+    if (first_unchecked > step) return;
+    const double sum = unchecked.item<double>();
+    FOCUS_CHECK(std::isfinite(sum), "[char-gpt] the training loss is not finite ({}) in steps {} .. {}", sum,
+                first_unchecked, step);
+    unchecked = zeros({}, TensorOptions(kFloat64).device(run.device()));
+    first_unchecked = step + 1;
+  };
   while (step < steps && !run.interrupted()) {
     auto [x, y] = get_batch(corpus.train, B, T, data_gen);
     Tensor loss = GPT::loss(model->forward(x.to(run.device())), y.to(run.device()));
     opt.zero_grad(true);
     loss.backward();
-    const double gnorm = c.real("grad_clip") > 0 ? optim::clip_grad_norm_(model->parameters(), c.real("grad_clip")) : 0.0;
+    const Tensor gnorm = c.real("grad_clip") > 0 ? optim::clip_grad_norm_(model->parameters(), c.real("grad_clip"))
+                                                 : Tensor();
     const double lr = opt.lr();
     opt.step();
     sched.step();
     ++step;
-    const double l = loss.item<double>();
-    FOCUS_CHECK(std::isfinite(l), "[char-gpt] the training loss is {} at step {}", l, step);
-    run.progress().update(step, 1 + (step * B * T) / corpus.train.size(0), l, B * T);
-    if (step % 10 == 0 || step == steps) run.log("train", step, {{"loss", l}, {"lr", lr}, {"grad_norm", gnorm}});
+    unchecked = unchecked + loss.detach().to(kFloat64);
+    run.progress().update(step, 1 + (step * B * T) / corpus.train.size(0), loss, B * T);
+    if (step % 10 == 0 || step == steps) {
+      check_finite();
+      run.log("train", step,
+              {{"loss", loss.item<double>()}, {"lr", lr}, {"grad_norm", gnorm.defined() ? gnorm.item<double>() : 0.0}});
+    }
     if (step % c.integer("eval_every") == 0 || step == steps) evaluate_now(step);
-    if (step % c.integer("checkpoint_every") == 0 && step < steps)
+    if (step % c.integer("checkpoint_every") == 0 && step < steps) {
+      check_finite();  // never save weights a diverged step wrote
       run.save_checkpoint(*model, &opt, &sched, step, &data_gen, meta);
+    }
   }
   run.progress().finish();
+  check_finite();
   const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   run.save_checkpoint(*model, &opt, &sched, step, &data_gen, meta);
   if (run.interrupted()) return;
 
   out << "evaluating on the whole validation split...\n";
   const double train_loss = mean_loss(*model, train_batches);
-  const double valid_loss = split_loss(*model, corpus.valid.to(run.device()), B);
+  const double valid_loss = split_loss(*model, corpus.valid, B);  // windows moved to the device one batch at a time
   model->eval();
   std::string sample;
   if (c.integer("sample_length") > 0) {
@@ -187,7 +209,7 @@ void train(zoo::Run& run) {
 
 void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
   const zoo::Config config = args.config();
-  Loaded l = load(args.checkpoint, &config);
+  Loaded l = load(args.checkpoint, args.device, &config);
   FOCUS_CHECK(args.split == "test" || args.split == "valid" || args.split == "train",
               "[char-gpt] eval: split must be test, valid or train, got \"{}\"", args.split);
   if (config.integer("threads") > 0) set_num_threads(static_cast<int>(config.integer("threads")));
@@ -217,7 +239,7 @@ void generate(const zoo::CommandArgs& args, std::ostream& out) {
   FOCUS_CHECK(seed >= 0, "[generate] --seed must be >= 0, got {}", seed);
   std::string prompt = args.option("prompt");
   if (prompt.empty()) prompt = "\n";
-  Loaded l = load(args.checkpoint);
+  Loaded l = load(args.checkpoint, args.device);
   const std::vector<int64_t> ids = encode(l.vocab, prompt, "[generate] --prompt:");
   Generator gen(static_cast<uint64_t>(seed));
   out << prompt << std::flush;

@@ -223,19 +223,35 @@ G2PTransformer::G2PTransformer(const G2POptions& o, Generator* gen) : nn::Module
   }
 }
 
+namespace {
+
+// Whether any position of pad [B, S] bool is padding: read on the host, since it decides
+// whether attention gets a mask at all (a full batch of equal lengths needs none).
+bool any_padding(const Tensor& pad) { return pad.to(kInt64).sum().item<int64_t>() > 0; }
+
+Tensor memory_mask_of(const Tensor& pad, bool any_pad) {
+  return any_pad ? logical_not(pad).view({pad.size(0), 1, 1, pad.size(1)}) : Tensor();
+}
+
+}  // namespace
+
+Device G2PTransformer::device() const { return generator_->weight().device(); }
+
 Tensor G2PTransformer::memory_mask(const Tensor& src) const {
   check_tokens(src, "src", "G2PTransformer");
   const Tensor pad = eq(src, Scalar(options_.pad_id_));
-  if (!pad.to(kInt64).sum().item<int64_t>()) return Tensor();
-  return logical_not(pad).view({src.size(0), 1, 1, src.size(1)});
+  return memory_mask_of(pad, any_padding(pad));
 }
 
 Tensor G2PTransformer::encode(const Tensor& src) const {
   check_tokens(src, "src", "G2PTransformer");
+  const Tensor pad = eq(src, Scalar(options_.pad_id_));
+  return encode(src, pad, any_padding(pad));
+}
+
+Tensor G2PTransformer::encode(const Tensor& src, const Tensor& pad, bool any_pad) const {
   FOCUS_CHECK(src.size(1) >= 1 && src.size(1) <= options_.max_len_,
               "[G2PTransformer] source length {} is outside 1 .. max_len ({})", src.size(1), options_.max_len_);
-  const Tensor pad = eq(src, Scalar(options_.pad_id_));
-  const bool any_pad = pad.to(kInt64).sum().item<int64_t>() > 0;
   const double scale = std::sqrt(static_cast<double>(options_.d_model_));
   const Tensor x = embed_dropout_->forward(pos_->forward(src_embed_->forward(src) * scale));
   return encoder_->forward(x, Tensor(), any_pad ? pad : Tensor());
@@ -268,8 +284,12 @@ Tensor G2PTransformer::forward(const Tensor& src, const Tensor& tgt_in) const {
   FOCUS_CHECK(src.defined() && src.dim() == 2 && src.size(0) == tgt_in.size(0),
               "[G2PTransformer] src and tgt_in must have the same batch size, got {} and {}",
               src.defined() ? fmt::format("{}", src.shape()) : "undefined", tgt_in.shape());
-  const Tensor memory = encode(src);
-  return decode(tgt_in, memory, memory_mask(src));
+  check_tokens(src, "src", "G2PTransformer");
+  // One host read per batch (is anything padded?), shared by the encoder and the decoder.
+  const Tensor pad = eq(src, Scalar(options_.pad_id_));
+  const bool any_pad = any_padding(pad);
+  const Tensor memory = encode(src, pad, any_pad);
+  return decode(tgt_in, memory, memory_mask_of(pad, any_pad));
 }
 
 DecoderState G2PTransformer::start(const Tensor& memory, const Tensor& memory_mask) const {
@@ -316,11 +336,13 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> G2PTransformer::decay_groups
 
 int64_t max_decode_steps(const G2POptions& o, int64_t S) { return std::min(o.max_len_, 2 * S + 5); }
 
-std::vector<Hypothesis> greedy_decode(G2PTransformer& model, const Tensor& src) {
+std::vector<Hypothesis> greedy_decode(G2PTransformer& model, const Tensor& src_in) {
   NoGradGuard no_grad;
   EvalScope eval(model);
-  check_tokens(src, "src", "greedy_decode");
+  check_tokens(src_in, "src", "greedy_decode");
   const G2POptions& o = model.options();
+  const TensorOptions ids = TensorOptions(kInt64).device(model.device());
+  const Tensor src = src_in.to(model.device());
   const int64_t B = src.size(0), V = o.tgt_vocab_size_;
   std::vector<Hypothesis> out(static_cast<size_t>(B));
   if (B == 0) return out;
@@ -331,7 +353,7 @@ std::vector<Hypothesis> greedy_decode(G2PTransformer& model, const Tensor& src) 
   std::vector<bool> done(static_cast<size_t>(B), false);
   int64_t remaining = B;
   for (int64_t t = 0; t < steps && remaining > 0; ++t) {
-    const Tensor logits = model.step(state, tensor(next, {B, 1}));
+    const Tensor logits = model.step(state, tensor(next, {B, 1}, ids));
     const std::vector<float> lp = log_softmax(logits.select(1, 0), -1).to_vector<float>();
     for (int64_t b = 0; b < B; ++b) {
       const float* row = lp.data() + b * V;
@@ -356,10 +378,12 @@ std::vector<Hypothesis> greedy_decode(G2PTransformer& model, const Tensor& src) 
   return out;
 }
 
-std::vector<std::vector<Hypothesis>> beam_search(G2PTransformer& model, const Tensor& src, const BeamOptions& options) {
+std::vector<std::vector<Hypothesis>> beam_search(G2PTransformer& model, const Tensor& src_in, const BeamOptions& options) {
   NoGradGuard no_grad;
   EvalScope eval(model);
-  check_tokens(src, "src", "beam_search");
+  check_tokens(src_in, "src", "beam_search");
+  const TensorOptions ids = TensorOptions(kInt64).device(model.device());
+  const Tensor src = src_in.to(model.device());
   const int64_t K = options.beam_size_;
   FOCUS_CHECK(K >= 1, "[beam_search] beam_size must be at least 1, got {}", K);
   FOCUS_CHECK(options.nbest_ >= 1 && options.nbest_ <= K, "[beam_search] nbest must be in 1 .. beam_size ({}), got {}", K,
@@ -376,7 +400,7 @@ std::vector<std::vector<Hypothesis>> beam_search(G2PTransformer& model, const Te
 
   std::vector<int64_t> expand(static_cast<size_t>(N));
   for (int64_t i = 0; i < N; ++i) expand[static_cast<size_t>(i)] = i / K;
-  const Tensor expand_index = tensor(expand, {N});
+  const Tensor expand_index = tensor(expand, {N}, ids);
   const Tensor memory = index_select(model.encode(src), 0, expand_index);
   Tensor mask = model.memory_mask(src);
   if (mask.defined()) mask = index_select(mask, 0, expand_index);
@@ -401,7 +425,7 @@ std::vector<std::vector<Hypothesis>> beam_search(G2PTransformer& model, const Te
   std::vector<double> new_scores(static_cast<size_t>(N));
   std::vector<int64_t> new_next(static_cast<size_t>(N));
   for (int64_t t = 0; t < steps && remaining > 0; ++t) {
-    const Tensor logits = model.step(state, tensor(next, {N, 1}));
+    const Tensor logits = model.step(state, tensor(next, {N, 1}, ids));
     const std::vector<float> lp = log_softmax(logits.select(1, 0), -1).to_vector<float>();
     for (int64_t b = 0; b < B; ++b) {
       int64_t live = 0;
@@ -463,7 +487,7 @@ std::vector<std::vector<Hypothesis>> beam_search(G2PTransformer& model, const Te
     tokens = std::move(new_tokens);
     scores = new_scores;
     next = new_next;
-    state.reorder(tensor(origin, {N}));
+    state.reorder(tensor(origin, {N}, ids));
   }
   for (int64_t b = 0; b < B; ++b) {
     auto& f = finished[static_cast<size_t>(b)];
@@ -485,10 +509,11 @@ std::vector<std::vector<Hypothesis>> beam_search(G2PTransformer& model, const Te
   return finished;
 }
 
-Tensor cross_attention_map(G2PTransformer& model, const Tensor& src, const std::vector<int64_t>& tokens, int64_t layer) {
+Tensor cross_attention_map(G2PTransformer& model, const Tensor& src_in, const std::vector<int64_t>& tokens, int64_t layer) {
   NoGradGuard no_grad;
   EvalScope eval(model);
-  check_tokens(src, "src", "cross_attention_map");
+  check_tokens(src_in, "src", "cross_attention_map");
+  const Tensor src = src_in.to(model.device());
   FOCUS_CHECK(src.size(0) == 1, "[cross_attention_map] expected one source [1, S], got {}", src.shape());
   const int64_t L = model.num_decoder_layers();
   if (layer < 0) layer += L;
@@ -497,7 +522,8 @@ Tensor cross_attention_map(G2PTransformer& model, const Tensor& src, const std::
   tgt_in.insert(tgt_in.end(), tokens.begin(), tokens.end());
   const int64_t T = static_cast<int64_t>(tgt_in.size());
   std::vector<Tensor> weights;
-  model.decode(tensor(tgt_in, {1, T}), model.encode(src), model.memory_mask(src), &weights);
+  model.decode(tensor(tgt_in, {1, T}, TensorOptions(kInt64).device(model.device())), model.encode(src),
+               model.memory_mask(src), &weights);
   return weights[static_cast<size_t>(layer)].select(0, 0).mean({0});  // [H, T, S] -> [T, S]
 }
 

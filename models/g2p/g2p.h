@@ -130,11 +130,16 @@ class G2PTransformer : public nn::Module {
   /// Parameters in two AdamW groups: matrices get weight decay; biases, LayerNorm weights
   /// and embeddings do not.
   std::pair<std::vector<Tensor>, std::vector<Tensor>> decay_groups() const;
+  /// The device of the weights (where Module::to put them): inputs go there, and decoding
+  /// builds its tensors there.
+  Device device() const;
   const G2POptions& options() const { return options_; }
   int64_t num_decoder_layers() const { return static_cast<int64_t>(layers_.size()); }
 
  private:
   Tensor embed_target(const Tensor& tokens, int64_t offset) const;
+  // encode with the padding already known: pad [B, S] bool (true = padding), used only when any_pad
+  Tensor encode(const Tensor& src, const Tensor& pad, bool any_pad) const;
   G2POptions options_;
   std::shared_ptr<nn::Embedding> src_embed_, tgt_embed_;
   std::shared_ptr<nn::SinusoidalPositionalEncoding> pos_;
@@ -159,7 +164,9 @@ struct Hypothesis {
 int64_t max_decode_steps(const G2POptions& options, int64_t S);
 
 /// Greedy decoding of a batch src [B, S] -> B hypotheses (batched, key-value cached). The
-/// model is put in eval mode for the call. pad, bos and unk are never generated.
+/// model is put in eval mode for the call. pad, bos and unk are never generated. src may be
+/// on any device: decoding runs on the model's (G2PTransformer::device()), reading each
+/// step's log-probabilities back to choose the tokens.
 std::vector<Hypothesis> greedy_decode(G2PTransformer& model, const Tensor& src);
 
 struct BeamOptions {
@@ -176,13 +183,14 @@ struct BeamOptions {
 /// source, the 2k best continuations: those ending in eos finish (while among the first k),
 /// the best k others stay live; a source is done when k hypotheses have finished (or at the
 /// length limit, where live beams join as unfinished). beam_size 1 gives greedy's result.
+/// Runs on the model's device, as greedy_decode.
 std::vector<std::vector<Hypothesis>> beam_search(G2PTransformer& model, const Tensor& src,
                                                  const BeamOptions& options = {});
 
 /// Cross-attention weights of the model on its own prediction (or any target) for one
 /// source: src [1, S], tokens (the phoneme ids, without bos / eos) -> [T, S] weights where
 /// row t is the step that produced tokens[t] (the last row: the step producing eos),
-/// averaged over the heads of decoder layer `layer` (-1: the last).
+/// averaged over the heads of decoder layer `layer` (-1: the last), on the model's device.
 Tensor cross_attention_map(G2PTransformer& model, const Tensor& src, const std::vector<int64_t>& tokens,
                            int64_t layer = -1);
 

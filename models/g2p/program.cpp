@@ -27,6 +27,12 @@ struct Example {
 struct Batch {
   Tensor src, tgt_in, tgt_out;  // [B, S], [B, T], [B, T]
   int64_t tokens = 0;           // letters + phonemes + eos: the unit of tok/s
+  // Page-locked, for asynchronous copies to a GPU (DataLoaderOptions::pin_memory).
+  void pin_memory() {
+    src = src.pin_memory();
+    tgt_in = tgt_in.pin_memory();
+    tgt_out = tgt_out.pin_memory();
+  }
 };
 
 Batch collate(const std::vector<Example>& examples, int64_t pad) {
@@ -119,12 +125,15 @@ void check_config(const zoo::Config& c) {
               c.real("label_smoothing"));
 }
 
-// Mean teacher-forced loss (no label smoothing) over examples.
-double mean_loss(G2PTransformer& model, const std::vector<Example>& examples, int64_t batch_size, int64_t pad, Device device) {
+// Mean teacher-forced loss (no label smoothing) over examples, on the model's device.
+double mean_loss(G2PTransformer& model, const std::vector<Example>& examples, int64_t batch_size, int64_t pad) {
   NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
-  double total = 0;
+  const Device device = model.device();
+  // The sum stays on the device (float64, as a host double would add the float losses) and
+  // is read once at the end.
+  Tensor total = zeros({}, TensorOptions(kFloat64).device(device));
   int64_t count = 0;
   for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(batch_size)) {
     const std::vector<Example> chunk(examples.begin() + static_cast<std::ptrdiff_t>(i),
@@ -134,13 +143,13 @@ double mean_loss(G2PTransformer& model, const std::vector<Example>& examples, in
     const int64_t V = logits.size(2);
     const Tensor loss = cross_entropy(logits.reshape({-1, V}), b.tgt_out.to(device).reshape({-1}),
                                       CrossEntropyOptions().ignore_index(pad).reduction(Reduction::Sum));
-    total += loss.item<double>();
+    total = total + loss.to(kFloat64);
     int64_t n = 0;
     for (const auto& e : chunk) n += static_cast<int64_t>(e.tgt.size()) + 1;
     count += n;
   }
   model.train(was_training);
-  return count ? total / static_cast<double>(count) : 0.0;
+  return count ? total.item<double>() / static_cast<double>(count) : 0.0;
 }
 
 std::string join(const std::vector<std::string>& v) {
@@ -199,7 +208,8 @@ std::string with_suffix(const std::string& path, const std::string& word, bool s
 void draw_attention(G2PTransformer& model, const G2PVocabs& vocabs, const Prediction& pred, const std::string& path) {
   const auto letters = word_letters(pred.word);
   const auto ids = encode_word(vocabs.letters, pred.word, "predict");
-  const Tensor map = cross_attention_map(model, tensor(ids, {1, static_cast<int64_t>(ids.size())}), pred.hypothesis.tokens);
+  const Tensor src = tensor(ids, {1, static_cast<int64_t>(ids.size())}, TensorOptions(kInt64).device(model.device()));
+  const Tensor map = cross_attention_map(model, src, pred.hypothesis.tokens);
   std::vector<std::string> rows = pred.phonemes;
   rows.push_back("<eos>");
   const int T = static_cast<int>(map.size(0)), S = static_cast<int>(map.size(1));
@@ -239,7 +249,11 @@ void train(zoo::Run& run) {
   auto dataset = std::make_shared<data::VectorDataset<Example>>(std::move(examples));
   data::DataLoader<Example, Batch> loader(
       dataset, [pad](std::vector<Example> ex) { return collate(ex, pad); },
-      data::DataLoaderOptions(c.integer("batch_size")).shuffle(true).seed(seed).bucket(c.integer("bucket")),
+      data::DataLoaderOptions(c.integer("batch_size"))
+          .shuffle(true)
+          .seed(seed)
+          .bucket(c.integer("bucket"))
+          .pin_memory(run.device().is_cuda()),  // pinned batches copy to the GPU asynchronously
       [](const Example& e) { return static_cast<int64_t>(e.src.size()); });
 
   Generator init_gen(seed);
@@ -279,11 +293,20 @@ void train(zoo::Run& run) {
   const double ls = c.real("label_smoothing"), clip = c.real("clip");
   auto& progress = run.progress();
   progress.start(steps, "tok/s");
-  double loss_sum = 0;
-  int64_t loss_count = 0;
+  // The losses since the last log line, summed on the device in float64 (as host doubles would
+  // add them) and read on the host only when logged or before a checkpoint is written.
+  const TensorOptions f64 = TensorOptions(kFloat64).device(run.device());
+  Tensor loss_sum = zeros({}, f64);
+  int64_t loss_count = 0, first_unchecked = step + 1;
+  auto checked_mean_loss = [&] {
+    const double mean = loss_sum.item<double>() / static_cast<double>(loss_count);
+    FOCUS_CHECK(std::isfinite(mean), "[g2p] the training loss is {} in steps {} .. {}: lower lr or raise warmup", mean,
+                first_unchecked, step);
+    return mean;
+  };
   model->train();
   auto validate = [&] {
-    const double vl = mean_loss(*model, valid_examples, 256, pad, run.device());
+    const double vl = mean_loss(*model, valid_examples, 256, pad);
     const ErrorRates r = evaluate_words(*model, vocabs, valid_known, 1);
     model->train();
     progress.clear();
@@ -291,31 +314,36 @@ void train(zoo::Run& run) {
   };
   while (step < steps && !run.interrupted()) {
     for (Batch& b : loader) {
+      const Device dev = run.device();
+      const Tensor src = b.src.to(dev, true), tgt_in = b.tgt_in.to(dev, true), tgt_out = b.tgt_out.to(dev, true);
       opt.zero_grad();
-      const Tensor logits = model->forward(b.src.to(run.device()), b.tgt_in.to(run.device()));
-      Tensor loss = model->loss(logits, b.tgt_out.to(run.device()), ls);
+      const Tensor logits = model->forward(src, tgt_in);
+      Tensor loss = model->loss(logits, tgt_out, ls);
       loss.backward();
       if (clip > 0) optim::clip_grad_norm_(model->parameters(), clip);
       opt.step();
       sched->step();
       ++step;
-      const double l = loss.item<double>();
-      FOCUS_CHECK(std::isfinite(l), "[g2p] the training loss is {} at step {}: lower lr or raise warmup", l, step);
-      loss_sum += l;
+      loss_sum = loss_sum + loss.detach().to(kFloat64);
       ++loss_count;
-      progress.update(step, epoch, l, b.tokens);
+      progress.update(step, epoch, loss, b.tokens);
       if (step % c.integer("log_every") == 0 || step == steps) {
-        run.log("train", step, {{"loss", loss_sum / static_cast<double>(loss_count)}, {"lr", opt.param_groups()[0].lr()}});
-        loss_sum = 0;
+        run.log("train", step, {{"loss", checked_mean_loss()}, {"lr", opt.param_groups()[0].lr()}});
+        loss_sum = zeros({}, f64);
         loss_count = 0;
+        first_unchecked = step + 1;
       }
       if (step % c.integer("eval_every") == 0 || step == steps) validate();
-      if (step % c.integer("checkpoint_every") == 0 && step < steps) run.save_checkpoint(*model, &opt, sched.get(), step, nullptr, meta);
+      if (step % c.integer("checkpoint_every") == 0 && step < steps) {
+        if (loss_count > 0) (void)checked_mean_loss();  // never save weights a diverged step wrote
+        run.save_checkpoint(*model, &opt, sched.get(), step, nullptr, meta);
+      }
       if (step >= steps || run.interrupted()) break;
     }
     if (step < steps && !run.interrupted()) loader.set_epoch(++epoch);
   }
   progress.finish();
+  if (loss_count > 0) (void)checked_mean_loss();
   run.save_checkpoint(*model, &opt, sched.get(), step, nullptr, meta);
   if (run.interrupted()) return;
 
@@ -362,7 +390,7 @@ void train(zoo::Run& run) {
 }
 
 void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
-  LoadedModel lm = load_model(args.checkpoint, args.overrides);
+  LoadedModel lm = load_model(args.checkpoint, args.overrides, args.device);
   const zoo::Config& c = lm.config;
   set_num_threads(static_cast<int>(c.integer("threads")));
   const auto words = load_split(c, args.split);
@@ -384,7 +412,7 @@ void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
 }
 
 void predict(const zoo::CommandArgs& args, std::ostream& out) {
-  LoadedModel lm = load_model(args.checkpoint);
+  LoadedModel lm = load_model(args.checkpoint, {}, args.device);
   const int64_t beam = args.integer("beam");
   FOCUS_CHECK(beam >= 1 && beam <= 64, "[predict] --beam must be in 1 .. 64, got {}", beam);
   const std::string attention = args.option("attention");
@@ -484,7 +512,7 @@ std::vector<G2PWord> load_split(const zoo::Config& c, const std::string& split) 
   return out;
 }
 
-LoadedModel load_model(const std::string& path, const std::vector<std::string>& config_overrides) {
+LoadedModel load_model(const std::string& path, const std::vector<std::string>& config_overrides, Device device) {
   const auto meta = zoo::checkpoint_meta(path, "g2p");
   for (const char* key : {"config", "letters", "phonemes"})
     FOCUS_CHECK(meta.count(key), "[g2p] {} has no '{}' in its metadata: not a g2p checkpoint written by `focus train g2p`", path, key);
@@ -494,6 +522,7 @@ LoadedModel load_model(const std::string& path, const std::vector<std::string>& 
   lm.vocabs = {data::Vocab::from_json(meta.at("letters")), data::Vocab::from_json(meta.at("phonemes"))};
   lm.model = std::make_shared<G2PTransformer>(model_options(lm.config, lm.vocabs));
   optim::load_checkpoint(path, *lm.model);
+  lm.model->to(device);
   lm.model->eval();
   return lm;
 }
@@ -518,7 +547,7 @@ std::vector<Prediction> predict_words(G2PTransformer& model, const G2PVocabs& vo
     const int64_t B = static_cast<int64_t>(j - i), S = static_cast<int64_t>(ids[order[i]].size());
     std::vector<int64_t> src(static_cast<size_t>(B * S), pad);
     for (size_t k = i; k < j; ++k) std::copy(ids[order[k]].begin(), ids[order[k]].end(), src.begin() + static_cast<std::ptrdiff_t>((k - i) * S));
-    const Tensor s = tensor(src, {B, S});
+    const Tensor s = tensor(src, {B, S}, TensorOptions(kInt64).device(model.device()));
     std::vector<Hypothesis> hyps;
     if (beam <= 1) {
       hyps = greedy_decode(model, s);

@@ -49,9 +49,10 @@ struct LoadedModel {
   G2PVocabs vocabs;
   zoo::Config config;
 };
-/// Loads path (meta "config", "letters", "phonemes" and the weights); config_overrides are
-/// "key=value" changes to the stored config (e.g. beam=8).
-LoadedModel load_model(const std::string& path, const std::vector<std::string>& config_overrides = {});
+/// Loads path (meta "config", "letters", "phonemes" and the weights) and moves the model to
+/// device; config_overrides are "key=value" changes to the stored config (e.g. beam=8).
+LoadedModel load_model(const std::string& path, const std::vector<std::string>& config_overrides = {},
+                       Device device = kCPU);
 
 /// One word's decoding results.
 struct Prediction {
@@ -59,8 +60,9 @@ struct Prediction {
   std::vector<std::string> phonemes;
   Hypothesis hypothesis;
 };
-/// Decodes normalized words (batched, longest-first chunks of batch_size): beam <= 1 greedy,
-/// else beam search with that width. A letter outside the model's vocabulary -> focus::Error.
+/// Decodes normalized words (batched, longest-first chunks of batch_size, each built on the
+/// model's device): beam <= 1 greedy, else beam search with that width. A letter outside the
+/// model's vocabulary -> focus::Error.
 std::vector<Prediction> predict_words(G2PTransformer& model, const G2PVocabs& vocabs, const std::vector<std::string>& words,
                                       int64_t beam, double length_penalty = 1.0, int64_t batch_size = 256);
 

@@ -33,6 +33,11 @@ struct Batch {
   data::PaddedBatch padded;
   Tensor labels;       // [B] int64
   int64_t tokens = 0;  // real (unpadded) tokens
+  // Page-locked, for asynchronous copies to a GPU (DataLoaderOptions::pin_memory).
+  void pin_memory() {
+    padded.pin_memory();
+    labels = labels.pin_memory();
+  }
 };
 
 Batch collate(const std::vector<Example>& examples, int64_t pad_id) {
@@ -81,7 +86,7 @@ struct Loaded {
   zoo::Config config;
 };
 
-Loaded load_model(const std::string& checkpoint, const zoo::Config& config) {
+Loaded load_model(const std::string& checkpoint, const zoo::Config& config, Device device) {
   const auto meta = zoo::checkpoint_meta(checkpoint, kModel);
   const auto it = meta.find("vocab");
   FOCUS_CHECK(it != meta.end(), "[spam] checkpoint '{}' has no vocabulary (meta \"vocab\")", checkpoint);
@@ -90,6 +95,7 @@ Loaded load_model(const std::string& checkpoint, const zoo::Config& config) {
   l.config = config;
   l.model = std::make_shared<SpamClassifier>(model_config(config, l.vocab));
   optim::load_checkpoint(checkpoint, *l.model);
+  l.model->to(device);
   l.model->eval();
   return l;
 }
@@ -118,14 +124,15 @@ void classify_command(const zoo::CommandArgs& args, std::ostream& out) {
   // Read every input first so that an unreadable file fails before any output.
   std::vector<std::string> texts;
   for (const std::string& f : args.inputs) texts.push_back(read_file(f, "classify"));
-  Loaded l = load_model(args.checkpoint, zoo::config_from_checkpoint(args.checkpoint));
+  Loaded l = load_model(args.checkpoint, zoo::config_from_checkpoint(args.checkpoint), args.device);
   const int64_t max_len = l.model->config().max_len_;
   NoGradGuard no_grad;
   for (size_t i = 0; i < texts.size(); ++i) {
     std::vector<std::string> words = email_words(texts[i]);
     if (static_cast<int64_t>(words.size()) > max_len - 1) words.resize(static_cast<size_t>(max_len - 1));
     const std::vector<int64_t> ids = encode_words(words, l.vocab, max_len);
-    Tensor tokens = tensor<int64_t>(ids, Shape{1, static_cast<int64_t>(ids.size())});
+    const Tensor tokens =
+        tensor<int64_t>(ids, Shape{1, static_cast<int64_t>(ids.size())}, TensorOptions(kInt64).device(l.model->device()));
     const double p_spam = softmax(l.model->forward(tokens), -1).select(1, 1).item<double>();
     const bool spam = p_spam >= 0.5;
     out << fmt::format("{}  {}  p(spam) = {:.4f}  ({} words{})\n", args.inputs[i], spam ? "spam" : "ham ", p_spam,
@@ -152,7 +159,7 @@ void classify_command(const zoo::CommandArgs& args, std::ostream& out) {
 
 void evaluate_command(const zoo::EvalArgs& args, std::ostream& out) {
   const zoo::Config config = args.config();
-  Loaded l = load_model(args.checkpoint, config);
+  Loaded l = load_model(args.checkpoint, config, args.device);
   const SplitMessages splits = split_messages(load_messages(config));
   const std::vector<Example> examples = encode_messages(pick(splits, args.split), l.vocab, l.model->config().max_len_);
   FOCUS_CHECK(!examples.empty(), "[eval] the {} split of {} is empty", args.split, config.str("dataset"));
@@ -162,7 +169,6 @@ void evaluate_command(const zoo::EvalArgs& args, std::ostream& out) {
 
 void train_program(zoo::Run& run) {
   const zoo::Config& c = run.config();
-  FOCUS_CHECK(run.device() == kCPU, "[spam] training runs on the CPU only");
   if (c.integer("threads") > 0) set_num_threads(static_cast<int>(c.integer("threads")));
   const int64_t batch_size = c.integer("batch_size");
   FOCUS_CHECK(batch_size >= 1, "[spam] batch_size must be >= 1, got {}", batch_size);
@@ -198,6 +204,7 @@ void train_program(zoo::Run& run) {
   manual_seed(seed);
   Generator init_gen(seed);
   auto model = std::make_shared<SpamClassifier>(model_config(c, vocab), &init_gen);
+  model->to(run.device());  // before the optimizer sees the parameters
   auto [decay, no_decay] = model->decay_groups();
   optim::AdamW opt(std::vector<optim::ParamGroup>{optim::ParamGroup(decay), optim::ParamGroup(no_decay).weight_decay(0.0)},
                    optim::AdamWOptions(c.real("lr")).weight_decay(c.real("weight_decay")));
@@ -205,7 +212,11 @@ void train_program(zoo::Run& run) {
   const int64_t pad_id = vocab.pad_id();
   data::DataLoader<Example, Batch> loader(
       train_set, [pad_id](std::vector<Example> ex) { return collate(ex, pad_id); },
-      data::DataLoaderOptions(batch_size).shuffle(true).seed(seed).bucket(c.integer("bucket")),
+      data::DataLoaderOptions(batch_size)
+          .shuffle(true)
+          .seed(seed)
+          .bucket(c.integer("bucket"))
+          .pin_memory(run.device().is_cuda()),  // pinned batches copy to the GPU asynchronously
       [](const Example& e) { return static_cast<int64_t>(e.ids.size()); });
   const int64_t per_epoch = loader.num_batches();
   const int64_t steps = c.integer("steps") > 0 ? c.integer("steps") : c.integer("epochs") * per_epoch;
@@ -225,34 +236,41 @@ void train_program(zoo::Run& run) {
   const int64_t log_every = std::max<int64_t>(1, c.integer("log_every"));
   nn::CrossEntropyLoss criterion;
   run.progress().start(steps, "tok/s");
-  double loss_sum = 0.0;
-  int64_t loss_count = 0;
-  BinaryMetrics train_metrics;
+  // The loss and accuracy since the last log line, summed on the device (the loss in float64,
+  // as host doubles would add it) and read on the host only when logged.
+  const Device device = run.device();
+  Tensor loss_sum = zeros({}, TensorOptions(kFloat64).device(device));
+  Tensor correct = zeros({}, TensorOptions(kInt64).device(device));
+  int64_t loss_count = 0, seen = 0;
   while (step < steps && !run.interrupted()) {
     const int64_t epoch = step / per_epoch;
     loader.set_epoch(epoch, step % per_epoch);  // resuming inside an epoch starts at its next batch
     for (Batch& b : loader) {
       if (step >= steps || run.interrupted()) break;
+      const Tensor tokens = b.padded.tokens.to(device, true), padding = b.padded.key_padding_mask.to(device, true),
+                   labels = b.labels.to(device, true);
       model->train();
       opt.zero_grad();
-      Tensor logits = model->forward(b.padded.tokens, b.padded.key_padding_mask);
-      Tensor loss = criterion(logits, b.labels);
+      Tensor logits = model->forward(tokens, padding);
+      Tensor loss = criterion(logits, labels);
       loss.backward();
       if (c.real("clip_grad") > 0) optim::clip_grad_norm_(model->parameters(), c.real("clip_grad"));
       opt.step();
       sched.step();
       ++step;
-      const double l = loss.item<double>();
-      loss_sum += l;
+      loss_sum = loss_sum + loss.detach().to(kFloat64);
       ++loss_count;
-      train_metrics.add(logits.detach().argmax(-1), b.labels);
-      run.progress().update(step, epoch + 1, l, b.tokens);
+      correct = correct + eq(logits.detach().argmax(-1), labels).to(kInt64).sum();
+      seen += labels.size(0);
+      run.progress().update(step, epoch + 1, loss, b.tokens);
       if (step % log_every == 0 || step == steps) {
-        run.log("train", step, {{"loss", loss_sum / loss_count}, {"accuracy", train_metrics.accuracy()},
+        run.log("train", step, {{"loss", loss_sum.item<double>() / loss_count},
+                                {"accuracy", double(correct.item<int64_t>()) / double(seen)},
                                 {"lr", opt.param_groups()[0].lr()}, {"epoch", double(step) / double(per_epoch)}});
-        loss_sum = 0.0;
+        loss_sum = zeros({}, TensorOptions(kFloat64).device(device));
+        correct = zeros({}, TensorOptions(kInt64).device(device));
         loss_count = 0;
-        train_metrics = BinaryMetrics();
+        seen = 0;
       }
       if (eval_every > 0 && (step % eval_every == 0 || step == steps)) {
         run.progress().clear();
@@ -438,13 +456,16 @@ Evaluation evaluate_examples(SpamClassifier& model, const std::vector<Example>& 
   Evaluation ev;
   double loss_sum = 0.0;
   const int64_t pad_id = model.config().pad_id_;
+  const Device device = model.device();
   for (size_t start = 0; start < order.size(); start += static_cast<size_t>(batch_size)) {
     std::vector<Example> chunk;
     for (size_t k = start; k < std::min(order.size(), start + static_cast<size_t>(batch_size)); ++k)
       chunk.push_back(examples[order[k]]);
     const Batch b = collate(chunk, pad_id);
-    Tensor logits = model.forward(b.padded.tokens, b.padded.key_padding_mask);
-    loss_sum += cross_entropy(logits, b.labels, CrossEntropyOptions().reduction(Reduction::Sum)).item<double>();
+    const Tensor labels = b.labels.to(device);
+    Tensor logits = model.forward(b.padded.tokens.to(device), b.padded.key_padding_mask.to(device));
+    // The host reads of an evaluation: the batch's summed loss and its predictions (the counts).
+    loss_sum += cross_entropy(logits, labels, CrossEntropyOptions().reduction(Reduction::Sum)).item<double>();
     ev.metrics.add(logits.argmax(-1), b.labels);
   }
   ev.loss = examples.empty() ? 0.0 : loss_sum / static_cast<double>(examples.size());

@@ -69,7 +69,7 @@ std::vector<int64_t> encode_words(const std::vector<std::string>& words, const d
 SpamConfig model_config(const zoo::Config& config, const data::Vocab& vocab);
 
 /// Confusion counts and mean cross-entropy of model on examples (no graph, eval mode; the
-/// training flag is restored).
+/// training flag is restored), the batches built on the model's device.
 struct Evaluation {
   BinaryMetrics metrics;
   double loss = 0.0;

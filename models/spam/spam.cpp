@@ -71,16 +71,19 @@ Tensor SpamClassifier::forward(const Tensor& tokens, const Tensor& key_padding_m
   return head_->forward(pooled);                                          // [B, 2]
 }
 
+Device SpamClassifier::device() const { return head_->weight().device(); }
+
 std::vector<float> SpamClassifier::attention_rollout(const Tensor& tokens_in) {
   Tensor tokens = tokens_in.defined() && tokens_in.dim() == 1 ? tokens_in.unsqueeze(0) : tokens_in;
   check_input(tokens, {});
+  tokens = tokens.to(device());
   FOCUS_CHECK(tokens.size(0) == 1, "[SpamClassifier] attention_rollout takes one sequence, got a batch of {}",
               tokens.size(0));
   NoGradGuard no_grad;
   const bool was_training = is_training();
   eval();
   const int64_t T = tokens.size(1);
-  Tensor eye_t = eye(T);
+  Tensor eye_t = eye(T, -1, TensorOptions().device(tokens.device()));
   Tensor rollout = eye_t;
   Tensor x = pos_->forward(embed_->forward(tokens));  // [1, T, E]
   for (int64_t l = 0; l < encoder_->num_layers(); ++l) {

@@ -63,12 +63,15 @@ class SpamClassifier : public nn::Module {
   /// (the residual share is equal for all positions and would flatten the weights); the layers'
   /// matrices are multiplied and the row(s) of the pooled position(s) read off: row 0 for
   /// "cls", the mean of all rows for "mean". Runs without recording a graph and with dropout off (eval), restoring the
-  /// training flag afterwards.
+  /// training flag afterwards; tokens on any device (moved to the weights').
   std::vector<float> attention_rollout(const Tensor& tokens);
 
   /// Parameters split for AdamW: matrices (dim >= 2: Linear weights, embeddings) get weight
   /// decay; biases and LayerNorm weights do not.
   std::pair<std::vector<Tensor>, std::vector<Tensor>> decay_groups() const;
+
+  /// The device of the weights (where Module::to put them); forward's inputs must be there.
+  Device device() const;
 
   const SpamConfig& config() const { return config_; }
 

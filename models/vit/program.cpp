@@ -212,13 +212,16 @@ EvalResult evaluate_set(VisionTransformer& model, const ImageSet& set, const Nor
   // A non-owning view of the set for the loader (the set outlives the loop).
   std::shared_ptr<const data::Dataset<ImageExample>> ds(&set, [](const data::Dataset<ImageExample>*) {});
   const int64_t h = set.height(), w = set.width();
+  const Device device = model.device();
   Loader loader(ds, [&](std::vector<ImageExample> ex) { return collate_images(ex, h, w, norm); },
-                data::DataLoaderOptions(batch_size).prefetch(1));
+                data::DataLoaderOptions(batch_size).prefetch(1).pin_memory(device.is_cuda()));
   double loss_sum = 0;
   int64_t correct = 0;
   for (ImageBatch& b : loader) {
-    const Tensor logits = model.forward(b.images);
-    loss_sum += cross_entropy(logits, b.labels, CrossEntropyOptions().reduction(Reduction::Sum)).item<double>();
+    const Tensor logits = model.forward(b.images.to(device, true));
+    // The host reads of an evaluation: the batch's summed loss and its predictions.
+    loss_sum +=
+        cross_entropy(logits, b.labels.to(device, true), CrossEntropyOptions().reduction(Reduction::Sum)).item<double>();
     const auto pred = logits.argmax(-1).to_vector<int64_t>();
     const auto lab = b.labels.to_vector<int64_t>();
     for (size_t i = 0; i < pred.size(); ++i) {
@@ -324,10 +327,11 @@ Pictures write_attention_pictures(VisionTransformer& model, const ImageSet& set,
   std::vector<ImageExample> ex;
   for (int64_t i : idx) ex.push_back(set.get(i));
   const ImageBatch b = collate_images(ex, set.height(), set.width(), norm);
+  const Tensor images = b.images.to(model.device());
   NoGradGuard no_grad;
   model.eval();
-  const Tensor probs = model.forward(b.images).softmax(-1);
-  const Tensor att = method == "rollout" ? model.attention_rollout(b.images) : model.class_attention(b.images);
+  const Tensor probs = model.forward(images).softmax(-1);
+  const Tensor att = method == "rollout" ? model.attention_rollout(images) : model.class_attention(images);
   const int grid = static_cast<int>(model.config().grid());
   std::filesystem::create_directories(dir);
   for (size_t k = 0; k < idx.size(); ++k) {
@@ -389,7 +393,7 @@ void train(zoo::Run& run) {
   const Normalize norm = pixel_stats(d.train->images());
   Generator gen(seed);
   auto model = std::make_shared<VisionTransformer>(vit_config(c, d.train->height(), num_classes), &gen);
-  if (run.device() != kCPU) model->to(run.device());
+  model->to(run.device());  // before the optimizer sees the parameters
 
   const int64_t batch = c.integer("batch_size");
   const Augment aug{c.boolean("augment") ? c.integer("crop_padding") : 0, c.boolean("augment") && c.boolean("flip"),
@@ -401,7 +405,12 @@ void train(zoo::Run& run) {
       [norm, aug, epoch_now, h, w](std::vector<ImageExample> ex) {
         return collate_images(ex, h, w, norm, &aug, epoch_now->load());
       },
-      data::DataLoaderOptions(batch).shuffle(true).seed(seed).drop_last(true).prefetch(2));
+      data::DataLoaderOptions(batch)
+          .shuffle(true)
+          .seed(seed)
+          .drop_last(true)
+          .prefetch(2)
+          .pin_memory(run.device().is_cuda()));  // pinned batches copy to the GPU asynchronously
   const int64_t per_epoch = loader.num_batches();
   FOCUS_CHECK(per_epoch >= 1, "[vit] batch_size {} is larger than the training set ({} images)", batch,
               d.train->size());
@@ -434,7 +443,10 @@ void train(zoo::Run& run) {
   const auto t_start = std::chrono::steady_clock::now();
   auto t_log = t_start;
   int64_t images_done = 0, images_since_log = 0;
-  double loss_since_log = 0;
+  // The losses since the last log line, summed on the device in float64 (as host doubles would
+  // add them) and read on the host only when logged.
+  const TensorOptions f64 = TensorOptions(kFloat64).device(run.device());
+  Tensor loss_since_log = zeros({}, f64);
   int64_t steps_since_log = 0;
   double last_valid_acc = -1;
 
@@ -452,11 +464,7 @@ void train(zoo::Run& run) {
     loader.set_epoch(epoch, step % per_epoch);
     epoch_now->store(epoch);
     for (ImageBatch& b : loader) {
-      Tensor x = b.images, y = b.labels;
-      if (run.device() != kCPU) {
-        x = x.to(run.device());
-        y = y.to(run.device());
-      }
+      const Tensor x = b.images.to(run.device(), true), y = b.labels.to(run.device(), true);
       opt.zero_grad();
       Tensor loss = cross_entropy(model->forward(x), y, ce);
       loss.backward();
@@ -464,24 +472,24 @@ void train(zoo::Run& run) {
       opt.step();
       sched.step();
       ++step;
-      const double lv = loss.item<double>();
       const int64_t bsz = x.size(0);
       images_done += bsz;
       images_since_log += bsz;
-      loss_since_log += lv;
+      loss_since_log = loss_since_log + loss.detach().to(kFloat64);
       ++steps_since_log;
-      run.progress().update(step, epoch + 1, lv, bsz);
+      run.progress().update(step, epoch + 1, loss, bsz);
       if (step % log_every == 0) {
-        const auto now = std::chrono::steady_clock::now();
+        const double mean_loss = loss_since_log.item<double>() / static_cast<double>(steps_since_log);
+        const auto now = std::chrono::steady_clock::now();  // after the read: the device has caught up
         const double dt = std::chrono::duration<double>(now - t_log).count();
         run.log("train", step,
-                {{"loss", loss_since_log / static_cast<double>(steps_since_log)},
+                {{"loss", mean_loss},
                  {"lr", opt.lr()},
                  {"images_per_s", dt > 0 ? static_cast<double>(images_since_log) / dt : 0.0},
                  {"epoch", static_cast<double>(step) / static_cast<double>(per_epoch)}});
         t_log = now;
         images_since_log = 0;
-        loss_since_log = 0;
+        loss_since_log = zeros({}, f64);
         steps_since_log = 0;
       }
       const bool epoch_end = step % per_epoch == 0;
@@ -544,7 +552,7 @@ struct Loaded {
   std::vector<std::string> classes;
 };
 
-Loaded load_model(const std::string& checkpoint, const zoo::Config& config) {
+Loaded load_model(const std::string& checkpoint, const zoo::Config& config, Device device) {
   const auto meta = zoo::checkpoint_meta(checkpoint, kModel);
   Loaded l;
   l.config = config;
@@ -559,6 +567,7 @@ Loaded load_model(const std::string& checkpoint, const zoo::Config& config) {
   FOCUS_CHECK(!l.classes.empty(), "[vit] checkpoint {}: empty class list", checkpoint);
   l.model = std::make_shared<VisionTransformer>(vit_config(config, 28, static_cast<int64_t>(l.classes.size())));
   optim::load_checkpoint(checkpoint, *l.model);
+  l.model->to(device);
   l.model->eval();
   return l;
 }
@@ -566,7 +575,7 @@ Loaded load_model(const std::string& checkpoint, const zoo::Config& config) {
 void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
   const zoo::Config c = args.config();
   if (c.integer("threads") > 0) set_num_threads(static_cast<int>(c.integer("threads")));
-  Loaded l = load_model(args.checkpoint, c);
+  Loaded l = load_model(args.checkpoint, c, args.device);
   const VitData d = load_data(c);
   const ImageSet* set = args.split == "test" ? d.test.get() : args.split == "valid" ? d.valid.get()
                         : args.split == "train" ? d.train.get() : nullptr;
@@ -624,7 +633,7 @@ std::vector<uint8_t> read_pgm(const std::string& path, int64_t* h, int64_t* w) {
 
 void classify(const zoo::CommandArgs& args, std::ostream& out) {
   const zoo::Config c = zoo::config_from_checkpoint(args.checkpoint);
-  Loaded l = load_model(args.checkpoint, c);
+  Loaded l = load_model(args.checkpoint, c, args.device);
   const std::string method = args.option("attention");
   FOCUS_CHECK(method == "last" || method == "rollout", "[classify] --attention: expected last or rollout, got '{}'",
               method);
@@ -667,9 +676,10 @@ void classify(const zoo::CommandArgs& args, std::ostream& out) {
   std::vector<ImageExample> ex;
   for (int64_t i = 0; i < n; ++i) ex.push_back(set.get(i));
   const ImageBatch b = collate_images(ex, 28, 28, l.norm);
+  const Tensor batch = b.images.to(l.model->device());
   NoGradGuard no_grad;
-  const Tensor probs = l.model->forward(b.images).softmax(-1);
-  const Tensor att = method == "rollout" ? l.model->attention_rollout(b.images) : l.model->class_attention(b.images);
+  const Tensor probs = l.model->forward(batch).softmax(-1);
+  const Tensor att = method == "rollout" ? l.model->attention_rollout(batch) : l.model->class_attention(batch);
   const std::string dir = args.option("out");
   const int grid = static_cast<int>(l.model->config().grid());
   int64_t correct = 0, known = 0;

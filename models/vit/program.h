@@ -74,6 +74,12 @@ struct Augment {
 struct ImageBatch {
   Tensor images, labels;
   std::vector<int64_t> indices;
+  /// Puts images and labels in page-locked memory (DataLoaderOptions::pin_memory), so that
+  /// `.to(device, true)` copies them to a GPU asynchronously.
+  void pin_memory() {
+    images = images.pin_memory();
+    labels = labels.pin_memory();
+  }
 };
 
 /// Normalizes (and, with aug, augments for epoch `epoch`) examples of size h x w into a batch.
@@ -107,6 +113,7 @@ struct EvalResult {
   std::vector<int64_t> correct, total;   // per class
   std::vector<int64_t> predictions;      // per example, in set order
 };
+/// The batches are moved to the model's device; the predictions are read back per batch.
 EvalResult evaluate_set(VisionTransformer& model, const ImageSet& set, const Normalize& norm, int64_t batch_size,
                         int64_t num_classes);
 

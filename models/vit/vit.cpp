@@ -109,7 +109,7 @@ Tensor VisionTransformer::attention_rollout(const Tensor& images) {
   NoGradGuard no_grad;
   const std::vector<Tensor> maps = attention_maps(images);
   const int64_t B = maps[0].size(0), T = maps[0].size(1);
-  const Tensor eye_t = eye(T, -1, TensorOptions(maps[0].dtype())).unsqueeze(0).expand({B, T, T});
+  const Tensor eye_t = eye(T, -1, maps[0].options()).unsqueeze(0).expand({B, T, T});
   Tensor rollout = eye_t.contiguous();
   for (const Tensor& a : maps) {
     Tensor m = a * 0.5 + eye_t * 0.5;

@@ -82,6 +82,8 @@ class VisionTransformer : public nn::Module {
   /// Parameters in two AdamW groups: matrices (patch_embed, attention, feed-forward and head
   /// weights) get weight decay; biases, LayerNorms, cls_token and pos_embed do not.
   std::pair<std::vector<Tensor>, std::vector<Tensor>> decay_groups() const;
+  /// The device of the weights (where Module::to put them); images must be there.
+  Device device() const { return head_->weight().device(); }
   const ViTConfig& config() const { return config_; }
 
  private:

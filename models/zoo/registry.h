@@ -36,9 +36,13 @@ struct CommandArgs {
   bool flag(const std::string& name) const;
   /// Name used in errors ("predict").
   std::string command;
+  /// Where to run the model (--device, checked usable by the command line; default the CPU).
+  Device device = kCPU;
 };
 
-/// A model-specific command: `focus <command> <model> [INPUT ...] [--checkpoint F] [--opt value ...]`.
+/// A model-specific command: `focus <command> <model> [INPUT ...] [--checkpoint F] [--device D] [--opt value ...]`.
+/// The command line adds --checkpoint and --device to every command: its options cannot take
+/// those names (nor "help").
 struct ModelCommand {
   std::string help;
   /// Name of the positional inputs in the help ("WORD", "FILE"); "" = the command takes none.
@@ -54,6 +58,7 @@ struct EvalArgs {
   std::string checkpoint;              ///< exists
   std::string split = "test";          ///< "test", "valid" or "train"
   std::vector<std::string> overrides;  ///< --set key=value, to apply to the stored config
+  Device device = kCPU;                ///< where to run the model (--device, checked usable; default the CPU)
   /// The checkpoint's stored config with the overrides applied.
   Config config() const;
 };

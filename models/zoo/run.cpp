@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/creation.h"
+#include "core/cuda.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "nn/module.h"
@@ -137,6 +138,7 @@ void Progress::start(int64_t total_steps, std::string unit) {
   first_step_ = -1;
   epoch_ = 0;
   loss_ = 0.0;
+  pending_loss_ = Tensor();
   rate_ = 0.0;
   items_ = 0;
   drawn_ = false;
@@ -147,6 +149,21 @@ void Progress::start(int64_t total_steps, std::string unit) {
 }
 
 void Progress::update(int64_t step, int64_t epoch, double loss, int64_t items_since_last_update) {
+  loss_ = loss;
+  pending_loss_ = Tensor();
+  step_to(step, epoch, items_since_last_update);
+}
+
+void Progress::update(int64_t step, int64_t epoch, const Tensor& loss, int64_t items_since_last_update) {
+  FOCUS_CHECK(loss.defined() && loss.numel() == 1, "[progress] the loss must be a one-element tensor, got {}",
+              loss.defined() ? fmt::format("{}", loss.shape()) : std::string("an undefined tensor"));
+  pending_loss_ = loss.detach();  // keeps the value, not the graph behind it
+  step_to(step, epoch, items_since_last_update);
+}
+
+double Progress::current_loss() const { return pending_loss_.defined() ? pending_loss_.item<double>() : loss_; }
+
+void Progress::step_to(int64_t step, int64_t epoch, int64_t items_since_last_update) {
   auto now = std::chrono::steady_clock::now();
   if (first_step_ < 0) {
     // The first update of a phase: its step was the first one timed.
@@ -154,7 +171,6 @@ void Progress::update(int64_t step, int64_t epoch, double loss, int64_t items_si
   }
   step_ = step;
   epoch_ = epoch;
-  loss_ = loss;
   items_ += items_since_last_update;
   items_since_rate_ += static_cast<double>(items_since_last_update);
   double dt = std::chrono::duration<double>(now - last_rate_).count();
@@ -179,7 +195,8 @@ std::string Progress::line() const {
   std::string s = total_ > 0 ? fmt::format("step {}/{} ({}%)", step_, total_, step_ * 100 / std::max<int64_t>(total_, 1))
                              : fmt::format("step {}", step_);
   s += fmt::format(" | epoch {}", epoch_);
-  s += std::isfinite(loss_) ? fmt::format(" | loss {:.4f}", loss_) : fmt::format(" | loss {}", loss_);
+  const double loss = current_loss();
+  s += std::isfinite(loss) ? fmt::format(" | loss {:.4f}", loss) : fmt::format(" | loss {}", loss);
   if (!unit_.empty() && rate_ > 0) s += fmt::format(" | {} {}", format_rate(rate_), unit_);
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   int64_t done = first_step_ < 0 ? 0 : step_ - first_step_;
@@ -192,6 +209,10 @@ std::string Progress::line() const {
 }
 
 void Progress::draw(bool final_line) {
+  if (pending_loss_.defined()) {  // the one host read of a tensor loss: when it is shown
+    loss_ = pending_loss_.item<double>();
+    pending_loss_ = Tensor();
+  }
   if (tty_) {
     *out_ << '\r' << line() << "\x1b[K";
     if (final_line) *out_ << '\n';
@@ -205,6 +226,7 @@ void Progress::draw(bool final_line) {
 void Progress::finish() {
   if (!enabled_ || first_step_ < 0) {
     first_step_ = -1;
+    pending_loss_ = Tensor();
     return;
   }
   finishing_ = true;
@@ -227,6 +249,33 @@ void Progress::clear() {
 
 fs::path default_run_dir(const std::string& model) { return fs::path("runs") / model; }
 
+Device usable_device(const std::string& spec, const std::string& command) {
+  const Device device(spec);  // a malformed spec: the parser's own error
+  if (device.is_cpu()) return device;
+  try {
+    if (cuda::is_available()) {
+      const int n = cuda::device_count();
+      FOCUS_CHECK(device.index < n, "this machine has {} GPU{} (cuda:0{})", n, n == 1 ? "" : "s",
+                  n > 1 ? fmt::format(" .. cuda:{}", n - 1) : std::string());
+    }
+    // A tiny tensor moved there: the backend says why when it cannot (a build without CUDA,
+    // no driver, no GPU).
+    (void)zeros({1}).to(device);
+  } catch (const Error& e) {
+    FOCUS_FAIL("[{}] --device {}: this device cannot be used ({}); use --device cpu", command, spec, e.what());
+  }
+  return device;
+}
+
+std::string device_description(Device device) {
+  if (!device.is_cuda()) return device.str();
+  try {
+    return fmt::format("{} ({})", device.str(), cuda::get_device_name(device.index));
+  } catch (const Error&) {
+    return device.str();  // the name is decoration: never fail a run over it
+  }
+}
+
 namespace {
 bool stderr_is_tty(std::ostream* err) { return err == nullptr && ::isatty(2); }
 }  // namespace
@@ -237,15 +286,8 @@ Run::Run(const std::string& model, Config config, RunOptions opts)
       opts_(std::move(opts)),
       dir_(opts_.dir.empty() ? default_run_dir(model) : fs::path(opts_.dir)),
       progress_(opts_.err ? *opts_.err : std::cerr, stderr_is_tty(opts_.err), !opts_.quiet) {
-  // The device: parse, and make sure this build can use it.
-  device_ = Device(opts_.device);
-  if (!device_.is_cpu()) {
-    try {
-      (void)zeros({1}).to(device_);
-    } catch (const Error& e) {
-      FOCUS_FAIL("[train] --device {}: this device cannot be used ({}); use --device cpu", opts_.device, e.what());
-    }
-  }
+  // The device: parse, and make sure this build and machine can use it.
+  device_ = usable_device(opts_.device, "train");
   FOCUS_CHECK(!(opts_.resume && opts_.overwrite), "[train] --resume and --overwrite contradict each other: pick one");
   const fs::path checkpoint = dir_ / kCheckpointFile;
   std::error_code ec;

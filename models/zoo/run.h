@@ -7,14 +7,15 @@
 ///   void train(zoo::Run& run) {
 ///     const zoo::Config& c = run.config();
 ///     auto model = std::make_shared<MyModel>(...);
+///     model->to(run.device());                   // before the optimizer sees the parameters
 ///     optim::AdamW opt(model->parameters(), ...);
 ///     manual_seed(c.integer("seed"));           // dropout draws from the default generator
 ///     Generator gen(c.integer("seed") + 1);      // any other stream training draws from
 ///     int64_t step = run.restore(*model, &opt, &sched, &gen);      // 0 for a fresh run
 ///     run.progress().start(c.integer("steps"), "tok/s");
 ///     while (step < c.integer("steps") && !run.interrupted()) {
-///       ... one step ...; ++step;
-///       run.progress().update(step, epoch, loss, tokens_in_batch);
+///       ... one step (the batch moved with .to(run.device())) ...; ++step;
+///       run.progress().update(step, epoch, loss, tokens_in_batch);   // loss: a 0-d device tensor
 ///       if (step % c.integer("eval_every") == 0) run.log("valid", step, {{"loss", vl}});
 ///       if (step % c.integer("checkpoint_every") == 0) run.save_checkpoint(*model, &opt, &sched, step, &gen, meta);
 ///     }
@@ -35,6 +36,7 @@
 
 #include "core/device.h"
 #include "core/random.h"
+#include "core/tensor.h"
 #include "models/zoo/config.h"
 
 namespace focus::nn {
@@ -61,6 +63,9 @@ class Progress {
   /// Records that step (1-based count of steps done) is reached, with the epoch, the latest
   /// loss and the number of items processed since the previous update (for the rate).
   void update(int64_t step, int64_t epoch, double loss, int64_t items_since_last_update);
+  /// The same with the loss as a one-element tensor on any device: it is read on the host only
+  /// when a line is drawn, so a training loop on a GPU does not wait for every step's loss.
+  void update(int64_t step, int64_t epoch, const Tensor& loss, int64_t items_since_last_update);
   /// Ends the phase: the last line is completed with a newline.
   void finish();
   /// Clears a line drawn in place (before other output is written on a terminal); the next
@@ -74,11 +79,14 @@ class Progress {
 
  private:
   void draw(bool final_line);
+  void step_to(int64_t step, int64_t epoch, int64_t items_since_last_update);
+  double current_loss() const;  // loss_, or the pending tensor's value
   std::ostream* out_;
   bool tty_, enabled_;
   double interval_ = 10.0;
   int64_t total_ = 0, step_ = 0, first_step_ = -1, epoch_ = 0;
   double loss_ = 0.0, rate_ = 0.0;
+  Tensor pending_loss_;  // a loss given as a tensor, not read yet (undefined: loss_ is current)
   int64_t items_ = 0;
   std::string unit_;
   bool drawn_ = false;
@@ -96,7 +104,8 @@ struct RunOptions {
   bool resume = false;
   /// Start afresh even though dir holds a checkpoint (its files are replaced).
   bool overwrite = false;
-  /// "cpu" or "cuda[:N]"; a device this build cannot use -> focus::Error.
+  /// "cpu" or "cuda[:N]"; a device this build or machine cannot use -> focus::Error
+  /// (usable_device).
   std::string device = "cpu";
   /// No progress line.
   bool quiet = false;
@@ -126,10 +135,19 @@ inline constexpr const char* kReportTextFile = "report.txt";
 /// The default run directory of a model: runs/<model>.
 std::filesystem::path default_run_dir(const std::string& model);
 
+/// The device named by spec ("cpu", "cuda", "cuda:N") when this build and machine can use
+/// it. Otherwise focus::Error "[command] --device SPEC: this device cannot be used (why); use
+/// --device cpu" (a build without CUDA, no GPU, no GPU of that index); a spec that is no
+/// device at all -> the parser's error ("expected 'cpu', 'cuda' or 'cuda:N'").
+Device usable_device(const std::string& spec, const std::string& command = "train");
+/// How run headers name a device: "cpu", or "cuda:0 (NVIDIA H200)" with the GPU's name.
+std::string device_description(Device device);
+
 class Run {
  public:
-  /// Makes or opens the run directory; the first write (log, save_checkpoint, restore or
-  /// report) then writes config.json and, for a fresh run, removes what an earlier run left
+  /// Checks opts.device (usable_device), then makes or opens the run directory; the first
+  /// write (log, save_checkpoint, restore or report) then writes config.json and, for a
+  /// fresh run, removes what an earlier run left
   /// (checkpoint, metrics, report and, if the directory held a run, its .png pictures). So a
   /// run that fails before it writes anything (a bad config value, a dataset not fetched)
   /// leaves the earlier run as it was, even with --overwrite.

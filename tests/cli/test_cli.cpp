@@ -18,6 +18,7 @@
 
 #include <focus/focus.h>
 
+#include "../models/device_check.h"
 #include "models/zoo/registry.h"
 #include "tools/focus/cli.h"
 
@@ -157,10 +158,15 @@ TEST_SUITE("cli") {
     CHECK(r.rc == 0);
     CHECK(has(r.out, "--resume"));
     CHECK(has(r.out, "--set KEY=VALUE"));
+    CHECK(has(r.out, "--device"));
+    r = run_cli({"eval", "--help"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "--device"));
     r = run_cli({"predict", "tiny-test", "--help"});
     CHECK(r.rc == 0);
     CHECK(has(r.out, "--scale"));
     CHECK(has(r.out, "--checkpoint"));
+    CHECK(has(r.out, "--device"));
     r = run_cli({});
     CHECK(r.rc == 2);
     CHECK(has(r.err, "focus: error:"));
@@ -215,6 +221,7 @@ TEST_SUITE("cli") {
     INFO(r.err);
     REQUIRE(r.rc == 0);
     CHECK(has(r.out, "tiny trained 3 steps"));
+    CHECK(r.out.rfind("training tiny-test in " + dir + ", device cpu\n", 0) == 0);  // the header names the device
     for (const char* f : {"config.json", "metrics.jsonl", "checkpoint.safetensors", "report.json", "report.txt"})
       CHECK(fs::exists(fs::path(dir) / f));
     CHECK(zoo::config_from_checkpoint((fs::path(dir) / "checkpoint.safetensors").string()).integer("steps") == 3);
@@ -227,9 +234,10 @@ TEST_SUITE("cli") {
     CHECK(has(r.err, "--overwrite"));
 
     // --resume continues at step 3 up to the new step count.
-    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--resume", "--set", "steps=6", "-q"});
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--resume", "--set", "steps=6", "-q", "--device", "cpu"});
     INFO(r.err);
     REQUIRE(r.rc == 0);
+    CHECK(r.out.rfind("training tiny-test in " + dir + " (resuming), device cpu\n", 0) == 0);
     CHECK(has(r.out, "at step 3"));
     CHECK(has(r.out, "tiny trained 6 steps"));
     int train_lines = 0;
@@ -245,6 +253,9 @@ TEST_SUITE("cli") {
     CHECK(has(r.out, "test loss"));
     CHECK(has(r.out, "after 6 steps"));
     r = run_cli({"eval", "tiny-test", "--run-dir", dir, "--split", "valid"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "valid loss"));
+    r = run_cli({"eval", "tiny-test", "--run-dir", dir, "--split", "valid", "--device", "cpu"});
     CHECK(r.rc == 0);
     CHECK(has(r.out, "valid loss"));
     r = run_cli({"eval", "tiny-test", "--checkpoint", ckpt, "--set", "dataset=real"});
@@ -264,6 +275,9 @@ TEST_SUITE("cli") {
     CHECK(has(r.out, "1,0 -> "));
     CHECK(has(r.out, "0,1 -> "));
     CHECK(has(r.out, "(verbose)"));
+    r = run_cli({"predict", "tiny-test", "1,0", "--checkpoint", ckpt, "--device", "cpu"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "1,0 -> "));
     r = run_cli({"predict", "tiny-test", "1,0", "--checkpoint", ckpt, "--beam", "3"});
     CHECK(r.rc == 2);
     CHECK(has(r.err, "--beam"));
@@ -344,6 +358,65 @@ TEST_SUITE("cli") {
     r = run_cli({"train", "tiny-test", "--run-dir", dir, "--resume", "--config", "full"});
     CHECK(r.rc == 1);
     CHECK(has(r.err, "--config cannot be combined with --resume"));
+  }
+
+  TEST_CASE("--device: every command of every model refuses a device it cannot use, before any work") {
+    ensure_tiny_model();
+    TempDir tmp;
+    const std::string missing = tmp / "none.safetensors";
+    for (const auto& m : zoo::models()) {
+      CAPTURE(m.name);
+      // train: refused before the run directory is made or touched
+      const fs::path run_dir = tmp / ("run-" + m.name);
+      focus::testing::check_device_refused({"train", m.name, "--run-dir", run_dir.string(), "-q"});
+      CHECK_FALSE(fs::exists(run_dir));
+      // eval and the model's commands: the device is checked before the checkpoint is looked for
+      focus::testing::check_device_refused({"eval", m.name, "--checkpoint", missing});
+      for (const auto& [name, cmd] : m.commands) {
+        std::vector<std::string> args{name, m.name, "--checkpoint", missing};
+        if (!cmd.inputs.empty()) args.insert(args.begin() + 2, "1");
+        focus::testing::check_device_refused(args);
+      }
+    }
+    // ... and with a checkpoint there: still refused, nothing printed; --device cpu works
+    const std::string dir = tmp / "tiny";
+    REQUIRE(run_cli({"train", "tiny-test", "--run-dir", dir, "-q"}).rc == 0);
+    const std::string ckpt = (fs::path(dir) / "checkpoint.safetensors").string();
+    focus::testing::check_device_refused({"eval", "tiny-test", "--checkpoint", ckpt});
+    focus::testing::check_device_refused({"predict", "tiny-test", "1,2", "--checkpoint", ckpt});
+    focus::testing::check_device_refused({"train", "tiny-test", "--run-dir", dir, "--resume", "-q"});
+    focus::testing::check_cpu_same({"eval", "tiny-test", "--checkpoint", ckpt});
+    focus::testing::check_cpu_same({"predict", "tiny-test", "1,2", "--checkpoint", ckpt});
+    // a spec that names no device is the parser's error, for every command
+    for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+             {"train", "tiny-test", "--run-dir", tmp / "tpu", "--device", "tpu"},
+             {"eval", "tiny-test", "--checkpoint", ckpt, "--device", "tpu"},
+             {"predict", "tiny-test", "1,2", "--checkpoint", ckpt, "--device", "gpu:0"}}) {
+      auto r = run_cli(args);
+      CHECK(r.rc == 1);
+      CHECK(has(r.err, "expected 'cpu', 'cuda' or 'cuda:N'"));
+    }
+  }
+
+  TEST_CASE("a model command cannot declare an option the command line adds (--device, --checkpoint)") {
+    for (const char* reserved : {"device", "checkpoint"}) {
+      zoo::ModelEntry e;
+      e.name = "reserved-option-test";
+      e.description = "declares a reserved option name";
+      e.default_config = tiny_config;
+      e.train = tiny_train;
+      e.evaluate = tiny_evaluate;
+      zoo::ModelCommand p;
+      p.help = "predict";
+      p.options = {{reserved, "clashes", "", false}};
+      p.run = tiny_predict;
+      e.commands["predict"] = p;
+      zoo::add_model(std::move(e));
+      auto r = run_cli({"models"});
+      zoo::remove_model("reserved-option-test");
+      CHECK(r.rc == 1);
+      CHECK(has(r.err, fmt::format("bad option name '{}'", reserved)));
+    }
   }
 
   TEST_CASE("missing checkpoints, the default run directory") {

@@ -12,6 +12,7 @@
 #include "models/char_gpt/program.h"
 #include "models/zoo/registry.h"
 #include "models/zoo/run.h"
+#include "device_check.h"
 #include "resume_check.h"
 #include "test_util.h"
 
@@ -119,6 +120,16 @@ TEST_SUITE("models_char_gpt") {
                          Error);
     CHECK_THROWS_WITH_AS(cmd.run(gen_args(ckpt, {{"length", "-5"}}), sink), doctest::Contains("--length must be >= 0"),
                          Error);
+
+    // --device: a device this machine cannot use is refused before any work (train touches no
+    // directory); --device cpu gives what the commands give without it
+    focus::testing::check_device_refused({"eval", "char-gpt", "--checkpoint", ckpt});
+    focus::testing::check_device_refused({"generate", "char-gpt", "--checkpoint", ckpt});
+    focus::testing::check_device_refused(
+        {"train", "char-gpt", "--run-dir", (dir / "gpu").string(), "--set", "dataset=synthetic"});
+    CHECK_FALSE(fs::exists(dir / "gpu"));
+    focus::testing::check_cpu_same({"generate", "char-gpt", "--checkpoint", ckpt, "--prompt", "The whale", "--length", "30"});
+    focus::testing::check_cpu_same({"eval", "char-gpt", "--checkpoint", ckpt, "--split", "valid"});
 
     // A bad dataset name in the config.
     zoo::Config bad = tiny_config();

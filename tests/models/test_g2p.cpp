@@ -15,6 +15,7 @@
 #include "models/g2p/metrics.h"
 #include "models/g2p/program.h"
 #include "data/split.h"
+#include "device_check.h"
 #include "resume_check.h"
 #include "test_util.h"
 
@@ -440,6 +441,14 @@ TEST_SUITE("models_g2p") {
     args.inputs = {"ABC"};
     args.options["beam"] = "0";
     CHECK_THROWS_WITH_AS(predict.run(args, pred_out), doctest::Contains("--beam must be in 1 .. 64"), focus::Error);
+    // --device: a device this machine cannot use is refused before any work (train touches no
+    // directory); --device cpu gives what the commands give without it
+    focus::testing::check_device_refused({"eval", "g2p", "--checkpoint", ckpt});
+    focus::testing::check_device_refused({"predict", "g2p", "CAB", "--checkpoint", ckpt});
+    focus::testing::check_device_refused({"train", "g2p", "--run-dir", (dir / "gpu").string(), "--set", "dataset=synthetic"});
+    CHECK_FALSE(std::filesystem::exists(dir / "gpu"));
+    focus::testing::check_cpu_same({"predict", "g2p", "CAB", "HEAD", "--checkpoint", ckpt, "--beam", "2"});
+    focus::testing::check_cpu_same({"eval", "g2p", "--checkpoint", ckpt, "--split", "valid", "--set", "beam=2"});
     // a bad config value is a clear error
     zoo::Config bad = c;
     bad.apply("dataset=timit");

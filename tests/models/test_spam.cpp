@@ -21,6 +21,7 @@
 #include "models/spam/email.h"
 #include "models/spam/program.h"
 #include "models/spam/spam.h"
+#include "device_check.h"
 #include "resume_check.h"
 #include "test_util.h"
 #include "tools/focus/cli.h"
@@ -331,6 +332,7 @@ TEST_SUITE("models_spam") {
     INFO(r.out, r.err);
     REQUIRE(r.rc == 0);
     CHECK(r.out.find("accuracy") != std::string::npos);
+    CHECK(r.out.find("training spam in " + run_dir + ", device cpu\n") == 0);  // the run header names the device
     const std::string ckpt = (fs::path(run_dir) / "checkpoint.safetensors").string();
     REQUIRE(fs::exists(ckpt));
     const std::string report_text = focus::testing::read_file(fs::path(run_dir) / "report.json");
@@ -361,6 +363,16 @@ TEST_SUITE("models_spam") {
     r = run_cli({"classify", "spam", dir.string(), "--checkpoint", ckpt});
     CHECK(r.rc != 0);
     CHECK(r.err.find("is a directory") != std::string::npos);
+
+    // --device (spam trained on the CPU only before): a device this machine cannot use is
+    // refused before any work; --device cpu gives what the commands give without it
+    focus::testing::check_device_refused({"eval", "spam", "--checkpoint", ckpt});
+    focus::testing::check_device_refused({"classify", "spam", spam_file, "--checkpoint", ckpt});
+    focus::testing::check_device_refused(
+        {"train", "spam", "--run-dir", (dir / "gpu").string(), "--set", "dataset=synthetic"});
+    CHECK_FALSE(fs::exists(dir / "gpu"));
+    focus::testing::check_cpu_same({"classify", "spam", spam_file, ham_file, "--checkpoint", ckpt});
+    focus::testing::check_cpu_same({"eval", "spam", "--checkpoint", ckpt, "--split", "valid"});
     fs::remove_all(dir);
   }
 

@@ -206,6 +206,7 @@ TEST_SUITE("models_vit") {
 
 #include "models/vit/program.h"
 #include "models/zoo/run.h"
+#include "device_check.h"
 #include "resume_check.h"
 
 namespace {
@@ -374,6 +375,17 @@ TEST_SUITE("models_vit") {
     ca.options["attention"] = "mean";
     CHECK_THROWS_WITH_AS(entry.commands.at("classify").run(ca, cl), doctest::Contains("expected last or rollout"),
                          focus::Error);
+
+    // --device: a device this machine cannot use is refused before any work (train touches no
+    // directory); --device cpu gives what the commands give without it
+    focus::testing::check_device_refused({"eval", "vit", "--checkpoint", ea.checkpoint});
+    focus::testing::check_device_refused({"classify", "vit", "0", "--checkpoint", ea.checkpoint, "--out", ""});
+    focus::testing::check_device_refused(
+        {"train", "vit", "--run-dir", (tmp.path / "gpu").string(), "--set", "dataset=synthetic"});
+    CHECK_FALSE(fs::exists(tmp.path / "gpu"));
+    focus::testing::check_cpu_same(
+        {"classify", "vit", "0", "3", pgm.string(), "--checkpoint", ea.checkpoint, "--out", "", "--attention", "rollout"});
+    focus::testing::check_cpu_same({"eval", "vit", "--checkpoint", ea.checkpoint, "--split", "valid"});
   }
 
   TEST_CASE("an interrupted run resumes to the same weights as an uninterrupted one") {

@@ -312,6 +312,25 @@ TEST_SUITE("zoo") {
     CHECK(zoo::default_run_dir("g2p") == fs::path("runs/g2p"));
   }
 
+  TEST_CASE("usable_device and device_description: the devices of --device and the run header") {
+    CHECK(zoo::usable_device("cpu", "eval") == kCPU);
+    CHECK(zoo::device_description(kCPU) == "cpu");
+    CHECK_THROWS_WITH_AS(zoo::usable_device("cuda:99", "eval"),
+                         doctest::Contains("[eval] --device cuda:99: this device cannot be used ("), focus::Error);
+    CHECK_THROWS_WITH_AS(zoo::usable_device("cuda:99", "eval"), doctest::Contains("); use --device cpu"), focus::Error);
+    CHECK_THROWS_WITH_AS(zoo::usable_device("gpu"), doctest::Contains("expected 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+                         focus::Error);
+    if (cuda::is_available()) {
+      CHECK(zoo::usable_device("cuda", "predict") == Device::cuda(0));
+      CHECK(zoo::device_description(Device::cuda(0)) == "cuda:0 (" + cuda::get_device_name(0) + ")");
+    } else {
+      MESSAGE("no GPU: --device cuda is checked to be refused, the GPU's name in the header is not checked");
+      CHECK_THROWS_WITH_AS(zoo::usable_device("cuda", "predict"),
+                           doctest::Contains("[predict] --device cuda: this device cannot be used"), focus::Error);
+      CHECK(zoo::device_description(Device::cuda(0)) == "cuda:0");  // no name to add, and no error
+    }
+  }
+
   TEST_CASE("Run: Ctrl-C sets interrupted() while a Run lives") {
     TempDir tmp;
     std::ostringstream out;
@@ -349,6 +368,23 @@ TEST_SUITE("zoo") {
     CHECK(t.str().find("\rstep 1/5 (20%)") != std::string::npos);
     CHECK(t.str().find("\r\x1b[K") != std::string::npos);
     CHECK(t.str().back() == '\n');
+
+    // A loss given as a tensor is read when a line is drawn (the last one at finish).
+    std::ostringstream u;
+    zoo::Progress lazy(u, /*tty=*/false);
+    lazy.interval(0);
+    lazy.start(4, "tok/s");
+    lazy.update(1, 1, scalar_tensor(0.75), 8);
+    CHECK(lazy.line().find("loss 0.7500") != std::string::npos);
+    lazy.update(2, 1, tensor<float>({1.5f}, {1, 1}), 8);
+    CHECK(lazy.line().find("loss 1.5000") != std::string::npos);
+    lazy.update(3, 1, 0.25, 8);  // a plain number still works, and replaces the tensor
+    CHECK(lazy.line().find("loss 0.2500") != std::string::npos);
+    lazy.update(4, 1, scalar_tensor(2.0).requires_grad_() * 1.0, 8);  // the graph behind it is not kept
+    lazy.finish();
+    CHECK(u.str().find("step 4/4 (100%) | epoch 1 | loss 2.0000") != std::string::npos);
+    CHECK_THROWS_WITH_AS(lazy.update(5, 1, zeros({2}), 1), doctest::Contains("[progress] the loss must be a one-element"),
+                         focus::Error);
 
     std::ostringstream q;
     zoo::Progress off(q, false, /*enabled=*/false);

@@ -79,6 +79,7 @@ struct ModelCommandState {
   std::string name;
   CLI::App* app = nullptr;
   std::string checkpoint;
+  std::string device = "cpu";
   std::vector<std::string> inputs;
   std::map<std::string, std::string> values;
   std::map<std::string, bool> flags;
@@ -143,7 +144,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     train->add_option("--set", train_sets, "Change one config key: --set steps=500 (repeatable)")
         ->allow_extra_args(false)
         ->type_name("KEY=VALUE");
-    train->add_option("--device", train_device, "cpu or cuda")->capture_default_str()->type_name("DEVICE");
+    train->add_option("--device", train_device, "cpu, cuda or cuda:N")->capture_default_str()->type_name("DEVICE");
     train->add_flag("--resume", train_resume, "Continue from the run directory's checkpoint");
     train->add_flag("--overwrite", train_overwrite, "Start afresh even though the run directory holds a checkpoint");
     train->add_option("--run-dir", train_run_dir, "Run directory (default runs/MODEL)")->type_name("DIR");
@@ -154,7 +155,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
         "--resume continues it.");
 
     // ---- eval ----
-    std::string eval_model, eval_checkpoint, eval_split = "test", eval_run_dir;
+    std::string eval_model, eval_checkpoint, eval_split = "test", eval_run_dir, eval_device = "cpu";
     std::vector<std::string> eval_sets;
     CLI::App* eval = app.add_subcommand("eval", "Evaluate a trained model's checkpoint on a data split");
     eval->add_option("MODEL", eval_model, "The model")->required();
@@ -168,6 +169,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     eval->add_option("--set", eval_sets, "Change a key of the stored config (e.g. dataset=synthetic)")
         ->allow_extra_args(false)
         ->type_name("KEY=VALUE");
+    eval->add_option("--device", eval_device, "cpu, cuda or cuda:N")->capture_default_str()->type_name("DEVICE");
 
     // ---- model commands: focus <command> <model> ... ----
     std::deque<ModelCommandState> states;
@@ -187,12 +189,13 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
         st.app->add_option("--checkpoint", st.checkpoint,
                            fmt::format("Checkpoint file (default runs/{}/checkpoint.safetensors)", m.name))
             ->type_name("FILE");
+        st.app->add_option("--device", st.device, "cpu, cuda or cuda:N")->capture_default_str()->type_name("DEVICE");
         if (!it->second.inputs.empty()) {
           auto* o = st.app->add_option(it->second.inputs, st.inputs, "Inputs");
           if (it->second.inputs_required) o->required();
         }
         for (const auto& opt : it->second.options) {
-          FOCUS_CHECK(!opt.name.empty() && opt.name != "checkpoint" && opt.name != "help",
+          FOCUS_CHECK(!opt.name.empty() && opt.name != "checkpoint" && opt.name != "device" && opt.name != "help",
                       "[models] {} {}: bad option name '{}'", cname, m.name, opt.name);
           std::string flag_name = (opt.name.size() == 1 ? "-" : "--") + opt.name;
           if (opt.flag) {
@@ -297,7 +300,8 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
       opts.out = &out;
       opts.err = (&err == &std::cerr) ? nullptr : &err;  // the real stderr may be a terminal
       zoo::Run run(m.name, config, opts);
-      out << fmt::format("training {} in {}{}", m.name, run.dir().string(), train_resume ? " (resuming)" : "")
+      out << fmt::format("training {} in {}{}, device {}", m.name, run.dir().string(), train_resume ? " (resuming)" : "",
+                         zoo::device_description(run.device()))
           << std::endl;
       m.train(run);
       if (run.interrupted() && !run.reported()) {  // a Ctrl-C after the report: the run is complete
@@ -323,6 +327,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     if (eval->parsed()) {
       const zoo::ModelEntry& m = zoo::find_model(eval_model);
       zoo::EvalArgs ea;
+      ea.device = zoo::usable_device(eval_device, "eval");  // before any work, as train does
       ea.checkpoint = checkpoint_path(eval_checkpoint, eval_run_dir, m.name);
       check_checkpoint("eval", ea.checkpoint, m.name, !eval_checkpoint.empty());
       ea.split = eval_split;
@@ -336,6 +341,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
       if (!st.app->parsed()) continue;
       zoo::CommandArgs ca;
       ca.command = st.name;
+      ca.device = zoo::usable_device(st.device, st.name);
       ca.checkpoint = checkpoint_path(st.checkpoint, "", st.model->name);
       check_checkpoint(st.name, ca.checkpoint, st.model->name, !st.checkpoint.empty());
       ca.inputs = st.inputs;
