@@ -1,7 +1,7 @@
 #include "nn/activation.h"
 
 #include "autograd/functions/elementwise.h"
-#include "autograd/functions/nn.h"
+#include "autograd/functions/softmax.h"
 
 namespace focus::nn {
 

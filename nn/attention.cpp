@@ -9,8 +9,8 @@
 #include "autograd/functions/elementwise.h"
 #include "autograd/functions/indexing.h"
 #include "autograd/functions/linalg.h"
-#include "autograd/functions/nn.h"
-#include "autograd/functions/reduction.h"
+#include "autograd/functions/attention.h"
+#include "autograd/functions/reduce.h"
 #include "core/creation.h"
 #include "nn/init.h"
 

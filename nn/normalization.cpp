@@ -3,8 +3,8 @@
 #include <limits>
 
 #include "autograd/functions/elementwise.h"
-#include "autograd/functions/nn.h"
-#include "autograd/functions/reduction.h"
+#include "autograd/functions/layer_norm.h"
+#include "autograd/functions/reduce.h"
 #include "core/creation.h"
 #include "nn/init.h"
 

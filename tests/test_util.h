@@ -38,6 +38,9 @@ inline bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, doubl
 /// The values of t as doubles, row-major.
 inline std::vector<double> values(const Tensor& t) { return t.to_vector<double>(); }
 
+/// A float64 leaf of shape s, drawn from randn, that requires grad (a gradcheck input).
+inline Tensor leaf(const Shape& s) { return randn(s, kFloat64).requires_grad_(); }
+
 /// Why the CUDA tests cannot run here ("" when a GPU is there), printed once per process
 /// the first time a test asks.
 inline std::string cuda_skip_reason() {

@@ -1,6 +1,6 @@
 // Differentiable scaled dot-product attention: the fused forward kernel, and a node whose
 // backward runs the fused backward kernel.
-#include "autograd/functions/nn.h"
+#include "autograd/functions/attention.h"
 #include "autograd/node.h"
 #include "core/ops/attention.h"
 #include "core/ops/common.h"

@@ -4,7 +4,7 @@
 #include "autograd/functions/indexing.h"
 
 #include "autograd/functions/elementwise.h"
-#include "autograd/functions/reduction.h"
+#include "autograd/functions/reduce.h"
 #include "autograd/node.h"
 #include "core/creation.h"
 #include "core/ops/common.h"

@@ -1,14 +1,15 @@
-// Differentiable losses and dropout. Class-index cross entropy, nll, mse and dropout call a
-// fused forward kernel and record a node whose backward calls the matching backward kernel;
-// the other losses are compositions, or nodes whose backward is PyTorch's formula written
-// with differentiable ops (so create_graph works through them).
+// Differentiable losses. Class-index cross entropy, nll and mse call a fused forward kernel
+// and record a node whose backward calls the matching backward kernel; the other losses are
+// compositions, or nodes whose backward is PyTorch's formula written with differentiable ops
+// (so create_graph works through them).
 #include <cmath>
 #include <limits>
 
 #include "autograd/functions/elementwise.h"
 #include "autograd/functions/loss.h"
-#include "autograd/functions/nn.h"
-#include "autograd/functions/reduction.h"
+#include "autograd/functions/no_double_backward.h"
+#include "autograd/functions/reduce.h"
+#include "autograd/functions/softmax.h"
 #include "autograd/node.h"
 #include "core/ops/common.h"
 #include "core/ops/loss.h"
@@ -23,11 +24,6 @@ raw::LossReduction to_raw(Reduction r) {
     case Reduction::Sum: return raw::LossReduction::Sum;
     default: return raw::LossReduction::Mean;
   }
-}
-
-void no_double_backward(const char* name) {
-  FOCUS_CHECK(!GradMode::is_enabled(), "[backward] double backward (create_graph=true) through {} is not supported",
-              name);
 }
 
 // The per-element losses reduced as asked (mean of no elements is nan, as in PyTorch).
@@ -160,7 +156,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
            [ignore, eps, red](BackwardContext& c) {
              // grad_logits[j] = (p_j ((1-eps) w_t + eps/C sum(w)) - (1-eps) w_t [j == t] - eps/C w_j) * grad
              //   (/ sum of w_t for mean) : [N, C, d...], 0 on ignored rows (w = 1 when absent)
-             no_double_backward("CrossEntropyLossBackward0");
+             detail::no_double_backward("CrossEntropyLossBackward0");
              return grads(raw::cross_entropy_backward(c.grad(0), c.saved(0), c.saved(1), c.saved(2), c.saved(3),
                                                       ignore, eps, red));
            });
@@ -177,7 +173,7 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NLLLossOpti
     record("NllLossBackward0", {log_probs}, {loss}, {save(target), save(o.weight_)},
            [shape, ignore, red](BackwardContext& c) {
              // grad_input[n, target[n], d...] = -w[t] grad (/ sum of w_t for mean), 0 elsewhere : [N, C, d...]
-             no_double_backward("NllLossBackward0");
+             detail::no_double_backward("NllLossBackward0");
              return grads(raw::nll_loss_backward(c.grad(0), shape, c.saved(0), c.saved(1), ignore, red));
            });
   }
@@ -325,26 +321,6 @@ Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, const Ten
              }
              return grads(gx, gt);
            });
-  }
-  return out;
-}
-
-// ---- dropout ----------------------------------------------------------------------------------
-
-Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
-  raw::check_defined(x, "dropout", "input");
-  FOCUS_CHECK(p >= 0.0 && p <= 1.0, "[dropout] dropout probability has to be between 0 and 1, but got {}", p);
-  // Like PyTorch: evaluation mode, p == 0 and empty inputs return the input itself.
-  if (!training || p == 0.0 || x.numel() == 0) return x;
-  Generator& g = gen ? *gen : default_generator();
-  auto [out, mask] = raw::dropout(x, p, g.next(static_cast<uint64_t>(x.numel())));
-  if (needs_grad(x)) {
-    record("NativeDropoutBackward0", {x}, {out}, {save(mask)}, [p](BackwardContext& c) {
-      // grad_x = grad * mask / (1 - p) : x's shape
-      Tensor m = c.saved(0);
-      if (GradMode::is_enabled()) return grads(c.grad(0) * m.to(c.grad(0).dtype()) * (p < 1 ? 1.0 / (1.0 - p) : 0.0));
-      return grads(raw::dropout_backward(c.grad(0), m, p));
-    });
   }
   return out;
 }

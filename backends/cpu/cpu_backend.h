@@ -48,8 +48,8 @@ class CpuBackend final : public Backend {
   void trilu(const TensorView& out, const TensorView& x, int64_t k, bool lower) override;
   void one_hot(const TensorView& out, const TensorView& index) override;
 
-  // ---- fused nn primitives: nn.cpp ----------------------------------------------------------
-  // softmax, log_softmax, layer_norm: softmax_norm.cpp
+  // ---- fused nn primitives ------------------------------------------------------------------
+  // softmax, log_softmax: softmax.cpp; layer_norm: layer_norm.cpp
   void softmax(const TensorView& out, const TensorView& in, int dim, bool log) override;
   void softmax_backward(const TensorView& grad_in, const TensorView& grad_out, const TensorView& out, int dim,
                         bool log) override;
@@ -59,7 +59,7 @@ class CpuBackend final : public Backend {
                            const TensorView& dout, const TensorView& in, const TensorView& mean,
                            const TensorView& rstd, const TensorView& weight) override;
 
-  // losses, dropout, attention: loss.cpp, attention.cpp
+  // losses: loss.cpp; dropout: dropout.cpp; attention: attention.cpp
   void check_range(const TensorView& x, double lo, double hi, const char* op, const char* what) override;
   void cross_entropy_forward(const TensorView& out, const TensorView& lse, const TensorView& logits,
                              const TensorView& target, const TensorView& weight, int64_t ignore_index,

@@ -1,4 +1,4 @@
-// CPU kernels for the losses (cross entropy, nll, mse) and dropout: forward/backward pairs;
+// CPU kernels for the losses (cross entropy, nll, mse): forward/backward pairs;
 // check_range (binary_cross_entropy's input check). Targets reach these kernels already
 // checked by the raw ops (check_indices), so the kernels never throw on user data.
 #include <atomic>
@@ -10,7 +10,6 @@
 #include "backends/cpu/dispatch.h"
 #include "backends/cpu/loops.h"
 #include "backends/cpu/parallel.h"
-#include "backends/cpu/philox.h"
 #include "backends/cpu/vec_math.h"
 #include "core/error.h"
 
@@ -109,9 +108,6 @@ template <typename T, bool Contig> void row_stats(const T* x, int64_t C, int64_t
     for (int64_t c = 0; c < C; ++c) total += x[c * s];
   sum = total;
 }
-
-
-double keep_scale(double p) { return p < 1 ? 1.0 / (1.0 - p) : 0.0; }
 
 }  // namespace
 
@@ -349,35 +345,6 @@ void CpuBackend::mse_loss_backward(const TensorView& grad_input, const TensorVie
     using T = decltype(tag);
     const T f = static_cast<T>(reduction == Red::Mean ? 2.0 / static_cast<double>(grad_input.numel) : 2.0);
     elementwise<T, T, T, T>(grad_input, [f](T g, T a, T b) { return f * (a - b) * g; }, grad, input, target);
-  });
-}
-
-// ---- dropout --------------------------------------------------------------------------------
-
-void CpuBackend::dropout_forward(const TensorView& out, const TensorView& mask, const TensorView& in, double p,
-                                 RandomState rng) {
-  bool* m = mask.ptr<bool>();
-  const int64_t n = mask.numel;
-  // Chunks start on multiples of 4 so that each Philox call serves one chunk.
-  const int64_t groups = (n + 3) / 4;
-  parallel_for(0, groups, kGrain / 4, [&](int64_t b, int64_t e) {
-    const int64_t lo = 4 * b, hi = std::min(n, 4 * e);
-    keep_mask(rng.seed, rng.offset, static_cast<uint64_t>(lo), hi - lo, p, m + lo);
-  });
-  dispatch_float(out.dtype, "dropout", [&](auto tag) {
-    using T = decltype(tag);
-    const T s = static_cast<T>(keep_scale(p));
-    // x * 0 rather than 0 for dropped elements: nan and inf propagate, as in PyTorch.
-    elementwise<T, T, bool>(out, [s](T x, bool k) { return x * (k ? s : T(0)); }, in, mask);
-  });
-}
-
-void CpuBackend::dropout_backward(const TensorView& grad_in, const TensorView& grad, const TensorView& mask,
-                                  double p) {
-  dispatch_float(grad_in.dtype, "dropout_backward", [&](auto tag) {
-    using T = decltype(tag);
-    const T s = static_cast<T>(keep_scale(p));
-    elementwise<T, T, bool>(grad_in, [s](T g, bool k) { return g * (k ? s : T(0)); }, grad, mask);
   });
 }
 

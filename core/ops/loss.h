@@ -1,6 +1,6 @@
 #pragma once
-/// Raw loss and dropout ops: validate, allocate, dispatch to the fused kernels (no autograd).
-/// The differentiable versions are focus::cross_entropy, nll_loss, mse_loss and dropout
+/// Raw loss ops: validate, allocate, dispatch to the fused kernels (no autograd). The
+/// differentiable versions are focus::cross_entropy, nll_loss and mse_loss
 /// (autograd/functions/loss.cpp).
 #include <tuple>
 
@@ -47,11 +47,5 @@ void check_range(const Tensor& x, double lo, double hi, const char* op, const ch
 Tensor mse_loss(const Tensor& input, const Tensor& target, LossReduction reduction);
 /// d loss / d input at the broadcast shape of input and target.
 Tensor mse_loss_backward(const Tensor& grad, const Tensor& input, const Tensor& target, LossReduction reduction);
-
-/// Training-mode dropout with 0 <= p <= 1: returns (out, mask) where mask (bool, x's shape)
-/// holds the kept elements and out = x * mask / (1 - p) (zeros when p == 1).
-std::tuple<Tensor, Tensor> dropout(const Tensor& x, double p, RandomState rng);
-/// grad * mask / (1 - p).
-Tensor dropout_backward(const Tensor& grad, const Tensor& mask, double p);
 
 }  // namespace focus::raw

@@ -1,6 +1,6 @@
 #pragma once
 /// Raw reductions: dim handling, output shape and dtype, kernel dispatch. No autograd; the
-/// differentiable versions live in autograd/functions/reduction.cpp.
+/// differentiable versions live in autograd/functions/reduce.cpp.
 /// dims: wrapped (negative count from the end), empty = all dims, no repeats.
 #include <optional>
 #include <tuple>

@@ -101,7 +101,7 @@ bool grad_ok(const std::function<Tensor(const Tensor&)>& f, const Tensor& x) {
 
 }  // namespace
 
-TEST_SUITE("reduction") {
+TEST_SUITE("reduce") {
 
 TEST_CASE("sum and mean: hand-computed values, dims, keepdim, negative dims") {
   Tensor x = arange(24, kFloat32).view({2, 3, 4});

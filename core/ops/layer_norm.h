@@ -1,17 +1,11 @@
 #pragma once
-/// Raw fused softmax, log_softmax and layer_norm (forward and backward kernels): validate,
-/// allocate, dispatch. No autograd; autograd/functions/softmax_norm.cpp wraps these.
+/// Raw fused layer_norm (forward and backward kernels): validate, allocate, dispatch. No
+/// autograd; autograd/functions/layer_norm.cpp wraps these.
 #include <tuple>
 
 #include "core/tensor.h"
 
 namespace focus::raw {
-
-/// softmax (log_softmax when log) of a floating x along dim (negative dims count from the
-/// end; a 0-d x takes dim 0 or -1). Same shape and dtype as x.
-Tensor softmax(const Tensor& x, int64_t dim, bool log);
-/// Gradient of softmax/log_softmax from grad_y and the forward's output y (same shape).
-Tensor softmax_backward(const Tensor& grad, const Tensor& y, int64_t dim, bool log);
 
 /// Validates layer_norm's arguments; returns the number of normalized elements per row.
 int64_t check_layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias);

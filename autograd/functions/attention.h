@@ -1,27 +1,12 @@
 #pragma once
-/// Fused nn primitives: each a forward/backward kernel pair (not composed from small ops).
-/// The losses are in autograd/functions/loss.h (included here).
+/// Differentiable scaled dot-product attention: a fused forward/backward kernel pair (not
+/// composed from small ops).
 #include <optional>
-#include <string_view>
 #include <tuple>
 
-#include "autograd/functions/loss.h"  // the losses (cross_entropy, nll_loss, ...)
-#include "core/random.h"
 #include "core/tensor.h"
 
 namespace focus {
-
-/// Numerically stable softmax along dim.
-Tensor softmax(const Tensor& x, int64_t dim);
-Tensor log_softmax(const Tensor& x, int64_t dim);
-/// Normalizes over the trailing dims given by normalized_shape; weight/bias optional
-/// (of shape normalized_shape).
-Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = {},
-                  const Tensor& bias = {}, double eps = 1e-5);
-
-/// Zeroes elements with probability p and scales the rest by 1/(1-p) when training;
-/// identity otherwise. Seeded by the generator.
-Tensor dropout(const Tensor& x, double p = 0.5, bool training = true, Generator* gen = nullptr);
 
 struct AttentionOptions {
   Tensor attn_mask_;          // bool (true = attend) or additive float, broadcast to [..., L, S]

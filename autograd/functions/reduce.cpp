@@ -1,7 +1,7 @@
 // Differentiable reductions: forward through the raw ops of core/ops/reduce.h, backward
 // right beside it. Backwards are written with differentiable tensor ops, so
 // create_graph=true gives second derivatives.
-#include "autograd/functions/reduction.h"
+#include "autograd/functions/reduce.h"
 
 #include <cmath>
 #include <limits>
