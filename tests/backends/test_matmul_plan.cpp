@@ -305,7 +305,7 @@ TEST_CASE("K == 1 outer products accumulated over the batch fold into K") {
 
 TEST_CASE("size-1 dims with arbitrary strides") {
   // M = 1 (row stride irrelevant), K = 1, N = 1 and size-1 batch dims with odd strides.
-  auto A = random_buffer(8, 27), B = random_buffer(8, 28);
+  auto A = random_buffer(8, 27), B = random_buffer(12, 28);  // B spans 12 elements in the first case
   std::vector<double> C(16, 0.0);
   run_and_check(view(C.data(), {1, 1, 4}, {99, 77, 1}), view(A.data(), {1, 1, 3}, {5, 123, 1}),
                 view(B.data(), {1, 3, 4}, {0, 4, 1}), 1.0, 0.0, C);
