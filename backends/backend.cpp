@@ -63,6 +63,58 @@ void Backend::linear(const TensorView& out, const TensorView& x, const TensorVie
   matmul(out, x, wt, 1.0, has_bias ? 1.0 : 0.0);
 }
 
+// The multi-tensor steps of a device without its own: one single-tensor step per ref, which
+// is per element the same update by definition. Each dtype is first stepped on an empty view
+// (which writes nothing), so that one without a kernel here (float16 on the CPU) throws
+// before any ref is written.
+namespace {
+
+TensorView empty_view(DType dtype) {
+  TensorView v;
+  v.dtype = dtype;
+  v.ndim = 1;
+  v.numel = 0;
+  v.strides[0] = 1;
+  return v;
+}
+
+template <typename Ref, typename F> void probe_dtypes(const Ref* refs, size_t count, F&& step_empty) {
+  uint64_t seen = 0;  // one bit per dtype value
+  for (size_t i = 0; i < count; ++i) {
+    const DType dt = refs[i].param.dtype;
+    const uint64_t bit = uint64_t{1} << (static_cast<unsigned>(dt) % 64);
+    if (seen & bit) continue;
+    seen |= bit;
+    const TensorView e = empty_view(dt);
+    step_empty(e);
+  }
+}
+
+}  // namespace
+
+void Backend::adam_step_multi(const AdamTensorRef* refs, size_t count, const AdamStepParams& p) {
+  probe_dtypes(refs, count, [&](const TensorView& e) { adam_step(e, e, e, e, e, p); });
+  AdamStepParams q = p;
+  for (size_t i = 0; i < count; ++i) {
+    const AdamTensorRef& r = refs[i];
+    if (r.param.numel == 0) continue;
+    q.step_size = r.step_size;
+    q.bias_correction2_sqrt = r.bias_correction2_sqrt;
+    adam_step(r.param, r.grad, r.exp_avg, r.exp_avg_sq, r.max_exp_avg_sq, q);
+  }
+}
+
+void Backend::sgd_step_multi(const SgdTensorRef* refs, size_t count, const SgdStepParams& p) {
+  probe_dtypes(refs, count, [&](const TensorView& e) { sgd_step(e, e, e, p); });
+  SgdStepParams q = p;
+  for (size_t i = 0; i < count; ++i) {
+    const SgdTensorRef& r = refs[i];
+    if (r.param.numel == 0) continue;
+    q.first_step = r.first_step;
+    sgd_step(r.param, r.grad, r.momentum_buffer, q);
+  }
+}
+
 Backend& backend_for(Device d) {
   if (d.type == DeviceType::CPU) {
     static cpu::CpuBackend cpu;

@@ -382,6 +382,40 @@ class Backend {
     unsupported("sgd_step");
   }
 
+  // Multi-tensor steps (PyTorch's fused/_foreach optimizers): one call updates every
+  // parameter of a param group, so a GPU launches a few kernels per group instead of one
+  // per parameter.
+  /// One parameter of adam_step_multi: adam_step's views (max_exp_avg_sq read and written
+  /// only when amsgrad) plus the parameter's own bias corrections (each parameter counts
+  /// its own steps): step_size = lr / (1 - beta1^step), bias_correction2_sqrt =
+  /// sqrt(1 - beta2^step).
+  struct AdamTensorRef {
+    TensorView param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq;
+    double step_size = 0;
+    double bias_correction2_sqrt = 1;
+  };
+  /// adam_step of refs[0], ..., refs[count - 1], in place, with p's shared scalars (its
+  /// step_size and bias_correction2_sqrt are ignored: each ref's own apply). Each ref follows
+  /// adam_step's contract (its views contiguous, of one size and floating dtype); refs may
+  /// mix dtypes and sizes, empty ones included. No memory that one ref writes (param,
+  /// exp_avg, exp_avg_sq, max_exp_avg_sq) may overlap any view of another ref: the refs are
+  /// updated in no particular order, concurrently on a GPU. Every element gets exactly
+  /// adam_step's bits. Default: adam_step on an empty view of each dtype (a dtype without a
+  /// kernel throws before anything is written), then on each ref in turn.
+  virtual void adam_step_multi(const AdamTensorRef* refs, size_t count, const AdamStepParams& p);
+  /// One parameter of sgd_step_multi: sgd_step's views (momentum_buffer used only when
+  /// momentum != 0) and the parameter's own first_step (its buffer not yet initialized).
+  struct SgdTensorRef {
+    TensorView param, grad, momentum_buffer;
+    bool first_step = false;
+  };
+  /// sgd_step of refs[0], ..., refs[count - 1], in place, with p's shared scalars (its
+  /// first_step is ignored: each ref's own applies). Same contract as adam_step_multi: each
+  /// ref as for sgd_step, dtypes and sizes may mix, no overlap between one ref's written
+  /// memory (param, momentum_buffer) and another ref's views, exactly sgd_step's bits.
+  /// Default: as adam_step_multi's, with sgd_step.
+  virtual void sgd_step_multi(const SgdTensorRef* refs, size_t count, const SgdStepParams& p);
+
  protected:
   /// Throws "[op] is not implemented for device X".
   [[noreturn]] void unsupported(const char* op) const;

@@ -1,6 +1,8 @@
 #include "optim/adam.h"
 
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "autograd/node.h"
 #include "core/creation.h"
@@ -56,32 +58,53 @@ void Adam::step() {
     const auto& o = static_cast<const AdamOptions&>(group.options());
     const double lr = o.lr(), wd = o.weight_decay();
     const auto [beta1, beta2] = o.betas();
+    Backend::AdamStepParams s;
+    s.beta1 = beta1;
+    s.beta2 = beta2;
+    s.eps = o.eps();
+    s.weight_decay = decoupled_ ? 0.0 : wd;
+    s.param_scale = decoupled_ ? 1 - lr * wd : 1.0;
+    s.amsgrad = o.amsgrad();
+    s.maximize = o.maximize();
+    // Every parameter of the group with a gradient goes into one multi-tensor step (a few
+    // kernel launches per device and dtype instead of one per parameter). State created
+    // here and the step counts are stored only once the step has succeeded, so a step that
+    // throws changes nothing.
+    std::vector<raw::AdamStepTensors> entries;
+    std::vector<std::pair<Tensor, std::vector<std::pair<const char*, Tensor>>>> created;
     for (const Tensor& p : group.params()) {
       const Tensor grad = p.grad();
       if (!grad.defined()) continue;
-      TensorDict& st = mutable_state(p);
-      for (const char* name : {"exp_avg", "exp_avg_sq"})
-        if (!st.contains(name)) st.insert(name, zeros(p.shape(), TensorOptions(p.dtype()).device(p.device())));
-      if (o.amsgrad() && !st.contains("max_exp_avg_sq"))
-        st.insert("max_exp_avg_sq", zeros(p.shape(), TensorOptions(p.dtype()).device(p.device())));
+      const TensorDict* st = find_state(p);
+      std::vector<std::pair<const char*, Tensor>> fresh;
+      auto state_tensor = [&](const char* name) {
+        if (st)
+          if (const Tensor* t = st->find(name)) return *t;
+        fresh.emplace_back(name, zeros(p.shape(), TensorOptions(p.dtype()).device(p.device())));
+        return fresh.back().second;
+      };
+      raw::AdamStepTensors e;
+      e.param = p;
+      e.grad = grad;
+      // Created in PyTorch's order, which the state dict keeps.
+      e.exp_avg = state_tensor("exp_avg");
+      e.exp_avg_sq = state_tensor("exp_avg_sq");
+      if (o.amsgrad()) e.max_exp_avg_sq = state_tensor("max_exp_avg_sq");
       // PyTorch: step_t += 1; step = step_t.item(); bias corrections in Python floats
       // (double). The count is a host number here, so this reads nothing from the device.
-      const double step = increment_step(p);
-      Backend::AdamStepParams s;
-      s.beta1 = beta1;
-      s.beta2 = beta2;
-      s.eps = o.eps();
-      s.weight_decay = decoupled_ ? 0.0 : wd;
-      s.param_scale = decoupled_ ? 1 - lr * wd : 1.0;
-      const double bias_correction1 = 1 - std::pow(beta1, step);
-      const double bias_correction2 = 1 - std::pow(beta2, step);
-      s.step_size = lr / bias_correction1;
-      s.bias_correction2_sqrt = std::sqrt(bias_correction2);
-      s.amsgrad = o.amsgrad();
-      s.maximize = o.maximize();
-      const Tensor* vmax = st.find("max_exp_avg_sq");
-      raw::adam_step(p, grad, st.at("exp_avg"), st.at("exp_avg_sq"), vmax ? *vmax : Tensor(), s);
+      const double step = step_count(p).value_or(0.0) + 1;
+      e.step_size = lr / (1 - std::pow(beta1, step));
+      e.bias_correction2_sqrt = std::sqrt(1 - std::pow(beta2, step));
+      entries.push_back(std::move(e));
+      if (!fresh.empty()) created.emplace_back(p, std::move(fresh));
     }
+    if (entries.empty()) continue;
+    raw::adam_step_multi(entries, s);
+    for (auto& [p, fresh] : created) {
+      TensorDict& st = mutable_state(p);
+      for (auto& [name, t] : fresh) st.insert(name, std::move(t));
+    }
+    for (const raw::AdamStepTensors& e : entries) increment_step(e.param);
   }
 }
 

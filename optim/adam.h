@@ -1,6 +1,8 @@
 #pragma once
-/// Adam and AdamW, as torch.optim.Adam / torch.optim.AdamW (single-tensor form), with one
-/// fused kernel per parameter (Backend::adam_step).
+/// Adam and AdamW, as torch.optim.Adam / torch.optim.AdamW with the single-tensor form's
+/// arithmetic (Backend::adam_step's bits), stepped as one multi-tensor update per param
+/// group (Backend::adam_step_multi: a few kernel launches per device and dtype, as
+/// PyTorch's fused optimizers; each parameter keeps its own step count).
 #include <utility>
 
 #include "optim/optimizer.h"

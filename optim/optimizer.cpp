@@ -238,6 +238,11 @@ std::optional<double> Optimizer::step_count(const Tensor& param) const {
 
 TensorDict& Optimizer::mutable_state(const Tensor& param) { return state_[param.unsafe_impl()]; }
 
+const TensorDict* Optimizer::find_state(const Tensor& param) const {
+  auto it = state_.find(param.unsafe_impl());
+  return it == state_.end() ? nullptr : &it->second;
+}
+
 double Optimizer::increment_step(const Tensor& param) { return steps_[param.unsafe_impl()] += 1.0; }
 
 TensorDict Optimizer::state_dict() const {

@@ -173,6 +173,8 @@ class Optimizer {
   void init_groups(std::vector<ParamGroup> groups);
   /// The state tensors of param, created empty on first use.
   TensorDict& mutable_state(const Tensor& param);
+  /// The state tensors of param, nullptr before it has any (creates nothing).
+  const TensorDict* find_state(const Tensor& param) const;
   /// Adds one to param's step count (a host number, starting at 0) and returns the new
   /// count: no tensor is read or written, so no device is synchronised.
   double increment_step(const Tensor& param);

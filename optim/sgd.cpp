@@ -1,5 +1,8 @@
 #include "optim/sgd.h"
 
+#include <utility>
+#include <vector>
+
 #include "autograd/node.h"
 #include "core/creation.h"
 #include "core/ops/optim.h"
@@ -49,23 +52,31 @@ void SGD::step() {
     s.weight_decay = o.weight_decay();
     s.nesterov = o.nesterov();
     s.maximize = o.maximize();
+    // One multi-tensor step per group (see Adam::step); new momentum buffers are stored only
+    // once it has succeeded, so a step that throws changes nothing.
+    std::vector<raw::SgdStepTensors> entries;
+    std::vector<std::pair<Tensor, Tensor>> created;
     for (const Tensor& p : group.params()) {
       const Tensor grad = p.grad();
       if (!grad.defined()) continue;
-      Tensor buf;
-      s.first_step = false;
+      raw::SgdStepTensors e;
+      e.param = p;
+      e.grad = grad;
       if (s.momentum != 0) {
-        TensorDict& st = mutable_state(p);
-        if (const Tensor* b = st.find("momentum_buffer")) {
-          buf = *b;
+        const TensorDict* st = find_state(p);
+        if (const Tensor* b = st ? st->find("momentum_buffer") : nullptr) {
+          e.momentum_buffer = *b;
         } else {
-          buf = zeros(p.shape(), TensorOptions(p.dtype()).device(p.device()));
-          st.insert("momentum_buffer", buf);
-          s.first_step = true;
+          e.momentum_buffer = zeros(p.shape(), TensorOptions(p.dtype()).device(p.device()));
+          e.first_step = true;
+          created.emplace_back(p, e.momentum_buffer);
         }
       }
-      raw::sgd_step(p, grad, buf, s);
+      entries.push_back(std::move(e));
     }
+    if (entries.empty()) continue;
+    raw::sgd_step_multi(entries, s);
+    for (auto& [p, buf] : created) mutable_state(p).insert("momentum_buffer", std::move(buf));
   }
 }
 

@@ -37,8 +37,10 @@ class SGDOptions : public OptimizerOptions {
   bool maximize_ = false;
 };
 
-/// torch.optim.SGD (single-tensor form; one fused kernel per parameter, Backend::sgd_step),
-/// per parameter with gradient g:
+/// torch.optim.SGD with the single-tensor form's arithmetic (Backend::sgd_step's bits),
+/// stepped as one multi-tensor update per param group (Backend::sgd_step_multi: a few
+/// kernel launches per device and dtype, as PyTorch's fused optimizers). Per parameter with
+/// gradient g:
 ///   g = maximize ? -grad : grad;  if weight_decay: g = g + weight_decay * p
 ///   if momentum: buf = first step ? g : buf * momentum + (1 - dampening) * g
 ///                g = nesterov ? g + momentum * buf : buf

@@ -110,6 +110,11 @@ class CudaBackend final : public Backend {
                  const TensorView& exp_avg_sq, const TensorView& max_exp_avg_sq, const AdamStepParams& p) override;
   void sgd_step(const TensorView& param, const TensorView& grad, const TensorView& momentum_buffer,
                 const SgdStepParams& p) override;
+  /// Refs grouped by dtype; each group's tensors cut into chunks of 64K elements, one block
+  /// per chunk, the chunk table in the kernel's arguments (under 4 KiB: several launches
+  /// for many tensors). Same per-element update, hence bits, as adam_step / sgd_step.
+  void adam_step_multi(const AdamTensorRef* refs, size_t count, const AdamStepParams& p) override;
+  void sgd_step_multi(const SgdTensorRef* refs, size_t count, const SgdStepParams& p) override;
 
  private:
   /// Drops the keep-alive references of asynchronous copies that have finished (all of
