@@ -98,6 +98,14 @@ class Backend {
                                     std::shared_ptr<const void> keep_alive) {
     copy_from_host(dst, pinned_src, nbytes);
   }
+  /// Queues a copy into page-locked host memory and returns at once (the bytes are there
+  /// after the device's next synchronisation, as with PyTorch's non_blocking copies to the
+  /// CPU); `keep_alive` (the destination's storage) is held until the copy has finished.
+  /// Default: the blocking copy_to_host.
+  virtual void copy_to_host_async(void* pinned_dst, const void* src, size_t nbytes,
+                                  std::shared_ptr<const void> keep_alive) {
+    copy_to_host(pinned_dst, src, nbytes);
+  }
 
   // ---- copy, fill, random -----------------------------------------------------------
   /// dst = src elementwise with dtype conversion; same sizes, any strides.

@@ -178,9 +178,11 @@ class Tensor {
   Tensor clone() const;
   /// Converts dtype (differentiable between floating dtypes); returns *this if equal.
   Tensor to(DType dtype) const;
-  /// Moves to a device (differentiable); returns *this if equal. non_blocking: a copy from
-  /// pinned CPU memory to a GPU returns before it has finished (later work on that GPU is
-  /// ordered after it, as in PyTorch); every other copy completes before returning.
+  /// Moves to a device (differentiable); returns *this if equal. non_blocking, as in
+  /// PyTorch: a copy from pinned CPU memory to a GPU is queued (later work on that GPU is
+  /// ordered after it); a copy from a GPU to the CPU lands in pinned memory and is queued:
+  /// its values are there after cuda::synchronize() (or any later synchronisation of that
+  /// GPU). Every other copy completes before returning.
   Tensor to(Device device, bool non_blocking = false) const;
   Tensor cpu() const { return to(kCPU); }
   /// Shorthand for to(Device::cuda(index), non_blocking).

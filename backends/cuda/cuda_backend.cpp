@@ -51,6 +51,19 @@ void CudaBackend::copy_from_host_async(void* dst, const void* pinned_src, size_t
   DeviceContext& ctx = context(index_);
   release_finished_copies(false);
   FOCUS_CUDA_CHECK(cudaMemcpyAsync(dst, pinned_src, nbytes, cudaMemcpyHostToDevice, ctx.stream()));
+  track_copy(ctx, std::move(keep_alive));
+}
+
+void CudaBackend::copy_to_host_async(void* pinned_dst, const void* src, size_t nbytes,
+                                     std::shared_ptr<const void> keep_alive) {
+  if (nbytes == 0) return;
+  DeviceContext& ctx = context(index_);
+  release_finished_copies(false);
+  FOCUS_CUDA_CHECK(cudaMemcpyAsync(pinned_dst, src, nbytes, cudaMemcpyDeviceToHost, ctx.stream()));
+  track_copy(ctx, std::move(keep_alive));
+}
+
+void CudaBackend::track_copy(DeviceContext& ctx, std::shared_ptr<const void> keep_alive) {
   cudaEvent_t done = nullptr;
   FOCUS_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
   FOCUS_CUDA_CHECK(cudaEventRecord(done, ctx.stream()));

@@ -13,6 +13,8 @@
 
 namespace focus::cuda_detail {
 
+class DeviceContext;
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int index) : index_(index) {}
@@ -29,6 +31,8 @@ class CudaBackend final : public Backend {
   void deallocate_pinned(void* ptr, size_t nbytes) override;
   void copy_from_host_async(void* dst, const void* pinned_src, size_t nbytes,
                             std::shared_ptr<const void> keep_alive) override;
+  void copy_to_host_async(void* pinned_dst, const void* src, size_t nbytes,
+                          std::shared_ptr<const void> keep_alive) override;
 
   // ---- copy, fill, random, elementwise: elementwise.cu, random.cu ------------------------
   void copy(const TensorView& dst, const TensorView& src) override;
@@ -120,6 +124,8 @@ class CudaBackend final : public Backend {
   /// Drops the keep-alive references of asynchronous copies that have finished (all of
   /// them after a synchronisation).
   void release_finished_copies(bool all);
+  /// Records an event after the copy just queued and holds keep_alive until it has passed.
+  void track_copy(DeviceContext& ctx, std::shared_ptr<const void> keep_alive);
   int index_;
   std::mutex copies_mu_;
   std::deque<std::pair<cudaEvent_t, std::shared_ptr<const void>>> copies_in_flight_;

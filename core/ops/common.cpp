@@ -84,6 +84,14 @@ void copy_(const Tensor& dst, const Tensor& src, bool non_blocking) {
                                          static_cast<size_t>(src.numel()) * src.element_size(), src.storage());
     return;
   }
+  // From a GPU into pinned memory: queue the copy and return; the values are there after the
+  // next synchronisation of that GPU (torch's non_blocking semantics).
+  if (non_blocking && dst.is_pinned() && !src.device().is_cpu() && src.shape() == dst.shape() &&
+      src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous()) {
+    backend_of(src).copy_to_host_async(dst.data_ptr(), src.data_ptr(),
+                                       static_cast<size_t>(src.numel()) * src.element_size(), dst.storage());
+    return;
+  }
   // Across devices: make a contiguous copy of src in dst's dtype on src's device, move the
   // bytes, then copy into dst's layout. Between two GPUs the bytes pass through the host.
   if (!src.device().is_cpu() && !dst.device().is_cpu()) {
@@ -104,7 +112,10 @@ void copy_(const Tensor& dst, const Tensor& src, bool non_blocking) {
 Tensor to_contiguous(const Tensor& t, DType dtype, Device device, bool non_blocking) {
   check_defined(t, "to", "input");
   if (t.dtype() == dtype && t.device() == device && t.is_contiguous()) return t;
-  Tensor out = empty(t.shape(), dtype, device);
+  // A non-blocking move from a GPU lands in pinned memory, so the copy can be queued.
+  Tensor out = non_blocking && device.is_cpu() && !t.device().is_cpu() && t.dtype() == dtype && t.is_contiguous()
+                   ? empty_pinned(t.shape(), dtype)
+                   : empty(t.shape(), dtype, device);
   copy_(out, t, non_blocking);
   return out;
 }
@@ -113,15 +124,19 @@ Tensor pin_memory(const Tensor& t) {
   check_defined(t, "pin_memory", "input");
   FOCUS_CHECK(t.device().is_cpu(), "[pin_memory] only CPU tensors can be pinned, got a tensor on {}", t.device());
   if (t.is_pinned() && t.is_contiguous()) return t;
-  auto impl = std::make_shared<TensorImpl>();
-  impl->numel = t.numel();
-  impl->storage = std::make_shared<Storage>(static_cast<size_t>(t.numel()) * t.element_size(), Storage::Pinned{});
-  impl->shape = t.shape();
-  impl->strides = contiguous_strides(t.shape());
-  impl->dtype = t.dtype();
-  Tensor out(std::move(impl));
+  Tensor out = empty_pinned(t.shape(), t.dtype());
   copy_(out, t);
   return out;
+}
+
+Tensor empty_pinned(const Shape& shape, DType dtype) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->numel = checked_numel(shape, "pin_memory");
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(impl->numel) * dtype_size(dtype), Storage::Pinned{});
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
 }
 
 Tensor clone(const Tensor& t) {

@@ -25,6 +25,8 @@ Tensor clone(const Tensor& t);
 void copy_(const Tensor& dst, const Tensor& src, bool non_blocking = false);
 /// A contiguous copy of a CPU tensor in page-locked memory (t itself if already pinned).
 Tensor pin_memory(const Tensor& t);
+/// A new uninitialized contiguous CPU tensor in page-locked memory.
+Tensor empty_pinned(const Shape& shape, DType dtype);
 /// The backend of t's device.
 inline Backend& backend_of(const Tensor& t) { return backend_for(t.device()); }
 

@@ -17,7 +17,9 @@
 
 using namespace focus;
 using focus::testing::allclose;
+using focus::testing::check_results_close;
 using focus::testing::have_cuda;
+using focus::testing::run_with_grads;
 
 namespace {
 
@@ -39,52 +41,18 @@ constexpr Tol kHalf{1e-2, 1e-2};
 struct OpCase {
   std::string name;
   std::function<std::vector<Tensor>()> inputs;
-  std::function<std::vector<Tensor>(const std::vector<Tensor>&)> op;
+  focus::testing::DeviceOp op;
   Tol tol = kF32;
 };
-
-// Runs the case on `d`: moves the inputs there as leaves, applies the op, backpropagates
-// sum(out * w) with fixed random weights w from every floating output, and returns the
-// outputs and the inputs' gradients, on the CPU.
-std::vector<Tensor> run_case(const OpCase& c, const std::vector<Tensor>& cpu_inputs, Device d) {
-  std::vector<Tensor> in;
-  for (const Tensor& t : cpu_inputs) {
-    Tensor x = t.to(d).detach();
-    if (x.is_floating_point() && x.numel() > 0) x.requires_grad_();
-    in.push_back(x);
-  }
-  std::vector<Tensor> outs = c.op(in);
-  std::vector<Tensor> result;
-  Tensor loss;
-  Generator wgen(1234);
-  for (const Tensor& o : outs) {
-    result.push_back(o.detach().cpu());
-    if (o.requires_grad() && o.numel() > 0) {
-      Tensor w = rand(o.shape(), TensorOptions(o.dtype()), &wgen).to(d);
-      Tensor term = sum(o * w);
-      loss = loss.defined() ? loss + term : term;
-    }
-  }
-  if (loss.defined()) {
-    loss.backward();
-    for (const Tensor& x : in)
-      if (x.requires_grad()) result.push_back(x.grad().defined() ? x.grad().cpu() : zeros_like(x).cpu());
-  }
-  return result;
-}
 
 void check_case(const OpCase& c) {
   INFO("op " << c.name);
   manual_seed(7);
   const std::vector<Tensor> inputs = c.inputs();
-  const std::vector<Tensor> want = run_case(c, inputs, kCPU);
-  const std::vector<Tensor> got = run_case(c, inputs, kGpu);
-  REQUIRE(want.size() == got.size());
-  for (size_t i = 0; i < want.size(); ++i) {
-    INFO("result " << i << " (outputs first, then input gradients)");
-    CHECK(got[i].dtype() == want[i].dtype());
-    CHECK(allclose(got[i], want[i], c.tol.rtol, c.tol.atol));
-  }
+  constexpr uint64_t kWeightSeed = 1234;  // the backward pass's output weights
+  const std::vector<Tensor> want = run_with_grads(inputs, c.op, kCPU, kWeightSeed);
+  const std::vector<Tensor> got = run_with_grads(inputs, c.op, kGpu, kWeightSeed);
+  check_results_close(want, got, c.tol.rtol, c.tol.atol);
 }
 
 Tensor rnd(const Shape& s, DType t = kFloat32) { return randn(s, TensorOptions(t)); }
@@ -292,6 +260,14 @@ TEST_SUITE("cuda") {
     std::vector<Tensor> on_gpu;
     for (int i = 0; i < 20; ++i) on_gpu.push_back((x + i).pin_memory().to(kGpu, true));
     for (int i = 0; i < 20; ++i) CHECK(allclose(on_gpu[static_cast<size_t>(i)].cpu(), x + i, 0, 0));
+    // Back to the CPU without blocking: into pinned memory, valid after a synchronisation.
+    std::vector<Tensor> back;
+    for (int i = 0; i < 20; ++i) back.push_back(on_gpu[static_cast<size_t>(i)].to(kCPU, true));
+    cuda::synchronize();
+    for (int i = 0; i < 20; ++i) {
+      CHECK(back[static_cast<size_t>(i)].is_pinned());
+      CHECK(allclose(back[static_cast<size_t>(i)], x + i, 0, 0));
+    }
     // A DataLoader that pins its batches.
     auto ds = std::make_shared<data::VectorDataset<int64_t>>(std::vector<int64_t>{1, 2, 3, 4, 5});
     data::DataLoader<int64_t, Tensor> loader(
