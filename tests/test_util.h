@@ -41,6 +41,51 @@ inline std::vector<double> values(const Tensor& t) { return t.to_vector<double>(
 /// A float64 leaf of shape s, drawn from randn, that requires grad (a gradcheck input).
 inline Tensor leaf(const Shape& s) { return randn(s, kFloat64).requires_grad_(); }
 
+/// An op of a cross-device test: its outputs from its inputs, on the inputs' device.
+using DeviceOp = std::function<std::vector<Tensor>(const std::vector<Tensor>&)>;
+
+/// Runs op on device d from the CPU inputs (moved to d; the floating ones become leaves that
+/// require grad), backpropagates sum(out * w) over the floating outputs with w drawn from
+/// Generator(wseed), and returns the outputs and then the inputs' gradients, on the CPU.
+inline std::vector<Tensor> run_with_grads(const std::vector<Tensor>& cpu_inputs, const DeviceOp& op, Device d,
+                                          uint64_t wseed) {
+  std::vector<Tensor> in;
+  for (const Tensor& t : cpu_inputs) {
+    Tensor x = t.to(d).detach();
+    if (x.is_floating_point() && x.numel() > 0) x.requires_grad_();
+    in.push_back(x);
+  }
+  const std::vector<Tensor> outs = op(in);
+  std::vector<Tensor> result;
+  Tensor loss;
+  Generator wgen(wseed);
+  for (const Tensor& o : outs) {
+    result.push_back(o.detach().cpu());
+    if (o.requires_grad() && o.numel() > 0) {
+      Tensor term = sum(o * rand(o.shape(), TensorOptions(o.dtype()), &wgen).to(d));
+      loss = loss.defined() ? loss + term : term;
+    }
+  }
+  if (loss.defined()) {
+    loss.backward();
+    for (const Tensor& x : in)
+      if (x.requires_grad()) result.push_back(x.grad().defined() ? x.grad().cpu() : zeros_like(x).cpu());
+  }
+  return result;
+}
+
+/// run_with_grads' results on two devices, compared result by result: the same count, and
+/// each of the same dtype and allclose(got, want, rtol, atol).
+inline void check_results_close(const std::vector<Tensor>& want, const std::vector<Tensor>& got, double rtol,
+                                double atol) {
+  REQUIRE(want.size() == got.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    INFO("result " << i << " (outputs first, then input gradients)");
+    CHECK(got[i].dtype() == want[i].dtype());
+    CHECK(allclose(got[i], want[i], rtol, atol));
+  }
+}
+
 /// Why the CUDA tests cannot run here ("" when a GPU is there), printed once per process
 /// the first time a test asks.
 inline std::string cuda_skip_reason() {

@@ -4,6 +4,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "backends/common/scalar_math.h"
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
 #include "backends/cpu/loops.h"
@@ -13,25 +14,11 @@ namespace focus::cpu {
 
 namespace {
 
-// The tanh-GELU argument u = sqrt(2/pi) (x + 0.044715 x^3).
-template <typename T> T gelu_tanh_inner(T x) {
-  return T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
-}
-
-template <typename T> T int_pow(T base, T exp) {
-  if constexpr (std::is_same_v<T, bool>) {
-    return base || !exp;
-  } else {
-    if (exp < 0) return base == 1 ? T(1) : base == T(-1) ? ((exp % 2) ? T(-1) : T(1)) : T(0);
-    T r = 1;
-    while (exp) {
-      if (exp & 1) r = static_cast<T>(r * base);
-      exp >>= 1;
-      base = static_cast<T>(base * base);
-    }
-    return r;
-  }
-}
+// The scalar math shared with the CUDA kernels (backends/common/scalar_math.h).
+using common::gelu_tanh_inner;
+using common::int_bound;
+using common::int_param;
+using common::int_pow;
 
 template <typename T> void unary_float(UnaryOp op, const TensorView& out, const TensorView& in, UnaryParams p) {
   const T a = static_cast<T>(p.alpha), b = static_cast<T>(p.beta);
@@ -80,21 +67,6 @@ template <typename T> void unary_float(UnaryOp op, const TensorView& out, const 
     case UnaryOp::LogicalNot: break;
   }
   FOCUS_FAIL("[unary] op {} is not a float op", static_cast<int>(op));
-}
-
-// A double parameter as T without undefined float->int conversions: clamped to int64's
-// range first, then wrapped to T like PyTorch's integer arithmetic.
-template <typename T> T int_param(double v) {
-  v = v != v ? 0.0 : std::clamp(v, -9.2e18, 9.2e18);
-  return static_cast<T>(static_cast<int64_t>(v));
-}
-// A clamp bound as T, saturated to T's range (so clamp(min=-1) on uint8 keeps every value).
-template <typename T> T int_bound(double v) {
-  const double lo = static_cast<double>(std::numeric_limits<T>::lowest());
-  const double hi = static_cast<double>(std::numeric_limits<T>::max());
-  if (!(v > lo)) return std::numeric_limits<T>::lowest();
-  if (!(v < hi)) return std::numeric_limits<T>::max();
-  return static_cast<T>(v);
 }
 
 template <typename T> void unary_int(UnaryOp op, const TensorView& out, const TensorView& in, UnaryParams p) {

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <type_traits>
 
+#include "backends/common/raw_op_util.h"
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
 #include "backends/cpu/loops.h"
@@ -40,17 +41,7 @@ TensorView with_sizes(const TensorView& v, const TensorView& shape) {
   return r;
 }
 
-// Moving data needs only the element size, so the copying kernels work for every dtype
-// (float16 included): call f with an unsigned integer type of that size.
-template <typename F> void dispatch_bytes(DType t, const char* op, F&& f) {
-  switch (dtype_size(t)) {
-    case 1: return f(uint8_t{});
-    case 2: return f(uint16_t{});
-    case 4: return f(uint32_t{});
-    case 8: return f(uint64_t{});
-    default: FOCUS_FAIL("[{}] unsupported element size for {}", op, t);
-  }
-}
+using common::dispatch_bytes;
 
 template <typename I> inline int64_t load_index(const char* p) { return static_cast<int64_t>(*reinterpret_cast<const I*>(p)); }
 

@@ -16,6 +16,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "backends/common/raw_op_util.h"
 #include "backends/common/welford.h"
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
@@ -297,18 +298,6 @@ void run_policy(const P& pol, const TensorView& out, const TensorView& in, int n
   });
 }
 
-const char* op_name(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Mean: return "mean";
-    case ReduceOp::Prod: return "prod";
-    case ReduceOp::Max: return "max";
-    case ReduceOp::Min: return "min";
-    case ReduceOp::Norm: return "norm";
-  }
-  return "reduce";
-}
-
 template <typename T, bool IsMax>
 void arg_kernel(const TensorView& values, const TensorView& indices, const TensorView& in) {
   const int nouter = in.ndim - 1;
@@ -339,7 +328,7 @@ void arg_kernel(const TensorView& values, const TensorView& indices, const Tenso
 }  // namespace
 
 void CpuBackend::reduce(ReduceOp op, const TensorView& out, const TensorView& in, int nreduce, double p) {
-  const char* name = op_name(op);
+  const char* name = common::reduce_op_name(op);
   switch (op) {
     case ReduceOp::Sum:
       return dispatch_all(in.dtype, name, [&](auto tag) {

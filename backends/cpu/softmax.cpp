@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include "backends/common/raw_op_util.h"
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
 #include "backends/cpu/parallel.h"
@@ -16,22 +17,11 @@ namespace focus::cpu {
 
 namespace {
 
-// A contiguous tensor seen as [outer, D, inner] around dim.
-struct Dims3 {
-  int64_t outer = 1, D = 1, inner = 1;
-};
-Dims3 split_at(const TensorView& v, int dim) {
-  Dims3 r;
-  if (v.ndim == 0) return r;
-  for (int d = 0; d < dim; ++d) r.outer *= v.sizes[d];
-  r.D = v.sizes[dim];
-  for (int d = dim + 1; d < v.ndim; ++d) r.inner *= v.sizes[d];
-  return r;
-}
+using common::Dims3;
+using common::split_at;
 
 // Columns handled together by the strided (inner > 1) paths.
 constexpr int64_t kTile = 256;
-
 
 // ---- softmax forward ----------------------------------------------------------------------
 

@@ -26,6 +26,7 @@
 
 #include "backends/common/philox.h"
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/device_buffer.h"
 #include "backends/cuda/kernel_utils.cuh"
 
 namespace focus::cuda_detail {
@@ -244,26 +245,6 @@ __global__ void __launch_bounds__(kRowThreads, 4)
   }
 }
 
-// A temporary device buffer from the caching allocator, returned when it goes out of scope
-// (safe right after the launches that use it: the device's one stream orders them).
-class TempBuffer {
- public:
-  TempBuffer(int device, size_t nbytes) : ctx_(&context(device)), ptr_(ctx_->allocator().allocate(nbytes)) {}
-  ~TempBuffer() {
-    try {  // may run during unwinding: never throw
-      if (ptr_) ctx_->allocator().deallocate(ptr_);
-    } catch (...) {
-    }
-  }
-  TempBuffer(const TempBuffer&) = delete;
-  TempBuffer& operator=(const TempBuffer&) = delete;
-  void* get() const { return ptr_; }
-
- private:
-  DeviceContext* ctx_;
-  void* ptr_;
-};
-
 // The [B..., rows, cols] contiguous view of data, batch sizes from `like`.
 TensorView dense(void* data, DType dt, const TensorView& like, int nb, int64_t rows, int64_t cols) {
   TensorView v;
@@ -357,7 +338,7 @@ void CudaBackend::attention_forward(const TensorView& out, const TensorView& lse
     using T = decltype(tag);
     const int dev = index_;
     // Z [B, L, S]: straight into the returned weights when they are wanted.
-    TempBuffer zbuf(dev, weights.data ? 0 : static_cast<size_t>(rows * dm.S) * sizeof(T));
+    DeviceBuffer zbuf(dev, weights.data ? 0 : static_cast<size_t>(rows * dm.S) * sizeof(T));
     T* z = weights.data ? weights.ptr<T>() : static_cast<T*>(zbuf.get());
     const TensorView zv = dense(z, dt, q, dm.nb, dm.L, dm.S);
     // Z = scale * q k^T : [B, L, E] x [B, E, S]
@@ -388,14 +369,14 @@ void CudaBackend::attention_backward(const TensorView& grad_q, const TensorView&
     const DropoutArg drop = dropout_arg<T>(dropout_p, rng);
     const MaskArg margs = mask_arg(mask, dm.nb);
     // P [B, L, S]: the forward's probabilities, recomputed from Z = scale q k^T and lse.
-    TempBuffer pbuf(dev, nscores);
+    DeviceBuffer pbuf(dev, nscores);
     T* P = static_cast<T*>(pbuf.get());
     const TensorView pv = dense(P, dt, q, dm.nb, dm.L, dm.S);
     gemm(*this, dev, pv, q, transposed(k), scale);
     // W for grad_v: P itself, or P after dropout in its own buffer (dscores_kernel
     // recomputes the dropout itself).
     const bool own_w = drop.on && grad_v.data;
-    TempBuffer wbuf(dev, own_w ? nscores : 0);
+    DeviceBuffer wbuf(dev, own_w ? nscores : 0);
     T* W = own_w ? static_cast<T*>(wbuf.get()) : P;
     if (dm.S > 0) {
       probs_kernel<T><<<row_blocks(rows), kRowThreads, 0, stream_of(dev)>>>(
@@ -407,7 +388,7 @@ void CudaBackend::attention_backward(const TensorView& grad_q, const TensorView&
     if (grad_v.data) gemm(*this, dev, grad_v, transposed(wv), grad_out, 1.0);
     if (!want_scores) return;
     // dW = dO v^T : [B, L, Ev] x [B, Ev, S], into grad_mask when it is wanted (dZ is its value).
-    TempBuffer dbuf(dev, grad_mask.data ? 0 : nscores);
+    DeviceBuffer dbuf(dev, grad_mask.data ? 0 : nscores);
     T* dZ = grad_mask.data ? grad_mask.ptr<T>() : static_cast<T*>(dbuf.get());
     const TensorView dv = dense(dZ, dt, q, dm.nb, dm.L, dm.S);
     gemm(*this, dev, dv, grad_out, transposed(v), 1.0);

@@ -3,7 +3,8 @@
 /// groups (a warp or a block per row, or one thread per row) with an all-reduce whose result
 /// is bit-identical in every lane, a deterministic two-pass sum to a scalar (a fixed split
 /// into blocks, a tree in each block, then one final block: no float atomics, the same bits
-/// on every run), a temporary device buffer, and the index-type choice of strided views.
+/// on every run), and the index-type choice of strided views (temporary device memory:
+/// device_buffer.h).
 /// Included by .cu files only; everything is in cuda_detail::fused (no clash with the
 /// helpers of other kernel files).
 #include <cub/block/block_reduce.cuh>
@@ -12,29 +13,11 @@
 #include <cstdint>
 
 #include "backends/common/norm_math.h"
+#include "backends/common/raw_op_util.h"
+#include "backends/cuda/device_buffer.h"
 #include "backends/cuda/kernel_utils.cuh"
 
 namespace focus::cuda_detail::fused {
-
-// ---- temporary device memory ------------------------------------------------------------------
-
-/// A temporary buffer from the device's caching allocator, given back when it goes out of
-/// scope. Freeing right after the launches that use it is safe: the device's one stream
-/// orders the next user of the block after them.
-class DeviceBuffer {
- public:
-  DeviceBuffer(int device, size_t nbytes) : device_(device), ptr_(context(device).allocator().allocate(nbytes)) {}
-  ~DeviceBuffer() {
-    if (ptr_) context(device_).allocator().deallocate(ptr_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  template <typename T> T* as() const { return static_cast<T*>(ptr_); }
-
- private:
-  int device_;
-  void* ptr_;
-};
 
 // ---- lane reductions ----------------------------------------------------------------------------
 
@@ -218,17 +201,7 @@ void launch_strided(int device, const TensorView* const (&views)[N], const Op& o
   });
 }
 
-/// A contiguous tensor seen as [outer, D, inner] around dim (a 0-d tensor is one element).
-struct Dims3 {
-  int64_t outer = 1, D = 1, inner = 1;
-};
-inline Dims3 split_at(const TensorView& v, int dim) {
-  Dims3 r;
-  if (v.ndim == 0) return r;
-  for (int d = 0; d < dim; ++d) r.outer *= v.sizes[d];
-  r.D = v.sizes[dim];
-  for (int d = dim + 1; d < v.ndim; ++d) r.inner *= v.sizes[d];
-  return r;
-}
+using common::Dims3;  // backends/common/raw_op_util.h
+using common::split_at;
 
 }  // namespace focus::cuda_detail::fused

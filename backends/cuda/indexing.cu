@@ -17,7 +17,9 @@
 #include <type_traits>
 
 #include "backends/common/index_math.h"
+#include "backends/common/raw_op_util.h"
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/device_buffer.h"
 #include "backends/cuda/kernel_utils.cuh"
 
 namespace focus::cuda_detail {
@@ -26,35 +28,7 @@ namespace {
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-// A temporary device buffer from the caching allocator (the stream orders its reuse).
-class Scratch {
- public:
-  Scratch(int device, size_t nbytes) : alloc_(context(device).allocator()), ptr_(alloc_.allocate(nbytes)) {}
-  ~Scratch() {
-    try {
-      alloc_.deallocate(ptr_);
-    } catch (...) {
-    }
-  }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  void* get() const { return ptr_; }
-
- private:
-  CachingAllocator& alloc_;
-  void* ptr_;
-};
-
-// Moving data needs only the element size: f gets an unsigned integer type of that size.
-template <typename F> void dispatch_bytes(DType t, const char* op, F&& f) {
-  switch (dtype_size(t)) {
-    case 1: return f(uint8_t{});
-    case 2: return f(uint16_t{});
-    case 4: return f(uint32_t{});
-    case 8: return f(uint64_t{});
-    default: FOCUS_FAIL("[{}] unsupported element size for {}", op, t);
-  }
-}
+using common::dispatch_bytes;
 
 // The dtypes additions support (the CPU's dispatch_numeric plus the 16-bit floats).
 template <typename F> void dispatch_add(DType t, const char* op, F&& f) {
@@ -309,7 +283,7 @@ Backend::IndexScan CudaBackend::scan_indices(const TensorView& index, int64_t lo
   if (index.numel == 0) return res;
   DeviceContext& ctx = context(index_);
   const cudaStream_t stream = ctx.stream();
-  Scratch buf(index_, sizeof(ScanResult));
+  DeviceBuffer buf(index_, sizeof(ScanResult));
   ScanResult* r = static_cast<ScanResult*>(buf.get());
   const Walk w = make_walk(index);
   dispatch_index(index.dtype, "index", [&](auto tag) {

@@ -196,6 +196,19 @@ void loss_stats(int device, double* stats, const TensorView& target, const T* w,
   deterministic_sum2(device, n, DivisorAndWeightSum<T>{target.ptr<int64_t>(), w, g}, StoreStats{stats}, op);
 }
 
+// The grid-stride walk of the backward kernels over a contiguous [N, C, D] gradient:
+// f(e, n, c, d, tv) for each element e at (n, c, d), tv the target of its (n, d).
+template <typename F>
+__device__ __forceinline__ void for_each_class_grad(const ClassGeom& g, const int64_t* t, const F& f) {
+  const int64_t total = g.N * g.C * g.D;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
+    const int64_t q = e / g.D, d = e - q * g.D;
+    const int64_t n = q / g.C, c = q - n * g.C;
+    f(e, n, c, d, g.target(t, n, d));
+  }
+}
+
 template <typename T> struct CeBackward {
   T* gx;  // contiguous [N, C, D]
   const T* x;
@@ -211,17 +224,12 @@ template <typename T> struct CeBackward {
 template <typename T> __global__ void __launch_bounds__(kThreads, 1) cross_entropy_backward_kernel(CeBackward<T> a) {
   using A = acc_t<T>;
   const ClassGeom& g = a.g;
-  const int64_t total = g.N * g.C * g.D;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const A off = convert<A>(convert<T>(a.eps / static_cast<double>(g.C)));
   const A on = convert<A>(convert<T>(1 - a.eps));
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
-    const int64_t q = e / g.D, d = e - q * g.D;
-    const int64_t n = q / g.C, c = q - n * g.C;
-    const int64_t tv = g.target(a.t, n, d);
+  for_each_class_grad(g, a.t, [&](int64_t e, int64_t n, int64_t c, int64_t d, int64_t tv) {
     if (!g.counts(tv)) {
       a.gx[e] = convert<T>(0.0f);
-      continue;
+      return;
     }
     const A s = convert<A>(a.scale.at(n, d));
     const A p = common::hd_exp(convert<A>(a.x[n * g.sn + c * g.sc + d * g.sd]) - convert<A>(a.lse[n * g.D + d]));
@@ -234,7 +242,7 @@ template <typename T> __global__ void __launch_bounds__(kThreads, 1) cross_entro
       v = common::cross_entropy_grad_weighted<A>(p, coef * s, off * s, convert<A>(a.w[c]), on, wt, s, c == tv);
     }
     a.gx[e] = convert<T>(v);
-  }
+  });
 }
 
 template <typename T> struct NllBackward {
@@ -249,19 +257,14 @@ template <typename T> struct NllBackward {
 template <typename T> __global__ void __launch_bounds__(kThreads, 1) nll_loss_backward_kernel(NllBackward<T> a) {
   using A = acc_t<T>;
   const ClassGeom& g = a.g;
-  const int64_t total = g.N * g.C * g.D;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
-    const int64_t q = e / g.D, d = e - q * g.D;
-    const int64_t n = q / g.C, c = q - n * g.C;
-    const int64_t tv = g.target(a.t, n, d);
+  for_each_class_grad(g, a.t, [&](int64_t e, int64_t n, int64_t c, int64_t d, int64_t tv) {
     if (!g.counts(tv) || c != tv) {
       a.gx[e] = convert<T>(0.0f);
-      continue;
+      return;
     }
     const A v = -convert<A>(a.scale.at(n, d));
     a.gx[e] = a.w ? convert<T>(convert<A>(a.w[tv]) * convert<A>(convert<T>(v))) : convert<T>(v);
-  }
+  });
 }
 
 // ---- nll forward ----------------------------------------------------------------------------

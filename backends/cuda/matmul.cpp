@@ -20,6 +20,7 @@
 #include "backends/cuda/check.h"
 #include "backends/cuda/context.h"
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/device_buffer.h"
 #include "core/error.h"
 #include "core/precision.h"
 
@@ -27,27 +28,25 @@ namespace focus::cuda_detail {
 
 namespace {
 
-// A temporary device buffer from the caching allocator, returned when it goes out of scope
-// (safe right after the launches that use it: the device's one stream orders them).
-class TempBuffer {
- public:
-  TempBuffer(DeviceContext& ctx, size_t nbytes) : ctx_(ctx), ptr_(ctx.allocator().allocate(nbytes)) {}
-  ~TempBuffer() {
-    try {  // may run during unwinding: never throw
-      if (ptr_) ctx_.allocator().deallocate(ptr_);
-    } catch (...) {
-    }
-  }
-  TempBuffer(const TempBuffer&) = delete;
-  TempBuffer& operator=(const TempBuffer&) = delete;
-  void* get() const { return ptr_; }
-
- private:
-  DeviceContext& ctx_;
-  void* ptr_;
-};
-
 cublasOperation_t op(bool trans) { return trans ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
+// The cuBLAS storage and compute types of a float32 / float16 / bfloat16 GEMM: float32
+// accumulation, TF32 for float32 only when the matmul precision allows it.
+struct GemmTypes {
+  cudaDataType_t type;
+  cublasComputeType_t compute;
+};
+GemmTypes gemm_types(DType dt) {
+  GemmTypes t{CUDA_R_32F, CUBLAS_COMPUTE_32F};
+  if (dt == kFloat16) {
+    t.type = CUDA_R_16F;
+  } else if (dt == kBFloat16) {
+    t.type = CUDA_R_16BF;
+  } else if (allow_tf32()) {
+    t.compute = CUBLAS_COMPUTE_32F_FAST_TF32;
+  }
+  return t;
+}
 
 // One strided-batched GEMM of the plan (see MatmulPlan): pointers already offset.
 void gemm_call(cublasHandle_t h, DType dt, const common::MatmulPlan& p, const void* a, const void* b, void* c,
@@ -63,15 +62,7 @@ void gemm_call(cublasHandle_t h, DType dt, const common::MatmulPlan& p, const vo
     return;
   }
   const float af = static_cast<float>(alpha), bf = static_cast<float>(beta);
-  cudaDataType_t type = CUDA_R_32F;
-  cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
-  if (dt == kFloat16) {
-    type = CUDA_R_16F;
-  } else if (dt == kBFloat16) {
-    type = CUDA_R_16BF;
-  } else if (allow_tf32()) {
-    compute = CUBLAS_COMPUTE_32F_FAST_TF32;
-  }
+  const auto [type, compute] = gemm_types(dt);
   FOCUS_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, op(p.b_trans), op(p.a_trans), m, n, k, &af, b, type, lda, sa, a,
                                                 type, ldb, sb, &bf, c, type, ldc, sc, count, compute,
                                                 CUBLAS_GEMM_DEFAULT));
@@ -103,10 +94,10 @@ void CudaBackend::matmul(const TensorView& out, const TensorView& a, const Tenso
   DeviceContext& ctx = context(index_);
   common::MatmulPlan plan = common::plan_matmul(out, a, b);
   TensorView a2 = a, b2 = b;
-  std::unique_ptr<TempBuffer> abuf, bbuf;
-  auto pack = [&](const TensorView& v, std::unique_ptr<TempBuffer>& buf) {
+  std::unique_ptr<DeviceBuffer> abuf, bbuf;
+  auto pack = [&](const TensorView& v, std::unique_ptr<DeviceBuffer>& buf) {
     common::PackedOperand pk = common::pack_operand(v);
-    buf = std::make_unique<TempBuffer>(ctx, static_cast<size_t>(pk.numel) * dtype_size(dt));
+    buf = std::make_unique<DeviceBuffer>(ctx, static_cast<size_t>(pk.numel) * dtype_size(dt));
     pk.dst.data = buf->get();
     pk.packed.data = buf->get();
     copy(pk.dst, pk.src);
@@ -197,15 +188,7 @@ bool linear_lt(DeviceContext& ctx, const TensorView& out, const TensorView& x, c
   const common::GemmLayout lw = common::gemm_layout(N, K, weight.strides[0], weight.strides[1]);
   if (!lo.ok || lo.col_major || !lx.ok || !lw.ok) return false;
 
-  cudaDataType_t type = CUDA_R_32F;
-  cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
-  if (dt == kFloat16) {
-    type = CUDA_R_16F;
-  } else if (dt == kBFloat16) {
-    type = CUDA_R_16BF;
-  } else if (allow_tf32()) {
-    compute = CUBLAS_COMPUTE_32F_FAST_TF32;
-  }
+  const auto [type, compute] = gemm_types(dt);
   const cudaDataType_t scale_type = CUDA_R_32F;  // alpha, beta and the accumulator
   // Column-major: A = weight with op(A) = W [N, K]: a row-major W is, read column-major,
   // W^T [K, N] (op T), a column-major one is W itself (op N). B = x with op(B) = x^T [K, M]:

@@ -32,8 +32,10 @@
 #include <type_traits>
 
 #include "backends/common/index_math.h"
+#include "backends/common/raw_op_util.h"
 #include "backends/common/welford.h"
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/device_buffer.h"
 #include "backends/cuda/kernel_utils.cuh"
 
 namespace focus::cuda_detail {
@@ -349,26 +351,6 @@ int sm_count(int device) {
   return n;
 }
 
-// A temporary device buffer from the caching allocator; freeing it right after the launches
-// is safe since the device's one stream orders the later reuse.
-class Scratch {
- public:
-  Scratch(int device, size_t nbytes) : alloc_(context(device).allocator()), ptr_(alloc_.allocate(nbytes)) {}
-  ~Scratch() {
-    try {
-      alloc_.deallocate(ptr_);
-    } catch (...) {
-    }
-  }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  void* get() const { return ptr_; }
-
- private:
-  CachingAllocator& alloc_;
-  void* ptr_;
-};
-
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Runs policy pol over in's trailing nreduce dims; out0 and out1 (in's leading dims, any
@@ -440,10 +422,10 @@ void run_reduce(const P& pol, const TensorView& in, const TensorView& out0, cons
   g.inner_kind = ic.ndim == 0 || (ic.ndim == 1 && ic.strides[0][0] == 1) ? kInnerContiguous
                  : ic.ndim == 1                                           ? kInnerStrided
                                                                           : kInnerGeneral;
-  std::unique_ptr<Scratch> scratch;
+  std::unique_ptr<DeviceBuffer> scratch;
   Acc* partial = nullptr;
   if (G > 1) {
-    scratch = std::make_unique<Scratch>(device, static_cast<size_t>(O * G) * sizeof(Acc));
+    scratch = std::make_unique<DeviceBuffer>(device, static_cast<size_t>(O * G) * sizeof(Acc));
     partial = static_cast<Acc*>(scratch->get());
   }
   const auto* x = static_cast<const typename P::In*>(in.data);
@@ -465,22 +447,10 @@ void run_reduce(const P& pol, const TensorView& in, const TensorView& out0, cons
   }
 }
 
-const char* op_name(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Mean: return "mean";
-    case ReduceOp::Prod: return "prod";
-    case ReduceOp::Max: return "max";
-    case ReduceOp::Min: return "min";
-    case ReduceOp::Norm: return "norm";
-  }
-  return "reduce";
-}
-
 }  // namespace
 
 void CudaBackend::reduce(ReduceOp op, const TensorView& out, const TensorView& in, int nreduce, double p) {
-  const char* name = op_name(op);
+  const char* name = common::reduce_op_name(op);
   const int dev = index_;
   switch (op) {
     case ReduceOp::Sum:

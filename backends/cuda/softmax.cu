@@ -4,6 +4,8 @@
 // to write. inner > 1: a thread per (outer, inner) column, walking D with stride inner, so
 // the threads of a warp read neighbouring elements. Arithmetic in acc_t<T> (float for the
 // 16-bit types).
+#include <type_traits>
+
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/fused_utils.cuh"
 
@@ -118,6 +120,15 @@ __global__ void __launch_bounds__(kThreads, 1) softmax_bw_cols_kernel(T* __restr
   }
 }
 
+// Launches one kernel of the pair over s: rows(tpr) when the rows are contiguous (inner 1),
+// with tpr (an std::integral_constant) threads per row, a block for long rows and a warp
+// otherwise; cols() (a thread per column) when they are strided.
+template <typename Rows, typename Cols> void launch_pair(const Dims3& s, const Rows& rows, const Cols& cols) {
+  if (s.inner != 1) return cols();
+  if (use_block_per_row(s.D)) return rows(std::integral_constant<int, kRowBlock>{});
+  rows(std::integral_constant<int, 32>{});
+}
+
 }  // namespace
 
 void CudaBackend::softmax(const TensorView& out, const TensorView& in, int dim, bool log) {
@@ -129,16 +140,16 @@ void CudaBackend::softmax(const TensorView& out, const TensorView& in, int dim, 
     using T = decltype(tag);
     T* y = out.ptr<T>();
     const T* x = in.ptr<T>();
-    if (s.inner == 1) {
-      const int64_t R = s.outer;
-      if (use_block_per_row(s.D)) {
-        softmax_rows_kernel<T, kRowBlock><<<row_grid<kRowBlock>(R), row_block<kRowBlock>(), 0, stream>>>(y, x, R, s.D, log);
-      } else {
-        softmax_rows_kernel<T, 32><<<row_grid<32>(R), row_block<32>(), 0, stream>>>(y, x, R, s.D, log);
-      }
-    } else {
-      softmax_cols_kernel<T><<<blocks_for(s.outer * s.inner), kThreads, 0, stream>>>(y, x, s.outer, s.D, s.inner, log);
-    }
+    launch_pair(
+        s,
+        [&](auto tpr) {
+          constexpr int TPR = decltype(tpr)::value;
+          softmax_rows_kernel<T, TPR><<<row_grid<TPR>(s.outer), row_block<TPR>(), 0, stream>>>(y, x, s.outer, s.D, log);
+        },
+        [&] {
+          softmax_cols_kernel<T>
+              <<<blocks_for(s.outer * s.inner), kThreads, 0, stream>>>(y, x, s.outer, s.D, s.inner, log);
+        });
     FOCUS_CUDA_LAUNCH_CHECK(name);
   });
 }
@@ -154,18 +165,17 @@ void CudaBackend::softmax_backward(const TensorView& grad_in, const TensorView& 
     T* gx = grad_in.ptr<T>();
     const T* g = grad_out.ptr<T>();
     const T* y = out.ptr<T>();
-    if (s.inner == 1) {
-      const int64_t R = s.outer;
-      if (use_block_per_row(s.D)) {
-        softmax_bw_rows_kernel<T, kRowBlock>
-            <<<row_grid<kRowBlock>(R), row_block<kRowBlock>(), 0, stream>>>(gx, g, y, R, s.D, log);
-      } else {
-        softmax_bw_rows_kernel<T, 32><<<row_grid<32>(R), row_block<32>(), 0, stream>>>(gx, g, y, R, s.D, log);
-      }
-    } else {
-      softmax_bw_cols_kernel<T>
-          <<<blocks_for(s.outer * s.inner), kThreads, 0, stream>>>(gx, g, y, s.outer, s.D, s.inner, log);
-    }
+    launch_pair(
+        s,
+        [&](auto tpr) {
+          constexpr int TPR = decltype(tpr)::value;
+          softmax_bw_rows_kernel<T, TPR>
+              <<<row_grid<TPR>(s.outer), row_block<TPR>(), 0, stream>>>(gx, g, y, s.outer, s.D, log);
+        },
+        [&] {
+          softmax_bw_cols_kernel<T>
+              <<<blocks_for(s.outer * s.inner), kThreads, 0, stream>>>(gx, g, y, s.outer, s.D, s.inner, log);
+        });
     FOCUS_CUDA_LAUNCH_CHECK(name);
   });
 }

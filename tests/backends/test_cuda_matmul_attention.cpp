@@ -18,7 +18,9 @@
 
 using namespace focus;
 using focus::testing::allclose;
+using focus::testing::check_results_close;
 using focus::testing::have_cuda;
+using focus::testing::run_with_grads;
 
 namespace {
 
@@ -32,48 +34,15 @@ constexpr Tol kAttn{1e-4, 1e-5};
 constexpr Tol kF64{1e-10, 1e-12};
 
 using Inputs = std::vector<Tensor>;
-using Op = std::function<std::vector<Tensor>(const Inputs&)>;
-
-// Runs op on device d from the CPU inputs (floating ones become leaves that require grad),
-// backpropagates sum(out * w) over the floating outputs with fixed random w, and returns the
-// outputs and then the inputs' gradients, on the CPU.
-std::vector<Tensor> run_on(const Inputs& cpu_inputs, const Op& op, Device d) {
-  Inputs in;
-  for (const Tensor& t : cpu_inputs) {
-    Tensor x = t.to(d).detach();
-    if (x.is_floating_point() && x.numel() > 0) x.requires_grad_();
-    in.push_back(x);
-  }
-  const std::vector<Tensor> outs = op(in);
-  std::vector<Tensor> result;
-  Tensor loss;
-  Generator wgen(4321);
-  for (const Tensor& o : outs) {
-    result.push_back(o.detach().cpu());
-    if (o.requires_grad() && o.numel() > 0) {
-      Tensor term = sum(o * rand(o.shape(), TensorOptions(o.dtype()), &wgen).to(d));
-      loss = loss.defined() ? loss + term : term;
-    }
-  }
-  if (loss.defined()) {
-    loss.backward();
-    for (const Tensor& x : in)
-      if (x.requires_grad()) result.push_back(x.grad().defined() ? x.grad().cpu() : zeros_like(x).cpu());
-  }
-  return result;
-}
+using Op = focus::testing::DeviceOp;
+constexpr uint64_t kWeightSeed = 4321;  // the backward pass's output weights
 
 // The op on both devices from the same inputs, compared result by result.
 std::vector<Tensor> check_parity(const std::string& name, const Inputs& inputs, const Op& op, Tol tol) {
   INFO("case " << name);
-  const std::vector<Tensor> want = run_on(inputs, op, kCPU);
-  const std::vector<Tensor> got = run_on(inputs, op, kGpu);
-  REQUIRE(want.size() == got.size());
-  for (size_t i = 0; i < want.size(); ++i) {
-    INFO("result " << i << " (outputs first, then input gradients)");
-    CHECK(got[i].dtype() == want[i].dtype());
-    CHECK(allclose(got[i], want[i], tol.rtol, tol.atol));
-  }
+  const std::vector<Tensor> want = run_with_grads(inputs, op, kCPU, kWeightSeed);
+  const std::vector<Tensor> got = run_with_grads(inputs, op, kGpu, kWeightSeed);
+  check_results_close(want, got, tol.rtol, tol.atol);
   return got;
 }
 
