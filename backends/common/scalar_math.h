@@ -350,13 +350,16 @@ template <typename T> FOCUS_HD T int_pow(T base, T exp) {
     if constexpr (std::is_signed_v<T>) {
       if (exp < 0) return base == 1 ? T(1) : base == T(-1) ? ((exp % 2) ? T(-1) : T(1)) : T(0);
     }
-    T r = 1;
+    // Products wrap around as PyTorch's do: multiply in the unsigned type of the same width
+    // (signed overflow would be undefined behaviour).
+    using U = std::make_unsigned_t<T>;
+    U r = 1, b = static_cast<U>(base);
     while (exp) {
-      if (exp & 1) r = static_cast<T>(r * base);
+      if (exp & 1) r = static_cast<U>(r * b);
       exp >>= 1;
-      base = static_cast<T>(base * base);
+      b = static_cast<U>(b * b);
     }
-    return r;
+    return static_cast<T>(r);
   }
 }
 
