@@ -352,7 +352,7 @@ TEST_CASE("random draws: the shared per-element functions give the CPU kernels' 
     for (auto [lo, hi] :
          std::vector<std::pair<int64_t, int64_t>>{{-7, 1000}, {0, 2}, {-(int64_t{1} << 62), int64_t{1} << 62}}) {
       INFO("randint [" << lo << ", " << hi << ")");
-      const uint64_t range = static_cast<uint64_t>(hi - lo);
+      const uint64_t range = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo);  // 2^63 fits only unsigned
       const std::vector<int64_t> v = cpu_random("randint", kInt64, n, rng, static_cast<double>(lo),
                                                 static_cast<double>(hi))
                                          .to_vector<int64_t>();
