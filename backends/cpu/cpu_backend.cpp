@@ -238,7 +238,7 @@ void CpuBackend::normal(const TensorView& out, double mean, double std, RandomSt
 
 void CpuBackend::randint(const TensorView& out, int64_t lo, int64_t hi, RandomState rng) {
   check_random_out(out, "randint");
-  const uint64_t range = static_cast<uint64_t>(hi - lo);
+  const uint64_t range = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo);  // up to 2^64 - 1: no int64 overflow
   dispatch_numeric(out.dtype, "randint", [&](auto tag) {
     using T = decltype(tag);
     T* o = out.ptr<T>();

@@ -160,7 +160,7 @@ void CudaBackend::randint(const TensorView& out, int64_t lo, int64_t hi, RandomS
   if (out.numel == 0) return;
   cudaStream_t stream = stream_of(index_);
   const int64_t n = out.numel;
-  const uint64_t range = static_cast<uint64_t>(hi - lo);
+  const uint64_t range = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo);  // no int64 overflow
   auto run = [&](auto tag) {
     using S = decltype(tag);
     randint_kernel<S><<<blocks_for((n + 1) / 2), kThreads, 0, stream>>>(out.ptr<S>(), n, rng.seed, rng.offset, lo,
