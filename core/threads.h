@@ -1,9 +1,12 @@
 #pragma once
-/// Thread settings shared by the CPU kernels and OpenBLAS.
+/// Thread settings: one pool of threads (backends/cpu/thread_pool.h) runs every CPU kernel
+/// and every matrix product; OpenBLAS itself is held to one thread, so nothing else spins.
 
 namespace focus {
-/// Sets the number of threads CPU kernels (and OpenBLAS) may use; n >= 1.
+/// Sets the number of threads CPU work may use (the calling thread included); n >= 1.
+/// Takes effect at the next op; safe to call at any time from the thread that runs ops.
 void set_num_threads(int n);
-/// Current setting: FOCUS_NUM_THREADS if set, else the number of cores.
+/// Current setting: the last set_num_threads, else FOCUS_NUM_THREADS if set, else the
+/// number of cores this process may run on (its CPU affinity mask).
 int get_num_threads();
 }  // namespace focus

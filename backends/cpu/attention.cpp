@@ -13,9 +13,6 @@
 // (softmax of a row of -inf); PyTorch >= 2.5 uses _safe_softmax in the math backend and
 // returns 0, as here. Padding-only rows (e.g. a padded query position) therefore never
 // poison the loss with NaN.
-#include <cblas.h>
-#include <omp.h>
-
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -23,35 +20,26 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
-#include "backends/cpu/parallel.h"
+#include "backends/cpu/gemm.h"
 #include "backends/cpu/philox.h"
 #include "backends/cpu/vec_math.h"
 #include "core/threads.h"
-
-extern "C" void openblas_set_num_threads(int);
 
 namespace focus::cpu {
 
 namespace {
 
-// C[M, N] = alpha * op(A) op(B) + beta * C, row-major; op = transpose when ta / tb.
+// C = alpha * op(A) op(B) + beta * C (gemm.h), with K == 0 done by hand: BLAS wants lda >= 1.
 template <typename T>
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
-          int64_t ldb, T beta, T* C, int64_t ldc) {
+void gemm_k0(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+             int64_t ldb, T beta, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  if (K == 0) {  // BLAS wants lda >= 1 and may read nothing: do it by hand
+  if (K == 0) {
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
     return;
   }
-  const auto opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
-  const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
-  if constexpr (std::is_same_v<T, float>)
-    cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta, C,
-                static_cast<int>(ldc));
-  else
-    cblas_dgemm(CblasRowMajor, opa, opb, m, n, k, alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta, C,
-                static_cast<int>(ldc));
+  gemm<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 // A rows x cols block (row stride rs, column stride cs) that BLAS can read in place when its
@@ -104,25 +92,22 @@ template <typename T> struct Scratch {
 };
 
 // Runs f(b, scratch) for every batch entry. With several entries and threads, entries run in
-// parallel with OpenBLAS held to one thread (the pthreads OpenBLAS must not be entered
-// multi-threaded from an OpenMP region); otherwise entries run in turn and each product may
-// use every thread.
+// parallel (each product on its thread); otherwise entries run in turn and each product may
+// be split over the threads by gemm().
 template <typename T, typename Reserve, typename F>
 void for_each_batch(int64_t nbatch, double flops_per, const Reserve& reserve, const F& f) {
   const int nt = get_num_threads();
-  const bool outer = nbatch >= 2 && nt > 1 && !omp_in_parallel() && flops_per * static_cast<double>(nbatch) > 2e5;
+  const bool outer = nbatch >= 2 && nt > 1 && !in_parallel() && flops_per * static_cast<double>(nbatch) > 2e5;
   std::vector<Scratch<T>> scratch(outer ? static_cast<size_t>(std::min<int64_t>(nt, nbatch)) : 1);
   for (auto& s : scratch) reserve(s);
   if (!outer) {
     for (int64_t b = 0; b < nbatch; ++b) f(b, scratch[0]);
     return;
   }
-  openblas_set_num_threads(1);
   parallel_for(0, nbatch, 1, [&](int64_t b0, int64_t b1) {
-    Scratch<T>& s = scratch[static_cast<size_t>(omp_get_thread_num()) % scratch.size()];
+    Scratch<T>& s = scratch[static_cast<size_t>(thread_index()) % scratch.size()];
     for (int64_t b = b0; b < b1; ++b) f(b, s);
   });
-  openblas_set_num_threads(nt);
 }
 
 int batch_dims(const TensorView& q) { return q.ndim - 2; }
@@ -141,7 +126,7 @@ void scores(T* Z, const Mat<T>& Q, const Mat<T>& K, int64_t L, int64_t S, int64_
             const TensorView& mask, int nb, int64_t b, bool is_causal) {
   const T ninf = -std::numeric_limits<T>::infinity();
   // Z = scale * Q K^T : [L, E] x [E, S]
-  gemm<T>(false, true, L, S, E, static_cast<T>(scale), Q.p, Q.ld, K.p, K.ld, T(0), Z, S);
+  gemm_k0<T>(false, true, L, S, E, static_cast<T>(scale), Q.p, Q.ld, K.p, K.ld, T(0), Z, S);
   if (mask.data) {
     const int64_t mo = batch_offset(mask, nb, b), ms = mask.strides[nb + 1];
     for (int64_t l = 0; l < L; ++l) {
@@ -214,7 +199,7 @@ void CpuBackend::attention_forward(const TensorView& out, const TensorView& lse,
         for (int64_t i = 0; i < L * S; ++i) W[i] = s.keep[i] ? P[i] * ks : T(0);
       }
       // out = W V : [L, S] x [S, Ev]
-      gemm<T>(false, false, L, Ev, S, T(1), W, std::max<int64_t>(S, 1), V.p, V.ld, T(0), out.ptr<T>() + b * L * Ev,
+      gemm_k0<T>(false, false, L, Ev, S, T(1), W, std::max<int64_t>(S, 1), V.p, V.ld, T(0), out.ptr<T>() + b * L * Ev,
               std::max<int64_t>(Ev, 1));
     });
   });
@@ -275,13 +260,13 @@ void CpuBackend::attention_backward(const TensorView& grad_q, const TensorView& 
       }
       // grad_v = W^T dO : [S, L] x [L, Ev] -> [S, Ev]
       if (grad_v.data)
-        gemm<T>(true, false, S, Ev, L, T(1), W, ldp, dO.p, dO.ld, T(0), grad_v.ptr<T>() + b * S * Ev,
+        gemm_k0<T>(true, false, S, Ev, L, T(1), W, ldp, dO.p, dO.ld, T(0), grad_v.ptr<T>() + b * S * Ev,
                 std::max<int64_t>(Ev, 1));
       if (!want_scores) return;
       const Mat<T> V = matrix<T>(v, nb, b, s.v);
       T* dP = s.dp.data();
       // dW = dO V^T (+ the gradient of the returned weights) : [L, Ev] x [Ev, S] -> [L, S]
-      gemm<T>(false, true, L, S, Ev, T(1), dO.p, dO.ld, V.p, V.ld, T(0), dP, ldp);
+      gemm_k0<T>(false, true, L, S, Ev, T(1), dO.p, dO.ld, V.p, V.ld, T(0), dP, ldp);
       const T* O = out.ptr<T>() + b * L * Ev;
       const T* gw = grad_weights.data ? grad_weights.ptr<T>() + batch_offset(grad_weights, nb, b) : nullptr;
       const int64_t gws = gw ? grad_weights.strides[nb] : 0, gwc = gw ? grad_weights.strides[nb + 1] : 0;
@@ -313,10 +298,10 @@ void CpuBackend::attention_backward(const TensorView& grad_q, const TensorView& 
       if (grad_mask.data) std::memcpy(grad_mask.ptr<T>() + b * L * S, dP, static_cast<size_t>(L * S) * sizeof(T));
       // grad_q = scale * dZ K : [L, S] x [S, E];  grad_k = scale * dZ^T Q : [S, L] x [L, E]
       if (grad_q.data)
-        gemm<T>(false, false, L, E, S, static_cast<T>(scale), dP, ldp, K.p, K.ld, T(0), grad_q.ptr<T>() + b * L * E,
+        gemm_k0<T>(false, false, L, E, S, static_cast<T>(scale), dP, ldp, K.p, K.ld, T(0), grad_q.ptr<T>() + b * L * E,
                 std::max<int64_t>(E, 1));
       if (grad_k.data)
-        gemm<T>(true, false, S, E, L, static_cast<T>(scale), dP, ldp, Q.p, Q.ld, T(0), grad_k.ptr<T>() + b * S * E,
+        gemm_k0<T>(true, false, S, E, L, static_cast<T>(scale), dP, ldp, Q.p, Q.ld, T(0), grad_k.ptr<T>() + b * S * E,
                 std::max<int64_t>(E, 1));
     });
   });

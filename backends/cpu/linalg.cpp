@@ -1,7 +1,5 @@
 // CPU kernels for matrix products: OpenBLAS sgemm/dgemm with CBLAS transpose flags, a
 // plain loop for integer dtypes.
-#include <cblas.h>
-
 #include <algorithm>
 #include <climits>
 #include <cstring>
@@ -10,7 +8,7 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
-#include "backends/cpu/parallel.h"
+#include "backends/cpu/gemm.h"
 
 namespace focus::cpu {
 
@@ -71,13 +69,8 @@ void gemm_one(T* c, int64_t ldc, const Mat<T>& a, const Mat<T>& b, T alpha, T be
       bp = pack(b, bbuf);
       lb = {CblasNoTrans, std::max<int64_t>(1, N), true};
     }
-    const int ldc_i = static_cast<int>(M == 1 ? std::max<int64_t>(1, N) : ldc);
-    if constexpr (std::is_same_v<T, float>)
-      cblas_sgemm(CblasRowMajor, la.trans, lb.trans, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K),
-                  alpha, ap, static_cast<int>(la.ld), bp, static_cast<int>(lb.ld), beta, c, ldc_i);
-    else
-      cblas_dgemm(CblasRowMajor, la.trans, lb.trans, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K),
-                  alpha, ap, static_cast<int>(la.ld), bp, static_cast<int>(lb.ld), beta, c, ldc_i);
+    gemm<T>(la.trans == CblasTrans, lb.trans == CblasTrans, M, N, K, alpha, ap, la.ld, bp, lb.ld, beta, c,
+            M == 1 ? std::max<int64_t>(1, N) : ldc);
   } else {
     // Integers: i-k-j order so the innermost loop runs along a row of b and c.
     (void)abuf;
@@ -94,10 +87,9 @@ void gemm_one(T* c, int64_t ldc, const Mat<T>& a, const Mat<T>& b, T alpha, T be
   }
 }
 
-// Matrices at most this big (M*N*K) run single-threaded inside OpenBLAS
-// (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD in its interface/gemm.c), so a batch of
-// them is split over our threads instead.
-constexpr int64_t kSmallGemm = 65536 * 4;
+// Matrices at most this big (M*N*K) are not worth splitting (kGemmGrain), so a batch of
+// them is split over the threads instead, one whole product per task.
+constexpr int64_t kSmallGemm = 2 * kGemmGrain;
 
 template <typename T>
 void matmul_typed(const TensorView& out, const TensorView& a, const TensorView& b, double alpha_d, double beta_d) {
@@ -132,12 +124,13 @@ void matmul_typed(const TensorView& out, const TensorView& a, const TensorView& 
     }
   };
   const int64_t work = std::max<int64_t>(1, M * N * std::max<int64_t>(1, K));
-  if (batch > 1 && !accumulate && work <= kSmallGemm && get_num_threads() > 1) {
-    // Many small products: one single-threaded gemm per item, items spread over threads.
-    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 17) / work);
-    parallel_for(0, batch, grain, run);
+  const int nt = get_num_threads();
+  // Whole products per thread when they are small, or when the batch divides evenly over the
+  // threads (no product is split, nothing is packed twice); otherwise one product after
+  // another, each split over the threads by gemm().
+  if (batch > 1 && !accumulate && nt > 1 && (work <= kSmallGemm || batch % nt == 0 || batch >= 4 * nt)) {
+    parallel_for(0, batch, std::max<int64_t>(1, kGemmGrain / work), run);
   } else {
-    // Large products (or an accumulating batch): in order, OpenBLAS threads each one.
     run(0, batch);
   }
 }

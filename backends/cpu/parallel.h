@@ -1,37 +1,42 @@
 #pragma once
-/// CPU threading: parallel_for splits a range over OpenMP threads only when it is large
-/// enough (grain), so small ops never pay thread start-up.
-#include <omp.h>
-
+/// CPU threading: parallel_for splits a range over focus's thread pool (thread_pool.h) only
+/// when it is large enough (grain), so small ops never pay for a fork/join.
 #include <algorithm>
 #include <cstdint>
 
+#include "backends/cpu/thread_pool.h"
 #include "core/threads.h"
 
 namespace focus::cpu {
 
-/// Elements below which an elementwise loop runs on one thread.
-inline constexpr int64_t kGrain = 32768;
+/// Elements below which an elementwise loop runs on one thread (see docs/PERFORMANCE.md:
+/// a fork/join with the workers awake costs about as much as 4k-8k elements of a simple
+/// elementwise op on one core).
+inline constexpr int64_t kGrain = 16384;
 
 /// Calls f(begin, end) on disjoint chunks of [begin, end), in parallel when the range is
-/// at least 2 * grain. f must not throw.
+/// at least 2 * grain: at most one chunk per thread, each at least grain long. The chunks
+/// depend only on the range, the grain and the thread count. f must not throw.
 template <typename F>
 void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
   const int64_t n = end - begin;
   if (n <= 0) return;
   int nt = get_num_threads();
-  if (nt <= 1 || n < 2 * grain || omp_in_parallel()) {
+  grain = std::max<int64_t>(grain, 1);
+  if (nt <= 1 || n < 2 * grain || in_parallel()) {
     f(begin, end);
     return;
   }
   nt = static_cast<int>(std::min<int64_t>(nt, n / grain));
-#pragma omp parallel num_threads(nt)
-  {
-    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-    const int64_t chunk = (n + T - 1) / T;
-    const int64_t b = begin + t * chunk, e = std::min(end, b + chunk);
-    if (b < e) f(b, e);
-  }
+  struct Ctx {
+    const F* f;
+    int64_t begin, end, chunk;
+  } ctx{&f, begin, end, (n + nt - 1) / nt};
+  run_parallel(nt, nt, [](void* c, int64_t i) {
+    const Ctx& x = *static_cast<const Ctx*>(c);
+    const int64_t b = x.begin + i * x.chunk, e = std::min(x.end, b + x.chunk);
+    if (b < e) (*x.f)(b, e);
+  }, &ctx);
 }
 
 }  // namespace focus::cpu

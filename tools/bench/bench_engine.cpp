@@ -15,6 +15,7 @@
 #include <sys/utsname.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -32,6 +33,8 @@
 
 #include <focus/focus.h>
 
+#include "backends/cpu/parallel.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -42,7 +45,7 @@ double seconds_since(Clock::time_point t0) {
 
 struct Options {
   std::vector<int> threads{1, 2};
-  std::string sections = "abcd";
+  std::string sections = "abcde";
   bool quick = false;
   bool torch = true;
   std::string python = "/usr/bin/python3";
@@ -221,6 +224,35 @@ void bench_fused(const Options& o, int threads, Results& r) {
       focus::cross_entropy(x, target).backward();
     });
   });
+}
+
+// ---- (e) the thread pool: fork/join latency and the sizes that gain from more threads ------
+
+const std::vector<int64_t> kScaleSizes{4096, 16384, 65536, 262144, 1048576};
+
+void bench_threads(const Options& o, int threads, Results& r) {
+  // A parallel_for of one empty chunk per thread: the fork/join cost with the workers awake
+  // (calls back to back), and after the workers went to sleep (2 ms idle before each call).
+  std::atomic<int64_t> sink{0};
+  auto empty_job = [&] {
+    focus::cpu::parallel_for(0, threads, 1, [&](int64_t b, int64_t e) { sink.fetch_add(e - b, std::memory_order_relaxed); });
+  };
+  r[key("forkjoin.awake", threads)] = median_time(o, empty_job);
+  std::vector<double> cold;
+  for (int i = 0; i < 21; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    const auto t0 = Clock::now();
+    empty_job();
+    cold.push_back(seconds_since(t0));
+  }
+  std::sort(cold.begin(), cold.end());
+  r[key("forkjoin.asleep", threads)] = cold[cold.size() / 2];
+  for (int64_t n : kScaleSizes) {
+    focus::Tensor a = focus::randn({n}), b = focus::randn({n}), m = focus::randn({n / 256, 256});
+    r[key("add." + std::to_string(n), threads)] = median_time(o, [&] { focus::Tensor y = focus::add(a, b); });
+    r[key("gelu." + std::to_string(n), threads)] = median_time(o, [&] { focus::Tensor y = focus::gelu(a); });
+    r[key("softmax." + std::to_string(n), threads)] = median_time(o, [&] { focus::Tensor y = focus::softmax(m, -1); });
+  }
 }
 
 // ---- PyTorch side --------------------------------------------------------------------------
@@ -425,6 +457,33 @@ void report_fused(const Options& o, const Results& f, const Results& t) {
   }
 }
 
+void report_threads(const Options& o, const Results& f) {
+  std::printf("\n(e) focus's thread pool (focus only): fork/join of an empty parallel_for, microseconds;\n");
+  std::printf("    then add, gelu (n float32) and softmax ([n/256, 256] rows), microseconds per call\n");
+  std::printf("    and the speed-up over 1 thread (kGrain = %lld elements)\n", static_cast<long long>(focus::cpu::kGrain));
+  std::printf("%18s", "");
+  for (int th : o.threads) std::printf(" %8dt", th);
+  std::printf("\n");
+  for (const char* name : {"forkjoin.awake", "forkjoin.asleep"}) {
+    std::printf("%18s", name);
+    for (int th : o.threads) std::printf(" %9s", fmt_num(get(f, name, th) ? std::optional<double>(*get(f, name, th) * 1e6) : std::nullopt, 2).c_str());
+    std::printf("\n");
+  }
+  for (const char* op : {"add", "gelu", "softmax"})
+    for (int64_t n : kScaleSizes) {
+      const std::string name = std::string(op) + "." + std::to_string(n);
+      std::printf("%18s", name.c_str());
+      const auto one = get(f, name, 1);
+      for (int th : o.threads) {
+        const auto v = get(f, name, th);
+        std::string cell = fmt_num(v ? std::optional<double>(*v * 1e6) : std::nullopt, 1);
+        if (v && one && th > 1) cell += fmt::format(" ({:.2f}x)", *one / *v);
+        std::printf(" %9s", cell.c_str());
+      }
+      std::printf("\n");
+    }
+}
+
 std::string cpu_model() {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
@@ -463,10 +522,11 @@ std::string default_torch_script() {
 
 void usage() {
   std::puts(
-      "usage: bench_engine [--threads 1,2] [--sections abcd] [--quick] [--no-torch]\n"
+      "usage: bench_engine [--threads 1,2] [--sections abcde] [--quick] [--no-torch]\n"
       "                    [--python /usr/bin/python3] [--torch-script PATH] [--reps 7]\n"
       "                    [--min-sample 0.05] [--overhead-ops 100000]\n"
-      "  sections: a matmul, b per-op overhead, c elementwise bandwidth, d fused fwd+bwd\n"
+      "  sections: a matmul, b per-op overhead, c elementwise bandwidth, d fused fwd+bwd,\n"
+      "            e thread pool (fork/join latency, speed-up by size; focus only)\n"
       "  --quick: 3 repetitions, 0.02 s samples, 20000 overhead ops (a smoke run)");
 }
 
@@ -528,6 +588,7 @@ int main(int argc, char** argv) try {
     if (has('b')) bench_overhead(o, th, f);
     if (has('c')) bench_bandwidth(o, th, f);
     if (has('d')) bench_fused(o, th, f);
+    if (has('e')) bench_threads(o, th, f);
   }
   TorchRun t = run_torch(o);
   std::printf("PyTorch: %s%s\n", t.version.empty() ? "-" : t.version.c_str(),
@@ -538,6 +599,7 @@ int main(int argc, char** argv) try {
   if (has('b')) report_overhead(o, f, t.results);
   if (has('c')) report_bandwidth(o, f, t.results);
   if (has('d')) report_fused(o, f, t.results);
+  if (has('e')) report_threads(o, f);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_engine: %s\n", e.what());

@@ -2,8 +2,14 @@
 // the same initial weights (through safetensors) on the same batches, with AdamW, and
 // prints tokens/s, effective GFLOP/s, peak RSS and the first losses of both.
 //
-//   ./build/tools/bench/bench_gpt                       # small and medium, threads 1 and 2
+//   ./build/tools/bench/bench_gpt                       # small and medium, threads 1, 2, default
 //   ./build/tools/bench/bench_gpt --configs small --threads 1
+//   ./build/tools/bench/bench_gpt --models modules      # the GPT built from nn:: modules
+//
+// Two models (--models): "gpt", the hand-built GPT of models/gpt against nanoGPT's layout,
+// and "modules", the same GPT assembled from nn::Embedding, nn::TransformerEncoder (pre-norm
+// GELU layers, batch_first, the float causal mask of generate_square_subsequent_mask),
+// nn::LayerNorm and nn::Linear against its twin built from torch.nn's modules.
 //
 // Each training run is its own process (peak RSS is per process): the PyTorch side is
 // tools/bench/bench_gpt_torch.py under /usr/bin/python3, the focus side is this program
@@ -44,7 +50,8 @@ namespace {
 
 struct Args {
   std::vector<std::string> configs{"small", "medium"};
-  std::vector<int> threads{1, 2};        // focus
+  std::vector<std::string> models{"gpt", "modules"};
+  std::vector<int> threads{1, 2, 0};     // focus; 0 = its default (no set_num_threads call)
   std::vector<int> torch_threads{1, 2};  // PyTorch
   int steps_small = 50, steps_medium = 16;  // batches (= optimizer steps) per run
   int warmup = 3;                        // steps excluded from tokens/s
@@ -61,11 +68,12 @@ struct Args {
   int worker_steps = 0;
 };
 
+// A list of thread counts; "default" is 0 (focus: no set_num_threads call).
 std::vector<int> parse_ints(const std::string& s) {
   std::vector<int> out;
   std::stringstream ss(s);
   std::string tok;
-  while (std::getline(ss, tok, ',')) out.push_back(std::stoi(tok));
+  while (std::getline(ss, tok, ',')) out.push_back(tok == "default" ? 0 : std::stoi(tok));
   return out;
 }
 std::vector<std::string> parse_strs(const std::string& s) {
@@ -109,8 +117,36 @@ double now_s() {
 }
 
 // ---- the focus training run (--worker) ------------------------------------------------------
+// The GPT assembled from nn:: modules (bench_gpt_torch.py's ModuleGPT), as a user would.
+struct ModuleGPT : nn::Module {
+  std::shared_ptr<nn::Embedding> tok, pos;
+  std::shared_ptr<nn::TransformerEncoder> encoder;
+  std::shared_ptr<nn::LayerNorm> ln_f;
+  std::shared_ptr<nn::Linear> head;
+
+  ModuleGPT(int64_t vocab, int64_t width, int64_t heads, int64_t layers, int64_t context) : nn::Module("ModuleGPT") {
+    tok = register_module("tok", std::make_shared<nn::Embedding>(vocab, width));
+    pos = register_module("pos", std::make_shared<nn::Embedding>(context, width));
+    auto layer = std::make_shared<nn::TransformerEncoderLayer>(nn::TransformerLayerOptions(width, heads)
+                                                                   .dim_feedforward(4 * width)
+                                                                   .dropout(0.0)
+                                                                   .activation("gelu")
+                                                                   .batch_first(true)
+                                                                   .norm_first(true));
+    encoder = register_module("encoder", std::make_shared<nn::TransformerEncoder>(layer, layers));
+    ln_f = register_module("ln_f", std::make_shared<nn::LayerNorm>(nn::LayerNormOptions({width})));
+    head = register_module("head", std::make_shared<nn::Linear>(nn::LinearOptions(width, vocab).bias(false)));
+  }
+  Tensor forward(const Tensor& idx) {
+    const int64_t T = idx.size(1);
+    Tensor x = tok->forward(idx) + pos->forward(arange(T, TensorOptions(kInt64)));
+    x = encoder->forward(x, nn::generate_square_subsequent_mask(T));
+    return head->forward(ln_f->forward(x));
+  }
+};
+
 int worker(const Args& a) {
-  set_num_threads(a.worker_threads);
+  if (a.worker_threads > 0) set_num_threads(a.worker_threads);
   SafetensorsMetadata meta;
   TensorDict file = load_safetensors(a.data, &meta);
   auto num = [&](const char* k) { return std::stoll(meta.at(k)); };
@@ -118,7 +154,18 @@ int worker(const Args& a) {
   models::GPTConfig cfg;
   cfg.n_layer(num("n_layer")).n_head(num("n_head")).n_embd(num("n_embd")).block_size(num("block_size"))
       .vocab_size(num("vocab_size")).bias(meta.at("bias") == "1").dropout(0.0);
-  auto model = std::make_shared<models::GPT>(cfg);
+  const bool modules = meta.count("model") && meta.at("model") == "modules";
+  std::shared_ptr<models::GPT> gpt;
+  std::shared_ptr<ModuleGPT> mgpt;
+  nn::Module* model = nullptr;
+  if (modules) {
+    mgpt = std::make_shared<ModuleGPT>(num("vocab_size"), num("n_embd"), num("n_head"), num("n_layer"),
+                                       num("block_size"));
+    model = mgpt.get();
+  } else {
+    gpt = std::make_shared<models::GPT>(cfg);
+    model = gpt.get();
+  }
   TensorDict weights;
   for (const auto& key : file.keys())
     if (key.rfind("batch.", 0) != 0) weights.insert(key, file.at(key));
@@ -127,7 +174,8 @@ int worker(const Args& a) {
   const Tensor xs = file.at("batch.x"), ys = file.at("batch.y");
   file = TensorDict();
 
-  auto [decay, no_decay] = model->decay_groups();
+  std::vector<Tensor> decay, no_decay;  // as models::GPT::decay_groups: matrices decay
+  for (const auto& [name, p] : model->named_parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
   optim::AdamW opt({optim::ParamGroup(decay), optim::ParamGroup(no_decay).weight_decay(0.0)},
                    optim::AdamWOptions()
                        .lr(real("lr"))
@@ -139,7 +187,7 @@ int worker(const Args& a) {
   std::vector<double> losses, times;
   for (int64_t s = 0; s < steps; ++s) {
     const double t0 = now_s();
-    const Tensor logits = model->forward(xs.select(0, s));
+    const Tensor logits = modules ? mgpt->forward(xs.select(0, s)) : gpt->forward(xs.select(0, s));
     Tensor loss = models::GPT::loss(logits, ys.select(0, s));
     opt.zero_grad(true);
     loss.backward();
@@ -154,7 +202,8 @@ int worker(const Args& a) {
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   json out{{"framework", "focus"},
-           {"threads", a.worker_threads},
+           {"threads", get_num_threads()},
+           {"default", a.worker_threads <= 0},
            {"steps", steps},
            {"losses", losses},
            {"step_s", times},
@@ -162,7 +211,9 @@ int worker(const Args& a) {
            {"max_rss_kb", ru.ru_maxrss},
            {"params", model->num_parameters()},
            {"tokens_per_step", tokens},
-           {"flops_per_token", model->flops_per_token(xs.size(2))}};
+           // 6 N + 12 n_layer n_embd T, N without the position table (models::GPT::flops_per_token)
+           {"flops_per_token", 6.0 * static_cast<double>(model->num_parameters() - num("block_size") * num("n_embd")) +
+                                   12.0 * static_cast<double>(num("n_layer") * num("n_embd") * xs.size(2))}};
   std::printf("J %s\n", out.dump().c_str());
   return 0;
 }
@@ -218,8 +269,10 @@ int driver(const Args& a) {
               sysconf(_SC_NPROCESSORS_ONLN), un.sysname, un.release, load[0], load[1], load[2]);
   std::printf("OpenBLAS: %s\n", openblas_get_config());
   std::map<int, double> peak;
-  for (int t : a.threads) peak[t] = a.sgemm_peak > 0 ? a.sgemm_peak * t : measure_sgemm_peak(t);
-  for (int t : a.threads) std::printf("sgemm peak (focus::matmul 1024^3, best of 5) at %d thread(s): %.1f GFLOP/s\n", t, peak[t]);
+  std::vector<int> counts;  // the thread counts of the runs ("default" is get_num_threads())
+  for (int t : a.threads) counts.push_back(t > 0 ? t : get_num_threads());
+  for (int t : counts) peak[t] = a.sgemm_peak > 0 ? a.sgemm_peak * t : measure_sgemm_peak(t);
+  for (int t : counts) std::printf("sgemm peak (focus::matmul 1024^3, best of 5) at %d thread(s): %.1f GFLOP/s\n", t, peak[t]);
   std::printf("method: AdamW (lr 3e-4 constant, betas 0.9/0.95, eps 1e-8, weight decay 0.1 on matrices), dropout 0,\n"
               "        the same initial weights and batches; tokens/s over the steps after %d warm-up steps;\n"
               "        GFLOP/s = tokens/s x (6 N + 12 n_layer n_embd T) / 1e9 (N = parameters without wpe);\n"
@@ -227,70 +280,90 @@ int driver(const Args& a) {
               a.warmup);
   fflush(stdout);
 
-  for (const std::string& cfg : a.configs) {
-    const int steps = cfg == "medium" ? a.steps_medium : a.steps_small;
-    const std::string data = (fs::path(dir) / fmt::format("gpt_{}.safetensors", cfg)).string();
-    run(fmt::format("{} {} prepare --config {} --out {} --steps {}", a.python, shell_quote(script), cfg,
-                    shell_quote(data), steps));
-    std::vector<json> runs;
-    if (!a.no_torch)
-      for (int t : a.torch_threads) {
-        std::fprintf(stderr, "[%s] torch, %d thread(s)...\n", cfg.c_str(), t);
-        runs.push_back(result_line(run(fmt::format("{} {} train --data {} --threads {} --warmup {}", a.python,
-                                                   shell_quote(script), shell_quote(data), t, a.warmup))));
+  for (const std::string& model : a.models)
+    for (const std::string& cfg : a.configs) {
+      const int steps = cfg == "medium" ? a.steps_medium : a.steps_small;
+      const std::string data = (fs::path(dir) / fmt::format("{}_{}.safetensors", model, cfg)).string();
+      run(fmt::format("{} {} prepare --model {} --config {} --out {} --steps {}", a.python, shell_quote(script), model,
+                      cfg, shell_quote(data), steps));
+      std::vector<json> runs;
+      if (!a.no_torch)
+        for (int t : a.torch_threads) {
+          std::fprintf(stderr, "[%s %s] torch, %d thread(s)...\n", model.c_str(), cfg.c_str(), t);
+          runs.push_back(result_line(run(fmt::format("{} {} train --data {} --threads {} --warmup {}", a.python,
+                                                     shell_quote(script), shell_quote(data), t, a.warmup))));
+        }
+      for (int t : a.threads) {
+        std::fprintf(stderr, "[%s %s] focus, %s thread(s)...\n", model.c_str(), cfg.c_str(),
+                     t > 0 ? std::to_string(t).c_str() : "default");
+        runs.push_back(result_line(run(fmt::format("{} --worker --data {} --threads {} --warmup {}", shell_quote(self),
+                                                   shell_quote(data), t > 0 ? std::to_string(t) : "default", a.warmup))));
       }
-    for (int t : a.threads) {
-      std::fprintf(stderr, "[%s] focus, %d thread(s)...\n", cfg.c_str(), t);
-      runs.push_back(result_line(run(fmt::format("{} --worker --data {} --threads {} --warmup {}", shell_quote(self),
-                                                 shell_quote(data), t, a.warmup))));
-    }
-    const json* best_focus = nullptr;
-    const json* best_torch = nullptr;
-    for (const json& r : runs) {
-      const json*& best = r["framework"] == "focus" ? best_focus : best_torch;
-      if (!best || r["tokens_per_s"].get<double>() > (*best)["tokens_per_s"].get<double>()) best = &r;
-    }
-    const json& f0 = *best_focus;
-    const double fpt = f0["flops_per_token"].get<double>();
-    std::printf("\n== %s: params %lld, %s, %d steps of %lld tokens\n", cfg.c_str(), f0["params"].get<long long>(),
-                cfg == "medium" ? "6 layers, 6 heads, width 384, context 256, batch 8, vocab 65"
-                                : "4 layers, 4 heads, width 128, context 64, batch 12, vocab 65",
-                steps, f0["tokens_per_step"].get<long long>());
-    std::printf("   FLOPs per token (6N + 12 L C T): %.3g\n", fpt);
-    std::printf(" framework threads   tokens/s   GFLOP/s  %%sgemm(1t x thr)  peak RSS\n");
-    for (const json& r : runs) {
-      const double tps = r["tokens_per_s"].get<double>();
-      const int t = r["threads"].get<int>();
-      const double gf = tps * fpt / 1e9;
-      const double pk = peak.count(t) ? peak[t] : peak.begin()->second * t;
-      std::printf(" %9s %7d %10.0f %9.2f %16.1f%% %9s\n", r["framework"].get<std::string>().c_str(), t, tps, gf,
-                  100.0 * gf / pk, fmt_rss(r["max_rss_kb"].get<double>()).c_str());
-    }
-    if (best_torch) {
-      const json& t0 = *best_torch;
-      const double sp = f0["tokens_per_s"].get<double>() / t0["tokens_per_s"].get<double>();
-      const double rss = f0["max_rss_kb"].get<double>() / t0["max_rss_kb"].get<double>();
-      std::printf(" best: focus %.0f tokens/s (%dt) vs torch %.0f (%dt): %.2fx  [target >= 1: %s]\n",
-                  f0["tokens_per_s"].get<double>(), f0["threads"].get<int>(), t0["tokens_per_s"].get<double>(),
-                  t0["threads"].get<int>(), sp, sp >= 1 ? "met" : "NOT met");
-      std::printf(" peak RSS: focus %s vs torch %s: %.2f of torch's  [target <= 0.5: %s]\n",
-                  fmt_rss(f0["max_rss_kb"].get<double>()).c_str(), fmt_rss(t0["max_rss_kb"].get<double>()).c_str(),
-                  rss, rss <= 0.5 ? "met" : "NOT met");
-      const auto& fl = f0["losses"];
-      const auto& tl = t0["losses"];
-      std::printf(" step   focus loss   torch loss   rel. diff\n");
-      double worst = 0;
-      for (size_t i = 0; i < static_cast<size_t>(a.loss_steps) && i < fl.size() && i < tl.size(); ++i) {
-        const double f = fl[i].get<double>(), t = tl[i].get<double>();
-        const double rel = std::abs(f - t) / std::abs(t);
-        worst = std::max(worst, rel);
-        std::printf(" %4zu %12.7f %12.7f %11.2e\n", i, f, t, rel);
+      auto tps = [](const json* r) { return (*r)["tokens_per_s"].get<double>(); };
+      auto rss = [](const json* r) { return (*r)["max_rss_kb"].get<double>(); };
+      const json *best_focus = nullptr, *best_torch = nullptr, *focus_default = nullptr, *focus_one = nullptr;
+      for (const json& r : runs) {
+        const bool f = r["framework"] == "focus";
+        const json*& best = f ? best_focus : best_torch;
+        if (!best || tps(&r) > tps(best)) best = &r;
+        if (f && r.value("default", false)) focus_default = &r;
+        if (f && !r.value("default", false) && r["threads"].get<int>() == 1) focus_one = &r;
       }
-      std::printf(" worst relative loss difference over %d steps: %.2e  [target <= 1e-4: %s]\n", a.loss_steps,
-                  worst, worst <= 1e-4 ? "met" : "NOT met");
+      const json& f0 = *best_focus;
+      const double fpt = f0["flops_per_token"].get<double>();
+      std::printf("\n== %s %s: params %lld, %s, %d steps of %lld tokens\n", model.c_str(), cfg.c_str(),
+                  f0["params"].get<long long>(),
+                  cfg == "medium" ? "6 layers, 6 heads, width 384, context 256, batch 8, vocab 65"
+                                  : "4 layers, 4 heads, width 128, context 64, batch 12, vocab 65",
+                  steps, f0["tokens_per_step"].get<long long>());
+      std::printf("   model: %s\n", model == "modules" ? "nn::TransformerEncoder of nn::TransformerEncoderLayer "
+                                                        "(vs torch.nn.TransformerEncoderLayer)"
+                                                      : "models/gpt (vs nanoGPT's layout)");
+      std::printf("   FLOPs per token (6N + 12 L C T): %.3g\n", fpt);
+      std::printf(" framework threads   tokens/s   GFLOP/s  %%sgemm(1t x thr)  peak RSS\n");
+      for (const json& r : runs) {
+        const int t = r["threads"].get<int>();
+        const double gf = tps(&r) * fpt / 1e9;
+        const double pk = peak.count(t) ? peak[t] : peak.begin()->second * t;
+        const std::string th = r.value("default", false) ? fmt::format("{} (default)", t) : std::to_string(t);
+        std::printf(" %9s %7s %10.0f %9.2f %16.1f%% %9s\n", r["framework"].get<std::string>().c_str(), th.c_str(),
+                    tps(&r), gf, 100.0 * gf / pk, fmt_rss(rss(&r)).c_str());
+      }
+      if (best_torch) {
+        const double target = cfg == "medium" ? 1.8 : cfg == "small" ? 2.0 : 0.0;
+        auto verdict = [](double v, double t, bool at_most = false) {
+          return t <= 0 ? "no target" : (at_most ? v <= t : v >= t) ? "met" : "NOT met";
+        };
+        if (focus_default) {
+          const double sp = tps(focus_default) / tps(best_torch);
+          std::printf(" default: focus %.0f tokens/s (%dt) vs torch best %.0f (%dt): %.2fx  [target >= %.1f: %s]\n",
+                      tps(focus_default), (*focus_default)["threads"].get<int>(), tps(best_torch),
+                      (*best_torch)["threads"].get<int>(), sp, target, verdict(sp, target));
+        }
+        if (focus_one) {
+          const double sp = tps(focus_one) / tps(best_torch);
+          std::printf(" 1 thread: focus %.0f tokens/s vs torch best %.0f: %.2fx  [target >= 1.0: %s]\n",
+                      tps(focus_one), tps(best_torch), sp, verdict(sp, 1.0));
+        }
+        const json* fr = focus_default ? focus_default : best_focus;
+        const double rr = rss(fr) / rss(best_torch);
+        std::printf(" peak RSS: focus %s vs torch %s: %.2f of torch's  [target <= 0.3: %s]\n",
+                    fmt_rss(rss(fr)).c_str(), fmt_rss(rss(best_torch)).c_str(), rr, verdict(rr, 0.3, true));
+        const auto& fl = f0["losses"];
+        const auto& tl = (*best_torch)["losses"];
+        std::printf(" step   focus loss   torch loss   rel. diff\n");
+        double worst = 0;
+        for (size_t i = 0; i < static_cast<size_t>(a.loss_steps) && i < fl.size() && i < tl.size(); ++i) {
+          const double f = fl[i].get<double>(), t = tl[i].get<double>();
+          const double rel = std::abs(f - t) / std::abs(t);
+          worst = std::max(worst, rel);
+          std::printf(" %4zu %12.7f %12.7f %11.2e\n", i, f, t, rel);
+        }
+        std::printf(" worst relative loss difference over %d steps: %.2e  [target <= 1e-4: %s]\n", a.loss_steps,
+                    worst, worst <= 1e-4 ? "met" : "NOT met");
+      }
+      fflush(stdout);
     }
-    fflush(stdout);
-  }
   if (a.workdir.empty()) fs::remove_all(dir);
   return 0;
 }
@@ -307,6 +380,7 @@ int main(int argc, char** argv) {
     };
     if (k == "--configs") a.configs = parse_strs(val());
     else if (k == "--threads") a.threads = parse_ints(val());
+    else if (k == "--models") a.models = parse_strs(val());
     else if (k == "--torch-threads") a.torch_threads = parse_ints(val());
     else if (k == "--steps-small") a.steps_small = std::stoi(val());
     else if (k == "--steps-medium") a.steps_medium = std::stoi(val());
@@ -320,10 +394,11 @@ int main(int argc, char** argv) {
     else if (k == "--data") a.data = val();
     else if (k == "--steps") a.worker_steps = std::stoi(val());
     else if (k == "--help" || k == "-h") {
-      std::printf("usage: bench_gpt [--configs small,medium] [--threads 1,2] [--torch-threads 1,2]\n"
+      std::printf("usage: bench_gpt [--models gpt,modules] [--configs small,medium] [--threads 1,2,default]\n"
+                  "                 [--torch-threads 1,2]\n"
                   "                 [--steps-small 50] [--steps-medium 16] [--warmup 3] [--no-torch]\n"
                   "                 [--python /usr/bin/python3] [--torch-script PATH] [--workdir DIR]\n"
-                  "       bench_gpt --worker --data FILE [--threads 1] [--steps N] [--warmup 3]\n");
+                  "       bench_gpt --worker --data FILE [--threads 1|default] [--steps N] [--warmup 3]\n");
       return 0;
     } else {
       std::fprintf(stderr, "bench_gpt: unknown argument %s (see --help)\n", k.c_str());

@@ -144,6 +144,44 @@ class GPT(nn.Module):
         return logits, loss
 
 
+class ModuleGPT(nn.Module):
+    """The same GPT assembled from PyTorch's own modules, the way users build one:
+    token and position nn.Embedding, an nn.TransformerEncoder of pre-norm GELU
+    nn.TransformerEncoderLayers (batch_first, the float causal mask of
+    generate_square_subsequent_mask), nn.LayerNorm and an nn.Linear head. Names: tok, pos,
+    encoder.layers.<i>.{self_attn.in_proj_*, self_attn.out_proj, linear1, linear2, norm1,
+    norm2}, ln_f, head. Initialised like GPT (normal 0.02, zero biases)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        C = c["n_embd"]
+        self.tok = nn.Embedding(c["vocab_size"], C)
+        self.pos = nn.Embedding(c["block_size"], C)
+        layer = nn.TransformerEncoderLayer(C, c["n_head"], 4 * C, dropout=0.0, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, c["n_layer"], enable_nested_tensor=False)
+        self.ln_f = nn.LayerNorm(C)
+        self.head = nn.Linear(C, c["vocab_size"], bias=False)
+        for n, p in self.named_parameters():
+            if p.dim() >= 2:
+                nn.init.normal_(p, 0.0, 0.02)
+            elif "norm" not in n and "ln_f" not in n:
+                nn.init.zeros_(p)
+
+    def forward(self, idx, targets):
+        T = idx.shape[1]
+        x = self.tok(idx) + self.pos(torch.arange(T, dtype=torch.long))
+        mask = nn.Transformer.generate_square_subsequent_mask(T)
+        x = self.encoder(x, mask=mask)
+        logits = self.head(self.ln_f(x))
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+        return logits, loss
+
+
+MODELS = {"gpt": GPT, "modules": ModuleGPT}
+
+
 def make_optimizer(model):
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -230,12 +268,12 @@ def set_threads(t):
 def prepare(args):
     c = dict(CONFIGS[args.config], bias=True, dropout=0.0)
     torch.manual_seed(args.seed)
-    model = GPT(c)
+    model = MODELS[args.model](c)
     x, y = make_batches(c, args.steps, args.seed)
     tensors = {k: v for k, v in model.state_dict().items()}
     tensors["batch.x"], tensors["batch.y"] = x, y
     meta = {k: c[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")}
-    meta.update(config=args.config, batch=c["batch"], bias="1", dropout="0", lr=LR, beta1=BETA1, beta2=BETA2,
+    meta.update(model=args.model, config=args.config, batch=c["batch"], bias="1", dropout="0", lr=LR, beta1=BETA1, beta2=BETA2,
                 eps=EPS, weight_decay=WEIGHT_DECAY, seed=args.seed)
     st_save(args.out, tensors, meta)
     print(f"I params {sum(p.numel() for p in model.parameters())}", flush=True)
@@ -246,7 +284,7 @@ def train(args):
     tensors, meta = st_load(args.data)
     c = {k: int(meta[k]) for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")}
     c.update(bias=meta.get("bias", "1") == "1", dropout=0.0)
-    model = GPT(c)
+    model = MODELS[meta.get("model", "gpt")](c)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items() if not k.startswith("batch.")})
     xs, ys = torch.from_numpy(tensors["batch.x"]), torch.from_numpy(tensors["batch.y"])
     del tensors
@@ -284,6 +322,7 @@ def main():
     sub = ap.add_subparsers(dest="mode", required=True)
     p = sub.add_parser("prepare")
     p.add_argument("--config", choices=sorted(CONFIGS), required=True)
+    p.add_argument("--model", choices=sorted(MODELS), default="gpt")
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--seed", type=int, default=1337)
