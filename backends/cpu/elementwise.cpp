@@ -22,7 +22,11 @@ using common::int_pow;
 
 template <typename T> void unary_float(UnaryOp op, const TensorView& out, const TensorView& in, UnaryParams p) {
   const T a = static_cast<T>(p.alpha), b = static_cast<T>(p.beta);
-  auto run = [&](auto f) { elementwise<T, T>(out, f, in); };
+  // Transcendental ops cost ~10x a cheap one per element: they split over threads sooner.
+  const bool cheap = op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Relu || op == UnaryOp::Clamp ||
+                     op == UnaryOp::AddScalar || op == UnaryOp::MulScalar || op == UnaryOp::Sign ||
+                     op == UnaryOp::Sqrt || op == UnaryOp::Reciprocal;
+  auto run = [&](auto f) { elementwise_grain<T, T>(cheap ? kGrain : kHeavyGrain, out, f, in); };
   switch (op) {
     case UnaryOp::Neg: return run([](T x) { return -x; });
     case UnaryOp::Exp: return run([](T x) { return vexp(x); });
@@ -117,7 +121,8 @@ void CpuBackend::unary_backward(UnaryBackwardOp op, const TensorView& out, const
   dispatch_float(out.dtype, "unary_backward", [&](auto tag) {
     using T = decltype(tag);
     const T a = static_cast<T>(p.alpha), b = static_cast<T>(p.beta);
-    auto on_input = [&](auto f) { elementwise<T, T, T>(out, f, grad, in); };
+    const bool cheap = op == UnaryBackwardOp::Relu;
+    auto on_input = [&](auto f) { elementwise_grain<T, T, T>(cheap ? kGrain : kHeavyGrain, out, f, grad, in); };
     auto on_result = [&](auto f) { elementwise<T, T, T>(out, f, grad, result); };
     switch (op) {
       case UnaryBackwardOp::Gelu:

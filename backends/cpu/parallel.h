@@ -9,10 +9,13 @@
 
 namespace focus::cpu {
 
-/// Elements below which an elementwise loop runs on one thread (see docs/PERFORMANCE.md:
-/// a fork/join with the workers awake costs about as much as 4k-8k elements of a simple
-/// elementwise op on one core).
+/// Elements per thread below which a loop is not split, from bench_engine section e (see
+/// docs/PERFORMANCE.md). An empty fork/join with the workers awake costs ~0.4 us, but a real
+/// op also pays for moving its operands to the other core's cache: on the 2-core VM, add
+/// (~0.1 ns per element on one core) gains nothing from a second thread at 16k elements and
+/// 1.2-1.5x at 64k; GELU (~0.75 ns per element) gains 1.1x at 4k and 1.5x at 16k.
 inline constexpr int64_t kGrain = 16384;
+inline constexpr int64_t kHeavyGrain = 2048;
 
 /// Calls f(begin, end) on disjoint chunks of [begin, end), in parallel when the range is
 /// at least 2 * grain: at most one chunk per thread, each at least grain long. The chunks

@@ -57,6 +57,37 @@ FOCUS_VEC_INLINE float vexp(float x) {
 }
 FOCUS_VEC_INLINE double vexp(double x) { return std::exp(x); }
 
+/// exp(a + b) for an argument given in two parts: a exact (e.g. -h^2 / 2 of a 12-bit h) and
+/// b small (|b| of order 1). One range reduction on a, b added to the reduced argument, so
+/// the result keeps the accuracy of vexp even where a + b would round (|a + b| up to ~100
+/// has an ulp of ~1e-5). Results below exp's underflow threshold are 0; a + b must stay
+/// below exp's overflow threshold (88.7).
+FOCUS_VEC_INLINE float vexp_parts(float a, float b) {
+  const float x = a + b;
+  const float xc = x > -104.0f ? x : -104.0f;  // n stays in range (x < -104 gives 0 below)
+  const float shifter = 12582912.0f;           // 1.5 * 2^23, as in vexp
+  const float n = (xc * 1.44269504088896341f + shifter) - shifter;
+  // a - n ln2_hi is exact (Sterbenz: a is within a factor 2 of n ln2_hi once |a| > ~2|b| + 1).
+  float r = a - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  r = r + b;
+  const float z = r * r;
+  float y = 1.9875691500E-4f;
+  y = y * r + 1.3981999507E-3f;
+  y = y * r + 8.3334519073E-3f;
+  y = y * r + 4.1665795894E-2f;
+  y = y * r + 1.6666665459E-1f;
+  y = y * r + 5.0000001201E-1f;
+  y = y * z + r + 1.0f;
+  const int32_t ni = static_cast<int32_t>(n);
+  const int32_t n1 = ni >> 1;
+  const int32_t n2 = ni - n1;
+  const float s1 = std::bit_cast<float>((n1 + 127) << 23);
+  const float s2 = std::bit_cast<float>((n2 + 127) << 23);
+  const float res = (y * s1) * s2;
+  return x < -104.0f ? 0.0f : res;
+}
+
 FOCUS_VEC_INLINE float vtanh(float x) {
   const float ax = std::fabs(x);
   // Small |x|: odd polynomial (Cephes tanhf); large: 1 - 2 / (exp(2|x|) + 1).
@@ -116,17 +147,18 @@ FOCUS_VEC_INLINE void vnormal_cdf_pdf(float x, float& cdf, float& pdf) {
   p = p * t + 0.37409196f;
   p = p * t + 1.00002368f;
   p = p * t - 1.26551223f;
-  // x^2 = h^2 + d with h the head of x (h^2 exact in float32), d = (ax - h)(ax + h).
-  // Huge |x| (where even h^2 would overflow) are clamped: their results are 0/1 anyway.
+  // x^2 = h^2 + d with h the head of x (h^2 exact in float32), d = (ax - h)(ax + h), and
+  // exp(-x^2 / 2 + p) = vexp_parts(-h^2 / 2, p - d / 2): one exp, no rounding of the large
+  // argument. Huge |x| (where even h^2 would overflow) are clamped: their results are 0/1.
   const float axc = ax < 1e18f ? ax : 1e18f;
   const float h = std::bit_cast<float>(std::bit_cast<uint32_t>(axc) & 0xFFFFF000u);
   const float d = (axc - h) * (axc + h);
-  const float eh = vexp(-0.5f * (h * h));
-  const float q = t * eh * vexp(p - 0.5f * d);  // erfc(|x| / sqrt 2)
+  const float a = -0.5f * (h * h);
+  const float q = t * vexp_parts(a, p - 0.5f * d);  // erfc(|x| / sqrt 2)
   const float half_q = 0.5f * q;
   cdf = x < 0 ? half_q : 1.0f - half_q;
   cdf = x != x ? x : cdf;
-  pdf = eh * vexp(-0.5f * d) * 0.398942280401432678f;
+  pdf = vexp_parts(a, -0.5f * d) * 0.398942280401432678f;
   pdf = x != x ? x : pdf;
 }
 FOCUS_VEC_INLINE void vnormal_cdf_pdf(double x, double& cdf, double& pdf) {
