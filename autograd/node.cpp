@@ -79,12 +79,41 @@ void SavedTensor::bind_output(const std::shared_ptr<Node>& node, TensorList outp
   }
 }
 
+SavedTensor SavedTensor::recomputable(const Tensor& t) {
+  if (t.defined() && t.requires_grad() && t.storage_offset() == 0 && t.is_contiguous()) {
+    const AutogradMeta* am = t.unsafe_impl()->autograd.get();
+    const std::shared_ptr<Node> fn = t.grad_fn();
+    if (am && am->output_nr == 0 && fn && fn->can_recompute() &&
+        static_cast<size_t>(t.numel()) * t.element_size() == t.storage()->nbytes) {
+      SavedTensor s;
+      s.defined_ = true;
+      s.producer_ = fn;
+      s.shape_ = t.shape();
+      return s;
+    }
+  }
+  return SavedTensor(t, false);
+}
+
 Tensor SavedTensor::unpack(std::string_view node_name) const {
   FOCUS_CHECK(!released_,
               "[backward] trying to backward through the graph a second time (or to use saved tensors after "
               "they were freed) in {}: pass retain_graph=true to the first backward",
               node_name);
   if (!defined_) return Tensor();
+  if (producer_) {
+    Tensor t = producer_->recompute_output();
+    FOCUS_CHECK(t.defined() && t.shape() == shape_, "[backward] {} could not recompute a saved tensor of shape {} in {}",
+                producer_->name(), shape_, node_name);
+    if (GradMode::is_enabled()) {
+      // create_graph: the recomputed tensor gets the producer as its history, as the original had.
+      AutogradMeta& m = t.unsafe_impl()->meta();
+      m.requires_grad = true;
+      m.grad_fn = producer_;
+      m.output_nr = 0;
+    }
+    return t;
+  }
   FOCUS_CHECK(data_.version() == version_,
               "[backward] a tensor needed for gradient computation by {} was modified by an in-place "
               "operation: it had version {} when saved and has version {} now (shape {})",

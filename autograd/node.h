@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <iterator>
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <utility>
@@ -87,15 +88,28 @@ class SavedTensor {
  public:
   SavedTensor() = default;
   SavedTensor(const Tensor& t, bool is_output);
+  /// Saves t by reference to the node that made it when that node can recompute it
+  /// (Node::recompute_output: layer_norm, gelu) and t is that output itself (not a view):
+  /// the saving node then does not keep t's memory alive, and unpack() recomputes it from
+  /// the producer's own saved tensors. Otherwise the same as SavedTensor(t, false). The
+  /// producer is upstream of the saving node, so its saved tensors are still there when
+  /// the saving node's backward runs.
+  static SavedTensor recomputable(const Tensor& t);
   /// The saved tensor; errors if it was modified in place since, or already freed.
   Tensor unpack(std::string_view node_name) const;
-  void release() { data_ = Tensor(); released_ = true; }
+  void release() {
+    data_ = Tensor();
+    producer_.reset();
+    released_ = true;
+  }
   bool defined() const { return defined_; }
   /// For a saved output: links it to its node once the node exists (record() does this).
   void bind_output(const std::shared_ptr<Node>& node, TensorList outputs);
 
  private:
   Tensor data_;
+  std::shared_ptr<Node> producer_;  // recomputable(): the node whose output 0 this is
+  Shape shape_;                     // recomputable(): the shape the recomputed tensor must have
   std::weak_ptr<Node> owner_;
   uint64_t version_ = 0;
   uint32_t output_nr_ = 0;
@@ -117,6 +131,10 @@ class Node : public std::enable_shared_from_this<Node> {
   virtual std::vector<Tensor> apply(std::vector<Tensor>&& grads) = 0;
   /// Frees saved tensors after a backward without retain_graph.
   virtual void release_saved() {}
+  /// Whether recompute_output() can give this node's output 0 again (SavedTensor::recomputable).
+  virtual bool can_recompute() const { return false; }
+  /// Output 0 computed again from this node's saved tensors (without history).
+  virtual Tensor recompute_output() { return Tensor(); }
 
   std::vector<Edge> next_edges;
   uint32_t num_outputs = 1;
@@ -163,6 +181,10 @@ template <typename F> class FunctionNode final : public Node {
   void release_saved() override {
     for (auto& s : saved_) s.release();
   }
+  /// recompute(ctx) -> output 0 from the saved tensors (ctx has no gradients).
+  void set_recompute(std::function<Tensor(BackwardContext&)> recompute) { recompute_ = std::move(recompute); }
+  bool can_recompute() const override { return static_cast<bool>(recompute_); }
+  Tensor recompute_output() override;
   /// Links saved outputs to this node (see SavedTensor).
   void bind_saved_outputs(const std::shared_ptr<Node>& self, TensorList outputs) {
     for (auto& s : saved_) s.bind_output(self, outputs);
@@ -172,6 +194,7 @@ template <typename F> class FunctionNode final : public Node {
   const char* name_;
   std::vector<SavedTensor> saved_;
   F f_;
+  std::function<Tensor(BackwardContext&)> recompute_;
 };
 
 namespace autograd_detail {
@@ -195,6 +218,13 @@ template <typename F> std::vector<Tensor> FunctionNode<F>::apply(std::vector<Ten
   return f_(ctx);
 }
 
+template <typename F> Tensor FunctionNode<F>::recompute_output() {
+  autograd_detail::check_not_released(*this, saved_);
+  std::vector<Tensor> no_grads;
+  BackwardContext ctx(name_, no_grads, saved_, next_edges);
+  return recompute_(ctx);
+}
+
 /// True when grad mode is on and any input requires grad.
 inline bool needs_grad(const Tensor& a) { return GradMode::is_enabled() && a.defined() && a.requires_grad(); }
 inline bool needs_grad(const Tensor& a, const Tensor& b) {
@@ -215,6 +245,17 @@ template <typename F>
 void record(const char* name, TensorList inputs, TensorList outputs, std::vector<SavedTensor> saved,
             F&& backward) {
   auto node = std::make_shared<FunctionNode<std::decay_t<F>>>(name, std::move(saved), std::forward<F>(backward));
+  node->bind_saved_outputs(node, outputs);
+  autograd_detail::init_node(std::move(node), inputs, outputs);
+}
+
+/// record() for an op whose output 0 recompute(ctx) can compute again from the saved
+/// tensors (see SavedTensor::recomputable): consumers may then save it by reference.
+template <typename F, typename R>
+void record_recomputable(const char* name, TensorList inputs, TensorList outputs, std::vector<SavedTensor> saved,
+                         F&& backward, R&& recompute) {
+  auto node = std::make_shared<FunctionNode<std::decay_t<F>>>(name, std::move(saved), std::forward<F>(backward));
+  node->set_recompute(std::forward<R>(recompute));
   node->bind_saved_outputs(node, outputs);
   autograd_detail::init_node(std::move(node), inputs, outputs);
 }

@@ -46,13 +46,22 @@ Tensor unary_bw(UnaryBackwardOp op, const Tensor& g, const Tensor& x, const Tens
 }
 
 // Records a unary op y = f(x) whose backward is fn(ctx, x, y).
+// recomputable (with save_x): consumers may save y by reference and get it recomputed
+// from x in their backward (SavedTensor::recomputable).
 template <typename F> Tensor unary_op(UnaryOp op, const Tensor& x, UnaryParams p, const char* name, const char* node,
-                                      bool save_x, bool save_y, F fn) {
+                                      bool save_x, bool save_y, F fn, bool recomputable = false) {
   Tensor y = raw::unary(op, x, p, name);
   if (needs_grad(x) && y.is_floating_point()) {
     InputInfo info(x, y);
-    record(node, {x}, {y}, {save_x ? save(x) : SavedTensor(), save_y ? save(y, true) : SavedTensor()},
-           [fn, info](BackwardContext& c) { return grads(to_input(fn(c.grad(0), c.saved(0), c.saved(1)), info)); });
+    auto backward = [fn, info](BackwardContext& c) {
+      return grads(to_input(fn(c.grad(0), c.saved(0), c.saved(1)), info));
+    };
+    std::vector<SavedTensor> saved{save_x ? save(x) : SavedTensor(), save_y ? save(y, true) : SavedTensor()};
+    if (recomputable && save_x && x.dtype() == y.dtype())
+      record_recomputable(node, {x}, {y}, std::move(saved), backward,
+                          [op, p, name](BackwardContext& c) { return raw::unary(op, c.saved(0), p, name); });
+    else
+      record(node, {x}, {y}, std::move(saved), backward);
   }
   return y;
 }
@@ -262,7 +271,8 @@ Tensor gelu(const Tensor& x, std::string_view approximate) {
                   [t](const Tensor& g, const Tensor& x, const Tensor&) {
                     return unary_bw(t ? UnaryBackwardOp::GeluTanh : UnaryBackwardOp::Gelu, g, x, Tensor(), {},
                                     "GeluBackward0");
-                  });
+                  },
+                  true);
 }
 Tensor silu(const Tensor& x) {
   return unary_op(UnaryOp::Silu, x, {}, "silu", "SiluBackward0", true, false,

@@ -87,8 +87,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Tensor y = raw::linear(x, weight, bias);
   if (needs_grad(x, weight, bias)) {
     const Shape x_shape = x.shape();
+    // x by reference when its producer can recompute it (layer_norm, gelu: pre-norm and MLP
+    // blocks then keep one activation less per Linear until backward).
     record("LinearBackward0", {x, weight, bias}, {y},
-           {needs_grad(weight) ? save(x) : SavedTensor(), needs_grad(x) ? save(weight) : SavedTensor()},
+           {needs_grad(weight) ? SavedTensor::recomputable(x) : SavedTensor(), needs_grad(x) ? save(weight) : SavedTensor()},
            [x_shape](BackwardContext& c) {
              const Tensor& grad = c.grad(0);
              const int64_t in = x_shape.back(), out_f = grad.size(-1), R = rows_of(x_shape);

@@ -57,7 +57,16 @@ Tensor picking_view(Tensor out, const Tensor& in, const char* node, ViewFn fn) {
 Tensor Tensor::view(const Shape& s) const { return reshape_like_view(raw::view(*this, s), *this, "ViewBackward0"); }
 
 Tensor Tensor::reshape(const Shape& s) const {
-  return reshape_like_view(raw::reshape(*this, s), *this, "ReshapeAliasBackward0");
+  Tensor out = raw::reshape(*this, s);
+  if (out.storage() == storage() || !needs_grad(*this)) return reshape_like_view(out, *this, "ReshapeAliasBackward0");
+  // A copy (the input's strides do not allow a view): recomputable from the input, so a
+  // consumer that saves it (a Linear after merging attention heads) keeps no second copy;
+  // the input is usually kept anyway (attention saves its output).
+  const Shape in_shape = shape();
+  record_recomputable("ReshapeAliasBackward0", {*this}, {out}, {save(*this)},
+                      [in_shape](BackwardContext& c) { return grads(c.grad(0).reshape(in_shape)); },
+                      [s](BackwardContext& c) { return raw::reshape(c.saved(0), s); });
+  return out;
 }
 
 Tensor Tensor::permute(const DimList& dims) const {
