@@ -42,7 +42,7 @@ void no_double_backward(const char* name) {
 Tensor unary_bw(UnaryBackwardOp op, const Tensor& g, const Tensor& x, const Tensor& result, UnaryParams p,
                 const char* name) {
   no_double_backward(name);
-  return raw::unary_backward(op, g, x, result, p, name);
+  return raw::unary_backward(op, g, x, result, p, name, true);
 }
 
 // Records a unary op y = f(x) whose backward is fn(ctx, x, y).
@@ -246,21 +246,21 @@ Tensor tanh(const Tensor& x) {
   return unary_op(UnaryOp::Tanh, x, {}, "tanh", "TanhBackward0", false, true,
                   [](const Tensor& g, const Tensor&, const Tensor& y) {
                     return GradMode::is_enabled() ? g * (1.0 - y * y)
-                                                  : raw::unary_backward(UnaryBackwardOp::Tanh, g, y, y, {}, "tanh");
+                                                  : raw::unary_backward(UnaryBackwardOp::Tanh, g, y, y, {}, "tanh", true);
                   });
 }
 Tensor sigmoid(const Tensor& x) {
   return unary_op(UnaryOp::Sigmoid, x, {}, "sigmoid", "SigmoidBackward0", false, true,
                   [](const Tensor& g, const Tensor&, const Tensor& y) {
                     return GradMode::is_enabled() ? g * y * (1.0 - y)
-                                                  : raw::unary_backward(UnaryBackwardOp::Sigmoid, g, y, y, {}, "sigmoid");
+                                                  : raw::unary_backward(UnaryBackwardOp::Sigmoid, g, y, y, {}, "sigmoid", true);
                   });
 }
 Tensor relu(const Tensor& x) {
   return unary_op(UnaryOp::Relu, x, {}, "relu", "ReluBackward0", false, true,
                   [](const Tensor& g, const Tensor&, const Tensor& y) {
                     return GradMode::is_enabled() ? g * gt(y, 0).to(g.dtype())
-                                                  : raw::unary_backward(UnaryBackwardOp::Relu, g, y, y, {}, "relu");
+                                                  : raw::unary_backward(UnaryBackwardOp::Relu, g, y, y, {}, "relu", true);
                   });
 }
 Tensor gelu(const Tensor& x, std::string_view approximate) {

@@ -77,8 +77,10 @@ void unary_(UnaryOp op, const Tensor& x, UnaryParams p, const char* name) {
 }
 
 Tensor unary_backward(UnaryBackwardOp op, const Tensor& grad, const Tensor& x, const Tensor& result, UnaryParams p,
-                      const char* name) {
-  Tensor out = empty(grad.shape(), grad.dtype(), grad.device());
+                      const char* name, bool reuse_grad) {
+  const bool own = reuse_grad && grad.impl_ptr().use_count() == 1 && grad.storage().use_count() == 1 &&
+                   grad.storage_offset() == 0 && grad.is_contiguous() && !grad.requires_grad();
+  Tensor out = own ? grad : empty(grad.shape(), grad.dtype(), grad.device());
   const Tensor& r = result.defined() ? result : x;
   if (out.numel() > 0)
     backend_of(grad).unary_backward(op, make_view(out), make_view(grad), make_view(cast(x, grad.dtype()), grad.shape()),

@@ -14,9 +14,12 @@ DType result_type(const Tensor& a, Scalar b);
 Tensor unary(UnaryOp op, const Tensor& x, UnaryParams p, const char* name);
 /// x = op(x) in place (x keeps its dtype).
 void unary_(UnaryOp op, const Tensor& x, UnaryParams p, const char* name);
-/// grad * f'(x) for the op (result = f(x) where the op needs it).
+/// grad * f'(x) for the op (result = f(x) where the op needs it). reuse_grad: the caller is
+/// done with grad (a unary op's backward consuming its incoming gradient), so when nothing
+/// else can see it (one handle, its own contiguous storage, no history) the result is
+/// written over it instead of into a new tensor.
 Tensor unary_backward(UnaryBackwardOp op, const Tensor& grad, const Tensor& x, const Tensor& result,
-                      UnaryParams p, const char* name);
+                      UnaryParams p, const char* name, bool reuse_grad = false);
 /// a op b with broadcasting and promotion; Div promotes integers to float32.
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, const char* name);
 Tensor binary(BinaryOp op, const Tensor& a, Scalar b, const char* name);
