@@ -182,6 +182,10 @@ std::tuple<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, cons
   Tensor mask;  // broadcastable to [N, H, L, S2]
   bool causal = false;
   Tensor am = attn_mask;
+  // is_causal with a mask is PyTorch's hint that the mask is the causal one: without a
+  // key padding mask or returned weights the kernel's own causal masking replaces it.
+  if (is_causal && am.defined() && !key_padding_mask.defined() && !need_weights && extra == 0 && L == S)
+    am = Tensor();
   if (!am.defined() && is_causal) {
     if (!key_padding_mask.defined() && extra == 0)
       causal = true;  // the kernel's own causal mask

@@ -44,6 +44,16 @@ template <class Layer> std::shared_ptr<Layer> deep_copy(const Layer& layer) {
 
 }  // namespace
 
+bool is_causal_mask(const Tensor& mask, int64_t size) {
+  if (!mask.defined() || mask.dim() != 2 || mask.size(0) != size || mask.size(1) != size) return false;
+  if (mask.dtype() != kBool && !mask.is_floating_point()) return false;
+  // bool: true (not allowed) exactly above the diagonal; float: -inf there, 0 elsewhere
+  const Tensor causal = mask.dtype() == kBool
+                            ? triu(ones({size, size}, TensorOptions(kBool).device(mask.device())), 1)
+                            : generate_square_subsequent_mask(size, TensorOptions(mask.dtype()).device(mask.device()));
+  return ne(mask, causal).sum().item<int64_t>() == 0;
+}
+
 Tensor generate_square_subsequent_mask(int64_t sz, TensorOptions options) {
   FOCUS_CHECK(sz >= 0, "[generate_square_subsequent_mask] size must be non-negative, got {}", sz);
   const TensorOptions o = options.dtype(options.dtype_or(kFloat32));
@@ -157,6 +167,10 @@ TransformerEncoder::TransformerEncoder(const std::shared_ptr<TransformerEncoderL
 
 Tensor TransformerEncoder::forward(const Tensor& src, const Tensor& mask, const Tensor& src_key_padding_mask,
                                    bool is_causal) {
+  // As PyTorch's _detect_is_causal_mask: a mask equal to generate_square_subsequent_mask
+  // turns into the is_causal hint, so the attention skips the keys it hides.
+  if (!is_causal && mask.defined() && src.defined() && src.dim() >= 2)
+    is_causal = is_causal_mask(mask, src.size(src.dim() == 3 && layers_.size() && layers_[0]->options().batch_first_ ? 1 : 0));
   Tensor x = src;
   for (auto& layer : layers_) x = layer->forward(x, mask, src_key_padding_mask, is_causal);
   if (norm_) x = norm_->forward(x);
@@ -179,6 +193,9 @@ TransformerDecoder::TransformerDecoder(const std::shared_ptr<TransformerDecoderL
 Tensor TransformerDecoder::forward(const Tensor& tgt, const Tensor& memory, const Tensor& tgt_mask,
                                    const Tensor& memory_mask, const Tensor& tgt_key_padding_mask,
                                    const Tensor& memory_key_padding_mask, bool tgt_is_causal, bool memory_is_causal) {
+  if (!tgt_is_causal && tgt_mask.defined() && tgt.defined() && tgt.dim() >= 2)
+    tgt_is_causal =
+        is_causal_mask(tgt_mask, tgt.size(tgt.dim() == 3 && layers_.size() && layers_[0]->options().batch_first_ ? 1 : 0));
   Tensor x = tgt;
   for (auto& layer : layers_)
     x = layer->forward(x, memory, tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask, tgt_is_causal,

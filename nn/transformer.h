@@ -21,6 +21,11 @@ namespace focus::nn {
 /// Transformer.generate_square_subsequent_mask), float32 by default.
 Tensor generate_square_subsequent_mask(int64_t sz, TensorOptions options = {});
 
+/// True when mask is [size, size] and equals generate_square_subsequent_mask(size) (float:
+/// -inf above the diagonal, 0 elsewhere; bool: true above the diagonal), as PyTorch's
+/// _detect_is_causal_mask. TransformerEncoder/Decoder then pass the is_causal hint down.
+bool is_causal_mask(const Tensor& mask, int64_t size);
+
 /// Constructor arguments shared by the encoder and decoder layers, PyTorch's defaults.
 struct TransformerLayerOptions {
   TransformerLayerOptions(int64_t d_model, int64_t nhead) : d_model_(d_model), nhead_(nhead) {}

@@ -7,6 +7,11 @@
 // D = rowsum(dO * O) for the softmax backward. Only need_weights makes the forward write
 // [B, L, S] (the returned weights).
 //
+// Each batch entry runs in blocks of kBlockRows query rows, so the block's scores stay in
+// cache from the product that makes them to the product that uses them; with is_causal a
+// block only computes the keys its rows may see (j <= its last row), about half the work
+// of the products, the exponentials and the backward's five products.
+//
 // Fully masked rows (no key allowed by the bool mask / causal mask, or all scores -inf):
 // the weights are 0 and the output row is 0, with 0 gradients; their lse is +inf, so that
 // exp(score - lse) is 0 there with no special case. PyTorch 1.13-2.4 return NaN there
@@ -117,32 +122,46 @@ int64_t batch_count(const TensorView& q) {
   return n;
 }
 
-// The attention scores of batch entry b, the same in forward and backward:
-// Z [L, S] (row stride S) = scale * Q K^T, then -inf where the bool mask is false (or + the
-// additive mask), then -inf above the diagonal when causal (top-left aligned, as
-// torch.ones(L, S).tril(): key j <= query l).
+// Copies a block [lb, sk] (row stride sk) into rows of stride S, zeros in columns sk..S.
+template <typename T> void write_rows(T* dst, const T* src, int64_t lb, int64_t sk, int64_t S) {
+  for (int64_t r = 0; r < lb; ++r) {
+    std::copy(src + r * sk, src + (r + 1) * sk, dst + r * S);
+    std::fill(dst + r * S + sk, dst + (r + 1) * S, T(0));
+  }
+}
+
+// Query rows per block (see the top of this file).
+constexpr int64_t kBlockRows = 64;
+
+// Keys a block of query rows [l0, l0 + lb) uses: all S, or with is_causal only j < l0 + lb.
+int64_t block_keys(int64_t l0, int64_t lb, int64_t S, bool is_causal) { return is_causal ? std::min(S, l0 + lb) : S; }
+
+// The attention scores of rows [l0, l0 + lb) of batch entry b against keys [0, sk), the
+// same in forward and backward: Z [lb, sk] (row stride sk) = scale * Q K^T, then -inf where
+// the bool mask is false (or + the additive mask), then -inf above the diagonal when causal
+// (top-left aligned, as torch.ones(L, S).tril(): key j <= query l).
 template <typename T>
-void scores(T* Z, const Mat<T>& Q, const Mat<T>& K, int64_t L, int64_t S, int64_t E, double scale,
+void scores(T* Z, const Mat<T>& Q, const Mat<T>& K, int64_t l0, int64_t lb, int64_t sk, int64_t E, double scale,
             const TensorView& mask, int nb, int64_t b, bool is_causal) {
   const T ninf = -std::numeric_limits<T>::infinity();
-  // Z = scale * Q K^T : [L, E] x [E, S]
-  gemm_k0<T>(false, true, L, S, E, static_cast<T>(scale), Q.p, Q.ld, K.p, K.ld, T(0), Z, S);
+  // Z = scale * Q[l0 : l0 + lb] K[0 : sk]^T : [lb, E] x [E, sk]
+  gemm_k0<T>(false, true, lb, sk, E, static_cast<T>(scale), Q.p + l0 * Q.ld, Q.ld, K.p, K.ld, T(0), Z, sk);
   if (mask.data) {
     const int64_t mo = batch_offset(mask, nb, b), ms = mask.strides[nb + 1];
-    for (int64_t l = 0; l < L; ++l) {
-      T* row = Z + l * S;
-      const int64_t mrow = mo + l * mask.strides[nb];
+    for (int64_t r = 0; r < lb; ++r) {
+      T* row = Z + r * sk;
+      const int64_t mrow = mo + (l0 + r) * mask.strides[nb];
       if (mask.dtype == kBool) {
         const bool* m = mask.ptr<bool>() + mrow;
-        for (int64_t j = 0; j < S; ++j) row[j] = m[j * ms] ? row[j] : ninf;
+        for (int64_t j = 0; j < sk; ++j) row[j] = m[j * ms] ? row[j] : ninf;
       } else {
         const T* m = mask.ptr<T>() + mrow;
-        for (int64_t j = 0; j < S; ++j) row[j] += m[j * ms];
+        for (int64_t j = 0; j < sk; ++j) row[j] += m[j * ms];
       }
     }
   }
   if (is_causal)
-    for (int64_t l = 0; l < L; ++l) std::fill(Z + l * S + std::min(l + 1, S), Z + (l + 1) * S, ninf);
+    for (int64_t r = 0; r < lb; ++r) std::fill(Z + r * sk + std::min(l0 + r + 1, sk), Z + (r + 1) * sk, ninf);
 }
 
 }  // namespace
@@ -160,47 +179,55 @@ void CpuBackend::attention_forward(const TensorView& out, const TensorView& lse,
     using T = decltype(tag);
     const T ninf = -std::numeric_limits<T>::infinity(), pinf = std::numeric_limits<T>::infinity();
     const T ks = static_cast<T>(dropout_p < 1 ? 1.0 / (1.0 - dropout_p) : 0.0);
+    const int64_t rows = std::min(L, kBlockRows);
     auto reserve = [&](Scratch<T>& s) {
       if (view_needs_pack(q, nb)) s.q.reserve(static_cast<size_t>(L * E));
       if (view_needs_pack(k, nb)) s.k.reserve(static_cast<size_t>(S * E));
       if (view_needs_pack(v, nb)) s.v.reserve(static_cast<size_t>(S * Ev));
-      // The probabilities go straight into the returned weights when they are the weights.
-      if (!want_weights || dropout) s.p.resize(static_cast<size_t>(L * S));
-      if (dropout) s.keep.resize(static_cast<size_t>(L * S));
+      s.p.resize(static_cast<size_t>(rows * S));
+      if (dropout) s.keep.resize(static_cast<size_t>(rows * S));
     };
-    for_each_batch<T>(nbatch, 2.0 * static_cast<double>(L * S) * static_cast<double>(E + Ev), reserve,
-                      [&](int64_t b, Scratch<T>& s) {
+    const double work = 2.0 * static_cast<double>(L * S) * static_cast<double>(E + Ev) * (is_causal ? 0.5 : 1.0);
+    for_each_batch<T>(nbatch, work, reserve, [&](int64_t b, Scratch<T>& s) {
       const Mat<T> Q = matrix<T>(q, nb, b, s.q), K = matrix<T>(k, nb, b, s.k), V = matrix<T>(v, nb, b, s.v);
-      T* P = want_weights && !dropout ? weights.ptr<T>() + b * L * S : s.p.data();
       T* lse_b = lse.ptr<T>() + b * L;
-      scores<T>(P, Q, K, L, S, E, scale, mask, nb, b, is_causal);
-      for (int64_t l = 0; l < L; ++l) {
-        T* row = P + l * S;
-        T mx = ninf;
-        for (int64_t j = 0; j < S; ++j) mx = std::max(mx, row[j]);
-        if (mx == ninf) {  // nothing to attend to: 0 weights, lse +inf (see the top of this file)
-          std::fill(row, row + S, T(0));
-          lse_b[l] = pinf;
-          continue;
+      T* out_b = out.ptr<T>() + b * L * Ev;
+      for (int64_t l0 = 0; l0 < L; l0 += rows) {
+        const int64_t lb = std::min(rows, L - l0), sk = block_keys(l0, lb, S, is_causal);
+        T* P = s.p.data();  // [lb, sk]
+        scores<T>(P, Q, K, l0, lb, sk, E, scale, mask, nb, b, is_causal);
+        for (int64_t r = 0; r < lb; ++r) {
+          T* row = P + r * sk;
+          T mx = ninf;
+          for (int64_t j = 0; j < sk; ++j) mx = std::max(mx, row[j]);
+          if (mx == ninf) {  // nothing to attend to: 0 weights, lse +inf (see the top of this file)
+            std::fill(row, row + sk, T(0));
+            lse_b[l0 + r] = pinf;
+            continue;
+          }
+          T sum = 0;
+          for (int64_t j = 0; j < sk; ++j) {
+            row[j] = vexp(row[j] - mx);
+            sum += row[j];
+          }
+          lse_b[l0 + r] = mx + std::log(sum);
+          const T inv = T(1) / sum;
+          for (int64_t j = 0; j < sk; ++j) row[j] *= inv;
         }
-        T sum = 0;
-        for (int64_t j = 0; j < S; ++j) {
-          row[j] = vexp(row[j] - mx);
-          sum += row[j];
+        if (want_weights && !dropout) write_rows(weights.ptr<T>() + (b * L + l0) * S, P, lb, sk, S);
+        if (dropout) {  // in place: P is not needed afterwards
+          keep_mask(rng.seed, rng.offset, static_cast<uint64_t>((b * L + l0) * S), lb * S, dropout_p, s.keep.data());
+          for (int64_t r = 0; r < lb; ++r)
+            for (int64_t j = 0; j < sk; ++j) {
+              T& w = P[r * sk + j];
+              w = s.keep[static_cast<size_t>(r * S + j)] ? w * ks : T(0);
+            }
+          if (want_weights) write_rows(weights.ptr<T>() + (b * L + l0) * S, P, lb, sk, S);
         }
-        lse_b[l] = mx + std::log(sum);
-        const T inv = T(1) / sum;
-        for (int64_t j = 0; j < S; ++j) row[j] *= inv;
+        // out rows = W V : [lb, sk] x [sk, Ev]
+        gemm_k0<T>(false, false, lb, Ev, sk, T(1), P, std::max<int64_t>(sk, 1), V.p, V.ld, T(0), out_b + l0 * Ev,
+                   std::max<int64_t>(Ev, 1));
       }
-      T* W = P;
-      if (dropout) {  // into the returned weights, or in place (P is not needed afterwards)
-        if (want_weights) W = weights.ptr<T>() + b * L * S;
-        keep_mask(rng.seed, rng.offset, static_cast<uint64_t>(b * L * S), L * S, dropout_p, s.keep.data());
-        for (int64_t i = 0; i < L * S; ++i) W[i] = s.keep[i] ? P[i] * ks : T(0);
-      }
-      // out = W V : [L, S] x [S, Ev]
-      gemm_k0<T>(false, false, L, Ev, S, T(1), W, std::max<int64_t>(S, 1), V.p, V.ld, T(0), out.ptr<T>() + b * L * Ev,
-              std::max<int64_t>(Ev, 1));
     });
   });
 }
@@ -220,89 +247,100 @@ void CpuBackend::attention_backward(const TensorView& grad_q, const TensorView& 
     using T = decltype(tag);
     const T pinf = std::numeric_limits<T>::infinity();
     const T ks = static_cast<T>(dropout_p < 1 ? 1.0 / (1.0 - dropout_p) : 0.0);
+    const int64_t rows = std::min(L, kBlockRows);
     auto reserve = [&](Scratch<T>& s) {
       if (view_needs_pack(q, nb)) s.q.reserve(static_cast<size_t>(L * E));
       if (view_needs_pack(k, nb)) s.k.reserve(static_cast<size_t>(S * E));
       if (view_needs_pack(v, nb)) s.v.reserve(static_cast<size_t>(S * Ev));
       if (view_needs_pack(grad_out, nb)) s.dout.reserve(static_cast<size_t>(L * Ev));
-      s.p.resize(static_cast<size_t>(L * S));
+      s.p.resize(static_cast<size_t>(rows * S));
       if (dropout) {
-        s.keep.resize(static_cast<size_t>(L * S));
-        s.w.resize(static_cast<size_t>(L * S));
+        s.keep.resize(static_cast<size_t>(rows * S));
+        s.w.resize(static_cast<size_t>(rows * S));
       }
-      if (want_scores) s.dp.resize(static_cast<size_t>(L * S));
+      if (want_scores) s.dp.resize(static_cast<size_t>(rows * S));
     };
-    // Five products: Q K^T again, W^T dO, dO V^T, dZ K and dZ^T Q.
-    for_each_batch<T>(nbatch, 2.0 * static_cast<double>(L * S) * static_cast<double>(3 * E + 2 * Ev), reserve,
-                      [&](int64_t b, Scratch<T>& s) {
+    // Five products per block: Q K^T again, W^T dO, dO V^T, dZ K and dZ^T Q.
+    const double work = 2.0 * static_cast<double>(L * S) * static_cast<double>(3 * E + 2 * Ev) * (is_causal ? 0.5 : 1.0);
+    for_each_batch<T>(nbatch, work, reserve, [&](int64_t b, Scratch<T>& s) {
       const Mat<T> Q = matrix<T>(q, nb, b, s.q), K = matrix<T>(k, nb, b, s.k);
       const Mat<T> dO = matrix<T>(grad_out, nb, b, s.dout);
+      const Mat<T> V = want_scores ? matrix<T>(v, nb, b, s.v) : Mat<T>{nullptr, 0};
       const T* lse_b = lse.ptr<T>() + b * L;
-      const int64_t ldp = std::max<int64_t>(S, 1);
-      // P = exp(Z - lse): the forward's probabilities, recomputed (0 on rows with lse = +inf).
-      T* P = s.p.data();
-      scores<T>(P, Q, K, L, S, E, scale, mask, nb, b, is_causal);
-      for (int64_t l = 0; l < L; ++l) {
-        T* row = P + l * S;
-        const T m = lse_b[l];
-        if (m == pinf) {
-          std::fill(row, row + S, T(0));
-          continue;
-        }
-        for (int64_t j = 0; j < S; ++j) row[j] = vexp(row[j] - m);
-      }
-      // The weights the forward multiplied v by: P, or P * keep / (1 - p) with dropout.
-      const T* W = P;
-      if (dropout) {
-        keep_mask(rng.seed, rng.offset, static_cast<uint64_t>(b * L * S), L * S, dropout_p, s.keep.data());
-        for (int64_t i = 0; i < L * S; ++i) s.w[i] = s.keep[i] ? P[i] * ks : T(0);
-        W = s.w.data();
-      }
-      // grad_v = W^T dO : [S, L] x [L, Ev] -> [S, Ev]
-      if (grad_v.data)
-        gemm_k0<T>(true, false, S, Ev, L, T(1), W, ldp, dO.p, dO.ld, T(0), grad_v.ptr<T>() + b * S * Ev,
-                std::max<int64_t>(Ev, 1));
-      if (!want_scores) return;
-      const Mat<T> V = matrix<T>(v, nb, b, s.v);
-      T* dP = s.dp.data();
-      // dW = dO V^T (+ the gradient of the returned weights) : [L, Ev] x [Ev, S] -> [L, S]
-      gemm_k0<T>(false, true, L, S, Ev, T(1), dO.p, dO.ld, V.p, V.ld, T(0), dP, ldp);
       const T* O = out.ptr<T>() + b * L * Ev;
+      // grad_k and grad_v sum over the blocks: start from 0 (keys no row sees keep 0).
+      T* gk = grad_k.data ? grad_k.ptr<T>() + b * S * E : nullptr;
+      T* gv = grad_v.data ? grad_v.ptr<T>() + b * S * Ev : nullptr;
+      if (gk) std::fill(gk, gk + S * E, T(0));
+      if (gv) std::fill(gv, gv + S * Ev, T(0));
       const T* gw = grad_weights.data ? grad_weights.ptr<T>() + batch_offset(grad_weights, nb, b) : nullptr;
       const int64_t gws = gw ? grad_weights.strides[nb] : 0, gwc = gw ? grad_weights.strides[nb + 1] : 0;
-      for (int64_t l = 0; l < L; ++l) {
-        T* dr = dP + l * S;
-        // D = rowsum(dP * P) = rowsum(dW * W) = rowsum(dO * O) (+ rowsum(grad_weights * W)),
-        // since O = W V (FlashAttention-2).
-        const T* o = O + l * Ev;
-        const T* d = dO.p + l * dO.ld;
-        T D = 0;
-        for (int64_t e = 0; e < Ev; ++e) D += d[e] * o[e];
-        if (gw) {
-          const T* g = gw + l * gws;
-          const T* wr = W + l * S;
-          for (int64_t j = 0; j < S; ++j) {
-            dr[j] += g[j * gwc];
-            D += g[j * gwc] * wr[j];
+      for (int64_t l0 = 0; l0 < L; l0 += rows) {
+        const int64_t lb = std::min(rows, L - l0), sk = block_keys(l0, lb, S, is_causal);
+        const int64_t ldp = std::max<int64_t>(sk, 1);
+        const T* dOb = dO.p + l0 * dO.ld;
+        // P = exp(Z - lse): the forward's probabilities, recomputed (0 on rows with lse = +inf).
+        T* P = s.p.data();
+        scores<T>(P, Q, K, l0, lb, sk, E, scale, mask, nb, b, is_causal);
+        for (int64_t r = 0; r < lb; ++r) {
+          T* row = P + r * sk;
+          const T m = lse_b[l0 + r];
+          if (m == pinf) {
+            std::fill(row, row + sk, T(0));
+            continue;
+          }
+          for (int64_t j = 0; j < sk; ++j) row[j] = vexp(row[j] - m);
+        }
+        // The weights the forward multiplied v by: P, or P * keep / (1 - p) with dropout.
+        const T* W = P;
+        if (dropout) {
+          keep_mask(rng.seed, rng.offset, static_cast<uint64_t>((b * L + l0) * S), lb * S, dropout_p, s.keep.data());
+          for (int64_t r = 0; r < lb; ++r)
+            for (int64_t j = 0; j < sk; ++j)
+              s.w[static_cast<size_t>(r * sk + j)] = s.keep[static_cast<size_t>(r * S + j)] ? P[r * sk + j] * ks : T(0);
+          W = s.w.data();
+        }
+        // grad_v[0 : sk] += W^T dO : [sk, lb] x [lb, Ev]
+        if (gv) gemm_k0<T>(true, false, sk, Ev, lb, T(1), W, ldp, dOb, dO.ld, T(1), gv, std::max<int64_t>(Ev, 1));
+        if (!want_scores) continue;
+        T* dP = s.dp.data();
+        // dW = dO V^T (+ the gradient of the returned weights) : [lb, Ev] x [Ev, sk]
+        gemm_k0<T>(false, true, lb, sk, Ev, T(1), dOb, dO.ld, V.p, V.ld, T(0), dP, ldp);
+        for (int64_t r = 0; r < lb; ++r) {
+          const int64_t l = l0 + r;
+          T* dr = dP + r * sk;
+          // D = rowsum(dP * P) = rowsum(dW * W) = rowsum(dO * O) (+ rowsum(grad_weights * W)),
+          // since O = W V (FlashAttention-2).
+          const T* o = O + l * Ev;
+          const T* d = dOb + r * dO.ld;
+          T D = 0;
+          for (int64_t e = 0; e < Ev; ++e) D += d[e] * o[e];
+          if (gw) {
+            const T* g = gw + l * gws;
+            const T* wr = W + r * sk;
+            for (int64_t j = 0; j < sk; ++j) {
+              dr[j] += g[j * gwc];
+              D += g[j * gwc] * wr[j];
+            }
+          }
+          // dZ = P * (dP - D) with dP = dropout'(dW): the gradient of the masked scores.
+          const T* pr = P + r * sk;
+          if (dropout) {
+            const uint8_t* kr = s.keep.data() + r * S;
+            for (int64_t j = 0; j < sk; ++j) dr[j] = pr[j] * ((kr[j] ? dr[j] * ks : T(0)) - D);
+          } else {
+            for (int64_t j = 0; j < sk; ++j) dr[j] = pr[j] * (dr[j] - D);
           }
         }
-        // dZ = P * (dP - D) with dP = dropout'(dW): the gradient of the masked scores.
-        const T* pr = P + l * S;
-        if (dropout) {
-          const uint8_t* kr = s.keep.data() + l * S;
-          for (int64_t j = 0; j < S; ++j) dr[j] = pr[j] * ((kr[j] ? dr[j] * ks : T(0)) - D);
-        } else {
-          for (int64_t j = 0; j < S; ++j) dr[j] = pr[j] * (dr[j] - D);
-        }
+        if (grad_mask.data) write_rows(grad_mask.ptr<T>() + (b * L + l0) * S, dP, lb, sk, S);
+        // grad_q rows = scale * dZ K : [lb, sk] x [sk, E];  grad_k[0 : sk] += scale * dZ^T Q : [sk, lb] x [lb, E]
+        if (grad_q.data)
+          gemm_k0<T>(false, false, lb, E, sk, static_cast<T>(scale), dP, ldp, K.p, K.ld, T(0),
+                     grad_q.ptr<T>() + (b * L + l0) * E, std::max<int64_t>(E, 1));
+        if (gk)
+          gemm_k0<T>(true, false, sk, E, lb, static_cast<T>(scale), dP, ldp, Q.p + l0 * Q.ld, Q.ld, T(1), gk,
+                     std::max<int64_t>(E, 1));
       }
-      if (grad_mask.data) std::memcpy(grad_mask.ptr<T>() + b * L * S, dP, static_cast<size_t>(L * S) * sizeof(T));
-      // grad_q = scale * dZ K : [L, S] x [S, E];  grad_k = scale * dZ^T Q : [S, L] x [L, E]
-      if (grad_q.data)
-        gemm_k0<T>(false, false, L, E, S, static_cast<T>(scale), dP, ldp, K.p, K.ld, T(0), grad_q.ptr<T>() + b * L * E,
-                std::max<int64_t>(E, 1));
-      if (grad_k.data)
-        gemm_k0<T>(true, false, S, E, L, static_cast<T>(scale), dP, ldp, Q.p, Q.ld, T(0), grad_k.ptr<T>() + b * S * E,
-                std::max<int64_t>(E, 1));
     });
   });
 }

@@ -463,6 +463,67 @@ TEST_CASE("float32 gradients from the float32 lse match float64") {
   }
 }
 
+TEST_CASE("query blocks: rows past one block, causal with L != S, masks, weights and gradients") {
+  // The CPU kernel runs in blocks of 64 query rows (with is_causal, each block only over
+  // the keys its rows see): lengths across block edges against the float64 loops and the
+  // composite matmul + softmax graph.
+  manual_seed(41);
+  struct Case {
+    int64_t L, S;
+  };
+  for (const Case& c : {Case{150, 150}, Case{150, 100}, Case{100, 170}, Case{65, 3}, Case{64, 64}}) {
+    for (bool causal : {false, true}) {
+      for (bool masked : {false, true}) {
+        if (causal && masked) continue;
+        INFO("L " << c.L << " S " << c.S << " causal " << causal << " mask " << masked);
+        const Tensor q = randn({2, 2, c.L, 4}, kFloat64), k = randn({2, 2, c.S, 4}, kFloat64),
+                     v = randn({2, 2, c.S, 3}, kFloat64);
+        // a bool mask allowing ~70% of the keys, key 0 always (no fully masked rows)
+        Tensor bm;
+        if (masked) bm = logical_or(gt(rand({c.L, c.S}, kFloat64), 0.3), eq(arange(c.S, TensorOptions(kInt64)), 0));
+        const double sc = 0.45;
+        AttentionOptions o = AttentionOptions().is_causal(causal).scale(sc).need_weights(true);
+        if (masked) o.attn_mask(bm);
+        Tensor qg = q.clone().requires_grad_(), kg = k.clone().requires_grad_(), vg = v.clone().requires_grad_();
+        auto [out, w] = scaled_dot_product_attention(qg, kg, vg, o);
+        const Ref r = ref_attention(q, k, v, bm, causal, sc);
+        CHECK(allclose(out, r.out, 1e-12, 1e-12));
+        CHECK(allclose(w, r.weights, 1e-12, 1e-12));
+        const Tensor go = randn(out.shape(), kFloat64), gw = randn(w.shape(), kFloat64);
+        ((out * go).sum() + (w * gw).sum()).backward();
+        // composite: scores, masks as -inf, softmax, product
+        Tensor qc = q.clone().requires_grad_(), kc = k.clone().requires_grad_(), vc = v.clone().requires_grad_();
+        Tensor z = matmul(qc, kc.transpose(-1, -2)) * sc;
+        Tensor allow = ones({c.L, c.S}, TensorOptions(kBool));
+        if (masked) allow = bm;
+        if (causal) allow = logical_and(allow, tril(ones({c.L, c.S}, TensorOptions(kBool))));
+        const Tensor pc = softmax(masked_fill(z, logical_not(allow), -INFINITY), -1);
+        const Tensor oc = matmul(pc, vc);
+        ((oc * go).sum() + (pc * gw).sum()).backward();
+        CHECK(allclose(qg.grad(), qc.grad(), 1e-10, 1e-12));
+        CHECK(allclose(kg.grad(), kc.grad(), 1e-10, 1e-12));
+        CHECK(allclose(vg.grad(), vc.grad(), 1e-10, 1e-12));
+      }
+    }
+  }
+  // dropout across blocks: the returned (dropped) weights times v give the output, and
+  // gradients pass gradcheck with the stream fixed
+  auto mk = [](const Shape& s) { return randn(s, kFloat64).requires_grad_(); };
+  const Tensor q = mk({1, 70, 2}), k = mk({1, 70, 2}), v = mk({1, 70, 2});
+  for (bool causal : {false, true}) {
+    manual_seed(3);
+    auto [o, w] = scaled_dot_product_attention(q, k, v, AttentionOptions().dropout_p(0.3).is_causal(causal).need_weights(true));
+    CHECK(allclose(o, matmul(w, v), 1e-12, 1e-12));
+    CHECK(gradcheck(
+        [causal](const std::vector<Tensor>& in) {
+          manual_seed(3);
+          return std::get<0>(
+              scaled_dot_product_attention(in[0], in[1], in[2], AttentionOptions().dropout_p(0.3).is_causal(causal)));
+        },
+        {q, k, v}));
+  }
+}
+
 TEST_CASE("errors") {
   Tensor q = zeros({2, 3, 4}), k = zeros({2, 5, 4}), v = zeros({2, 5, 6});
   const std::string op = "[scaled_dot_product_attention] ";

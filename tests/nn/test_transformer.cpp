@@ -342,3 +342,45 @@ TEST_SUITE("nn_transformer") {
     }, inputs));
   }
 }
+
+TEST_SUITE("transformer") {
+
+TEST_CASE("is_causal_mask and the causal hint: the same outputs and gradients as the mask") {
+  CHECK(nn::is_causal_mask(nn::generate_square_subsequent_mask(5), 5));
+  CHECK(nn::is_causal_mask(triu(ones({4, 4}, TensorOptions(kBool)), 1), 4));
+  CHECK(nn::is_causal_mask(nn::generate_square_subsequent_mask(3, TensorOptions(kFloat64)), 3));
+  CHECK_FALSE(nn::is_causal_mask(nn::generate_square_subsequent_mask(5), 4));
+  CHECK_FALSE(nn::is_causal_mask(zeros({5, 5}), 5));
+  CHECK_FALSE(nn::is_causal_mask(triu(ones({4, 4}, TensorOptions(kBool)), 2), 4));
+  CHECK_FALSE(nn::is_causal_mask(Tensor(), 4));
+  // a square mask with one entry changed
+  auto with_entry = [](const Tensor& mask, int64_t r, int64_t c, float value) {
+    std::vector<float> v = mask.to_vector<float>();
+    v[static_cast<size_t>(r * mask.size(1) + c)] = value;
+    return tensor(v, mask.shape(), kFloat32);
+  };
+  CHECK_FALSE(nn::is_causal_mask(with_entry(nn::generate_square_subsequent_mask(4), 3, 0, -1.0f), 4));
+
+  // An encoder given generate_square_subsequent_mask (detected: the kernel's causal path)
+  // against the same encoder given the mask plus one key it may not use (not detected:
+  // the additive mask path): the key at -1e9 changes nothing, so outputs must agree.
+  manual_seed(31);
+  auto layer = std::make_shared<nn::TransformerEncoderLayer>(
+      nn::TransformerLayerOptions(8, 2).dim_feedforward(16).dropout(0.0).batch_first(true).norm_first(true));
+  nn::TransformerEncoder enc(layer, 2);
+  const int64_t T = 70;
+  Tensor x1 = randn({2, T, 8}).requires_grad_(), x2 = x1.detach().clone().requires_grad_();
+  const Tensor causal = nn::generate_square_subsequent_mask(T);
+  const Tensor almost = with_entry(causal, T - 1, T - 2, -1e9f);
+  CHECK_FALSE(nn::is_causal_mask(almost, T));
+  const Tensor y1 = enc.forward(x1, causal), y2 = enc.forward(x2, almost);
+  const Tensor y3 = enc.forward(x1.detach(), Tensor(), Tensor(), true);
+  // the last row differs (one key less in y2): compare the others
+  CHECK(allclose(y1.narrow(1, 0, T - 1), y2.narrow(1, 0, T - 1), 1e-5, 1e-6));
+  CHECK(allclose(y1, y3, 1e-6, 1e-7));
+  y1.narrow(1, 0, T - 1).sum().backward();
+  y2.narrow(1, 0, T - 1).sum().backward();
+  CHECK(allclose(x1.grad(), x2.grad(), 1e-4, 1e-5));
+}
+
+}  // TEST_SUITE
