@@ -271,7 +271,7 @@ zoo::Config default_config() {
       .set("eval_batches", 10)
       .set("checkpoint_every", 500)
       .set("seed", 1337)
-      .set("threads", 1)
+      .set("threads", 0)  // 0 = focus's default: every core
       .set("sample_length", 400);
   return c;
 }

@@ -115,8 +115,9 @@ std::vector<Example> make_examples(const std::vector<G2PWord>& words, const G2PV
 void check_config(const zoo::Config& c) {
   const std::string ds = c.str("dataset");
   FOCUS_CHECK(ds == "cmudict" || ds == "synthetic", "[g2p] dataset must be cmudict or synthetic, got '{}'", ds);
-  for (const char* key : {"steps", "batch_size", "eval_every", "checkpoint_every", "log_every", "threads", "beam"})
+  for (const char* key : {"steps", "batch_size", "eval_every", "checkpoint_every", "log_every", "beam"})
     FOCUS_CHECK(c.integer(key) >= 1, "[g2p] {} must be at least 1, got {}", key, c.integer(key));
+  FOCUS_CHECK(c.integer("threads") >= 0, "[g2p] threads must be >= 0 (0 = every core), got {}", c.integer("threads"));
   FOCUS_CHECK(c.integer("warmup") >= 0, "[g2p] warmup must be >= 0, got {}", c.integer("warmup"));
   const std::string sched = c.str("schedule");
   FOCUS_CHECK(sched == "cosine" || sched == "inverse_sqrt", "[g2p] schedule must be cosine or inverse_sqrt, got '{}'", sched);
@@ -222,7 +223,7 @@ void draw_attention(G2PTransformer& model, const G2PVocabs& vocabs, const Predic
 void train(zoo::Run& run) {
   const zoo::Config& c = run.config();
   check_config(c);
-  set_num_threads(static_cast<int>(c.integer("threads")));
+  if (c.integer("threads") > 0) set_num_threads(static_cast<int>(c.integer("threads")));
   const uint64_t seed = static_cast<uint64_t>(c.integer("seed"));
   manual_seed(seed);
   std::ostream& out = run.out();
@@ -392,7 +393,7 @@ void train(zoo::Run& run) {
 void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
   LoadedModel lm = load_model(args.checkpoint, args.overrides, args.device);
   const zoo::Config& c = lm.config;
-  set_num_threads(static_cast<int>(c.integer("threads")));
+  if (c.integer("threads") > 0) set_num_threads(static_cast<int>(c.integer("threads")));
   const auto words = load_split(c, args.split);
   const std::vector<G2PWord> known = known_words(words, lm.vocabs.letters);
   FOCUS_CHECK(!known.empty(), "[eval] the {} split of {} is empty", args.split, c.str("dataset"));
@@ -467,7 +468,7 @@ zoo::Config default_config() {
       .set("eval_words", 1000)
       .set("checkpoint_every", 500)
       .set("seed", 0)
-      .set("threads", 2)
+      .set("threads", 0)  // 0 = focus's default: every core
       .set("beam", 5)
       .set("length_penalty", 1.0)
       .set("examples", 10);
