@@ -125,16 +125,19 @@ class Pool {
 };
 
 std::atomic<Pool*> g_pool{nullptr};
+std::atomic<bool> g_forked{false};
 
 Pool& pool() {
   static const bool once = [] {
-    // A forked child has none of the parent's workers: it starts a pool of its own (the old
-    // one is abandoned, its mutex possibly held by a thread that does not exist there).
-    pthread_atfork(nullptr, nullptr, [] { g_pool.store(new Pool, std::memory_order_release); });
+    // A forked child has none of the parent's workers (and the busy mutex may be held by a
+    // thread that does not exist there): its next job starts a pool of its own. The handler
+    // only sets a flag (nothing that is unsafe between fork and exec).
+    pthread_atfork(nullptr, nullptr, [] { g_forked.store(true, std::memory_order_relaxed); });
     g_pool.store(new Pool, std::memory_order_release);
     return true;
   }();
   (void)once;
+  if (g_forked.exchange(false, std::memory_order_relaxed)) g_pool.store(new Pool, std::memory_order_release);
   return *g_pool.load(std::memory_order_acquire);
 }
 

@@ -2,6 +2,9 @@
 // (backends/cpu/gemm.h): every task runs once, nesting and concurrent callers run inline,
 // sleeping workers wake up, and a split matrix product equals the unsplit one (to rounding:
 // OpenBLAS picks its kernels by size) and is the same on every call at a given thread count.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -167,6 +170,29 @@ TEST_CASE("thread pool: OpenBLAS is held to one thread; matrix products split ov
     }
   }
   CHECK(openblas_get_num_threads() == 1);
+}
+
+TEST_CASE("thread pool: a forked child runs parallel loops on a pool of its own") {
+  ThreadsGuard guard;
+  set_num_threads(2);
+  std::atomic<int64_t> warm{0};
+  parallel_for(0, 4096, 64, [&](int64_t b, int64_t e) { warm.fetch_add(e - b); });  // the parent's workers exist
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::atomic<int64_t> sum{0};
+    parallel_for(0, 100000, 64, [&](int64_t b, int64_t e) {
+      int64_t local = 0;
+      for (int64_t i = b; i < e; ++i) local += i;
+      sum.fetch_add(local);
+    });
+    _exit(sum.load() == int64_t{99999} * 100000 / 2 ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(warm.load() == 4096);
 }
 
 TEST_CASE("set_num_threads rejects a count below one") {

@@ -270,7 +270,10 @@ int driver(const Args& a) {
   std::printf("OpenBLAS: %s\n", openblas_get_config());
   std::map<int, double> peak;
   std::vector<int> counts;  // the thread counts of the runs ("default" is get_num_threads())
-  for (int t : a.threads) counts.push_back(t > 0 ? t : get_num_threads());
+  for (int t : a.threads) {
+    const int c = t > 0 ? t : get_num_threads();
+    if (std::find(counts.begin(), counts.end(), c) == counts.end()) counts.push_back(c);
+  }
   for (int t : counts) peak[t] = a.sgemm_peak > 0 ? a.sgemm_peak * t : measure_sgemm_peak(t);
   for (int t : counts) std::printf("sgemm peak (focus::matmul 1024^3, best of 5) at %d thread(s): %.1f GFLOP/s\n", t, peak[t]);
   std::printf("method: AdamW (lr 3e-4 constant, betas 0.9/0.95, eps 1e-8, weight decay 0.1 on matrices), dropout 0,\n"
@@ -301,13 +304,14 @@ int driver(const Args& a) {
       }
       auto tps = [](const json* r) { return (*r)["tokens_per_s"].get<double>(); };
       auto rss = [](const json* r) { return (*r)["max_rss_kb"].get<double>(); };
-      const json *best_focus = nullptr, *best_torch = nullptr, *focus_default = nullptr, *focus_one = nullptr;
+      const json *best_focus = nullptr, *best_torch = nullptr, *focus_default = nullptr, *focus_one = nullptr,
+                 *torch_one = nullptr;
       for (const json& r : runs) {
         const bool f = r["framework"] == "focus";
         const json*& best = f ? best_focus : best_torch;
         if (!best || tps(&r) > tps(best)) best = &r;
         if (f && r.value("default", false)) focus_default = &r;
-        if (f && !r.value("default", false) && r["threads"].get<int>() == 1) focus_one = &r;
+        if (!r.value("default", false) && r["threads"].get<int>() == 1) (f ? focus_one : torch_one) = &r;
       }
       const json& f0 = *best_focus;
       const double fpt = f0["flops_per_token"].get<double>();
@@ -340,10 +344,10 @@ int driver(const Args& a) {
                       tps(focus_default), (*focus_default)["threads"].get<int>(), tps(best_torch),
                       (*best_torch)["threads"].get<int>(), sp, target, verdict(sp, target));
         }
-        if (focus_one) {
-          const double sp = tps(focus_one) / tps(best_torch);
-          std::printf(" 1 thread: focus %.0f tokens/s vs torch best %.0f: %.2fx  [target >= 1.0: %s]\n",
-                      tps(focus_one), tps(best_torch), sp, verdict(sp, 1.0));
+        if (focus_one && torch_one) {
+          const double sp = tps(focus_one) / tps(torch_one);
+          std::printf(" 1 thread: focus %.0f tokens/s vs torch %.0f on 1 thread: %.2fx  [target >= 1.0: %s]\n",
+                      tps(focus_one), tps(torch_one), sp, verdict(sp, 1.0));
         }
         const json* fr = focus_default ? focus_default : best_focus;
         const double rr = rss(fr) / rss(best_torch);
