@@ -19,13 +19,13 @@
 namespace focus::models::g2p {
 
 /// The zoo entry: config keys with their defaults (the `default` configuration, which trains
-/// in about 10 minutes on 2 CPU cores), the `full` preset, train / evaluate, and `predict`.
+/// in about 2 minutes on 2 CPU cores), the `full` preset, train / evaluate, and `predict`.
 zoo::ModelEntry model_entry();
 
 /// The default configuration (every key the program reads): d_model 128, 2+2 layers, 1500
-/// steps of 128 pronunciations (1.6 epochs). Measured 2026-11-30 on the shared 2-core machine
-/// (load ~3-4, OMP_WAIT_POLICY=passive): 7m10s wall including the test evaluation, ~8k tok/s;
-/// test PER 16.5% / WER 51.8% greedy, PER 15.7% / WER 50.9% beam 5.
+/// steps of 128 pronunciations (1.6 epochs). Measured 2026-12-07 on a quiet 2-core VM (Intel
+/// Xeon, AVX-512) at the default thread count: 1m37s wall including the test evaluation, ~31k
+/// tok/s; test PER 16.4% / WER 51.8% greedy, PER 15.6% / WER 50.7% beam 5 (docs/RESULTS.md).
 zoo::Config default_config();
 /// The `full` preset, aimed at WER <= 30% / PER <= 7.5% within 2 hours on 2 cores: the
 /// anchors' setup (stress digits stripped: 39 phonemes) and the anchor Transformer's size
