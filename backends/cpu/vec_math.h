@@ -24,19 +24,9 @@
 
 namespace focus::cpu {
 
-FOCUS_VEC_INLINE float vexp(float x) {
-  // Clamp first so n stays in [-150, 129] (NaN maps to a finite value here and is
-  // restored at the end, so the int conversion below is always defined).
-  float xc = x < 89.0f ? x : 89.0f;
-  xc = xc > -104.0f ? xc : -104.0f;
-  // n = round(x / ln2) by the 1.5 * 2^23 trick: std::floor would be a libm call that
-  // blocks vectorization (GCC only vectorizes it with -fno-trapping-math).
-  const float shifter = 12582912.0f;  // 1.5 * 2^23
-  const float n = (xc * 1.44269504088896341f + shifter) - shifter;
-  // Cody-Waite reduction: r = x - n ln2 with ln2 split in two (the first part has 9 bits,
-  // so n * 0.693359375 is exact).
-  float r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
+// e^r 2^n for the reduced argument r (|r| <= ~ln2 / 2) and n in [-150, 129]: the
+// polynomial and the scaling shared by vexp and vexp_parts.
+FOCUS_VEC_INLINE float vexp_reduced(float r, float n) {
   const float z = r * r;
   float y = 1.9875691500E-4f;
   y = y * r + 1.3981999507E-3f;
@@ -52,7 +42,27 @@ FOCUS_VEC_INLINE float vexp(float x) {
   const int32_t n2 = ni - n1;
   const float s1 = std::bit_cast<float>((n1 + 127) << 23);
   const float s2 = std::bit_cast<float>((n2 + 127) << 23);
-  const float res = (y * s1) * s2;
+  return (y * s1) * s2;
+}
+
+// n = round(x / ln2) by the 1.5 * 2^23 trick: std::floor would be a libm call that blocks
+// vectorization (GCC only vectorizes it with -fno-trapping-math).
+FOCUS_VEC_INLINE float vexp_n(float x) {
+  const float shifter = 12582912.0f;  // 1.5 * 2^23
+  return (x * 1.44269504088896341f + shifter) - shifter;
+}
+
+FOCUS_VEC_INLINE float vexp(float x) {
+  // Clamp first so n stays in [-150, 129] (NaN maps to a finite value here and is
+  // restored at the end, so the int conversion below is always defined).
+  float xc = x < 89.0f ? x : 89.0f;
+  xc = xc > -104.0f ? xc : -104.0f;
+  const float n = vexp_n(xc);
+  // Cody-Waite reduction: r = x - n ln2 with ln2 split in two (the first part has 9 bits,
+  // so n * 0.693359375 is exact).
+  float r = xc - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  const float res = vexp_reduced(r, n);
   return x != x ? x : res;
 }
 FOCUS_VEC_INLINE double vexp(double x) { return std::exp(x); }
@@ -64,27 +74,11 @@ FOCUS_VEC_INLINE double vexp(double x) { return std::exp(x); }
 /// below exp's overflow threshold (88.7).
 FOCUS_VEC_INLINE float vexp_parts(float a, float b) {
   const float x = a + b;
-  const float xc = x > -104.0f ? x : -104.0f;  // n stays in range (x < -104 gives 0 below)
-  const float shifter = 12582912.0f;           // 1.5 * 2^23, as in vexp
-  const float n = (xc * 1.44269504088896341f + shifter) - shifter;
+  const float n = vexp_n(x > -104.0f ? x : -104.0f);  // n in range (x < -104 gives 0 below)
   // a - n ln2_hi is exact (Sterbenz: a is within a factor 2 of n ln2_hi once |a| > ~2|b| + 1).
   float r = a - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
-  r = r + b;
-  const float z = r * r;
-  float y = 1.9875691500E-4f;
-  y = y * r + 1.3981999507E-3f;
-  y = y * r + 8.3334519073E-3f;
-  y = y * r + 4.1665795894E-2f;
-  y = y * r + 1.6666665459E-1f;
-  y = y * r + 5.0000001201E-1f;
-  y = y * z + r + 1.0f;
-  const int32_t ni = static_cast<int32_t>(n);
-  const int32_t n1 = ni >> 1;
-  const int32_t n2 = ni - n1;
-  const float s1 = std::bit_cast<float>((n1 + 127) << 23);
-  const float s2 = std::bit_cast<float>((n2 + 127) << 23);
-  const float res = (y * s1) * s2;
+  const float res = vexp_reduced(r + b, n);
   return x < -104.0f ? 0.0f : res;
 }
 
