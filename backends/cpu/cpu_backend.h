@@ -93,6 +93,9 @@ class CpuBackend final : public Backend {
                  const TensorView& exp_avg_sq, const TensorView& max_exp_avg_sq, const AdamStepParams& p) override;
   void sgd_step(const TensorView& param, const TensorView& grad, const TensorView& momentum_buffer,
                 const SgdStepParams& p) override;
+  /// Every parameter's elements as one range over the threads (optim.cpp).
+  void adam_step_multi(const AdamTensorRef* refs, size_t count, const AdamStepParams& p) override;
+  void sgd_step_multi(const SgdTensorRef* refs, size_t count, const SgdStepParams& p) override;
 };
 
 }  // namespace focus::cpu

@@ -1,5 +1,7 @@
 // CPU kernels for the optimizers: one fused SGD or Adam/AdamW loop per parameter.
+#include <algorithm>
 #include <type_traits>
+#include <vector>
 
 #include "backends/common/optim_math.h"
 #include "backends/cpu/cpu_backend.h"
@@ -33,15 +35,16 @@ void adam_loop(T* __restrict p, const T* __restrict g, T* __restrict m, T* __res
   });
 }
 
+// Elements [lo, lo + n) of one parameter.
 template <typename T>
 void adam_dispatch(const TensorView& param, const TensorView& grad, const TensorView& exp_avg,
-                   const TensorView& exp_avg_sq, const TensorView& max_exp_avg_sq, const Backend::AdamStepParams& s) {
-  T* p = param.ptr<T>();
-  const T* g = grad.ptr<T>();
-  T* m = exp_avg.ptr<T>();
-  T* v = exp_avg_sq.ptr<T>();
-  T* vmax = s.amsgrad ? max_exp_avg_sq.ptr<T>() : nullptr;
-  const int64_t n = param.numel;
+                   const TensorView& exp_avg_sq, const TensorView& max_exp_avg_sq, const Backend::AdamStepParams& s,
+                   int64_t lo, int64_t n) {
+  T* p = param.ptr<T>() + lo;
+  const T* g = grad.ptr<T>() + lo;
+  T* m = exp_avg.ptr<T>() + lo;
+  T* v = exp_avg_sq.ptr<T>() + lo;
+  T* vmax = s.amsgrad ? max_exp_avg_sq.ptr<T>() + lo : nullptr;
   const bool l2 = s.weight_decay != 0;
   const bool decoupled = s.param_scale != 1;
   // Every combination of the three flags is its own branch-free loop.
@@ -109,8 +112,66 @@ void CpuBackend::adam_step(const TensorView& param, const TensorView& grad, cons
                            const AdamStepParams& p) {
   dispatch_float(param.dtype, "adam_step", [&](auto tag) {
     using T = decltype(tag);
-    adam_dispatch<T>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, p);
+    adam_dispatch<T>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, p, 0, param.numel);
   });
+}
+
+namespace {
+
+// Runs step(i, lo, hi) for every parameter i and element range [lo, hi) of it, with all the
+// parameters' elements as one range split over the threads: a model's many small tensors
+// (biases, norms) share the threads instead of each running alone. check(i) runs first for
+// every parameter, on this thread (it may throw: an unsupported dtype).
+template <typename Check, typename Step>
+void for_all_elements(size_t count, const int64_t* numel_of, const Check& check, const Step& step) {
+  std::vector<int64_t> start(count + 1, 0);
+  for (size_t i = 0; i < count; ++i) {
+    check(i);
+    start[i + 1] = start[i] + numel_of[i];
+  }
+  parallel_for(0, start[count], kGrain, [&](int64_t b, int64_t e) {
+    size_t i = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), b) - start.begin()) - 1;
+    for (; i < count && start[i] < e; ++i) {
+      const int64_t lo = std::max(b, start[i]) - start[i], hi = std::min(e, start[i + 1]) - start[i];
+      if (lo < hi) step(i, lo, hi);
+    }
+  });
+}
+
+}  // namespace
+
+void CpuBackend::adam_step_multi(const AdamTensorRef* refs, size_t count, const AdamStepParams& p) {
+  std::vector<int64_t> numel(count);
+  for (size_t i = 0; i < count; ++i) numel[i] = refs[i].param.numel;
+  for_all_elements(
+      count, numel.data(), [&](size_t i) { dispatch_float(refs[i].param.dtype, "adam_step", [](auto) {}); },
+      [&](size_t i, int64_t lo, int64_t hi) {
+        const AdamTensorRef& r = refs[i];
+        AdamStepParams q = p;
+        q.step_size = r.step_size;
+        q.bias_correction2_sqrt = r.bias_correction2_sqrt;
+        dispatch_float(r.param.dtype, "adam_step", [&](auto tag) {
+          adam_dispatch<decltype(tag)>(r.param, r.grad, r.exp_avg, r.exp_avg_sq, r.max_exp_avg_sq, q, lo, hi - lo);
+        });
+      });
+}
+
+void CpuBackend::sgd_step_multi(const SgdTensorRef* refs, size_t count, const SgdStepParams& p) {
+  std::vector<int64_t> numel(count);
+  for (size_t i = 0; i < count; ++i) numel[i] = refs[i].param.numel;
+  for_all_elements(
+      count, numel.data(), [&](size_t i) { dispatch_float(refs[i].param.dtype, "sgd_step", [](auto) {}); },
+      [&](size_t i, int64_t lo, int64_t hi) {
+        const SgdTensorRef& r = refs[i];
+        SgdStepParams q = p;
+        q.first_step = r.first_step;
+        TensorView param = r.param, grad = r.grad, buf = r.momentum_buffer;
+        param.numel = hi - lo;  // the element range as views of their own
+        param.data = static_cast<char*>(param.data) + lo * static_cast<int64_t>(dtype_size(param.dtype));
+        grad.data = static_cast<char*>(grad.data) + lo * static_cast<int64_t>(dtype_size(grad.dtype));
+        if (buf.data) buf.data = static_cast<char*>(buf.data) + lo * static_cast<int64_t>(dtype_size(buf.dtype));
+        sgd_step(param, grad, buf, q);
+      });
 }
 
 }  // namespace focus::cpu
