@@ -1,5 +1,7 @@
 #include "backends/cpu/cpu_backend.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -21,12 +23,21 @@ namespace focus::cpu {
 
 namespace {
 
-// Large blocks go through a small caching allocator: a fresh multi-megabyte block from
-// aligned_alloc is fresh mmap'd memory, so every large op would pay page faults and kernel
-// zeroing (about as much time as the op itself for a 64 MB add). Freed large blocks are
-// kept in free lists keyed by their exact (rounded) size and handed out again; small
-// blocks stay on malloc, which already recycles them. The cache is bounded
-// (FOCUS_CPU_CACHE_MB, default 1024; 0 turns it off, as do AddressSanitizer builds) and
+// Large blocks go through a small caching allocator: a fresh multi-megabyte block is fresh
+// memory from the kernel, so every large op would pay page faults and kernel zeroing (about
+// as much time as the op itself for a 64 MB add). Freed large blocks are kept in free lists
+// keyed by their exact (page-rounded) size and handed out again; small blocks stay on
+// malloc, which already recycles them.
+//
+// The cached blocks come straight from mmap and go back with munmap. A request that no
+// cached block fits, and that would take the memory held (in use + cached) past the most
+// ever in use, first returns cached blocks of other sizes to the system: the peak RSS then
+// follows the peak of live tensors rather than the sum of every size a step ever used
+// (medium GPT step: 402 -> ~383 MB). (Handing blocks to free() instead made it worse:
+// glibc keeps them in its heap.)
+//
+// The cache is bounded (FOCUS_CPU_CACHE_MB, default 1024; 0 turns it off, as do
+// AddressSanitizer builds, and then large blocks use aligned_alloc/free like small ones) and
 // returned to the system at exit.
 constexpr size_t kCacheMinBytes = size_t{1} << 20;
 constexpr size_t kPage = 4096;
@@ -47,46 +58,80 @@ size_t cache_limit_from_env() {
   return static_cast<size_t>(mb) << 20;
 }
 
+void* map_block(size_t size) {
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+void unmap_block(void* p, size_t size) { munmap(p, size); }
+
 class BlockCache {
  public:
   BlockCache() : limit_(cache_limit_from_env()) {}
   ~BlockCache() {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [size, blocks] : free_)
-      for (void* p : blocks) std::free(p);
+      for (void* p : blocks) unmap_block(p, size);
     free_.clear();
     cached_ = 0;
     cache_destroyed.store(true);
   }
 
-  // A cached block of exactly this size, or null.
+  // A cached block of exactly this size, or a new mapping. A new mapping that would take
+  // the memory held (in use + cached) past the most ever in use first returns cached
+  // blocks of other sizes to the system: held memory grows only with the live tensors, and
+  // in a training loop that happens once per step, at its peak, for a few blocks.
   void* take(size_t size) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = free_.find(size);
-    if (it == free_.end() || it->second.empty()) return nullptr;
-    void* p = it->second.back();
-    it->second.pop_back();
-    cached_ -= size;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.find(size);
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        cached_ -= size;
+        note_in_use(size);
+        return p;
+      }
+      for (auto f = free_.begin(); f != free_.end() && in_use_ + cached_ + size > peak_in_use_; ++f)
+        while (!f->second.empty() && in_use_ + cached_ + size > peak_in_use_) {
+          unmap_block(f->second.back(), f->first);
+          f->second.pop_back();
+          cached_ -= f->first;
+        }
+      note_in_use(size);
+    }
+    void* p = map_block(size);
+    if (!p) {
+      std::lock_guard<std::mutex> lock(mu_);
+      in_use_ -= size;
+    }
     return p;
   }
 
-  // Keeps the block for reuse; frees it when the cache would exceed its bound.
+  // Keeps the block for reuse; unmaps it when the cache would exceed its bound.
   void give(void* p, size_t size) {
     {
       std::lock_guard<std::mutex> lock(mu_);
+      in_use_ -= size;
       if (cached_ + size <= limit_) {
         free_[size].push_back(p);
         cached_ += size;
         return;
       }
     }
-    std::free(p);
+    unmap_block(p, size);
   }
 
  private:
+  void note_in_use(size_t size) {
+    in_use_ += size;
+    peak_in_use_ = std::max(peak_in_use_, in_use_);
+  }
+
   std::mutex mu_;
   std::unordered_map<size_t, std::vector<void*>> free_;
-  size_t cached_ = 0;
+  size_t cached_ = 0;       // bytes in free_
+  size_t in_use_ = 0;       // bytes of cache-managed blocks handed out
+  size_t peak_in_use_ = 0;  // the most in_use_ has been
   const size_t limit_;
 };
 
@@ -101,15 +146,26 @@ size_t block_size(size_t nbytes) {
   return rounded >= kCacheMinBytes ? (rounded + kPage - 1) / kPage * kPage : rounded;
 }
 
+// Whether a block of this size is a mapping of its own (and goes through the cache while it
+// exists): decided the same way when it is allocated and when it is freed, from a setting
+// read once (a trivially destructible static, valid during exit too).
+bool cached_block(size_t size) {
+  static const bool enabled = cache_limit_from_env() > 0;
+  return size >= kCacheMinBytes && enabled;
+}
+
 }  // namespace
 
-// 64-byte alignment suits AVX-512 loads and keeps rows of float matrices cache aligned.
+// 64-byte alignment suits AVX-512 loads and keeps rows of float matrices cache aligned
+// (mappings are page aligned).
 void* CpuBackend::allocate(size_t nbytes) {
   const size_t size = block_size(nbytes);
-  if (size >= kCacheMinBytes && !cache_destroyed.load(std::memory_order_relaxed)) {
-    if (void* p = block_cache().take(size)) return p;
+  void* p = nullptr;
+  if (cached_block(size)) {
+    p = cache_destroyed.load(std::memory_order_relaxed) ? map_block(size) : block_cache().take(size);
+  } else {
+    p = std::aligned_alloc(64, size);
   }
-  void* p = std::aligned_alloc(64, size);
   FOCUS_CHECK(p != nullptr, "[alloc] out of memory: tried to allocate {} bytes on the CPU", nbytes);
   return p;
 }
@@ -117,8 +173,9 @@ void* CpuBackend::allocate(size_t nbytes) {
 void CpuBackend::deallocate(void* ptr, size_t nbytes) {
   if (!ptr) return;
   const size_t size = block_size(nbytes);
-  if (size >= kCacheMinBytes && !cache_destroyed.load(std::memory_order_relaxed)) {
-    block_cache().give(ptr, size);
+  if (cached_block(size)) {
+    if (cache_destroyed.load(std::memory_order_relaxed)) unmap_block(ptr, size);
+    else block_cache().give(ptr, size);
     return;
   }
   std::free(ptr);
