@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <string>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -193,6 +195,13 @@ TEST_CASE("thread pool: a forked child runs parallel loops on a pool of its own"
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(warm.load() == 4096);
+}
+
+TEST_CASE("FOCUS_NUM_THREADS: the default thread count (ctest runs this with 3, and with 'abc')") {
+  // Read once, at the first call; these ctest runs start a process of their own for it.
+  const char* env = std::getenv("FOCUS_NUM_THREADS");
+  if (env && std::string(env) == "3") CHECK(get_num_threads() == 3);
+  else CHECK(get_num_threads() >= 1);  // an invalid value throws here, naming the variable
 }
 
 TEST_CASE("set_num_threads rejects a count below one") {
