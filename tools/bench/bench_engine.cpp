@@ -34,6 +34,7 @@
 #include <focus/focus.h>
 
 #include "backends/cpu/parallel.h"
+#include "tools/bench/bench_util.h"
 
 namespace {
 
@@ -484,14 +485,6 @@ void report_threads(const Options& o, const Results& f) {
     }
 }
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
-
 std::vector<int> parse_threads(const std::string& s) {
   std::vector<int> out;
   std::stringstream in(s);
@@ -503,21 +496,6 @@ std::vector<int> parse_threads(const std::string& s) {
   }
   FOCUS_CHECK(!out.empty(), "[bench] --threads needs at least one thread count");
   return out;
-}
-
-// The script beside this source file. __FILE__ may be relative to the compiler's working
-// directory (ccache's CCACHE_BASEDIR), which for CMake is the executable's directory.
-std::string default_torch_script() {
-  namespace fs = std::filesystem;
-  const fs::path rel = fs::path(__FILE__).parent_path() / "bench_engine_torch.py";
-  std::vector<fs::path> candidates{rel};
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec && rel.is_relative()) candidates.push_back(exe.parent_path() / rel);
-  candidates.push_back(fs::current_path() / "tools/bench/bench_engine_torch.py");
-  for (const auto& c : candidates)
-    if (fs::exists(c, ec)) return fs::weakly_canonical(c, ec).string();
-  return rel.string();
 }
 
 void usage() {
@@ -534,7 +512,7 @@ void usage() {
 
 int main(int argc, char** argv) try {
   Options o;
-  o.torch_script = default_torch_script();
+  o.torch_script = focus::bench::script_beside("bench_engine_torch.py");
   for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -574,7 +552,7 @@ int main(int argc, char** argv) try {
   uname(&u);
   std::printf("focus engine benchmark  %s\n", date);
   std::printf("command: %s\n", o.command_line.c_str());
-  std::printf("machine: %s, %u hardware threads, %s %s\n", cpu_model().c_str(), std::thread::hardware_concurrency(),
+  std::printf("machine: %s, %u hardware threads, %s %s\n", focus::bench::cpu_model().c_str(), std::thread::hardware_concurrency(),
               u.sysname, u.release);
   std::printf("OpenBLAS: %s\n", openblas_get_config());
   std::printf("method: median of %d repetitions after a warm-up, each >= %.3f s of calls\n", o.reps, o.min_sample);

@@ -36,6 +36,7 @@
 #include <focus/focus.h>
 
 #include "core/safetensors.h"
+#include "tools/bench/bench_util.h"
 #include "models/gpt/gpt.h"
 #include "optim/adam.h"
 
@@ -45,6 +46,8 @@ extern "C" char* openblas_get_config();
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using namespace focus;
+using bench::now_s;
+using bench::shell_quote;
 
 namespace {
 
@@ -84,24 +87,7 @@ std::vector<std::string> parse_strs(const std::string& s) {
   return out;
 }
 
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-// Runs a command; returns its stdout. Errors (naming the command) when it fails.
-std::string run(const std::string& cmd) {
-  FILE* p = popen(cmd.c_str(), "r");
-  FOCUS_CHECK(p != nullptr, "[bench_gpt] cannot run: {}", cmd);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int rc = pclose(p);
-  FOCUS_CHECK(rc == 0, "[bench_gpt] command failed ({}): {}\n{}", rc, cmd, out);
-  return out;
-}
+std::string run(const std::string& cmd) { return bench::run_command(cmd, "bench_gpt"); }
 
 json result_line(const std::string& out) {
   std::stringstream ss(out);
@@ -110,10 +96,6 @@ json result_line(const std::string& out) {
     if (line.rfind("J ", 0) == 0) return json::parse(line.substr(2));
   FOCUS_CHECK(false, "[bench_gpt] no result line in:\n{}", out);
   return {};
-}
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // ---- the focus training run (--worker) ------------------------------------------------------
@@ -234,26 +216,12 @@ double measure_sgemm_peak(int threads) {
   return 2.0 * n * n * n / best / 1e9;
 }
 
-// The script beside this source file. __FILE__ may be relative to the compiler's working
-// directory (ccache's CCACHE_BASEDIR), which for CMake is the executable's directory.
-std::string default_torch_script() {
-  const fs::path rel = fs::path(__FILE__).parent_path() / "bench_gpt_torch.py";
-  std::vector<fs::path> candidates{rel};
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec && rel.is_relative()) candidates.push_back(exe.parent_path() / rel);
-  candidates.push_back(fs::current_path() / "tools/bench/bench_gpt_torch.py");
-  for (const auto& c : candidates)
-    if (fs::exists(c, ec)) return fs::weakly_canonical(c, ec).string();
-  return rel.string();
-}
-
 std::string fmt_rss(double kb) { return fmt::format("{:.0f} MB", kb / 1024.0); }
 
 int driver(const Args& a) {
   const std::string self = fs::read_symlink("/proc/self/exe").string();
   const std::string script =
-      a.torch_script.empty() ? default_torch_script() : a.torch_script;
+      a.torch_script.empty() ? bench::script_beside("bench_gpt_torch.py") : a.torch_script;
   const std::string dir = a.workdir.empty() ? (fs::temp_directory_path() / fmt::format("focus_bench_gpt_{}", getpid())).string()
                                             : a.workdir;
   fs::create_directories(dir);

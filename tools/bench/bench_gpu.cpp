@@ -47,6 +47,7 @@
 #include "core/precision.h"
 #include "models/gpt/gpt.h"
 #include "optim/adam.h"
+#include "tools/bench/bench_util.h"
 
 #ifdef FOCUS_BENCH_CUDA
 #include <cublas_v2.h>
@@ -56,12 +57,10 @@
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using namespace focus;
+using bench::now_s;
+using bench::shell_quote;
 
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // ---- options -------------------------------------------------------------------------------
 
@@ -521,24 +520,10 @@ json gpt_focus(const Options& o, const std::string& file) {
   return out;
 }
 
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
 // Runs a command, returns its stdout; throws when it fails.
 std::string run_command(const std::string& cmd) {
   std::fprintf(stderr, "running: %s\n", cmd.c_str());
-  FILE* p = popen(cmd.c_str(), "r");
-  FOCUS_CHECK(p != nullptr, "[bench_gpu] cannot run: {}", cmd);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int rc = pclose(p);
-  FOCUS_CHECK(rc == 0, "[bench_gpu] command failed ({}): {}\n{}", rc, cmd, out);
-  return out;
+  return bench::run_command(cmd, "bench_gpu");
 }
 
 // The GPT data files, written by the torch script (prepare): config -> path.
@@ -924,27 +909,6 @@ void print_gpt_details(const Options& o, const Results& f, const Results& t) {
 
 // ---- driver --------------------------------------------------------------------------------
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
-
-// The script beside this source file (see bench_engine.cpp).
-std::string default_torch_script() {
-  const fs::path rel = fs::path(__FILE__).parent_path() / "bench_gpu_torch.py";
-  std::vector<fs::path> candidates{rel};
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec && rel.is_relative()) candidates.push_back(exe.parent_path() / rel);
-  candidates.push_back(fs::current_path() / "tools/bench/bench_gpu_torch.py");
-  for (const auto& c : candidates)
-    if (fs::exists(c, ec)) return fs::weakly_canonical(c, ec).string();
-  return rel.string();
-}
-
 std::vector<int64_t> parse_int64s(const std::string& s) {
   std::vector<int64_t> out;
   std::stringstream ss(s);
@@ -1053,7 +1017,7 @@ int main(int argc, char** argv) try {
   FOCUS_CHECK(o.reps >= 1 && o.warmup >= 1 && o.overhead_ops >= 10 && o.elems >= 1 && o.rows >= 1 && o.cols >= 2,
               "[bench_gpu] --reps, --warmup >= 1, --overhead-ops >= 10, sizes positive");
   FOCUS_CHECK(o.attention == "sdpa" || o.attention == "math", "[bench_gpu] --attention must be sdpa or math");
-  if (o.torch_script.empty()) o.torch_script = default_torch_script();
+  if (o.torch_script.empty()) o.torch_script = bench::script_beside("bench_gpu_torch.py");
   if (!o.worker.empty()) {
     g_dev = cpu ? kCPU : Device(DeviceType::CUDA, 0);
     return worker_main(o);
@@ -1066,7 +1030,7 @@ int main(int argc, char** argv) try {
   std::printf("command: %s\n", o.command_line.c_str());
   utsname u{};
   uname(&u);
-  std::printf("host: %s, %u hardware threads, %s %s\n", cpu_model().c_str(), std::thread::hardware_concurrency(),
+  std::printf("host: %s, %u hardware threads, %s %s\n", bench::cpu_model().c_str(), std::thread::hardware_concurrency(),
               u.sysname, u.release);
   if (!cpu) {
     if (!cuda::is_available()) {
