@@ -84,26 +84,35 @@ void sgd_loop(T* __restrict p, const T* __restrict g, T* __restrict buf, int64_t
 
 }  // namespace
 
+namespace {
+
+// Elements [lo, lo + n) of one parameter.
+template <typename T>
+void sgd_dispatch(const TensorView& param, const TensorView& grad, const TensorView& momentum_buffer,
+                  const Backend::SgdStepParams& s, int64_t lo, int64_t n) {
+  T* p = param.ptr<T>() + lo;
+  const T* g = grad.ptr<T>() + lo;
+  T* buf = s.momentum != 0 ? momentum_buffer.ptr<T>() + lo : nullptr;
+  using F = std::false_type;
+  using Tr = std::true_type;
+  auto run = [&](auto l2, auto mom, auto nes) {
+    sgd_loop<T, decltype(l2)::value, decltype(mom)::value, decltype(nes)::value>(p, g, buf, n, s);
+  };
+  auto with_l2 = [&](auto mom, auto nes) {
+    if (s.weight_decay != 0) run(Tr{}, mom, nes);
+    else run(F{}, mom, nes);
+  };
+  if (s.momentum == 0) with_l2(F{}, F{});
+  else if (s.nesterov) with_l2(Tr{}, Tr{});
+  else with_l2(Tr{}, F{});
+}
+
+}  // namespace
+
 void CpuBackend::sgd_step(const TensorView& param, const TensorView& grad, const TensorView& momentum_buffer,
                           const SgdStepParams& s) {
   dispatch_float(param.dtype, "sgd_step", [&](auto tag) {
-    using T = decltype(tag);
-    T* p = param.ptr<T>();
-    const T* g = grad.ptr<T>();
-    T* buf = s.momentum != 0 ? momentum_buffer.ptr<T>() : nullptr;
-    const int64_t n = param.numel;
-    using F = std::false_type;
-    using Tr = std::true_type;
-    auto run = [&](auto l2, auto mom, auto nes) {
-      sgd_loop<T, decltype(l2)::value, decltype(mom)::value, decltype(nes)::value>(p, g, buf, n, s);
-    };
-    auto with_l2 = [&](auto mom, auto nes) {
-      if (s.weight_decay != 0) run(Tr{}, mom, nes);
-      else run(F{}, mom, nes);
-    };
-    if (s.momentum == 0) with_l2(F{}, F{});
-    else if (s.nesterov) with_l2(Tr{}, Tr{});
-    else with_l2(Tr{}, F{});
+    sgd_dispatch<decltype(tag)>(param, grad, momentum_buffer, s, 0, param.numel);
   });
 }
 
@@ -118,22 +127,22 @@ void CpuBackend::adam_step(const TensorView& param, const TensorView& grad, cons
 
 namespace {
 
-// Runs step(i, lo, hi) for every parameter i and element range [lo, hi) of it, with all the
-// parameters' elements as one range split over the threads: a model's many small tensors
-// (biases, norms) share the threads instead of each running alone. check(i) runs first for
-// every parameter, on this thread (it may throw: an unsupported dtype).
-template <typename Check, typename Step>
-void for_all_elements(size_t count, const int64_t* numel_of, const Check& check, const Step& step) {
+// Runs step(ref, lo, hi) for every ref and element range [lo, hi) of its parameter, with all
+// the parameters' elements as one range split over the threads: a model's many small tensors
+// (biases, norms) share the threads instead of each running alone. Every ref's dtype is
+// checked first, on this thread (an unsupported one throws before anything is written).
+template <typename Ref, typename Step>
+void for_all_elements(const Ref* refs, size_t count, const char* op, const Step& step) {
   std::vector<int64_t> start(count + 1, 0);
   for (size_t i = 0; i < count; ++i) {
-    check(i);
-    start[i + 1] = start[i] + numel_of[i];
+    dispatch_float(refs[i].param.dtype, op, [](auto) {});
+    start[i + 1] = start[i] + refs[i].param.numel;
   }
   parallel_for(0, start[count], kGrain, [&](int64_t b, int64_t e) {
     size_t i = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), b) - start.begin()) - 1;
     for (; i < count && start[i] < e; ++i) {
       const int64_t lo = std::max(b, start[i]) - start[i], hi = std::min(e, start[i + 1]) - start[i];
-      if (lo < hi) step(i, lo, hi);
+      if (lo < hi) step(refs[i], lo, hi);
     }
   });
 }
@@ -141,37 +150,24 @@ void for_all_elements(size_t count, const int64_t* numel_of, const Check& check,
 }  // namespace
 
 void CpuBackend::adam_step_multi(const AdamTensorRef* refs, size_t count, const AdamStepParams& p) {
-  std::vector<int64_t> numel(count);
-  for (size_t i = 0; i < count; ++i) numel[i] = refs[i].param.numel;
-  for_all_elements(
-      count, numel.data(), [&](size_t i) { dispatch_float(refs[i].param.dtype, "adam_step", [](auto) {}); },
-      [&](size_t i, int64_t lo, int64_t hi) {
-        const AdamTensorRef& r = refs[i];
-        AdamStepParams q = p;
-        q.step_size = r.step_size;
-        q.bias_correction2_sqrt = r.bias_correction2_sqrt;
-        dispatch_float(r.param.dtype, "adam_step", [&](auto tag) {
-          adam_dispatch<decltype(tag)>(r.param, r.grad, r.exp_avg, r.exp_avg_sq, r.max_exp_avg_sq, q, lo, hi - lo);
-        });
-      });
+  for_all_elements(refs, count, "adam_step", [&](const AdamTensorRef& r, int64_t lo, int64_t hi) {
+    AdamStepParams q = p;
+    q.step_size = r.step_size;
+    q.bias_correction2_sqrt = r.bias_correction2_sqrt;
+    dispatch_float(r.param.dtype, "adam_step", [&](auto tag) {
+      adam_dispatch<decltype(tag)>(r.param, r.grad, r.exp_avg, r.exp_avg_sq, r.max_exp_avg_sq, q, lo, hi - lo);
+    });
+  });
 }
 
 void CpuBackend::sgd_step_multi(const SgdTensorRef* refs, size_t count, const SgdStepParams& p) {
-  std::vector<int64_t> numel(count);
-  for (size_t i = 0; i < count; ++i) numel[i] = refs[i].param.numel;
-  for_all_elements(
-      count, numel.data(), [&](size_t i) { dispatch_float(refs[i].param.dtype, "sgd_step", [](auto) {}); },
-      [&](size_t i, int64_t lo, int64_t hi) {
-        const SgdTensorRef& r = refs[i];
-        SgdStepParams q = p;
-        q.first_step = r.first_step;
-        TensorView param = r.param, grad = r.grad, buf = r.momentum_buffer;
-        param.numel = hi - lo;  // the element range as views of their own
-        param.data = static_cast<char*>(param.data) + lo * static_cast<int64_t>(dtype_size(param.dtype));
-        grad.data = static_cast<char*>(grad.data) + lo * static_cast<int64_t>(dtype_size(grad.dtype));
-        if (buf.data) buf.data = static_cast<char*>(buf.data) + lo * static_cast<int64_t>(dtype_size(buf.dtype));
-        sgd_step(param, grad, buf, q);
-      });
+  for_all_elements(refs, count, "sgd_step", [&](const SgdTensorRef& r, int64_t lo, int64_t hi) {
+    SgdStepParams q = p;
+    q.first_step = r.first_step;
+    dispatch_float(r.param.dtype, "sgd_step", [&](auto tag) {
+      sgd_dispatch<decltype(tag)>(r.param, r.grad, r.momentum_buffer, q, lo, hi - lo);
+    });
+  });
 }
 
 }  // namespace focus::cpu
