@@ -318,8 +318,8 @@ class Backend {
   /// i % 4, top 24 bits; cpu/philox.h keep_mask), so the backward regenerates it from rng.
   /// A row with no allowed key (every Z -inf, or S == 0) has lse = +inf, P = W = 0 and
   /// out = 0 (and gets 0 gradients).
-  /// Writes out [B, L, Ev] and lse [B, L] (both contiguous, dtype T: float32 for float32
-  /// inputs, float64 for float64) and, only when weights.data is set (need_weights),
+  /// Writes out [B, L, Ev] (contiguous, T) and lse [B, L] (contiguous, of T's accumulation
+  /// dtype: float32 for float16, bfloat16 and float32 inputs, float64 for float64) and, only when weights.data is set (need_weights),
   /// weights [B, L, S] (contiguous, T) = W; [B, L, S] is never written otherwise.
   virtual void attention_forward(const TensorView& out, const TensorView& lse, const TensorView& weights,
                                  const TensorView& q, const TensorView& k, const TensorView& v,
@@ -327,7 +327,7 @@ class Backend {
                                  RandomState rng) { unsupported("scaled_dot_product_attention"); }
   /// Gradients of attention_forward, at the broadcast batch shape B. Inputs: q, k, v, mask,
   /// is_causal, scale, dropout_p and rng exactly as given to the forward; out [B, L, Ev] and
-  /// lse [B, L] as the forward wrote them (contiguous, T); grad_out [B, L, Ev] (T, any
+  /// lse [B, L] as the forward wrote them (contiguous); grad_out [B, L, Ev] (T, any
   /// strides, stride 0 allowed); grad_weights (data null = none): the gradient flowing into
   /// the returned weights W, [B, L, S] (T, any strides, stride 0 allowed).
   /// Outputs (contiguous, T; data null = not wanted): grad_q [B, L, E], grad_k [B, S, E],
@@ -343,6 +343,29 @@ class Backend {
                                   const TensorView& v, const TensorView& mask, bool is_causal,
                                   const TensorView& out, const TensorView& lse, double scale, double dropout_p,
                                   RandomState rng) { unsupported("scaled_dot_product_attention_backward"); }
+
+  /// Whether flash_attention_forward / flash_attention_backward take a problem of this
+  /// dtype and head dims on this device (need_weights is never asked of them). Default: no.
+  virtual bool flash_attention_supports(DType dtype, int64_t E, int64_t Ev) const { return false; }
+  /// FlashAttention-2 (backends/common/flash.h): attention_forward's contract without the
+  /// weights, tiled over query rows x key columns with the online softmax, so no [B, L, S]
+  /// buffer exists at any point. lse is of the accumulation dtype (float32 for float16,
+  /// bfloat16 and float32 inputs, float64 for float64), as for attention_forward.
+  virtual void flash_attention_forward(const TensorView& out, const TensorView& lse, const TensorView& q,
+                                       const TensorView& k, const TensorView& v, const TensorView& mask,
+                                       bool is_causal, double scale, double dropout_p, RandomState rng) {
+    unsupported("scaled_dot_product_attention (flash)");
+  }
+  /// attention_backward's contract without grad_weights, recomputing the probabilities tile
+  /// by tile from lse; grad_mask (data null = not wanted) is written tile by tile.
+  virtual void flash_attention_backward(const TensorView& grad_q, const TensorView& grad_k,
+                                        const TensorView& grad_v, const TensorView& grad_mask,
+                                        const TensorView& grad_out, const TensorView& q, const TensorView& k,
+                                        const TensorView& v, const TensorView& mask, bool is_causal,
+                                        const TensorView& out, const TensorView& lse, double scale,
+                                        double dropout_p, RandomState rng) {
+    unsupported("scaled_dot_product_attention_backward (flash)");
+  }
 
   // ---- optimizers (section owned by the optim work) -----------------------------------------
   /// Scalars of one Adam/AdamW update (optim::Adam, optim::AdamW), precomputed in double

@@ -24,7 +24,8 @@ std::tuple<Tensor, Tensor> scaled_dot_product_attention(const Tensor& q, const T
     // and the row logsumexp [B..., L]; never the [B..., L, S] probabilities.
     record("ScaledDotProductAttentionBackward0", {q, k, v, mask_grad ? mask : Tensor()}, outputs,
            {save(q), save(k), save(v), save(mask), save(r.out, true), save(r.lse)},
-           [r_batch = r.batch, scale = r.scale, p = o.dropout_p_, causal = o.is_causal_, rng = r.rng, weights_out,
+           [r_batch = r.batch, scale = r.scale, p = o.dropout_p_, causal = o.is_causal_, rng = r.rng, flash = r.flash,
+            weights_out,
             qs, kshape, vs, ms](BackwardContext& c) {
              // With W = dropout(P), P = softmax(Z) = exp(Z - lse), Z = scale * q k^T + mask, out = W v
              // (P recomputed from q, k, mask and lse by the kernel):
@@ -41,7 +42,7 @@ std::tuple<Tensor, Tensor> scaled_dot_product_attention(const Tensor& q, const T
              raw::AttentionGrads g = raw::scaled_dot_product_attention_backward(
                  c.grad(0), weights_out ? c.grad(1) : Tensor(), c.saved(0), c.saved(1), c.saved(2), c.saved(3),
                  causal, c.saved(4), c.saved(5), r_batch, scale, p, rng, c.needs_input_grad(0),
-                 c.needs_input_grad(1), c.needs_input_grad(2), c.needs_input_grad(3));
+                 c.needs_input_grad(1), c.needs_input_grad(2), c.needs_input_grad(3), flash);
              return grads(g.q.defined() ? sum_to(g.q, qs) : Tensor(), g.k.defined() ? sum_to(g.k, kshape) : Tensor(),
                           g.v.defined() ? sum_to(g.v, vs) : Tensor(), g.mask.defined() ? sum_to(g.mask, ms) : Tensor());
            });

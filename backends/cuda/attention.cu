@@ -160,7 +160,7 @@ __device__ __forceinline__ acc_t<T> dropped(acc_t<T> p, const DropoutArg& drop, 
 // lse = +inf.
 template <typename T>
 __global__ void __launch_bounds__(kRowThreads, 4)
-    softmax_kernel(T* z, T* lse, int64_t rows, int64_t L, int64_t S, MaskArg mask, bool causal, DropoutArg drop) {
+    softmax_kernel(T* z, acc_t<T>* lse, int64_t rows, int64_t L, int64_t S, MaskArg mask, bool causal, DropoutArg drop) {
   using A = acc_t<T>;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     T* zr = z + r * S;
@@ -176,7 +176,7 @@ __global__ void __launch_bounds__(kRowThreads, 4)
     mx = block_all_reduce(mx, MaxOp{});
     if (mx == A(-INFINITY)) {  // nothing to attend to
       for (int64_t j = threadIdx.x; j < S; j += kRowThreads) zr[j] = convert<T>(0.0f);
-      if (threadIdx.x == 0) lse[r] = convert<T>(INFINITY);
+      if (threadIdx.x == 0) lse[r] = A(INFINITY);
       continue;
     }
     A sum = 0;
@@ -190,21 +190,21 @@ __global__ void __launch_bounds__(kRowThreads, 4)
       const A p = convert<A>(convert<T>(e * inv));
       zr[j] = convert<T>(dropped<T>(p, drop, static_cast<uint64_t>(r * S + j)));
     }
-    if (threadIdx.x == 0) lse[r] = convert<T>(mx + log_acc(sum));
+    if (threadIdx.x == 0) lse[r] = mx + log_acc(sum);
   }
 }
 
 // Backward, one block per row of z [rows, S]: the scores become P = exp(masked Z - lse) (0 on
 // rows with lse = +inf), and w (when not null) gets W = P after dropout.
 template <typename T>
-__global__ void __launch_bounds__(kRowThreads, 4) probs_kernel(T* z, T* w, const T* lse, int64_t rows, int64_t L,
+__global__ void __launch_bounds__(kRowThreads, 4) probs_kernel(T* z, T* w, const acc_t<T>* lse, int64_t rows, int64_t L,
                                                             int64_t S, MaskArg mask, bool causal, DropoutArg drop) {
   using A = acc_t<T>;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     T* zr = z + r * S;
     const int64_t l = r % L;
     const int64_t moff = mask.kind != kNoMask ? row_offset(mask.g, r, L) : 0;
-    const A m = convert<A>(lse[r]);
+    const A m = lse[r];
     const bool empty = m == A(INFINITY);
     for (int64_t j = threadIdx.x; j < S; j += kRowThreads) {
       const A p = empty ? A(0) : convert<A>(convert<T>(exp_acc(convert<A>(masked_score(zr[j], mask, moff, j, l, causal)) - m)));
@@ -344,7 +344,7 @@ void CudaBackend::attention_forward(const TensorView& out, const TensorView& lse
     // Z = scale * q k^T : [B, L, E] x [B, E, S]
     gemm(*this, dev, zv, q, transposed(k), scale);
     softmax_kernel<T><<<row_blocks(rows), kRowThreads, 0, stream_of(dev)>>>(
-        z, lse.ptr<T>(), rows, dm.L, dm.S, mask_arg(mask, dm.nb), is_causal, dropout_arg<T>(dropout_p, rng));
+        z, lse.ptr<acc_t<T>>(), rows, dm.L, dm.S, mask_arg(mask, dm.nb), is_causal, dropout_arg<T>(dropout_p, rng));
     FOCUS_CUDA_LAUNCH_CHECK(kFwdOp);
     // out = W v : [B, L, S] x [B, S, Ev]
     gemm(*this, dev, out, zv, v, 1.0);
@@ -380,7 +380,7 @@ void CudaBackend::attention_backward(const TensorView& grad_q, const TensorView&
     T* W = own_w ? static_cast<T*>(wbuf.get()) : P;
     if (dm.S > 0) {
       probs_kernel<T><<<row_blocks(rows), kRowThreads, 0, stream_of(dev)>>>(
-          P, own_w ? W : nullptr, lse.ptr<T>(), rows, dm.L, dm.S, margs, is_causal, drop);
+          P, own_w ? W : nullptr, lse.ptr<acc_t<T>>(), rows, dm.L, dm.S, margs, is_causal, drop);
       FOCUS_CUDA_LAUNCH_CHECK(kBwdOp);
     }
     const TensorView wv = dense(W, dt, q, dm.nb, dm.L, dm.S);

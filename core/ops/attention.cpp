@@ -5,6 +5,25 @@
 
 #include "core/ops/common.h"
 
+namespace focus {
+
+namespace {
+constexpr unsigned bit(SDPBackend b) { return 1u << static_cast<unsigned>(b); }
+constexpr unsigned kAllBackends = bit(SDPBackend::Math) | bit(SDPBackend::FlashAttention);
+thread_local unsigned g_allowed = kAllBackends;
+}  // namespace
+
+SdpaKernelGuard::SdpaKernelGuard(std::initializer_list<SDPBackend> allowed) : saved_(g_allowed) {
+  unsigned m = 0;
+  for (SDPBackend b : allowed) m |= bit(b);
+  FOCUS_CHECK(m != 0, "[sdpa_kernel] expected at least one backend, got an empty list");
+  g_allowed = m;
+}
+SdpaKernelGuard::~SdpaKernelGuard() { g_allowed = saved_; }
+bool sdp_backend_allowed(SDPBackend b) { return (g_allowed & bit(b)) != 0; }
+
+}  // namespace focus
+
 namespace focus::raw {
 
 namespace {
@@ -77,10 +96,19 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
     Generator& g = gen ? *gen : default_generator();
     r.rng = g.next(static_cast<uint64_t>(n_scores));
   }
+  Backend& be = backend_of(q);
+  const bool flash_ok = !need_weights && be.flash_attention_supports(q.dtype(), E, Ev);
+  const bool math_ok = sdp_backend_allowed(SDPBackend::Math);
+  if (sdp_backend_allowed(SDPBackend::FlashAttention) && flash_ok && (q.device().is_cuda() || !math_ok)) r.flash = true;
+  FOCUS_CHECK(r.flash || math_ok,
+              "[{}] no allowed backend can run this call: flash attention was the only one allowed, and it {} "
+              "(query {}, key {}, value {}, {}, on {})",
+              kOp, need_weights ? "returns no attention weights (need_weights)" : "does not take these dtypes or head dims",
+              q.shape(), k.shape(), v.shape(), q.dtype(), q.device());
   r.out = empty(with(batch, L, Ev), q.dtype(), q.device());
   Shape lse_shape = batch;
   lse_shape.push_back(L);
-  r.lse = empty(lse_shape, q.dtype(), q.device());
+  r.lse = empty(lse_shape, q.dtype() == kFloat64 ? kFloat64 : kFloat32, q.device());
   TensorView weights_view;
   weights_view.data = nullptr;
   if (need_weights) {
@@ -89,9 +117,14 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
   }
   if (r.lse.numel() == 0) return r;  // no query row: out is empty too
   if (attn_mask.defined()) mask_view = make_view(attn_mask, score_shape);
-  backend_of(q).attention_forward(make_view(r.out), make_view(r.lse), weights_view, make_view(q, with(batch, L, E)),
-                                  make_view(k, with(batch, S, E)), make_view(v, with(batch, S, Ev)), mask_view,
-                                  is_causal, r.scale, dropout_p, r.rng);
+  if (r.flash)
+    be.flash_attention_forward(make_view(r.out), make_view(r.lse), make_view(q, with(batch, L, E)),
+                               make_view(k, with(batch, S, E)), make_view(v, with(batch, S, Ev)), mask_view,
+                               is_causal, r.scale, dropout_p, r.rng);
+  else
+    be.attention_forward(make_view(r.out), make_view(r.lse), weights_view, make_view(q, with(batch, L, E)),
+                         make_view(k, with(batch, S, E)), make_view(v, with(batch, S, Ev)), mask_view, is_causal,
+                         r.scale, dropout_p, r.rng);
   return r;
 }
 
@@ -100,13 +133,15 @@ AttentionGrads scaled_dot_product_attention_backward(const Tensor& grad_out, con
                                                      const Tensor& attn_mask, bool is_causal, const Tensor& out,
                                                      const Tensor& lse, const Shape& batch, double scale,
                                                      double dropout_p, RandomState rng, bool want_q, bool want_k,
-                                                     bool want_v, bool want_mask) {
+                                                     bool want_v, bool want_mask, bool flash) {
   const int64_t L = q.size(-2), S = k.size(-2), E = q.size(-1), Ev = v.size(-1);
   const DType dt = q.dtype();
   const Shape score_shape = with(batch, L, S);
   auto cast = [&](const Tensor& t) { return t.dtype() == dt ? t : to_contiguous(t, dt, t.device()); };
   // out and lse are the forward's own (contiguous) results; copy only if handed a view.
-  auto dense = [&](const Tensor& t) { return t.is_contiguous() && t.dtype() == dt ? t : to_contiguous(t, dt, t.device()); };
+  auto dense = [&](const Tensor& t, DType want) {
+    return t.is_contiguous() && t.dtype() == want ? t : to_contiguous(t, want, t.device());
+  };
   AttentionGrads g;
   TensorView none;
   none.data = nullptr;
@@ -128,7 +163,16 @@ AttentionGrads scaled_dot_product_attention_backward(const Tensor& grad_out, con
   const Tensor gw_t = grad_weights.defined() ? cast(grad_weights) : Tensor();
   const TensorView gw = gw_t.defined() ? make_view(gw_t, score_shape) : none;
   const TensorView mask_view = attn_mask.defined() ? make_view(attn_mask, score_shape) : none;
-  const Tensor out_c = dense(out), lse_c = dense(lse);
+  const Tensor out_c = dense(out, dt), lse_c = dense(lse, dt == kFloat64 ? kFloat64 : kFloat32);
+  if (flash) {
+    FOCUS_CHECK(!gw_t.defined(), "[{}] the flash backward takes no gradient of attention weights", kOp);
+    backend_of(q).flash_attention_backward(gq, gk, gv, gm, make_view(cast(grad_out), with(batch, L, Ev)),
+                                           make_view(q, with(batch, L, E)), make_view(k, with(batch, S, E)),
+                                           make_view(v, with(batch, S, Ev)), mask_view, is_causal,
+                                           make_view(out_c, with(batch, L, Ev)), make_view(lse_c), scale, dropout_p,
+                                           rng);
+    return g;
+  }
   backend_of(q).attention_backward(gq, gk, gv, gm, make_view(cast(grad_out), with(batch, L, Ev)), gw,
                                    make_view(q, with(batch, L, E)), make_view(k, with(batch, S, E)),
                                    make_view(v, with(batch, S, Ev)), mask_view, is_causal,
