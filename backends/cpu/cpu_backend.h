@@ -87,6 +87,16 @@ class CpuBackend final : public Backend {
                           const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& mask,
                           bool is_causal, const TensorView& out, const TensorView& lse, double scale,
                           double dropout_p, RandomState rng) override;
+  // FlashAttention-2's tiling on the host (flash_attention.cpp): float32 and float64, any head dims.
+  bool flash_attention_supports(DType dtype, int64_t E, int64_t Ev) const override;
+  void flash_attention_forward(const TensorView& out, const TensorView& lse, const TensorView& q,
+                               const TensorView& k, const TensorView& v, const TensorView& mask, bool is_causal,
+                               double scale, double dropout_p, RandomState rng) override;
+  void flash_attention_backward(const TensorView& grad_q, const TensorView& grad_k, const TensorView& grad_v,
+                                const TensorView& grad_mask, const TensorView& grad_out, const TensorView& q,
+                                const TensorView& k, const TensorView& v, const TensorView& mask, bool is_causal,
+                                const TensorView& out, const TensorView& lse, double scale, double dropout_p,
+                                RandomState rng) override;
 
   // ---- optimizers: optim.cpp ------------------------------------------------------------------
   void adam_step(const TensorView& param, const TensorView& grad, const TensorView& exp_avg,
