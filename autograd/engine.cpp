@@ -4,6 +4,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "autograd/autocast.h"
 #include "autograd/functions/elementwise.h"
 #include "core/creation.h"
 
@@ -95,6 +96,8 @@ void run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_out
   }
 
   const bool accumulate_leaves = captures == nullptr;
+  // The backward runs in the dtypes the forward chose: autocast never applies to it.
+  autocast::Suspend no_autocast;
   std::unique_ptr<NoGradGuard> no_grad;
   std::unique_ptr<EnableGradGuard> with_grad;
   if (create_graph) with_grad = std::make_unique<EnableGradGuard>();

@@ -6,6 +6,7 @@
 #include "core/creation.h"
 #include "nn/module.h"
 #include "optim/lr_scheduler.h"
+#include "optim/grad_scaler.h"
 #include "optim/optimizer.h"
 
 namespace focus::optim {
@@ -44,7 +45,7 @@ TensorDict clone_dict(const TensorDict& d) {
 
 void save_checkpoint(const std::string& path, const nn::Module& model, const Optimizer* optimizer,
                      const LRScheduler* scheduler, int64_t step, const Generator* generator,
-                     const SafetensorsMetadata& extra_metadata) {
+                     const SafetensorsMetadata& extra_metadata, const GradScaler* scaler) {
   SafetensorsMetadata meta;
   for (const auto& [k, v] : extra_metadata) {
     FOCUS_CHECK(k != "format" && k != "version" && k != "optimizer" && k != "scheduler",
@@ -63,6 +64,7 @@ void save_checkpoint(const std::string& path, const nn::Module& model, const Opt
     meta["scheduler"] = scheduler->name();
     all.update(scheduler->state_dict(), "scheduler.");
   }
+  if (scaler && scaler->is_enabled()) all.update(scaler->state_dict(), "grad_scaler.");
   all.insert("step", scalar_tensor(step, kInt64));
   all.insert("rng.default", rng_tensor(default_generator().get_state()));
   if (generator) all.insert("rng.generator", rng_tensor(generator->get_state()));
@@ -93,6 +95,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     if (k.rfind("model.", 0) == 0) c.model.insert(k.substr(6), v);
     else if (k.rfind("optimizer.", 0) == 0) c.optimizer.insert(k.substr(10), v);
     else if (k.rfind("scheduler.", 0) == 0) c.scheduler.insert(k.substr(10), v);
+    else if (k.rfind("grad_scaler.", 0) == 0) c.grad_scaler.insert(k.substr(12), v);
     else if (k == "step") {
       FOCUS_CHECK(v.dtype() == kInt64 && v.numel() == 1, "[checkpoint] 'step' in '{}' must be one int64, got {} {}",
                   path, v.dtype(), v.shape());
@@ -107,7 +110,7 @@ Checkpoint read_checkpoint(const std::string& path) {
 }
 
 int64_t load_checkpoint(const std::string& path, nn::Module& model, Optimizer* optimizer, LRScheduler* scheduler,
-                        Generator* generator) {
+                        Generator* generator, GradScaler* scaler) {
   Checkpoint c = read_checkpoint(path);
   const auto& meta = c.metadata;
   auto saved = [&](const char* part) {
@@ -140,6 +143,8 @@ int64_t load_checkpoint(const std::string& path, nn::Module& model, Optimizer* o
     if (optimizer) optimizer->load_state_dict(c.optimizer);
     part = "scheduler";
     if (scheduler) scheduler->load_state_dict(c.scheduler);
+    part = "grad scaler";
+    if (scaler && scaler->is_enabled() && !c.grad_scaler.empty()) scaler->load_state_dict(c.grad_scaler);
   } catch (const Error& e) {
     try {
       model.load_state_dict(model_backup, true);

@@ -31,6 +31,8 @@ class Module;
 
 namespace focus::optim {
 
+class GradScaler;
+
 class Optimizer;
 class LRScheduler;
 
@@ -39,6 +41,7 @@ struct Checkpoint {
   TensorDict model;      ///< the model's state_dict (prefix removed)
   TensorDict optimizer;  ///< empty when the file has no optimizer
   TensorDict scheduler;  ///< empty when the file has no scheduler
+  TensorDict grad_scaler;  ///< empty when the file has no (enabled) GradScaler
   int64_t step = 0;
   RandomState default_rng;
   std::optional<RandomState> generator_rng;
@@ -49,9 +52,10 @@ struct Checkpoint {
 /// state (+ generator's, when non-null) to path atomically. extra_metadata entries are
 /// added to the file's metadata (the keys format, version, optimizer and scheduler are
 /// reserved). Errors name "[checkpoint]".
+/// scaler (when non-null and enabled): its state_dict, under "grad_scaler.".
 void save_checkpoint(const std::string& path, const nn::Module& model, const Optimizer* optimizer = nullptr,
                      const LRScheduler* scheduler = nullptr, int64_t step = 0, const Generator* generator = nullptr,
-                     const SafetensorsMetadata& extra_metadata = {});
+                     const SafetensorsMetadata& extra_metadata = {}, const GradScaler* scaler = nullptr);
 
 /// Reads and checks a checkpoint file without applying it: it must be a focus checkpoint of
 /// a known version with a step and the default RNG state.
@@ -62,7 +66,10 @@ Checkpoint read_checkpoint(const std::string& path);
 /// non-null: the file must hold it) and returns the step. On any error (a mismatched model,
 /// a missing part, ...) nothing is changed and a focus::Error names "[checkpoint]" and the
 /// file.
+/// scaler (when non-null and enabled) gets the file's GradScaler state when it holds one
+/// and is left as it is otherwise (a run saved without float16 loss scaling resumed with it
+/// starts from the scaler's initial scale, as a fresh torch.amp.GradScaler would).
 int64_t load_checkpoint(const std::string& path, nn::Module& model, Optimizer* optimizer = nullptr,
-                        LRScheduler* scheduler = nullptr, Generator* generator = nullptr);
+                        LRScheduler* scheduler = nullptr, Generator* generator = nullptr, GradScaler* scaler = nullptr);
 
 }  // namespace focus::optim

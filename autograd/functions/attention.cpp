@@ -1,6 +1,7 @@
 // Differentiable scaled dot-product attention: the fused forward kernel, and a node whose
 // backward runs the fused backward kernel.
 #include "autograd/functions/attention.h"
+#include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "core/ops/attention.h"
 #include "core/ops/common.h"
@@ -9,6 +10,13 @@ namespace focus {
 
 std::tuple<Tensor, Tensor> scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                                           const AttentionOptions& o) {
+  if (autocast::active()) {
+    AttentionOptions oc = o;
+    oc.attn_mask_ = autocast::cast(o.attn_mask_, autocast::Policy::Lower);
+    return autocast::run(autocast::Policy::Lower, [&oc](const Tensor& a, const Tensor& b, const Tensor& c) {
+      return scaled_dot_product_attention(a, b, c, oc);
+    }, q, k, v);
+  }
   const Tensor& mask = o.attn_mask_;
   raw::AttentionResult r = raw::scaled_dot_product_attention(q, k, v, mask, o.dropout_p_, o.is_causal_, o.scale_,
                                                              o.need_weights_);

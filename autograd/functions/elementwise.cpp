@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "core/creation.h"
 #include "core/ops/common.h"
@@ -164,6 +165,8 @@ Tensor neg(const Tensor& x) {
 }
 
 Tensor pow(const Tensor& base, Scalar e) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return pow(t...); }, base, e);
   Tensor out = raw::binary(BinaryOp::Pow, base, e, "pow");
   if (needs_grad(base) && out.is_floating_point()) {
     InputInfo ib(base, out);
@@ -180,6 +183,8 @@ Tensor pow(const Tensor& base, Scalar e) {
 }
 
 Tensor pow(const Tensor& base, const Tensor& e) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return pow(t...); }, base, e);
   Tensor out = raw::binary(BinaryOp::Pow, base, e, "pow");
   if (needs_grad(base, e) && out.is_floating_point()) {
     InputInfo ib(base, out), ie(e, out);
@@ -202,6 +207,8 @@ Tensor pow(const Tensor& base, const Tensor& e) {
 }
 
 Tensor pow(Scalar base, const Tensor& e) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return pow(t...); }, base, e);
   raw::check_defined(e, "pow", "exponent");
   const DType dt = raw::result_type(e, base);
   return pow(full({}, base, TensorOptions(dt).device(e.device())), e);
@@ -210,14 +217,20 @@ Tensor pow(Scalar base, const Tensor& e) {
 // ---- unary ---------------------------------------------------------------------------------
 
 Tensor exp(const Tensor& x) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return exp(t...); }, x);
   return unary_op(UnaryOp::Exp, x, {}, "exp", "ExpBackward0", false, true,
                   [](const Tensor& g, const Tensor&, const Tensor& y) { return g * y; });
 }
 Tensor log(const Tensor& x) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return log(t...); }, x);
   return unary_op(UnaryOp::Log, x, {}, "log", "LogBackward0", true, false,
                   [](const Tensor& g, const Tensor& x, const Tensor&) { return g / x; });
 }
 Tensor log1p(const Tensor& x) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return log1p(t...); }, x);
   return unary_op(UnaryOp::Log1p, x, {}, "log1p", "Log1PBackward0", true, false,
                   [](const Tensor& g, const Tensor& x, const Tensor&) { return g / (x + 1.0); });
 }
@@ -226,6 +239,8 @@ Tensor sqrt(const Tensor& x) {
                   [](const Tensor& g, const Tensor&, const Tensor& y) { return g / (y * 2.0); });
 }
 Tensor rsqrt(const Tensor& x) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return rsqrt(t...); }, x);
   // d/dx x^-1/2 = -1/2 x^-3/2 = -1/2 y^3
   return unary_op(UnaryOp::Rsqrt, x, {}, "rsqrt", "RsqrtBackward0", false, true,
                   [](const Tensor& g, const Tensor&, const Tensor& y) { return g * (y * y * y) * -0.5; });
@@ -281,6 +296,8 @@ Tensor silu(const Tensor& x) {
                   });
 }
 Tensor softplus(const Tensor& x, double beta, double threshold) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return softplus(t...); }, x, beta, threshold);
   FOCUS_CHECK(beta != 0, "[softplus] beta must be nonzero");
   UnaryParams p{beta, threshold};
   return unary_op(UnaryOp::Softplus, x, p, "softplus", "SoftplusBackward0", true, false,

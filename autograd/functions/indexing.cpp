@@ -5,6 +5,7 @@
 
 #include "autograd/functions/elementwise.h"
 #include "autograd/functions/reduce.h"
+#include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "core/creation.h"
 #include "core/ops/common.h"
@@ -43,6 +44,11 @@ Tensor index_add_into_zeros(const Tensor& src, const Shape& shape, int64_t dim, 
 // ---- joining and splitting ---------------------------------------------------------------
 
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
+  if (autocast::active()) {
+    const std::vector<Tensor> ts = autocast::promote(tensors);
+    autocast::Suspend s;
+    return cat(ts, dim);
+  }
   Tensor out = raw::cat(tensors, dim);
   if (needs_grad(tensors)) {
     // Where each input sits along dim in the output; skipped legacy empty tensors get
@@ -82,6 +88,11 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
 }
 
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
+  if (autocast::active()) {
+    const std::vector<Tensor> ts = autocast::promote(tensors);
+    autocast::Suspend s;
+    return stack(ts, dim);
+  }
   FOCUS_CHECK(!tensors.empty(), "[stack] expected a non-empty list of tensors");
   for (size_t i = 0; i < tensors.size(); ++i) {
     FOCUS_CHECK(tensors[i].defined(), "[stack] tensor {} in the list is undefined", i);

@@ -4,6 +4,7 @@
 #include "autograd/functions/layer_norm.h"
 
 #include "autograd/functions/no_double_backward.h"
+#include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "core/ops/layer_norm.h"
 
@@ -11,6 +12,9 @@ namespace focus {
 
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                   double eps) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return layer_norm(t...); }, x, normalized_shape,
+                         weight, bias, eps);
   auto [y, mean, rstd] = raw::layer_norm(x, normalized_shape, weight, bias, eps);
   if (needs_grad(x, weight, bias)) {
     const bool has_w = weight.defined(), has_b = bias.defined();

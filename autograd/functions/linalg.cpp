@@ -3,6 +3,7 @@
 // flags, so no transposed copies are made).
 #include "autograd/functions/linalg.h"
 
+#include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "core/creation.h"
 #include "core/ops/linalg.h"
@@ -60,6 +61,8 @@ void record_matmul(const char* name, const Tensor& a, const Tensor& b, const Ten
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Lower, [](auto&&... t) { return matmul(t...); }, a, b);
   Tensor out = raw::matmul(a, b);
   if (needs_grad(a, b)) {
     const char* name = a.dim() == 1 && b.dim() == 1 ? "DotBackward0"
@@ -72,18 +75,24 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mm(const Tensor& a, const Tensor& b) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Lower, [](auto&&... t) { return mm(t...); }, a, b);
   Tensor out = raw::mm(a, b);
   if (needs_grad(a, b)) record_matmul("MmBackward0", a, b, out);
   return out;
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Lower, [](auto&&... t) { return bmm(t...); }, a, b);
   Tensor out = raw::bmm(a, b);
   if (needs_grad(a, b)) record_matmul("BmmBackward0", a, b, out);
   return out;
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Lower, [](auto&&... t) { return linear(t...); }, x, weight, bias);
   Tensor y = raw::linear(x, weight, bias);
   if (needs_grad(x, weight, bias)) {
     const Shape x_shape = x.shape();

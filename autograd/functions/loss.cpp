@@ -10,6 +10,7 @@
 #include "autograd/functions/no_double_backward.h"
 #include "autograd/functions/reduce.h"
 #include "autograd/functions/softmax.h"
+#include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "core/ops/common.h"
 #include "core/ops/loss.h"
@@ -140,6 +141,12 @@ Tensor cross_entropy_probs(const Tensor& input, const Tensor& target, const Cros
 }  // namespace
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyOptions& o) {
+  if (autocast::active()) {
+    CrossEntropyOptions oc = o;
+    oc.weight_ = autocast::cast(o.weight_, autocast::Policy::Float32);
+    return autocast::run(autocast::Policy::Float32, [&oc](const Tensor& l, const Tensor& t) { return cross_entropy(l, t, oc); }, logits,
+                         target);
+  }
   raw::check_defined(logits, "cross_entropy", "input");
   raw::check_defined(target, "cross_entropy", "target");
   if (logits.dim() >= 1 && target.shape() == logits.shape()) return cross_entropy_probs(logits, target, o);
@@ -165,6 +172,12 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
 }
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NLLLossOptions& o) {
+  if (autocast::active()) {
+    NLLLossOptions oc = o;
+    oc.weight_ = autocast::cast(o.weight_, autocast::Policy::Float32);
+    return autocast::run(autocast::Policy::Float32, [&oc](const Tensor& l, const Tensor& t) { return nll_loss(l, t, oc); }, log_probs,
+                         target);
+  }
   const auto red = to_raw(o.reduction_);
   Tensor loss = raw::nll_loss(log_probs, target, o.weight_, o.ignore_index_, red);
   if (needs_grad(log_probs)) {
@@ -187,6 +200,8 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, int64_t ignore_in
 // ---- regression losses ------------------------------------------------------------------------
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return mse_loss(t...); }, input, target, reduction);
   const auto red = to_raw(reduction);
   Tensor loss = raw::mse_loss(input, target, red);
   if (needs_grad(input, target)) {
@@ -230,6 +245,8 @@ Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduc
 }
 
 Tensor huber_loss(const Tensor& input, const Tensor& target, Reduction reduction, double delta) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return huber_loss(t...); }, input, target, reduction, delta);
   check_pair(input, target, "huber_loss");
   FOCUS_CHECK(delta > 0, "[huber_loss] delta must be positive, got {}", delta);
   broadcast_shapes(input.shape(), target.shape(), "huber_loss");
@@ -242,6 +259,14 @@ Tensor huber_loss(const Tensor& input, const Tensor& target, Reduction reduction
 // ---- binary cross entropy ---------------------------------------------------------------------
 
 Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& target, const BCEWithLogitsOptions& o) {
+  if (autocast::active()) {
+    BCEWithLogitsOptions oc = o;
+    oc.weight_ = autocast::cast(o.weight_, autocast::Policy::Float32);
+    oc.pos_weight_ = autocast::cast(o.pos_weight_, autocast::Policy::Float32);
+    return autocast::run(autocast::Policy::Float32, [&oc](const Tensor& i, const Tensor& t) {
+      return binary_cross_entropy_with_logits(i, t, oc);
+    }, input, target);
+  }
   const char* op = "binary_cross_entropy_with_logits";
   check_pair(input, target, op);
   check_same_shape(input, target, op);
@@ -286,6 +311,11 @@ Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& targe
 }
 
 Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, const Tensor& weight, Reduction reduction) {
+  // PyTorch refuses it under autocast: its gradient is unsafe in float16.
+  if (autocast::active() && input.defined())
+    FOCUS_CHECK(!is_autocast_enabled(input.device().type), "[binary_cross_entropy] is unsafe to autocast: its input comes from a sigmoid that may saturate in "
+              "16 bits; use binary_cross_entropy_with_logits (nn::BCEWithLogitsLoss), which is safe, or turn "
+                "autocast off around it");
   const char* op = "binary_cross_entropy";
   check_pair(input, target, op);
   check_same_shape(input, target, op);

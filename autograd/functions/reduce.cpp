@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "autograd/functions/elementwise.h"
+#include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "core/creation.h"
 #include "core/ops/common.h"
@@ -135,6 +136,8 @@ template <typename F> Tensor result_of(BackwardContext& c, size_t i, const Reduc
 Tensor sum(const Tensor& x) { return sum(x, {}, false); }
 
 Tensor sum(const Tensor& x, const DimList& dims, bool keepdim) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return sum(t...); }, x, dims, keepdim);
   Tensor y = raw::sum(x, dims, keepdim);
   if (needs_grad(x)) {
     ReduceInfo info = info_of(x, dims, keepdim, "sum");
@@ -162,9 +165,17 @@ Tensor mean(const Tensor& x, const DimList& dims, bool keepdim) {
 
 // ---- prod ----------------------------------------------------------------------------------
 
-Tensor prod(const Tensor& x) { return prod_impl(x, {}, false, "ProdBackward0"); }
+Tensor prod(const Tensor& x) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return prod(t...); }, x);
+  return prod_impl(x, {
+}, false, "ProdBackward0"); }
 
-Tensor prod(const Tensor& x, int64_t dim, bool keepdim) { return prod_impl(x, {dim}, keepdim, "ProdBackward1"); }
+Tensor prod(const Tensor& x, int64_t dim, bool keepdim) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return prod(t...); }, x, dim, keepdim);
+  return prod_impl(x, {dim
+}, keepdim, "ProdBackward1"); }
 
 // ---- max, min, amax, amin, argmax, argmin ---------------------------------------------------
 
@@ -237,6 +248,8 @@ Tensor std(const Tensor& x, const DimList& dims, int64_t correction, bool keepdi
 // ---- logsumexp -----------------------------------------------------------------------------
 
 Tensor logsumexp(const Tensor& x, const DimList& dims, bool keepdim) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return logsumexp(t...); }, x, dims, keepdim);
   Tensor y = raw::logsumexp(x, dims, keepdim);
   if (needs_grad(x)) {
     ReduceInfo info = info_of(x, dims, keepdim, "logsumexp");
@@ -253,6 +266,8 @@ Tensor logsumexp(const Tensor& x, const DimList& dims, bool keepdim) {
 // ---- norm ----------------------------------------------------------------------------------
 
 Tensor norm(const Tensor& x, double p, const DimList& dims, bool keepdim) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return norm(t...); }, x, p, dims, keepdim);
   Tensor y = raw::norm(x, p, dims, keepdim);
   if (needs_grad(x)) {
     ReduceInfo info = info_of(x, dims, keepdim, "norm");

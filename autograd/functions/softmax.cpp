@@ -4,6 +4,7 @@
 #include "autograd/functions/softmax.h"
 
 #include "autograd/functions/no_double_backward.h"
+#include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "core/ops/softmax.h"
 
@@ -27,8 +28,16 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
 
 }  // namespace
 
-Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
+Tensor softmax(const Tensor& x, int64_t dim) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return softmax(t...); }, x, dim);
+  return softmax_impl(x, dim, false);
+}
 
-Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
+Tensor log_softmax(const Tensor& x, int64_t dim) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Float32, [](auto&&... t) { return log_softmax(t...); }, x, dim);
+  return softmax_impl(x, dim, true);
+}
 
 }  // namespace focus

@@ -149,13 +149,15 @@ void train(zoo::Run& run) {
   };
   while (step < steps && !run.interrupted()) {
     auto [x, y] = get_batch(corpus.train, B, T, data_gen);
-    Tensor loss = GPT::loss(model->forward(x.to(run.device())), y.to(run.device()));
+    Tensor loss;
+    {
+      AutocastGuard ac = run.autocast();  // --amp: the forward in bfloat16/float16, the loss in float32
+      loss = GPT::loss(model->forward(x.to(run.device())), y.to(run.device()));
+    }
     opt.zero_grad(true);
-    loss.backward();
-    const Tensor gnorm = c.real("grad_clip") > 0 ? optim::clip_grad_norm_(model->parameters(), c.real("grad_clip"))
-                                                 : Tensor();
+    run.backward(loss);
     const double lr = opt.lr();
-    opt.step();
+    const Tensor gnorm = run.step(opt, model->parameters(), c.real("grad_clip"));
     sched.step();
     ++step;
     unchecked = unchecked + loss.detach().to(kFloat64);

@@ -318,11 +318,13 @@ void train(zoo::Run& run) {
       const Device dev = run.device();
       const Tensor src = b.src.to(dev, true), tgt_in = b.tgt_in.to(dev, true), tgt_out = b.tgt_out.to(dev, true);
       opt.zero_grad();
-      const Tensor logits = model->forward(src, tgt_in);
-      Tensor loss = model->loss(logits, tgt_out, ls);
-      loss.backward();
-      if (clip > 0) optim::clip_grad_norm_(model->parameters(), clip);
-      opt.step();
+      Tensor loss;
+      {
+        AutocastGuard ac = run.autocast();  // --amp
+        loss = model->loss(model->forward(src, tgt_in), tgt_out, ls);
+      }
+      run.backward(loss);
+      run.step(opt, model->parameters(), clip);
       sched->step();
       ++step;
       loss_sum = loss_sum + loss.detach().to(kFloat64);

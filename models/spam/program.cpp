@@ -251,11 +251,14 @@ void train_program(zoo::Run& run) {
                    labels = b.labels.to(device, true);
       model->train();
       opt.zero_grad();
-      Tensor logits = model->forward(tokens, padding);
-      Tensor loss = criterion(logits, labels);
-      loss.backward();
-      if (c.real("clip_grad") > 0) optim::clip_grad_norm_(model->parameters(), c.real("clip_grad"));
-      opt.step();
+      Tensor logits, loss;
+      {
+        AutocastGuard ac = run.autocast();  // --amp
+        logits = model->forward(tokens, padding);
+        loss = criterion(logits, labels);
+      }
+      run.backward(loss);
+      run.step(opt, model->parameters(), c.real("clip_grad"));
       sched.step();
       ++step;
       loss_sum = loss_sum + loss.detach().to(kFloat64);

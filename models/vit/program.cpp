@@ -467,10 +467,13 @@ void train(zoo::Run& run) {
     for (ImageBatch& b : loader) {
       const Tensor x = b.images.to(run.device(), true), y = b.labels.to(run.device(), true);
       opt.zero_grad();
-      Tensor loss = cross_entropy(model->forward(x), y, ce);
-      loss.backward();
-      if (clip > 0) optim::clip_grad_norm_(model->parameters(), clip);
-      opt.step();
+      Tensor loss;
+      {
+        AutocastGuard ac = run.autocast();  // --amp
+        loss = cross_entropy(model->forward(x), y, ce);
+      }
+      run.backward(loss);
+      run.step(opt, model->parameters(), clip);
       sched.step();
       ++step;
       const int64_t bsz = x.size(0);

@@ -22,6 +22,7 @@
 #include "core/tensor.h"
 #include "nn/module.h"
 #include "optim/checkpoint.h"
+#include "optim/clip_grad.h"
 
 namespace focus::zoo {
 namespace fs = std::filesystem;
@@ -285,9 +286,12 @@ Run::Run(const std::string& model, Config config, RunOptions opts)
       config_(std::move(config)),
       opts_(std::move(opts)),
       dir_(opts_.dir.empty() ? default_run_dir(model) : fs::path(opts_.dir)),
+      scaler_(optim::GradScalerOptions().enabled(opts_.amp == "fp16")),
       progress_(opts_.err ? *opts_.err : std::cerr, stderr_is_tty(opts_.err), !opts_.quiet) {
   // The device: parse, and make sure this build and machine can use it.
   device_ = usable_device(opts_.device, "train");
+  FOCUS_CHECK(opts_.amp == "none" || opts_.amp == "bf16" || opts_.amp == "fp16",
+              "[train] --amp must be none, bf16 or fp16, got '{}'", opts_.amp);
   FOCUS_CHECK(!(opts_.resume && opts_.overwrite), "[train] --resume and --overwrite contradict each other: pick one");
   const fs::path checkpoint = dir_ / kCheckpointFile;
   std::error_code ec;
@@ -386,14 +390,32 @@ void Run::save_checkpoint(nn::Module& model, optim::Optimizer* opt, optim::LRSch
   start_writing();
   meta["config"] = config_.to_json();
   meta["model"] = model_;
-  optim::save_checkpoint((dir_ / kCheckpointFile).string(), model, opt, sched, step, gen, meta);
+  meta["amp"] = opts_.amp;
+  optim::save_checkpoint((dir_ / kCheckpointFile).string(), model, opt, sched, step, gen, meta, &scaler_);
+}
+
+AutocastGuard Run::autocast() const {
+  return AutocastGuard(device_, opts_.amp == "fp16" ? kFloat16 : kBFloat16, opts_.amp != "none");
+}
+
+void Run::backward(const Tensor& loss) { scaler_.scale(loss).backward(); }
+
+Tensor Run::step(optim::Optimizer& opt, const std::vector<Tensor>& params, double max_norm) {
+  Tensor norm;
+  if (max_norm > 0) {
+    scaler_.unscale_(opt);  // clip the true gradients
+    norm = optim::clip_grad_norm_(params, max_norm);
+  }
+  scaler_.step(opt);
+  scaler_.update();
+  return norm;
 }
 
 int64_t Run::restore(nn::Module& model, optim::Optimizer* opt, optim::LRScheduler* sched, Generator* gen) {
   start_writing();
   if (!opts_.resume) return 0;
   const fs::path checkpoint = dir_ / kCheckpointFile;
-  int64_t step = optim::load_checkpoint(checkpoint.string(), model, opt, sched, gen);
+  int64_t step = optim::load_checkpoint(checkpoint.string(), model, opt, sched, gen, &scaler_);
   // Metrics logged after the checkpoint belong to steps that are trained again.
   std::error_code ec;
   if (fs::exists(dir_ / kMetricsFile, ec)) {

@@ -36,8 +36,10 @@
 
 #include "core/device.h"
 #include "core/random.h"
+#include "autograd/autocast.h"
 #include "core/tensor.h"
 #include "models/zoo/config.h"
+#include "optim/grad_scaler.h"
 
 namespace focus::nn {
 class Module;
@@ -107,6 +109,10 @@ struct RunOptions {
   /// "cpu" or "cuda[:N]"; a device this build or machine cannot use -> focus::Error
   /// (usable_device).
   std::string device = "cpu";
+  /// Mixed precision of the training steps: "none" (float32), "bf16" (autocast to bfloat16)
+  /// or "fp16" (autocast to float16 with loss scaling by a GradScaler, saved in the
+  /// checkpoint). Anything else -> focus::Error.
+  std::string amp = "none";
   /// No progress line.
   bool quiet = false;
   /// "key=value" changes applied last (also after the stored config on resume).
@@ -121,6 +127,7 @@ struct RunOptions {
   RunOptions& set_overwrite(bool b = true) { overwrite = b; return *this; }
   RunOptions& set_device(std::string d) { device = std::move(d); return *this; }
   RunOptions& set_quiet(bool b = true) { quiet = b; return *this; }
+  RunOptions& set_amp(std::string a) { amp = std::move(a); return *this; }
   RunOptions& set_overrides(std::vector<std::string> o) { overrides = std::move(o); return *this; }
   RunOptions& set_streams(std::ostream* o, std::ostream* e) { out = o; err = e; return *this; }
 };
@@ -192,6 +199,25 @@ class Run {
 
   Progress& progress() { return progress_; }
 
+  /// Mixed precision (RunOptions::amp). A training step reads:
+  ///   Tensor loss;
+  ///   { AutocastGuard ac = run.autocast(); loss = criterion(model->forward(x), y); }
+  ///   opt.zero_grad();
+  ///   run.backward(loss);                                   // loss * scale for fp16
+  ///   Tensor norm = run.step(opt, model->parameters(), clip); // unscale, clip, step, update
+  /// autocast(): a guard for the run's device, on with --amp bf16/fp16, off otherwise.
+  AutocastGuard autocast() const;
+  /// The amp mode: "none", "bf16" or "fp16".
+  const std::string& amp() const { return opts_.amp; }
+  /// loss.backward(), the loss scaled by the GradScaler first with fp16.
+  void backward(const Tensor& loss);
+  /// The optimizer step: unscale the gradients (fp16), clip them to max_norm when
+  /// max_norm > 0 (returning their total norm before clipping; undefined otherwise), step
+  /// (skipped by the scaler on inf/NaN gradients) and update the scale.
+  Tensor step(optim::Optimizer& opt, const std::vector<Tensor>& params, double max_norm);
+  /// The loss scaler (disabled unless fp16).
+  optim::GradScaler& scaler() { return scaler_; }
+
   /// Writes dir/report.json ({"model", "metrics": {...}, "text"}) and dir/report.txt (text, then
   /// one "name value" line per metric) and prints text to out().
   void report(const std::vector<std::pair<std::string, double>>& metrics, const std::string& text);
@@ -207,6 +233,7 @@ class Run {
   RunOptions opts_;
   std::filesystem::path dir_;
   Device device_;
+  optim::GradScaler scaler_;
   Progress progress_;
   std::chrono::steady_clock::time_point start_;
   double time_offset_ = 0.0;

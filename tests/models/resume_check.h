@@ -24,9 +24,11 @@ namespace focus::testing {
 /// interrupted run reports interrupted(), leaves a checkpoint at `interrupt_at` and no
 /// report; that the resumed run says where it resumes; and that both runs end at step
 /// `final_step` with identical weights. The library's thread count (the programs set it from
-/// the config) is put back. Returns everything the three runs printed.
+/// the config) is put back. amp: the runs' mixed precision (RunOptions::amp); with "fp16" the
+/// GradScaler's state goes through the checkpoint too. Returns everything the three runs
+/// printed.
 inline std::string check_exact_resume(const zoo::ModelEntry& entry, const zoo::Config& config, const TempDir& dir,
-                                      int64_t interrupt_at, int64_t final_step) {
+                                      int64_t interrupt_at, int64_t final_step, const std::string& amp = "none") {
   struct ThreadsBack {
     int n = get_num_threads();
     ~ThreadsBack() { set_num_threads(n); }
@@ -34,7 +36,7 @@ inline std::string check_exact_resume(const zoo::ModelEntry& entry, const zoo::C
   std::ostringstream log;
   auto options = [&](const std::string& sub, std::ostream* out) {
     zoo::RunOptions o;
-    o.set_dir(dir / sub).set_quiet().set_streams(out, &log);
+    o.set_dir(dir / sub).set_quiet().set_streams(out, &log).set_amp(amp);
     return o;
   };
   {
@@ -66,6 +68,12 @@ inline std::string check_exact_resume(const zoo::ModelEntry& entry, const zoo::C
   REQUIRE(a.keys() == b.keys());
   for (const auto& k : a.keys()) CHECK_MESSAGE(allclose(a.at(k), b.at(k), 0, 0), k);
   CHECK(std::filesystem::exists(dir.path / "resumed/report.json"));
+  const optim::Checkpoint last = optim::read_checkpoint(ckpt);
+  CHECK(last.metadata.at("amp") == amp);
+  CHECK(last.grad_scaler.empty() == (amp != "fp16"));  // the loss scale is saved with fp16 only
+  if (amp != "none")  // mixed precision keeps float32 master weights
+    for (const auto& k : b.keys())
+      if (b.at(k).is_floating_point()) CHECK_MESSAGE(b.at(k).dtype() == kFloat32, k);
   return log.str();
 }
 

@@ -150,4 +150,16 @@ TEST_SUITE("models_char_gpt") {
     // the batch sampler, dropout and the learning-rate schedule must continue from there
     focus::testing::check_exact_resume(models::char_gpt::model_entry(), c, tmp, 20, 40);
   }
+
+  TEST_CASE("--amp bf16 and fp16: mixed-precision runs train and resume exactly (loss scale in the checkpoint)") {
+    focus::testing::TempDir tmp("char_gpt_amp");
+    zoo::Config c = tiny_config();
+    c.set("dropout", 0.1).set("threads", 1).set("sample_length", 0).set("steps", 20).set("eval_every", 10);
+    for (const char* amp : {"bf16", "fp16"}) {
+      CAPTURE(amp);
+      focus::testing::TempDir sub(std::string("char_gpt_amp_") + amp);
+      const std::string log = focus::testing::check_exact_resume(models::char_gpt::model_entry(), c, sub, 10, 20, amp);
+      CHECK(log.find("nan") == std::string::npos);
+    }
+  }
 }

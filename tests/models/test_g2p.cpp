@@ -470,6 +470,8 @@ TEST_SUITE("models_g2p") {
     c.apply("steps=40");
     c.apply("eval_every=15");  // 16 batches per epoch: the interruption lands mid-epoch
     focus::testing::check_exact_resume(model_entry(), c, tmp, 15, 40);
+    focus::testing::TempDir amp_dir("g2p_resume_amp");
+    focus::testing::check_exact_resume(model_entry(), c, amp_dir, 15, 40, "bf16");
     const std::string report = focus::testing::read_file(tmp / "straight/report.json");
     CHECK(report.find("test_wer_beam") != std::string::npos);
     CHECK(report.find("no_stress") == std::string::npos);  // the plain figures are stress-free already

@@ -383,5 +383,7 @@ TEST_SUITE("models_spam") {
     c.set("dropout", 0.1).set("eval_every", 7).set("checkpoint_every", 0).set("log_every", 5).set("threads", 1);
     // interrupted at the validation of step 7, inside the first epoch
     focus::testing::check_exact_resume(model_entry(), c, tmp, 7, 25);
+    focus::testing::TempDir amp_dir("spam_resume_amp");
+    focus::testing::check_exact_resume(model_entry(), c, amp_dir, 7, 25, "fp16");
   }
 }

@@ -396,5 +396,7 @@ TEST_SUITE("models_vit") {
     // interrupted at the first validation (step 7, mid-epoch): dropout and the augmenting
     // prefetch thread must both pick up where they stopped
     focus::testing::check_exact_resume(vitp::model_entry(), c, tmp, 7, 40);
+    VitTempDir amp_dir;
+    focus::testing::check_exact_resume(vitp::model_entry(), c, amp_dir, 7, 40, "bf16");
   }
 }

@@ -134,7 +134,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
                            join_or_none(model_names())));
 
     // ---- train ----
-    std::string train_model, train_config, train_device = "cpu", train_run_dir;
+    std::string train_model, train_config, train_device = "cpu", train_run_dir, train_amp = "none";
     std::vector<std::string> train_sets;
     bool train_resume = false, train_overwrite = false, train_quiet = false;
     CLI::App* train = app.add_subcommand("train", "Train a model; writes a run directory (default runs/MODEL)");
@@ -145,6 +145,12 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
         ->allow_extra_args(false)
         ->type_name("KEY=VALUE");
     train->add_option("--device", train_device, "cpu, cuda or cuda:N")->capture_default_str()->type_name("DEVICE");
+    train->add_option("--amp", train_amp,
+                      "Mixed precision: none, bf16 (autocast to bfloat16) or fp16 (autocast to float16 with loss "
+                      "scaling)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"none", "bf16", "fp16"}))
+        ->type_name("MODE");
     train->add_flag("--resume", train_resume, "Continue from the run directory's checkpoint");
     train->add_flag("--overwrite", train_overwrite, "Start afresh even though the run directory holds a checkpoint");
     train->add_option("--run-dir", train_run_dir, "Run directory (default runs/MODEL)")->type_name("DIR");
@@ -295,13 +301,15 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
           .set_resume(train_resume)
           .set_overwrite(train_overwrite)
           .set_device(train_device)
+          .set_amp(train_amp)
           .set_quiet(train_quiet)
           .set_overrides(train_sets);
       opts.out = &out;
       opts.err = (&err == &std::cerr) ? nullptr : &err;  // the real stderr may be a terminal
       zoo::Run run(m.name, config, opts);
-      out << fmt::format("training {} in {}{}, device {}", m.name, run.dir().string(), train_resume ? " (resuming)" : "",
-                         zoo::device_description(run.device()))
+      out << fmt::format("training {} in {}{}, device {}{}", m.name, run.dir().string(),
+                         train_resume ? " (resuming)" : "", zoo::device_description(run.device()),
+                         train_amp == "none" ? "" : ", mixed precision " + train_amp)
           << std::endl;
       m.train(run);
       if (run.interrupted() && !run.reported()) {  // a Ctrl-C after the report: the run is complete
