@@ -7,8 +7,10 @@
 
 namespace focus {
 
-/// Element type of a tensor. Float16/BFloat16 are storage types reserved for the CUDA
-/// backend; the CPU kernels reject them with a clear error.
+/// Element type of a tensor. Float16/BFloat16 work on every device with PyTorch's
+/// semantics: values stored in 16 bits, arithmetic done in float32 and each result rounded
+/// to nearest even into the 16-bit type (the CPU widens them to float32 around its float32
+/// kernels: backends/cpu/half_adapter.h).
 enum class DType : uint8_t { Bool, UInt8, Int32, Int64, Float16, BFloat16, Float32, Float64 };
 
 inline constexpr DType kBool = DType::Bool;

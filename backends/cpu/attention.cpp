@@ -25,6 +25,7 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
+#include "backends/cpu/half_adapter.h"
 #include "backends/cpu/gemm.h"
 #include "backends/cpu/philox.h"
 #include "backends/cpu/vec_math.h"
@@ -170,6 +171,13 @@ void CpuBackend::attention_forward(const TensorView& out, const TensorView& lse,
                                    const TensorView& q, const TensorView& k, const TensorView& v,
                                    const TensorView& mask, bool is_causal, double scale, double dropout_p,
                                    RandomState rng) {
+  // lse is float32 for 16-bit inputs already: it passes through unchanged.
+  if (any_16bit(out, weights, q, k, v, mask)) [[unlikely]] {
+    Float32Scope f(*this);
+    attention_forward(f.out(out), lse, f.out(weights), f.in(q), f.in(k), f.in(v), f.in(mask), is_causal, scale,
+                      dropout_p, rng);
+    return f.commit();
+  }
   const int nb = batch_dims(q);
   const int64_t nbatch = batch_count(q);
   const int64_t L = q.sizes[nb], E = q.sizes[nb + 1], S = k.sizes[nb], Ev = v.sizes[nb + 1];
@@ -238,6 +246,13 @@ void CpuBackend::attention_backward(const TensorView& grad_q, const TensorView& 
                                     const TensorView& v, const TensorView& mask, bool is_causal,
                                     const TensorView& out, const TensorView& lse, double scale, double dropout_p,
                                     RandomState rng) {
+  if (any_16bit(grad_q, grad_k, grad_v, grad_mask, grad_out, grad_weights, q, k, v, mask, out)) [[unlikely]] {
+    Float32Scope f(*this);
+    attention_backward(f.out(grad_q), f.out(grad_k), f.out(grad_v), f.out(grad_mask), f.in(grad_out),
+                       f.in(grad_weights), f.in(q), f.in(k), f.in(v), f.in(mask), is_causal, f.in(out), lse, scale,
+                       dropout_p, rng);
+    return f.commit();
+  }
   const int nb = batch_dims(q);
   const int64_t nbatch = batch_count(q);
   const int64_t L = q.sizes[nb], E = q.sizes[nb + 1], S = k.sizes[nb], Ev = v.sizes[nb + 1];

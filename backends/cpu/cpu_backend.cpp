@@ -15,6 +15,7 @@
 
 #include "backends/common/half.h"
 #include "backends/cpu/dispatch.h"
+#include "backends/cpu/half_adapter.h"
 #include "backends/cpu/loops.h"
 #include "backends/cpu/philox.h"
 #include "core/error.h"
@@ -190,8 +191,8 @@ void CpuBackend::copy_from_host(void* dst, const void* host_src, size_t nbytes) 
 
 namespace {
 // Every dtype with its storage type, float16/bfloat16 as their bits (common::Half,
-// common::BFloat16): the CPU stores and converts them (copy, to(dtype), fill) but computes
-// nothing in them.
+// common::BFloat16): copy, to(dtype) and fill convert to and from them directly (one
+// rounding); the arithmetic kernels widen them to float32 instead (half_adapter.h).
 template <typename F> decltype(auto) dispatch_storage(DType t, const char* op, F&& f) {
   switch (t) {
     case kFloat32: return f(float{});
@@ -249,6 +250,24 @@ void check_random_out(const TensorView& out, const char* op) {
 
 void CpuBackend::uniform(const TensorView& out, double lo, double hi, RandomState rng) {
   check_random_out(out, "uniform_");
+  if (is_16bit(out.dtype)) [[unlikely]] {
+    // The float32 uniforms rounded to the dtype (as CUDA's kernels), and lo where that
+    // rounding reached hi: the float32 path's rule, applied in the output dtype.
+    {
+      Float32Scope f(*this);
+      uniform(f.out(out), lo, hi, rng);
+      f.commit();
+    }
+    dispatch_storage(out.dtype, "uniform_", [&](auto tag) {
+      using S = decltype(tag);
+      if constexpr (common::is_half_v<S>) {
+        const S lo_s = common::cast_value<S>(lo), hi_s = common::cast_value<S>(hi);
+        const float hi_f = common::cast_value<float>(hi_s);
+        elementwise<S, S>(out, [=](S v) { return common::cast_value<float>(v) < hi_f ? v : lo_s; }, out);
+      }
+    });
+    return;
+  }
   dispatch_float(out.dtype, "uniform_", [&](auto tag) {
     using T = decltype(tag);
     T* o = out.ptr<T>();
@@ -270,6 +289,11 @@ void CpuBackend::uniform(const TensorView& out, double lo, double hi, RandomStat
 
 void CpuBackend::normal(const TensorView& out, double mean, double std, RandomState rng) {
   check_random_out(out, "normal_");
+  if (is_16bit(out.dtype)) [[unlikely]] {  // the float32 normals rounded, as CUDA's kernels
+    Float32Scope f(*this);
+    normal(f.out(out), mean, std, rng);
+    return f.commit();
+  }
   dispatch_float(out.dtype, "normal_", [&](auto tag) {
     using T = decltype(tag);
     T* o = out.ptr<T>();
@@ -295,6 +319,12 @@ void CpuBackend::normal(const TensorView& out, double mean, double std, RandomSt
 
 void CpuBackend::randint(const TensorView& out, int64_t lo, int64_t hi, RandomState rng) {
   check_random_out(out, "randint");
+  if (is_16bit(out.dtype)) [[unlikely]] {
+    // The int64 values, rounded once (through float32 they could round twice), as CUDA's.
+    Float32Scope f(*this);
+    randint(f.out_as(out, kInt64), lo, hi, rng);
+    return f.commit();
+  }
   const uint64_t range = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo);  // up to 2^64 - 1: no int64 overflow
   dispatch_numeric(out.dtype, "randint", [&](auto tag) {
     using T = decltype(tag);

@@ -1,6 +1,8 @@
 #pragma once
 /// Calls a generic lambda with a value of the C++ type of a dtype:
 ///   dispatch_float(v.dtype, "softmax", [&](auto tag) { using T = decltype(tag); ... });
+/// float16/bfloat16 never reach these: the kernels widen them to float32 first
+/// (half_adapter.h), so they name them as supported in their errors.
 #include <cstdint>
 
 #include "core/dtype.h"
@@ -12,7 +14,7 @@ template <typename F> decltype(auto) dispatch_float(DType t, const char* op, F&&
   switch (t) {
     case kFloat32: return f(float{});
     case kFloat64: return f(double{});
-    default: FOCUS_FAIL("[{}] expected a float32 or float64 tensor on the CPU, got {}", op, t);
+    default: FOCUS_FAIL("[{}] expected a floating tensor (float16, bfloat16, float32 or float64) on the CPU, got {}", op, t);
   }
 }
 

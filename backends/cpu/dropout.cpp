@@ -5,6 +5,7 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
+#include "backends/cpu/half_adapter.h"
 #include "backends/cpu/loops.h"
 #include "backends/cpu/parallel.h"
 #include "backends/cpu/philox.h"
@@ -19,6 +20,11 @@ double keep_scale(double p) { return p < 1 ? 1.0 / (1.0 - p) : 0.0; }
 
 void CpuBackend::dropout_forward(const TensorView& out, const TensorView& mask, const TensorView& in, double p,
                                  RandomState rng) {
+  if (any_16bit(out, in)) [[unlikely]] {
+    Float32Scope f(*this);
+    dropout_forward(f.out(out), mask, f.in(in), p, rng);
+    return f.commit();
+  }
   bool* m = mask.ptr<bool>();
   const int64_t n = mask.numel;
   // Chunks start on multiples of 4 so that each Philox call serves one chunk.
@@ -37,6 +43,11 @@ void CpuBackend::dropout_forward(const TensorView& out, const TensorView& mask, 
 
 void CpuBackend::dropout_backward(const TensorView& grad_in, const TensorView& grad, const TensorView& mask,
                                   double p) {
+  if (any_16bit(grad_in, grad)) [[unlikely]] {
+    Float32Scope f(*this);
+    dropout_backward(f.out(grad_in), f.in(grad), mask, p);
+    return f.commit();
+  }
   dispatch_float(grad_in.dtype, "dropout_backward", [&](auto tag) {
     using T = decltype(tag);
     const T s = static_cast<T>(keep_scale(p));

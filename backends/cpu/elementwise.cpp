@@ -7,6 +7,7 @@
 #include "backends/common/scalar_math.h"
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
+#include "backends/cpu/half_adapter.h"
 #include "backends/cpu/loops.h"
 #include "backends/cpu/vec_math.h"
 
@@ -98,6 +99,11 @@ template <typename T> void unary_int(UnaryOp op, const TensorView& out, const Te
 }  // namespace
 
 void CpuBackend::unary(UnaryOp op, const TensorView& out, const TensorView& in, UnaryParams p) {
+  if (any_16bit(out, in)) [[unlikely]] {
+    Float32Scope f(*this);
+    unary(op, f.out(out), f.in(in), p);
+    return f.commit();
+  }
   if (op == UnaryOp::LogicalNot) {
     dispatch_all(in.dtype, "logical_not", [&](auto tag) {
       using T = decltype(tag);
@@ -118,6 +124,14 @@ void CpuBackend::unary(UnaryOp op, const TensorView& out, const TensorView& in, 
 
 void CpuBackend::unary_backward(UnaryBackwardOp op, const TensorView& out, const TensorView& grad,
                                 const TensorView& in, const TensorView& result, UnaryParams p) {
+  if (any_16bit(out, grad, in, result)) [[unlikely]] {
+    // Each op reads either in or result, never both: widen only that one.
+    Float32Scope f(*this);
+    const bool on_result = op == UnaryBackwardOp::Sigmoid || op == UnaryBackwardOp::Tanh;
+    const TensorView x = f.in(on_result ? result : in);
+    unary_backward(op, f.out(out), f.in(grad), x, x, p);
+    return f.commit();
+  }
   dispatch_float(out.dtype, "unary_backward", [&](auto tag) {
     using T = decltype(tag);
     const T a = static_cast<T>(p.alpha), b = static_cast<T>(p.beta);
@@ -155,6 +169,11 @@ void CpuBackend::unary_backward(UnaryBackwardOp op, const TensorView& out, const
 }
 
 void CpuBackend::binary(BinaryOp op, const TensorView& out, const TensorView& a, const TensorView& b) {
+  if (any_16bit(out, a, b)) [[unlikely]] {  // comparisons and logical ops: a bool out stays as it is
+    Float32Scope f(*this);
+    binary(op, f.out(out), f.in(a), f.in(b));
+    return f.commit();
+  }
   switch (op) {
     case BinaryOp::Eq: case BinaryOp::Ne: case BinaryOp::Lt:
     case BinaryOp::Le: case BinaryOp::Gt: case BinaryOp::Ge:
@@ -212,6 +231,11 @@ void CpuBackend::binary(BinaryOp op, const TensorView& out, const TensorView& a,
 }
 
 void CpuBackend::where(const TensorView& out, const TensorView& cond, const TensorView& a, const TensorView& b) {
+  if (is_16bit(out.dtype)) [[unlikely]] {  // a choice between elements: their bits move as they are
+    elementwise<uint16_t, bool, uint16_t, uint16_t>(out, [](bool c, uint16_t x, uint16_t y) { return c ? x : y; },
+                                                    cond, a, b);
+    return;
+  }
   dispatch_all(out.dtype, "where", [&](auto tag) {
     using T = decltype(tag);
     elementwise<T, bool, T, T>(out, [](bool c, T x, T y) { return c ? x : y; }, cond, a, b);

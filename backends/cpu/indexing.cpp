@@ -10,6 +10,7 @@
 #include "backends/common/raw_op_util.h"
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
+#include "backends/cpu/half_adapter.h"
 #include "backends/cpu/loops.h"
 
 namespace focus::cpu {
@@ -210,6 +211,11 @@ void CpuBackend::index_select(const TensorView& out, const TensorView& x, int di
 
 void CpuBackend::index_add(const TensorView& out, int dim, const TensorView& index, const TensorView& src,
                            int64_t skip) {
+  if (any_16bit(out, src)) [[unlikely]] {  // out accumulates: widened first, rounded once at the end
+    Float32Scope f(*this);
+    index_add(f.inout(out), dim, index, f.in(src), skip);
+    return f.commit();
+  }
   const int64_t n = index.numel;
   const TensorView orow = drop_dim(out, dim), srow = drop_dim(src, dim);
   const int64_t row = srow.numel;
@@ -265,6 +271,11 @@ void CpuBackend::gather(const TensorView& out, const TensorView& x, int dim, con
 
 void CpuBackend::scatter_add(const TensorView& out, int dim, const TensorView& index, const TensorView& src) {
   if (index.numel == 0) return;
+  if (any_16bit(out, src)) [[unlikely]] {  // out accumulates: widened first, rounded once at the end
+    Float32Scope f(*this);
+    scatter_add(f.inout(out), dim, index, f.in(src));
+    return f.commit();
+  }
   // Entries along dim may hit one element of out, so each thread owns whole lines along
   // dim (all other coordinates fixed), which write disjoint elements.
   const int64_t len = index.sizes[dim];

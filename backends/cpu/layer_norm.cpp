@@ -8,6 +8,7 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
+#include "backends/cpu/half_adapter.h"
 #include "backends/cpu/parallel.h"
 
 namespace focus::cpu {
@@ -121,6 +122,11 @@ void layer_norm_bw_rows(T* dx_in, T* dw, T* db, const T* dout_in, const T* x_in,
 
 void CpuBackend::layer_norm(const TensorView& out, const TensorView& mean, const TensorView& rstd,
                             const TensorView& in, const TensorView& weight, const TensorView& bias, double eps) {
+  if (any_16bit(out, mean, rstd, in, weight, bias)) [[unlikely]] {
+    Float32Scope f(*this);
+    layer_norm(f.out(out), f.out(mean), f.out(rstd), f.in(in), f.in(weight), f.in(bias), eps);
+    return f.commit();
+  }
   const int64_t R = mean.numel, N = R > 0 ? in.numel / R : 0;
   if (in.numel == 0) return;
   dispatch_float(in.dtype, "layer_norm", [&](auto tag) {
@@ -141,6 +147,12 @@ void CpuBackend::layer_norm(const TensorView& out, const TensorView& mean, const
 void CpuBackend::layer_norm_backward(const TensorView& dx, const TensorView& dweight, const TensorView& dbias,
                                      const TensorView& dout, const TensorView& in, const TensorView& mean,
                                      const TensorView& rstd, const TensorView& weight) {
+  if (any_16bit(dx, dweight, dbias, dout, in, mean, rstd, weight)) [[unlikely]] {
+    Float32Scope f(*this);
+    layer_norm_backward(f.out(dx), f.out(dweight), f.out(dbias), f.in(dout), f.in(in), f.in(mean), f.in(rstd),
+                        f.in(weight));
+    return f.commit();
+  }
   const int64_t R = mean.numel, N = R > 0 ? in.numel / R : (dweight.data ? dweight.numel : dbias.numel);
   dispatch_float(in.dtype, "layer_norm_backward", [&](auto tag) {
     using T = decltype(tag);

@@ -8,6 +8,7 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
+#include "backends/cpu/half_adapter.h"
 #include "backends/cpu/gemm.h"
 
 namespace focus::cpu {
@@ -140,6 +141,13 @@ void matmul_typed(const TensorView& out, const TensorView& a, const TensorView& 
 void CpuBackend::matmul(const TensorView& out, const TensorView& a, const TensorView& b, double alpha,
                         double beta) {
   if (out.numel == 0) return;
+  if (any_16bit(out, a, b)) [[unlikely]] {
+    // Operands widened to float32, one sgemm, the result rounded once; beta != 0 reads out.
+    Float32Scope f(*this);
+    const TensorView o = beta != 0 ? f.inout(out) : f.out(out);
+    matmul(o, f.in(a), f.in(b), alpha, beta);
+    return f.commit();
+  }
   dispatch_numeric(out.dtype, "matmul",
                    [&](auto tag) { matmul_typed<decltype(tag)>(out, a, b, alpha, beta); });
 }

@@ -8,6 +8,7 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
+#include "backends/cpu/half_adapter.h"
 #include "backends/cpu/loops.h"
 #include "backends/cpu/parallel.h"
 #include "backends/cpu/vec_math.h"
@@ -114,6 +115,11 @@ template <typename T, bool Contig> void row_stats(const T* x, int64_t C, int64_t
 // ---- value checks ----------------------------------------------------------------------------
 
 void CpuBackend::check_range(const TensorView& x, double lo, double hi, const char* op, const char* what) {
+  if (any_16bit(x)) [[unlikely]] {
+    Float32Scope f(*this);
+    check_range(f.in(x), lo, hi, op, what);
+    return f.commit();
+  }
   if (x.numel == 0) return;
   dispatch_float(x.dtype, op, [&](auto tag) {
     using T = decltype(tag);
@@ -156,6 +162,12 @@ void CpuBackend::check_range(const TensorView& x, double lo, double hi, const ch
 void CpuBackend::cross_entropy_forward(const TensorView& out, const TensorView& lse, const TensorView& logits,
                                        const TensorView& target, const TensorView& weight, int64_t ignore_index,
                                        double label_smoothing, LossReduction reduction) {
+  if (any_16bit(out, lse, logits, weight)) [[unlikely]] {
+    Float32Scope f(*this);
+    cross_entropy_forward(f.out(out), f.out(lse), f.in(logits), target, f.in(weight), ignore_index,
+                          label_smoothing, reduction);
+    return f.commit();
+  }
   const Rows g(logits, target);
   dispatch_float(logits.dtype, "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
@@ -207,6 +219,12 @@ void CpuBackend::cross_entropy_backward(const TensorView& grad_logits, const Ten
                                         const TensorView& logits, const TensorView& lse, const TensorView& target,
                                         const TensorView& weight, int64_t ignore_index, double label_smoothing,
                                         LossReduction reduction) {
+  if (any_16bit(grad_logits, grad, logits, lse, weight)) [[unlikely]] {
+    Float32Scope f(*this);
+    cross_entropy_backward(f.out(grad_logits), f.in(grad), f.in(logits), f.in(lse), target, f.in(weight),
+                           ignore_index, label_smoothing, reduction);
+    return f.commit();
+  }
   const Rows g(logits, target);
   dispatch_float(logits.dtype, "cross_entropy_backward", [&](auto tag) {
     using T = decltype(tag);
@@ -259,6 +277,11 @@ void CpuBackend::cross_entropy_backward(const TensorView& grad_logits, const Ten
 
 void CpuBackend::nll_loss_forward(const TensorView& out, const TensorView& log_probs, const TensorView& target,
                                   const TensorView& weight, int64_t ignore_index, LossReduction reduction) {
+  if (any_16bit(out, log_probs, weight)) [[unlikely]] {
+    Float32Scope f(*this);
+    nll_loss_forward(f.out(out), f.in(log_probs), target, f.in(weight), ignore_index, reduction);
+    return f.commit();
+  }
   const Rows g(log_probs, target);
   dispatch_float(log_probs.dtype, "nll_loss", [&](auto tag) {
     using T = decltype(tag);
@@ -282,6 +305,11 @@ void CpuBackend::nll_loss_forward(const TensorView& out, const TensorView& log_p
 
 void CpuBackend::nll_loss_backward(const TensorView& grad_input, const TensorView& grad, const TensorView& target,
                                    const TensorView& weight, int64_t ignore_index, LossReduction reduction) {
+  if (any_16bit(grad_input, grad, weight)) [[unlikely]] {
+    Float32Scope f(*this);
+    nll_loss_backward(f.out(grad_input), f.in(grad), target, f.in(weight), ignore_index, reduction);
+    return f.commit();
+  }
   // Rows over grad_input's geometry (contiguous [N, C, D]).
   const Rows g(grad_input, target);
   dispatch_float(grad_input.dtype, "nll_loss_backward", [&](auto tag) {
@@ -305,6 +333,11 @@ void CpuBackend::nll_loss_backward(const TensorView& grad_input, const TensorVie
 
 void CpuBackend::mse_loss_forward(const TensorView& out, const TensorView& input, const TensorView& target,
                                   LossReduction reduction) {
+  if (any_16bit(out, input, target)) [[unlikely]] {
+    Float32Scope f(*this);
+    mse_loss_forward(f.out(out), f.in(input), f.in(target), reduction);
+    return f.commit();
+  }
   dispatch_float(input.dtype, "mse_loss", [&](auto tag) {
     using T = decltype(tag);
     if (reduction == Red::None) {
@@ -341,6 +374,11 @@ void CpuBackend::mse_loss_forward(const TensorView& out, const TensorView& input
 
 void CpuBackend::mse_loss_backward(const TensorView& grad_input, const TensorView& grad, const TensorView& input,
                                    const TensorView& target, LossReduction reduction) {
+  if (any_16bit(grad_input, grad, input, target)) [[unlikely]] {
+    Float32Scope f(*this);
+    mse_loss_backward(f.out(grad_input), f.in(grad), f.in(input), f.in(target), reduction);
+    return f.commit();
+  }
   dispatch_float(grad_input.dtype, "mse_loss_backward", [&](auto tag) {
     using T = decltype(tag);
     const T f = static_cast<T>(reduction == Red::Mean ? 2.0 / static_cast<double>(grad_input.numel) : 2.0);

@@ -6,6 +6,7 @@
 #include "backends/common/optim_math.h"
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
+#include "backends/cpu/half_adapter.h"
 #include "backends/cpu/parallel.h"
 
 namespace focus::cpu {
@@ -111,6 +112,12 @@ void sgd_dispatch(const TensorView& param, const TensorView& grad, const TensorV
 
 void CpuBackend::sgd_step(const TensorView& param, const TensorView& grad, const TensorView& momentum_buffer,
                           const SgdStepParams& s) {
+  if (any_16bit(param, grad, momentum_buffer)) [[unlikely]] {
+    Float32Scope f(*this);
+    const TensorView buf = s.momentum != 0 ? f.inout(momentum_buffer) : TensorView{};
+    sgd_step(f.inout(param), f.in(grad), buf, s);
+    return f.commit();
+  }
   dispatch_float(param.dtype, "sgd_step", [&](auto tag) {
     sgd_dispatch<decltype(tag)>(param, grad, momentum_buffer, s, 0, param.numel);
   });
@@ -119,6 +126,12 @@ void CpuBackend::sgd_step(const TensorView& param, const TensorView& grad, const
 void CpuBackend::adam_step(const TensorView& param, const TensorView& grad, const TensorView& exp_avg,
                            const TensorView& exp_avg_sq, const TensorView& max_exp_avg_sq,
                            const AdamStepParams& p) {
+  if (any_16bit(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)) [[unlikely]] {
+    Float32Scope f(*this);
+    const TensorView vmax = p.amsgrad ? f.inout(max_exp_avg_sq) : TensorView{};
+    adam_step(f.inout(param), f.in(grad), f.inout(exp_avg), f.inout(exp_avg_sq), vmax, p);
+    return f.commit();
+  }
   dispatch_float(param.dtype, "adam_step", [&](auto tag) {
     using T = decltype(tag);
     adam_dispatch<T>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, p, 0, param.numel);
@@ -149,7 +162,61 @@ void for_all_elements(const Ref* refs, size_t count, const char* op, const Step&
 
 }  // namespace
 
+namespace {
+
+// The multi-tensor steps with 16-bit refs: every ref's dtype is checked first (nothing is
+// written when one is unsupported); the refs without 16-bit views then take one float32/64
+// call as before, and the 16-bit ones go in groups of at most kWidenElements elements, each
+// group widened to float32 (half_adapter.h), stepped in one call and rounded back. Each
+// element gets exactly the single-tensor step's bits either way.
+constexpr int64_t kWidenElements = int64_t{1} << 22;
+
+template <typename Ref, typename Has16, typename Widen, typename Step>
+void multi_16bit(CpuBackend& be, const Ref* refs, size_t count, const char* op, const Has16& has16,
+                 const Widen& widen, const Step& step) {
+  std::vector<Ref> plain, group;
+  for (size_t i = 0; i < count; ++i) {
+    if (!is_16bit(refs[i].param.dtype)) dispatch_float(refs[i].param.dtype, op, [](auto) {});
+    if (!has16(refs[i])) plain.push_back(refs[i]);
+  }
+  if (!plain.empty()) step(plain.data(), plain.size());
+  size_t i = 0;
+  while (i < count) {
+    Float32Scope f(be);
+    group.clear();
+    int64_t n = 0;
+    for (; i < count && (group.empty() || n + refs[i].param.numel <= kWidenElements); ++i) {
+      if (!has16(refs[i])) continue;
+      group.push_back(widen(f, refs[i]));
+      n += refs[i].param.numel;
+    }
+    if (group.empty()) continue;
+    step(group.data(), group.size());
+    f.commit();
+  }
+}
+
+}  // namespace
+
 void CpuBackend::adam_step_multi(const AdamTensorRef* refs, size_t count, const AdamStepParams& p) {
+  auto has16 = [&](const AdamTensorRef& r) {
+    return any_16bit(r.param, r.grad, r.exp_avg, r.exp_avg_sq) || (p.amsgrad && is_16bit(r.max_exp_avg_sq.dtype));
+  };
+  bool any = false;
+  for (size_t i = 0; i < count && !any; ++i) any = has16(refs[i]);
+  if (any) [[unlikely]] {
+    auto widen = [&](Float32Scope& f, const AdamTensorRef& r) {
+      AdamTensorRef w = r;
+      w.param = f.inout(r.param);
+      w.grad = f.in(r.grad);
+      w.exp_avg = f.inout(r.exp_avg);
+      w.exp_avg_sq = f.inout(r.exp_avg_sq);
+      if (p.amsgrad) w.max_exp_avg_sq = f.inout(r.max_exp_avg_sq);
+      return w;
+    };
+    return multi_16bit(*this, refs, count, "adam_step", has16, widen,
+                       [&](const AdamTensorRef* rs, size_t n) { adam_step_multi(rs, n, p); });
+  }
   for_all_elements(refs, count, "adam_step", [&](const AdamTensorRef& r, int64_t lo, int64_t hi) {
     AdamStepParams q = p;
     q.step_size = r.step_size;
@@ -161,6 +228,22 @@ void CpuBackend::adam_step_multi(const AdamTensorRef* refs, size_t count, const 
 }
 
 void CpuBackend::sgd_step_multi(const SgdTensorRef* refs, size_t count, const SgdStepParams& p) {
+  auto has16 = [&](const SgdTensorRef& r) {
+    return any_16bit(r.param, r.grad) || (p.momentum != 0 && is_16bit(r.momentum_buffer.dtype));
+  };
+  bool any = false;
+  for (size_t i = 0; i < count && !any; ++i) any = has16(refs[i]);
+  if (any) [[unlikely]] {
+    auto widen = [&](Float32Scope& f, const SgdTensorRef& r) {
+      SgdTensorRef w = r;
+      w.param = f.inout(r.param);
+      w.grad = f.in(r.grad);
+      if (p.momentum != 0) w.momentum_buffer = f.inout(r.momentum_buffer);
+      return w;
+    };
+    return multi_16bit(*this, refs, count, "sgd_step", has16, widen,
+                       [&](const SgdTensorRef* rs, size_t n) { sgd_step_multi(rs, n, p); });
+  }
   for_all_elements(refs, count, "sgd_step", [&](const SgdTensorRef& r, int64_t lo, int64_t hi) {
     SgdStepParams q = p;
     q.first_step = r.first_step;

@@ -20,6 +20,7 @@
 #include "backends/common/welford.h"
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
+#include "backends/cpu/half_adapter.h"
 #include "backends/cpu/parallel.h"
 
 namespace focus::cpu {
@@ -328,6 +329,11 @@ void arg_kernel(const TensorView& values, const TensorView& indices, const Tenso
 }  // namespace
 
 void CpuBackend::reduce(ReduceOp op, const TensorView& out, const TensorView& in, int nreduce, double p) {
+  if (any_16bit(out, in)) [[unlikely]] {  // accumulated in float32, rounded once
+    Float32Scope f(*this);
+    reduce(op, f.out(out), f.in(in), nreduce, p);
+    return f.commit();
+  }
   const char* name = common::reduce_op_name(op);
   switch (op) {
     case ReduceOp::Sum:
@@ -379,6 +385,11 @@ void CpuBackend::reduce(ReduceOp op, const TensorView& out, const TensorView& in
 }
 
 void CpuBackend::arg_reduce(bool is_max, const TensorView& values, const TensorView& indices, const TensorView& in) {
+  if (any_16bit(values, in)) [[unlikely]] {
+    Float32Scope f(*this);
+    arg_reduce(is_max, f.out(values), indices, f.in(in));
+    return f.commit();
+  }
   dispatch_all(in.dtype, is_max ? "max" : "min", [&](auto tag) {
     using T = decltype(tag);
     if (is_max) arg_kernel<T, true>(values, indices, in);

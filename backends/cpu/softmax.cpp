@@ -10,6 +10,7 @@
 #include "backends/common/raw_op_util.h"
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/dispatch.h"
+#include "backends/cpu/half_adapter.h"
 #include "backends/cpu/parallel.h"
 #include "backends/cpu/vec_math.h"
 
@@ -169,6 +170,11 @@ void for_blocks(const Dims3& s, const Row& row, const Cols& cols) {
 }  // namespace
 
 void CpuBackend::softmax(const TensorView& out, const TensorView& in, int dim, bool log) {
+  if (any_16bit(out, in)) [[unlikely]] {
+    Float32Scope f(*this);
+    softmax(f.out(out), f.in(in), dim, log);
+    return f.commit();
+  }
   if (out.numel == 0) return;
   const Dims3 s = split_at(in, dim);
   dispatch_float(in.dtype, log ? "log_softmax" : "softmax", [&](auto tag) {
@@ -186,6 +192,11 @@ void CpuBackend::softmax(const TensorView& out, const TensorView& in, int dim, b
 
 void CpuBackend::softmax_backward(const TensorView& grad_in, const TensorView& grad_out, const TensorView& out,
                                   int dim, bool log) {
+  if (any_16bit(grad_in, grad_out, out)) [[unlikely]] {
+    Float32Scope f(*this);
+    softmax_backward(f.out(grad_in), f.in(grad_out), f.in(out), dim, log);
+    return f.commit();
+  }
   if (grad_in.numel == 0) return;
   const Dims3 s = split_at(out, dim);
   dispatch_float(out.dtype, log ? "log_softmax_backward" : "softmax_backward", [&](auto tag) {

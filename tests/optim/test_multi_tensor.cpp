@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/ops/common.h"
 #include "core/ops/optim.h"
 #include "test_util.h"
 
@@ -44,8 +45,8 @@ struct Spec {
 };
 
 // Mixed shapes and dtypes: 0-d, one element, empty, odd sizes, one full chunk exactly, several
-// chunks with a tail, non-contiguous params and grads, grads of another dtype. 16-bit
-// parameters where the device has kernels for them (CUDA).
+// chunks with a tail, non-contiguous params and grads, grads of another dtype, 16-bit
+// parameters (the CPU widens them to float32: backends/cpu/half_adapter.h).
 std::vector<Spec> specs(Device dev) {
   std::vector<Spec> s{
       {{7}, kFloat32, false, kFloat32},
@@ -59,11 +60,10 @@ std::vector<Spec> specs(Device dev) {
       {{5, 4}, kFloat64, false, kFloat32, true},
       {{1000}, kFloat32, false, kFloat64},
   };
-  if (dev.is_cuda()) {
-    s.push_back({{300}, kFloat16, false, kFloat16});
-    s.push_back({{kChunk + 3}, kBFloat16, false, kBFloat16});
-    s.push_back({{9, 11}, kFloat16, true, kFloat32});
-  }
+  (void)dev;
+  s.push_back({{300}, kFloat16, false, kFloat16});
+  s.push_back({{kChunk + 3}, kBFloat16, false, kBFloat16});
+  s.push_back({{9, 11}, kFloat16, true, kFloat32});
   return s;
 }
 
@@ -401,30 +401,45 @@ TEST_SUITE("optim") {
   }
 
   TEST_CASE("multi-tensor steps on the CPU: a dtype without CPU kernels throws before anything is written") {
-    // float16 parameters have no CPU optimizer kernels; the float32 entry before must not move.
+    // Every floating dtype has CPU kernels now (16-bit through float32) and the raw ops reject
+    // other dtypes first, so the kernel table is called directly with an int64 entry: the
+    // float32 and bfloat16 entries before it must not move.
     Tensor a = randn({3});
     const Tensor a0 = a.clone();
-    Tensor h = zeros({2}, TensorOptions(kFloat16));
-    std::vector<raw::AdamStepTensors> e = {{a, ones({3}), zeros({3}), zeros({3}), Tensor(), 0.1, 1.0},
-                                           {h, zeros({2}, TensorOptions(kFloat16)), zeros({2}, TensorOptions(kFloat16)),
-                                            zeros({2}, TensorOptions(kFloat16)), Tensor(), 0.1, 1.0}};
-    CHECK_THROWS_WITH_AS(raw::adam_step_multi(e, Backend::AdamStepParams{}), doctest::Contains("float16"),
-                         focus::Error);
+    Tensor hb = randn({2}).to(kBFloat16);
+    const Tensor hb0 = hb.clone();
+    Tensor h = zeros({2}, TensorOptions(kInt64));
+    auto ref = [](const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v) {
+      Backend::AdamTensorRef r;
+      r.param = raw::make_view(p);
+      r.grad = raw::make_view(g);
+      r.exp_avg = raw::make_view(m);
+      r.exp_avg_sq = raw::make_view(v);
+      r.step_size = 0.1;
+      return r;
+    };
+    const Tensor hz = zeros({2}, TensorOptions(kBFloat16));
+    const Backend::AdamTensorRef refs[] = {ref(a, ones({3}), zeros({3}), zeros({3})),
+                                           ref(hb, ones({2}, TensorOptions(kBFloat16)), hz.clone(), hz.clone()),
+                                           ref(h, h.clone(), h.clone(), h.clone())};
+    CHECK_THROWS_WITH_AS(backend_for(kCPU).adam_step_multi(refs, 3, Backend::AdamStepParams{}),
+                         doctest::Contains("[adam_step]"), focus::Error);
     CHECK(same_bits(a, a0));
+    CHECK(same_bits(hb.to(kFloat32), hb0.to(kFloat32)));
 
-    // The optimizer stores no state and counts no step when its step throws.
-    Tensor p = randn({3}).requires_grad_(), q = zeros({2}, TensorOptions(kFloat16)).requires_grad_();
-    const Tensor p0 = p.detach().clone();
+    // float16 parameters step with the optimizers on the CPU, keeping their dtype.
+    Tensor p = randn({3}).requires_grad_(), q = randn({2}).to(kFloat16).requires_grad_();
+    const Tensor q0 = q.detach().clone();
     p.set_grad(ones({3}));
-    q.set_grad(zeros({2}, TensorOptions(kFloat16)));
+    q.set_grad(ones({2}, TensorOptions(kFloat16)));
     optim::Adam opt({p, q}, optim::AdamOptions(0.1));
-    CHECK_THROWS_AS(opt.step(), focus::Error);
-    CHECK(same_bits(p.detach(), p0));
-    CHECK_FALSE(opt.state(p).has_value());
-    CHECK_FALSE(opt.step_count(p).has_value());
+    opt.step();
+    CHECK(q.dtype() == kFloat16);
+    CHECK(opt.state(q).has_value());
+    CHECK(values(q.detach()) != values(q0));
     optim::SGD sgd({p, q}, optim::SGDOptions(0.1).momentum(0.9));
-    CHECK_THROWS_AS(sgd.step(), focus::Error);
-    CHECK(same_bits(p.detach(), p0));
-    CHECK_FALSE(sgd.state(p).has_value());
+    sgd.step();
+    CHECK(sgd.state(q).has_value());
   }
+
 }
