@@ -109,6 +109,19 @@ class CudaBackend final : public Backend {
                           bool is_causal, const TensorView& out, const TensorView& lse, double scale,
                           double dropout_p, RandomState rng) override;
 
+  // ---- flash attention: flash_attention.cu (FlashAttention-2 on mma.sync tensor cores) ----------
+  /// float16 / bfloat16, or float32 when TF32 is allowed (set_float32_matmul_precision "high"
+  /// or "medium"); head dims 32, 64, 128 with E == Ev.
+  bool flash_attention_supports(DType dtype, int64_t E, int64_t Ev) const override;
+  void flash_attention_forward(const TensorView& out, const TensorView& lse, const TensorView& q, const TensorView& k,
+                               const TensorView& v, const TensorView& mask, bool is_causal, double scale,
+                               double dropout_p, RandomState rng) override;
+  void flash_attention_backward(const TensorView& grad_q, const TensorView& grad_k, const TensorView& grad_v,
+                                const TensorView& grad_mask, const TensorView& grad_out, const TensorView& q,
+                                const TensorView& k, const TensorView& v, const TensorView& mask, bool is_causal,
+                                const TensorView& out, const TensorView& lse, double scale, double dropout_p,
+                                RandomState rng) override;
+
   // ---- optimizers: optim.cu --------------------------------------------------------------------
   void adam_step(const TensorView& param, const TensorView& grad, const TensorView& exp_avg,
                  const TensorView& exp_avg_sq, const TensorView& max_exp_avg_sq, const AdamStepParams& p) override;
