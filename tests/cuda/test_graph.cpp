@@ -174,6 +174,53 @@ TEST_SUITE("cuda graph") {
     for (size_t i = 0; i < p.size(); ++i) CHECK(testing::allclose(p[i].cpu(), q[i].cpu(), 1e-5, 1e-5));
   }
 
+  TEST_CASE("PyTorch's whole-network pattern: grads set to none before the capture come from the graph's pool") {
+    if (!have_cuda()) return;
+    const Device gpu = Device::cuda(0);
+    const int warmup = 2, replays = 4;
+    const Batches data = make_batches(warmup + replays);
+    auto eager_step = [](nn::Sequential& m, optim::Optimizer& o, const Tensor& x, const Tensor& y) {
+      o.zero_grad();  // set_to_none: the backward writes fresh grads
+      Tensor loss = mse_loss(m.forward(x), y);
+      loss.backward();
+      o.step();
+      return loss;
+    };
+    auto ref = make_mlp(21);
+    ref->to(gpu);
+    optim::Adam ref_opt(ref->parameters(), optim::AdamOptions(1e-2).capturable(true));
+    std::vector<float> ref_losses;
+    for (int i = 0; i < warmup + replays; ++i) {
+      const Tensor loss = eager_step(*ref, ref_opt, data.x[i].to(gpu), data.y[i].to(gpu));
+      if (i >= warmup) ref_losses.push_back(loss.item<float>());
+    }
+    auto model = make_mlp(21);
+    model->to(gpu);
+    optim::Adam opt(model->parameters(), optim::AdamOptions(1e-2).capturable(true));
+    Tensor static_x = zeros({16, 8}, gpu), static_y = zeros({16, 4}, gpu);
+    for (int i = 0; i < warmup; ++i) {
+      static_x.copy_(data.x[i]);
+      static_y.copy_(data.y[i]);
+      (void)eager_step(*model, opt, static_x, static_y);
+    }
+    opt.zero_grad();
+    cuda::Graph graph;
+    Tensor static_loss;
+    {
+      cuda::GraphCapture capture(graph);
+      static_loss = mse_loss(model->forward(static_x), static_y);
+      static_loss.backward();
+      opt.step();
+    }
+    for (const Tensor& p : model->parameters()) CHECK(p.grad().defined());
+    for (int i = 0; i < replays; ++i) {
+      static_x.copy_(data.x[warmup + i]);
+      static_y.copy_(data.y[warmup + i]);
+      graph.replay();
+      CHECK(static_loss.item<float>() == doctest::Approx(ref_losses[static_cast<size_t>(i)]).epsilon(1e-5));
+    }
+  }
+
   TEST_CASE("capturable AdamW gives the numbers of the ordinary one") {
     if (!have_cuda()) return;
     const Device gpu = Device::cuda(0);
