@@ -93,6 +93,9 @@ template <typename Ref, typename F> void probe_dtypes(const Ref* refs, size_t co
 }  // namespace
 
 void Backend::adam_step_multi(const AdamTensorRef* refs, size_t count, const AdamStepParams& p) {
+  if (p.capturable)
+    FOCUS_FAIL("[adam_step_multi] capturable=True needs the parameters on a CUDA device (as PyTorch's), got {}",
+               device());
   probe_dtypes(refs, count, [&](const TensorView& e) { adam_step(e, e, e, e, e, p); });
   AdamStepParams q = p;
   for (size_t i = 0; i < count; ++i) {

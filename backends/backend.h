@@ -81,6 +81,30 @@ class Backend {
   /// that a kernel recorded on the device (check_indices) as focus::Error. No-op on CPU.
   virtual void synchronize() {}
 
+  // ---- CUDA graphs (core/cuda.h's focus::cuda::Graph) -----------------------------------------
+  // A graph is an opaque handle owned by the caller (cuda::Graph) from graph_capture_begin
+  // until graph_destroy. Devices without graphs (the CPU) throw from begin and replay.
+  /// Starts capturing every kernel queued on this device's stream into a new graph and
+  /// routes the device's allocations to a memory pool private to it; returns its handle.
+  /// Synchronises first (reporting pending checks), so a capture starts from an idle device.
+  virtual void* graph_capture_begin() { unsupported("cuda.Graph.capture_begin"); }
+  /// Ends the capture begun with graph and instantiates it; throws (leaving graph not
+  /// capturing, to be destroyed) when the capture failed or was abandoned.
+  virtual void graph_capture_end(void* graph) { unsupported("cuda.Graph.capture_end"); }
+  /// Ends the capture of graph, if it is still under way, and discards what it recorded.
+  virtual void graph_capture_abort(void* graph) noexcept {}
+  /// Queues one run of an instantiated graph on the device's stream.
+  virtual void graph_replay(void* graph) { unsupported("cuda.Graph.replay"); }
+  /// Aborts a capture under way, frees the graph and gives its memory pool back to the
+  /// device's cache (blocks still held by tensors go back when those tensors are freed).
+  virtual void graph_destroy(void* graph) noexcept {}
+  /// Whether a graph capture is under way on this device.
+  virtual bool is_capturing() const { return false; }
+  /// When a capture is under way on this device: abandons it (the stream is usable again,
+  /// the graph stays empty) and throws "[op] cannot run during CUDA graph capture: <why>".
+  /// A no-op otherwise. op and why are plain text.
+  virtual void fail_if_capturing(const char* op, const char* why) {}
+
   // ---- memory ---------------------------------------------------------------------------
   virtual void* allocate(size_t nbytes) = 0;
   virtual void deallocate(void* ptr, size_t nbytes) = 0;
@@ -380,6 +404,12 @@ class Backend {
     double bias_correction2_sqrt = 1;  // sqrt(1 - beta2^step)
     bool amsgrad = false;
     bool maximize = false;
+    /// adam_step_multi only (PyTorch's capturable=True): each ref's step count lives on the
+    /// device (AdamTensorRef::step) and the kernels add one to it and derive step_size =
+    /// lr / (1 - beta1^step) and bias_correction2_sqrt from it on the device, so a captured
+    /// CUDA graph steps correctly on every replay. Devices without it (the CPU) throw.
+    bool capturable = false;
+    double lr = 0;  // capturable only: the lr of step_size (param_scale stays host-computed)
   };
   /// One fused Adam/AdamW update of one parameter, in place. All views contiguous, same
   /// sizes and floating dtype; max_exp_avg_sq is read and written only when amsgrad. Per
@@ -424,6 +454,9 @@ class Backend {
     TensorView param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq;
     double step_size = 0;
     double bias_correction2_sqrt = 1;
+    /// capturable only: the parameter's step count, one float32 in device memory, read,
+    /// incremented and written back by the step (step_size / bias_correction2_sqrt unused).
+    float* step = nullptr;
   };
   /// adam_step of refs[0], ..., refs[count - 1], in place, with p's shared scalars (its
   /// step_size and bias_correction2_sqrt are ignored: each ref's own apply). Each ref follows
@@ -432,7 +465,8 @@ class Backend {
   /// exp_avg, exp_avg_sq, max_exp_avg_sq) may overlap any view of another ref: the refs are
   /// updated in no particular order, concurrently on a GPU. Every element gets exactly
   /// adam_step's bits. Default: adam_step on an empty view of each dtype (a dtype without a
-  /// kernel throws before anything is written), then on each ref in turn.
+  /// kernel throws before anything is written), then on each ref in turn; p.capturable
+  /// throws (CUDA only).
   virtual void adam_step_multi(const AdamTensorRef* refs, size_t count, const AdamStepParams& p);
   /// One parameter of sgd_step_multi: sgd_step's views (momentum_buffer used only when
   /// momentum != 0) and the parameter's own first_step (its buffer not yet initialized).

@@ -27,6 +27,7 @@ size_t max_memory_allocated(int) { no_cuda("cuda.max_memory_allocated"); }
 size_t memory_reserved(int) { no_cuda("cuda.memory_reserved"); }
 void reset_peak_memory_stats(int) { no_cuda("cuda.reset_peak_memory_stats"); }
 void empty_cache() {}  // nothing is cached without CUDA (a no-op, as in PyTorch)
+bool is_current_stream_capturing(int) { return false; }
 DeviceGuard::DeviceGuard(int) : previous_(0) { no_cuda("cuda.DeviceGuard"); }
 DeviceGuard::~DeviceGuard() = default;
 }  // namespace cuda

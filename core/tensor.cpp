@@ -53,6 +53,9 @@ void Tensor::check_dtype_access(DType t, const char* op) const {
 }
 
 template <typename T> std::vector<T> Tensor::to_vector() const {
+  if (!device().is_cpu())
+    raw::backend_of(*this).fail_if_capturing("to_vector", "the host waits for the values, which a recorded "
+                                                          "graph never produces");
   Tensor c = raw::to_contiguous(*this, dtype_of_v<T>, kCPU);
   const T* p = static_cast<const T*>(c.data_ptr());
   return std::vector<T>(p, p + c.numel());
@@ -61,6 +64,9 @@ template <typename T> std::vector<T> Tensor::to_vector() const {
 template <typename T> T Tensor::item() const {
   FOCUS_CHECK(numel() == 1, "[item] a tensor with {} elements cannot be converted to a scalar (shape {})",
               numel(), shape());
+  if (!device().is_cpu())
+    raw::backend_of(*this).fail_if_capturing("item", "the host waits for the value, which a recorded graph "
+                                                     "never produces");
   return to_vector<T>()[0];
 }
 

@@ -3,6 +3,8 @@
 /// arithmetic (Backend::adam_step's bits), stepped as one multi-tensor update per param
 /// group (Backend::adam_step_multi: a few kernel launches per device and dtype, as
 /// PyTorch's fused optimizers; each parameter keeps its own step count).
+#include <optional>
+#include <unordered_map>
 #include <utility>
 
 #include "optim/optimizer.h"
@@ -28,6 +30,14 @@ class AdamOptions : public OptimizerOptions {
   bool amsgrad() const { return amsgrad_; }
   AdamOptions& maximize(bool v) { maximize_ = v; return *this; }
   bool maximize() const { return maximize_; }
+  /// PyTorch's capturable: the step counts live on the parameters' GPU and the update
+  /// derives its bias corrections there, so that optimizer.step() can be captured in a CUDA
+  /// graph (focus::cuda::Graph) and replayed. Needs every parameter on a CUDA device (an
+  /// error otherwise, as in PyTorch). lr, betas, eps and weight_decay are baked into a
+  /// captured graph: changing them afterwards (a scheduler's set_lr included) does not
+  /// affect its replays until it is captured again.
+  AdamOptions& capturable(bool v) { capturable_ = v; return *this; }
+  bool capturable() const { return capturable_; }
 
   bool has_cycled_momentum() const override { return true; }
   double cycled_momentum() const override { return betas_.first; }
@@ -44,6 +54,7 @@ class AdamOptions : public OptimizerOptions {
   double eps_ = 1e-8;
   bool amsgrad_ = false;
   bool maximize_ = false;
+  bool capturable_ = false;
 };
 
 /// AdamW hyperparameters: as Adam's, but weight_decay defaults to 1e-2 and is decoupled.
@@ -60,8 +71,10 @@ class AdamWOptions : public AdamOptions {
   AdamWOptions& eps(double v) { AdamOptions::eps(v); return *this; }
   AdamWOptions& amsgrad(bool v) { AdamOptions::amsgrad(v); return *this; }
   AdamWOptions& maximize(bool v) { AdamOptions::maximize(v); return *this; }
+  AdamWOptions& capturable(bool v) { AdamOptions::capturable(v); return *this; }
   using AdamOptions::amsgrad;
   using AdamOptions::betas;
+  using AdamOptions::capturable;
   using AdamOptions::eps;
   using AdamOptions::maximize;
 };
@@ -72,21 +85,30 @@ class AdamWOptions : public AdamOptions {
 ///   p = p - lr / (1 - beta1^t) * m / (sqrt(amsgrad ? vmax : v) / sqrt(1 - beta2^t) + eps)
 /// State: `step` (a host count, exposed as a 0-d float32 tensor), `exp_avg`, `exp_avg_sq`,
 /// `max_exp_avg_sq` (amsgrad only).
+/// With capturable(true) the count of each parameter lives in a float32 scalar on its GPU
+/// that every step (and every replay of a captured step) increments; state() and
+/// state_dict() read it (a synchronisation), load_state_dict() writes the loaded count into
+/// it. Replays of a captured graph must keep using the same tensors: load_state_dict
+/// replaces exp_avg and exp_avg_sq, so capture again after loading.
 class Adam : public Optimizer {
  public:
   explicit Adam(std::vector<Tensor> params, const AdamOptions& options = AdamOptions());
   explicit Adam(std::vector<ParamGroup> groups, const AdamOptions& options = AdamOptions());
   void step() override;
   using Optimizer::step;
+  std::optional<double> step_count(const Tensor& param) const override;
 
  protected:
   Adam(std::string name, std::vector<ParamGroup> groups, const AdamOptions& options, bool decoupled);
   std::vector<std::string> state_names() const override {
     return {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
   }
+  void state_loaded() override;
 
  private:
   bool decoupled_;
+  // capturable: each parameter's step count on its device (0-d float32).
+  std::unordered_map<const TensorImpl*, Tensor> device_steps_;
 };
 
 /// torch.optim.AdamW: Adam with decoupled weight decay, p = p * (1 - lr * weight_decay)

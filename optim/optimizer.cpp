@@ -392,6 +392,7 @@ void Optimizer::load_state_dict(const TensorDict& dict) {
   }
   state_ = std::move(new_state);
   steps_ = std::move(new_steps);
+  state_loaded();
 }
 
 }  // namespace focus::optim

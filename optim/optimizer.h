@@ -155,7 +155,8 @@ class Optimizer {
   /// CPU tensor holding the count); std::nullopt before the parameter has any state.
   std::optional<TensorDict> state(const Tensor& param) const;
   /// The step count of param (Adam, AdamW): a host number, std::nullopt before its first step.
-  std::optional<double> step_count(const Tensor& param) const;
+  /// (Adam with capturable reads its count from the device.)
+  virtual std::optional<double> step_count(const Tensor& param) const;
 
   /// The whole state as documented at the top of this header. Tensors are the optimizer's
   /// own (not copies; `step` excepted): save or clone them before stepping again.
@@ -180,6 +181,8 @@ class Optimizer {
   double increment_step(const Tensor& param);
   /// The state names this optimizer writes (load_state_dict rejects others).
   virtual std::vector<std::string> state_names() const = 0;
+  /// Called when load_state_dict() has replaced the state (the host step counts included).
+  virtual void state_loaded() {}
 
   std::vector<ParamGroup> groups_;
 

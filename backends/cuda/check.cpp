@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "backends/cuda/context.h"
 #include "core/error.h"
 
 namespace focus::cuda_detail {
@@ -26,7 +27,8 @@ bool sync_after_every_kernel() {
 
 void check_launch(const char* op, const char* file, int line) {
   cudaError_t e = cudaGetLastError();
-  if (e == cudaSuccess && sync_after_every_kernel()) e = cudaDeviceSynchronize();
+  // A capture records kernels without running them, and forbids synchronising.
+  if (e == cudaSuccess && sync_after_every_kernel() && !thread_is_capturing()) e = cudaDeviceSynchronize();
   if (e != cudaSuccess)
     FOCUS_FAIL("[{}] CUDA kernel failed ({}:{}): {} ({}){}", op, file, line, cudaGetErrorString(e),
                cudaGetErrorName(e),

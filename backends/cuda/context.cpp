@@ -19,6 +19,12 @@ thread_local int t_current = -1;
 
 }  // namespace
 
+// How many captures this thread has under way (FOCUS_CUDA_SYNC must not synchronise then).
+thread_local int t_captures = 0;
+
+bool thread_is_capturing() { return t_captures > 0; }
+int* thread_capture_counter() noexcept { return &t_captures; }
+
 void make_current(int index) {
   if (t_current != index) {
     FOCUS_CUDA_CHECK(cudaSetDevice(index));
@@ -77,6 +83,21 @@ void* DeviceContext::lt_workspace(size_t* size) {
 
 CheckSlot* DeviceContext::reserve_check(const PendingCheck& c) {
   std::unique_lock<std::mutex> lock(checks_mu_);
+  if (CudaGraph* g = capturing_) {
+    // The graph's own slots, reset outside the graph (see CudaGraph): nothing to queue.
+    if (g->checks.size() < kGraphChecks) {
+      CheckSlot* slot = g->slots + g->checks.size();
+      g->checks.push_back(c);
+      return slot;
+    }
+    lock.unlock();
+    const std::string why = fmt::format(
+        "[{}] a captured CUDA graph may record at most {} index/range checks; the capture on cuda:{} has been "
+        "abandoned (capture a smaller part of the step)",
+        c.op, kGraphChecks, index_);
+    abandon_capture(*this, g, why);
+    FOCUS_FAIL("{}", why);
+  }
   if (pending_.size() == kMaxChecks) {
     lock.unlock();
     synchronize();
@@ -90,32 +111,98 @@ CheckSlot* DeviceContext::reserve_check(const PendingCheck& c) {
 }
 
 void DeviceContext::synchronize() {
+  fail_if_capturing("synchronize", "it waits for the device on the host");
   make_current(index_);
   FOCUS_CUDA_CHECK(cudaStreamSynchronize(stream_));
   report_checks();
 }
 
+namespace {
+
+// The message of a failed check, or "" when it passed.
+std::string describe(const PendingCheck& c, const CheckSlot& s, int device) {
+  if (s.first_bad == ULLONG_MAX) return {};
+  if (c.kind == CheckKind::Range) {
+    double value = 0;
+    static_assert(sizeof(value) == sizeof(s.value));
+    std::memcpy(&value, &s.value, sizeof(value));
+    return fmt::format("[{}] {}, got {} (at position {}; reported at the next cuda:{} synchronisation)", c.op, c.what,
+                       value, s.first_bad, device);
+  }
+  return fmt::format("[{}] {} {} is out of bounds for [{}, {}) (at position {}; reported at the next cuda:{} "
+                     "synchronisation)",
+                     c.op, c.what, s.value, c.lo, c.hi, s.first_bad, device);
+}
+
+}  // namespace
+
 void DeviceContext::report_checks() {
   std::lock_guard<std::mutex> lock(checks_mu_);
-  if (pending_.empty()) return;
-  std::vector<CheckSlot> host(pending_.size());
-  FOCUS_CUDA_CHECK(cudaMemcpy(host.data(), slots_, host.size() * sizeof(CheckSlot), cudaMemcpyDeviceToHost));
-  std::vector<PendingCheck> checks;
-  checks.swap(pending_);
-  for (size_t i = 0; i < host.size(); ++i) {
-    if (host[i].first_bad == ULLONG_MAX) continue;
-    const PendingCheck& c = checks[i];
-    if (c.kind == CheckKind::Range) {
-      double value = 0;
-      static_assert(sizeof(value) == sizeof(host[i].value));
-      std::memcpy(&value, &host[i].value, sizeof(value));
-      FOCUS_FAIL("[{}] {}, got {} (at position {}; reported at the next cuda:{} synchronisation)", c.op, c.what,
-                 value, host[i].first_bad, index_);
-    }
-    FOCUS_FAIL("[{}] {} {} is out of bounds for [{}, {}) (at position {}; reported at the next cuda:{} "
-               "synchronisation)",
-               c.op, c.what, host[i].value, c.lo, c.hi, host[i].first_bad, index_);
+  if (pending_.empty() && replayed_.empty()) return;
+  std::string failure;
+  if (!pending_.empty()) {
+    std::vector<CheckSlot> host(pending_.size());
+    std::vector<PendingCheck> checks;
+    checks.swap(pending_);
+    FOCUS_CUDA_CHECK(cudaMemcpy(host.data(), slots_, host.size() * sizeof(CheckSlot), cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < host.size() && failure.empty(); ++i) failure = describe(checks[i], host[i], index_);
   }
+  // Graphs replayed since the last report: their slots accumulate over replays (atomicMin of
+  // the first bad position), so a failure in any of them shows; reset them for the next ones.
+  std::vector<CudaGraph*> graphs;
+  graphs.swap(replayed_);
+  for (CudaGraph* g : graphs) {
+    std::vector<CheckSlot> host(g->checks.size());
+    FOCUS_CUDA_CHECK(cudaMemcpy(host.data(), g->slots, host.size() * sizeof(CheckSlot), cudaMemcpyDeviceToHost));
+    bool any = false;
+    for (size_t i = 0; i < host.size(); ++i) {
+      if (host[i].first_bad == ULLONG_MAX) continue;
+      any = true;
+      if (failure.empty()) failure = describe(g->checks[i], host[i], index_) + " (in a replay of a CUDA graph)";
+    }
+    if (any) FOCUS_CUDA_CHECK(cudaMemset(g->slots, 0xFF, host.size() * sizeof(CheckSlot)));
+  }
+  if (!failure.empty()) FOCUS_FAIL("{}", failure);
+}
+
+void DeviceContext::begin_capture(CudaGraph* g) {
+  std::lock_guard<std::mutex> lock(checks_mu_);
+  capturing_ = g;
+}
+
+void DeviceContext::end_capture() noexcept {
+  std::lock_guard<std::mutex> lock(checks_mu_);
+  capturing_ = nullptr;
+}
+
+void DeviceContext::note_replay(CudaGraph* g) {
+  if (g->checks.empty()) return;
+  std::lock_guard<std::mutex> lock(checks_mu_);
+  for (CudaGraph* r : replayed_)
+    if (r == g) return;
+  replayed_.push_back(g);
+}
+
+void DeviceContext::forget_graph(CudaGraph* g) noexcept {
+  std::lock_guard<std::mutex> lock(checks_mu_);
+  for (size_t i = 0; i < replayed_.size(); ++i) {
+    if (replayed_[i] == g) {
+      replayed_.erase(replayed_.begin() + static_cast<std::ptrdiff_t>(i));
+      break;
+    }
+  }
+  if (capturing_ == g) capturing_ = nullptr;
+}
+
+void DeviceContext::fail_if_capturing(const char* op, const char* why) {
+  CudaGraph* g = capturing_;
+  if (g == nullptr) return;
+  const std::string msg = fmt::format(
+      "[{}] cannot run during CUDA graph capture ({}); the capture on cuda:{} has been abandoned and the graph "
+      "left empty: move this call out of the captured region",
+      op, why, index_);
+  abandon_capture(*this, g, msg);
+  FOCUS_FAIL("{}", msg);
 }
 
 DeviceContext& context(int index) {

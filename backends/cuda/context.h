@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include <cublasLt.h>
@@ -38,6 +39,31 @@ struct CheckSlot {
   long long value;
 };
 
+/// One CUDA graph (the opaque handle behind focus::cuda::Graph): its executable, its
+/// allocator pool, and the deferred checks (check_indices, check_range) recorded in it.
+/// Each recorded check writes a slot of the graph's own array on every replay; the slots
+/// are reset once before the capture and again after each report, never by the graph, so
+/// a failure in any replay since the last synchronisation is reported at it.
+struct CudaGraph {
+  int device = 0;
+  uint64_t pool = 0;           // the allocator pool (0 once released)
+  cudaGraphExec_t exec = nullptr;
+  CheckSlot* slots = nullptr;  // kGraphChecks slots from the caching allocator
+  std::vector<PendingCheck> checks;  // checks[i] uses slots[i]
+  bool capturing = false;
+  int* thread_counter = nullptr;  // the capturing thread's thread_capture_counter()
+  std::string abandoned;       // why the capture was abandoned (empty: it was not)
+};
+
+/// Most deferred checks one captured graph may record.
+inline constexpr size_t kGraphChecks = 1024;
+
+/// Whether the calling thread is capturing a graph (on any device).
+bool thread_is_capturing();
+/// The calling thread's count of captures under way (a capture keeps the address of its
+/// thread's counter, since it may be abandoned from another thread).
+int* thread_capture_counter() noexcept;
+
 class DeviceContext {
  public:
   explicit DeviceContext(int index);
@@ -57,6 +83,21 @@ class DeviceContext {
   /// Throws for a failed pending check; the stream must already be idle.
   void report_checks();
 
+  // ---- CUDA graphs (backends/cuda/graph.cpp) --------------------------------------------
+  /// The graph being captured on this device, or null.
+  CudaGraph* capturing() const { return capturing_; }
+  void begin_capture(CudaGraph* g);
+  /// Ends the capture's routing (allocator pool, checks); the stream capture itself is the
+  /// caller's to end.
+  void end_capture() noexcept;
+  /// Remembers that g ran, so that the next report reads its check slots.
+  void note_replay(CudaGraph* g);
+  /// Forgets g (it is being destroyed): its unreported check failures are dropped.
+  void forget_graph(CudaGraph* g) noexcept;
+  /// When a capture is under way: abandons it and throws "[op] cannot run during CUDA
+  /// graph capture: why ...". No-op otherwise.
+  void fail_if_capturing(const char* op, const char* why);
+
  private:
   int index_;
   cudaStream_t stream_ = nullptr;
@@ -68,7 +109,13 @@ class DeviceContext {
   std::mutex checks_mu_;
   CheckSlot* slots_ = nullptr;  // device array of kMaxChecks
   std::vector<PendingCheck> pending_;
+  CudaGraph* capturing_ = nullptr;
+  std::vector<CudaGraph*> replayed_;  // graphs with checks run since the last report
 };
+
+/// Ends the stream capture of g (if under way) and discards what it recorded; records why
+/// in g->abandoned. Never throws.
+void abandon_capture(DeviceContext& ctx, CudaGraph* g, const std::string& why) noexcept;
 
 /// The context of GPU `index`, created on first use; throws focus::Error when no such GPU
 /// exists. Makes the device current on the calling thread.

@@ -29,8 +29,16 @@ void CudaBackend::deallocate(void* ptr, size_t) {
   }
 }
 
+namespace {
+constexpr const char* kToHostWhy = "the host waits for the bytes, which a recorded graph never produces";
+constexpr const char* kFromHostWhy =
+    "a recorded copy would read this host memory again on every replay; copy into a static input tensor "
+    "before replay() instead";
+}  // namespace
+
 void CudaBackend::copy_to_host(void* host_dst, const void* src, size_t nbytes) {
   DeviceContext& ctx = context(index_);
+  ctx.fail_if_capturing("copy to the host", kToHostWhy);
   if (nbytes > 0)
     FOCUS_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, nbytes, cudaMemcpyDeviceToHost, ctx.stream()));
   // The host reads the bytes next, so this is a synchronisation point: report the checks
@@ -49,6 +57,7 @@ void CudaBackend::copy_from_host_async(void* dst, const void* pinned_src, size_t
                                        std::shared_ptr<const void> keep_alive) {
   if (nbytes == 0) return;
   DeviceContext& ctx = context(index_);
+  ctx.fail_if_capturing("copy from the host", kFromHostWhy);
   release_finished_copies(false);
   FOCUS_CUDA_CHECK(cudaMemcpyAsync(dst, pinned_src, nbytes, cudaMemcpyHostToDevice, ctx.stream()));
   track_copy(ctx, std::move(keep_alive));
@@ -58,6 +67,7 @@ void CudaBackend::copy_to_host_async(void* pinned_dst, const void* src, size_t n
                                      std::shared_ptr<const void> keep_alive) {
   if (nbytes == 0) return;
   DeviceContext& ctx = context(index_);
+  ctx.fail_if_capturing("copy to the host", kToHostWhy);
   release_finished_copies(false);
   FOCUS_CUDA_CHECK(cudaMemcpyAsync(pinned_dst, src, nbytes, cudaMemcpyDeviceToHost, ctx.stream()));
   track_copy(ctx, std::move(keep_alive));
@@ -87,6 +97,7 @@ void CudaBackend::release_finished_copies(bool all) {
 
 void CudaBackend::copy_from_host(void* dst, const void* host_src, size_t nbytes) {
   DeviceContext& ctx = context(index_);
+  ctx.fail_if_capturing("copy from the host", kFromHostWhy);
   if (nbytes == 0) return;
   FOCUS_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, nbytes, cudaMemcpyHostToDevice, ctx.stream()));
   // From pageable memory the copy has finished reading host_src when the call returns, but
@@ -131,7 +142,11 @@ std::string get_device_name(int device) {
   return prop.name;
 }
 
-void synchronize(int device) { cuda_backend(resolve(device)).synchronize(); }
+void synchronize(int device) {
+  Backend& b = cuda_backend(resolve(device));
+  b.fail_if_capturing("cuda.synchronize", "it waits for the device on the host");
+  b.synchronize();
+}
 
 size_t memory_allocated(int device) { return cuda_detail::context(resolve(device)).allocator().stats().allocated; }
 size_t max_memory_allocated(int device) {
@@ -140,7 +155,16 @@ size_t max_memory_allocated(int device) {
 size_t memory_reserved(int device) { return cuda_detail::context(resolve(device)).allocator().stats().reserved; }
 void reset_peak_memory_stats(int device) { cuda_detail::context(resolve(device)).allocator().reset_peak(); }
 void empty_cache() {
-  for (int d = 0; d < device_count(); ++d) cuda_detail::context(d).allocator().empty_cache();
+  for (int d = 0; d < device_count(); ++d) {
+    cuda_detail::DeviceContext& ctx = cuda_detail::context(d);
+    ctx.fail_if_capturing("cuda.empty_cache", "freeing device memory synchronises the device");
+    ctx.allocator().empty_cache();
+  }
+}
+
+bool is_current_stream_capturing(int device) {
+  if (!is_available()) return false;
+  return cuda_detail::context(resolve(device)).capturing() != nullptr;
 }
 
 DeviceGuard::DeviceGuard(int device) : previous_(current_device()) { set_device(device); }

@@ -15,12 +15,24 @@ namespace focus::cuda_detail {
 
 class DeviceContext;
 
+/// Why random ops refuse to run during CUDA graph capture (random.cu).
+extern const char* const kRandomInCaptureWhy;
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int index) : index_(index) {}
   Device device() const override { return Device(DeviceType::CUDA, index_); }
   int index() const { return index_; }
   void synchronize() override;
+
+  // ---- CUDA graphs: graph.cpp -------------------------------------------------------------
+  void* graph_capture_begin() override;
+  void graph_capture_end(void* graph) override;
+  void graph_capture_abort(void* graph) noexcept override;
+  void graph_replay(void* graph) override;
+  void graph_destroy(void* graph) noexcept override;
+  bool is_capturing() const override;
+  void fail_if_capturing(const char* op, const char* why) override;
 
   // ---- memory: cuda_backend.cpp ----------------------------------------------------------
   void* allocate(size_t nbytes) override;

@@ -56,6 +56,7 @@ void CudaBackend::dropout_forward(const TensorView& out, const TensorView& mask,
                                   RandomState rng) {
   const int64_t n = mask.numel;
   if (n == 0) return;
+  fail_if_capturing("dropout", kRandomInCaptureWhy);
   const cudaStream_t stream = stream_of(index_);
   dispatch_float(out.dtype, "dropout", [&](auto tag) {
     using T = decltype(tag);

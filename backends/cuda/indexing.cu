@@ -282,6 +282,8 @@ Backend::IndexScan CudaBackend::scan_indices(const TensorView& index, int64_t lo
   IndexScan res;
   if (index.numel == 0) return res;
   DeviceContext& ctx = context(index_);
+  ctx.fail_if_capturing("index bounds scan", "the host reads the indices' range, which a recorded graph never "
+                                              "produces");
   const cudaStream_t stream = ctx.stream();
   DeviceBuffer buf(index_, sizeof(ScanResult));
   ScanResult* r = static_cast<ScanResult*>(buf.get());

@@ -153,8 +153,57 @@ template <typename T> struct AdamMultiArgs {
 };
 static_assert(sizeof(AdamMultiArgs<double>) <= kMaxArgBytes && sizeof(AdamMultiArgs<float>) <= kMaxArgBytes);
 
-template <typename T, bool kL2, bool kDecoupled, bool kAmsgrad>
-__global__ void __launch_bounds__(kThreads, 1) adam_multi_kernel(const __grid_constant__ AdamMultiArgs<T> a) {
+/// capturable (PyTorch's capturable=True): as AdamMultiArgs, but each tensor's step count is
+/// read from the device (step_increment_kernel has added one to it), and its step_size and
+/// bias_correction2_sqrt are derived there, so a captured CUDA graph steps correctly on every
+/// replay. lr, betas and the rest stay the values of the capture.
+template <typename T> struct AdamCapturableArgs {
+  using A = acc_t<T>;
+  ChunkTable<kAdamTensors> chunks;
+  common::AdamScalars<A> s;  // shared; neg_step_size and bias_correction2_sqrt from *step
+  double lr, beta1, beta2;
+  T* p[kAdamTensors];
+  const T* g[kAdamTensors];
+  T* m[kAdamTensors];
+  T* v[kAdamTensors];
+  T* vmax[kAdamTensors];
+  const float* step[kAdamTensors];
+};
+static_assert(sizeof(AdamCapturableArgs<double>) <= kMaxArgBytes &&
+              sizeof(AdamCapturableArgs<float>) <= kMaxArgBytes);
+
+template <typename T>
+__device__ __forceinline__ void tensor_scalars(const AdamMultiArgs<T>& a, int t, common::AdamScalars<acc_t<T>>& s) {
+  s.neg_step_size = a.neg_step_size[t];
+  s.bias_correction2_sqrt = a.bias_correction2_sqrt[t];
+}
+
+template <typename T>
+__device__ __forceinline__ void tensor_scalars(const AdamCapturableArgs<T>& a, int t,
+                                               common::AdamScalars<acc_t<T>>& s) {
+  using A = acc_t<T>;
+  // Adam::step's host arithmetic (double), then make_adam_scalars' conversions.
+  const double step = static_cast<double>(*a.step[t]);
+  const double step_size = a.lr / (1 - pow(a.beta1, step));
+  s.neg_step_size = static_cast<A>(-step_size);
+  s.bias_correction2_sqrt = static_cast<A>(sqrt(1 - pow(a.beta2, step)));
+}
+
+// Step counts of one capturable step: each gets one added, before the update kernels run.
+constexpr int kStepPointers = 480;
+struct StepIncrementArgs {
+  int count;
+  float* step[kStepPointers];
+};
+static_assert(sizeof(StepIncrementArgs) <= kMaxArgBytes);
+
+__global__ void step_increment_kernel(const __grid_constant__ StepIncrementArgs a) {
+  const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < a.count) *a.step[i] += 1.0f;
+}
+
+template <typename T, bool kL2, bool kDecoupled, bool kAmsgrad, typename Args>
+__global__ void __launch_bounds__(kThreads, 1) adam_multi_kernel(const __grid_constant__ Args a) {
   using A = acc_t<T>;
   const ChunkOf c = chunk_of_block(a.chunks);
   T* __restrict__ p = a.p[c.t] + c.base;
@@ -163,8 +212,7 @@ __global__ void __launch_bounds__(kThreads, 1) adam_multi_kernel(const __grid_co
   T* __restrict__ v = a.v[c.t] + c.base;
   T* __restrict__ vmax = kAmsgrad ? a.vmax[c.t] + c.base : nullptr;
   common::AdamScalars<A> s = a.s;
-  s.neg_step_size = a.neg_step_size[c.t];
-  s.bias_correction2_sqrt = a.bias_correction2_sqrt[c.t];
+  tensor_scalars<T>(a, c.t, s);
   for (int i0 = threadIdx.x; i0 < c.n; i0 += kThreads * kIlp) {
     A rp[kIlp], rg[kIlp], rm[kIlp], rv[kIlp], rvmax[kIlp];
 #pragma unroll
@@ -291,39 +339,71 @@ void CudaBackend::sgd_step(const TensorView& param, const TensorView& grad, cons
 void CudaBackend::adam_step_multi(const AdamTensorRef* refs, size_t count, const AdamStepParams& p) {
   constexpr const char* op = "adam_step_multi";
   const cudaStream_t stream = stream_of(index_);
+  if (p.capturable) {
+    // One added to every step count first (stream order puts it before the updates).
+    StepIncrementArgs inc{};
+    auto flush = [&] {
+      if (inc.count == 0) return;
+      step_increment_kernel<<<(inc.count + kThreads - 1) / kThreads, kThreads, 0, stream>>>(inc);
+      FOCUS_CUDA_LAUNCH_CHECK(op);
+      inc.count = 0;
+    };
+    for (size_t i = 0; i < count; ++i) {
+      if (refs[i].param.numel == 0) continue;
+      FOCUS_CHECK(refs[i].step != nullptr, "[{}] capturable: refs[{}] has no step count", op, i);
+      inc.step[inc.count++] = refs[i].step;
+      if (inc.count == kStepPointers) flush();
+    }
+    flush();
+  }
   for (const auto& [dtype, members] : by_dtype(refs, count)) {
     dispatch_float(dtype, op, [&, &members = members](auto tag) {
       using T = decltype(tag);
       using A = acc_t<T>;
-      AdamMultiArgs<T> args{};
-      args.s = common::make_adam_scalars<A>(p.beta1, p.beta2, p.eps, p.weight_decay, p.param_scale, p.step_size,
-                                            p.bias_correction2_sqrt, p.maximize);
       auto numel_of = [&](size_t i) { return refs[i].param.numel; };
-      auto add = [&](AdamMultiArgs<T>& a, int slot, size_t i) {
-        const AdamTensorRef& r = refs[i];
-        a.p[slot] = r.param.ptr<T>();
-        a.g[slot] = r.grad.ptr<T>();
-        a.m[slot] = r.exp_avg.ptr<T>();
-        a.v[slot] = r.exp_avg_sq.ptr<T>();
-        a.vmax[slot] = p.amsgrad ? r.max_exp_avg_sq.ptr<T>() : nullptr;
-        // The same conversions as adam_step's scalars, so the same bits.
-        const common::AdamScalars<A> own = common::make_adam_scalars<A>(
-            p.beta1, p.beta2, p.eps, p.weight_decay, p.param_scale, r.step_size, r.bias_correction2_sqrt, p.maximize);
-        a.neg_step_size[slot] = own.neg_step_size;
-        a.bias_correction2_sqrt[slot] = own.bias_correction2_sqrt;
-      };
-      with_flag(p.weight_decay != 0, [&](auto l2) {
-        with_flag(p.param_scale != 1, [&](auto decoupled) {
-          with_flag(p.amsgrad, [&](auto amsgrad) {
-            auto launch = [&](const AdamMultiArgs<T>& a) {
-              adam_multi_kernel<T, decltype(l2)::value, decltype(decoupled)::value, decltype(amsgrad)::value>
-                  <<<static_cast<unsigned>(a.chunks.first_chunk[a.chunks.count]), kThreads, 0, stream>>>(a);
-              FOCUS_CUDA_LAUNCH_CHECK(op);
-            };
-            pack_launches<kAdamTensors>(members, args, numel_of, add, launch, op);
+      auto run = [&](auto& args, auto add_own) {
+        using Args = std::remove_reference_t<decltype(args)>;
+        args.s = common::make_adam_scalars<A>(p.beta1, p.beta2, p.eps, p.weight_decay, p.param_scale, p.step_size,
+                                              p.bias_correction2_sqrt, p.maximize);
+        auto add = [&](Args& a, int slot, size_t i) {
+          const AdamTensorRef& r = refs[i];
+          a.p[slot] = r.param.ptr<T>();
+          a.g[slot] = r.grad.ptr<T>();
+          a.m[slot] = r.exp_avg.ptr<T>();
+          a.v[slot] = r.exp_avg_sq.ptr<T>();
+          a.vmax[slot] = p.amsgrad ? r.max_exp_avg_sq.ptr<T>() : nullptr;
+          add_own(a, slot, r);
+        };
+        with_flag(p.weight_decay != 0, [&](auto l2) {
+          with_flag(p.param_scale != 1, [&](auto decoupled) {
+            with_flag(p.amsgrad, [&](auto amsgrad) {
+              auto launch = [&](const Args& a) {
+                adam_multi_kernel<T, decltype(l2)::value, decltype(decoupled)::value, decltype(amsgrad)::value, Args>
+                    <<<static_cast<unsigned>(a.chunks.first_chunk[a.chunks.count]), kThreads, 0, stream>>>(a);
+                FOCUS_CUDA_LAUNCH_CHECK(op);
+              };
+              pack_launches<kAdamTensors>(members, args, numel_of, add, launch, op);
+            });
           });
         });
-      });
+      };
+      if (p.capturable) {
+        AdamCapturableArgs<T> args{};
+        args.lr = p.lr;
+        args.beta1 = p.beta1;
+        args.beta2 = p.beta2;
+        run(args, [](AdamCapturableArgs<T>& a, int slot, const AdamTensorRef& r) { a.step[slot] = r.step; });
+      } else {
+        AdamMultiArgs<T> args{};
+        run(args, [&](AdamMultiArgs<T>& a, int slot, const AdamTensorRef& r) {
+          // The same conversions as adam_step's scalars, so the same bits.
+          const common::AdamScalars<A> own =
+              common::make_adam_scalars<A>(p.beta1, p.beta2, p.eps, p.weight_decay, p.param_scale, r.step_size,
+                                           r.bias_correction2_sqrt, p.maximize);
+          a.neg_step_size[slot] = own.neg_step_size;
+          a.bias_correction2_sqrt[slot] = own.bias_correction2_sqrt;
+        });
+      }
     });
   }
 }

@@ -112,8 +112,16 @@ void check_random_out(const TensorView& out, const char* op) {
 
 }  // namespace
 
+// The generator's (seed, offset) is read on the host when the op is recorded, so every replay
+// of a captured graph would draw the same numbers: refused instead (focus does not register
+// its generator with graphs as PyTorch does).
+const char* const kRandomInCaptureWhy =
+    "a replay of the graph would draw the same random numbers every time (focus does not register its "
+    "generator with CUDA graphs); draw them outside the captured region, or use dropout p = 0 / eval() in it";
+
 void CudaBackend::uniform(const TensorView& out, double lo, double hi, RandomState rng) {
   check_random_out(out, "uniform_");
+  fail_if_capturing("uniform_", kRandomInCaptureWhy);
   if (out.numel == 0) return;
   cudaStream_t stream = stream_of(index_);
   const int64_t n = out.numel;
@@ -137,6 +145,7 @@ void CudaBackend::uniform(const TensorView& out, double lo, double hi, RandomSta
 
 void CudaBackend::normal(const TensorView& out, double mean, double std, RandomState rng) {
   check_random_out(out, "normal_");
+  fail_if_capturing("normal_", kRandomInCaptureWhy);
   if (out.numel == 0) return;
   cudaStream_t stream = stream_of(index_);
   const int64_t n = out.numel;
@@ -157,6 +166,7 @@ void CudaBackend::normal(const TensorView& out, double mean, double std, RandomS
 
 void CudaBackend::randint(const TensorView& out, int64_t lo, int64_t hi, RandomState rng) {
   check_random_out(out, "randint");
+  fail_if_capturing("randint", kRandomInCaptureWhy);
   if (out.numel == 0) return;
   cudaStream_t stream = stream_of(index_);
   const int64_t n = out.numel;

@@ -170,11 +170,20 @@ void adam_step_multi(std::span<const AdamStepTensors> entries, const Backend::Ad
     check_state(e.param, e.exp_avg, op, prefix + "exp_avg");
     check_state(e.param, e.exp_avg_sq, op, prefix + "exp_avg_sq");
     if (p.amsgrad) check_state(e.param, e.max_exp_avg_sq, op, prefix + "max_exp_avg_sq");
+    if (p.capturable) {
+      FOCUS_CHECK(e.param.device().type == DeviceType::CUDA,
+                  "[{}] capturable=True needs the parameters on a CUDA device (as PyTorch's), but {}param is on {}",
+                  op, prefix, e.param.device());
+      FOCUS_CHECK(e.step.defined() && e.step.numel() == 1 && e.step.dtype() == kFloat32 &&
+                      e.step.device() == e.param.device() && e.step.is_contiguous(),
+                  "[{}] capturable: {}step must be a one-element float32 tensor on {}", op, prefix, e.param.device());
+    }
     if (e.param.numel() == 0) continue;
     written.push_back(extent_of(e.param, i, "param"));
     written.push_back(extent_of(e.exp_avg, i, "exp_avg"));
     written.push_back(extent_of(e.exp_avg_sq, i, "exp_avg_sq"));
     if (p.amsgrad) written.push_back(extent_of(e.max_exp_avg_sq, i, "max_exp_avg_sq"));
+    if (p.capturable) written.push_back(extent_of(e.step, i, "step"));
   }
   check_no_overlap(written, op);
   const Prepared prep = prepare(entries);
@@ -186,7 +195,8 @@ void adam_step_multi(std::span<const AdamStepTensors> entries, const Backend::Ad
       const AdamStepTensors& e = entries[i];
       refs.push_back(Backend::AdamTensorRef{make_view(prep.params[i]), make_view(prep.grads[i]), make_view(e.exp_avg),
                                             make_view(e.exp_avg_sq), p.amsgrad ? make_view(e.max_exp_avg_sq) : none,
-                                            e.step_size, e.bias_correction2_sqrt});
+                                            e.step_size, e.bias_correction2_sqrt,
+                                            p.capturable ? e.step.data_ptr<float>() : nullptr});
     }
     backend_for(device).adam_step_multi(refs.data(), refs.size(), p);
   }
@@ -197,6 +207,7 @@ void adam_step_multi(std::span<const AdamStepTensors> entries, const Backend::Ad
     e.exp_avg.bump_version();
     e.exp_avg_sq.bump_version();
     if (p.amsgrad) e.max_exp_avg_sq.bump_version();
+    if (p.capturable) e.step.bump_version();
   }
 }
 

@@ -27,6 +27,10 @@ struct AdamStepTensors {
   Tensor max_exp_avg_sq;  // only with amsgrad
   double step_size = 0;
   double bias_correction2_sqrt = 1;
+  /// Only with p.capturable: the parameter's step count, a one-element float32 tensor on
+  /// the parameter's (CUDA) device that the step increments and derives step_size and
+  /// bias_correction2_sqrt from (the two fields above are then unused).
+  Tensor step;
 };
 
 /// adam_step of every entry with p's shared scalars (p.step_size and
@@ -36,7 +40,8 @@ struct AdamStepTensors {
 /// instead of one per parameter); every element gets exactly adam_step's bits. The
 /// tensors an entry writes (param, exp_avg, exp_avg_sq, max_exp_avg_sq) must not share
 /// memory with any other tensor written. Everything is checked before anything is
-/// written: on an error (naming the entry) no tensor has changed.
+/// written: on an error (naming the entry) no tensor has changed. p.capturable (PyTorch's
+/// capturable=True) needs every entry on a CUDA device, with its `step`.
 void adam_step_multi(std::span<const AdamStepTensors> entries, const Backend::AdamStepParams& p);
 
 /// One parameter of sgd_step_multi: sgd_step's tensors and whether its momentum buffer is
