@@ -93,6 +93,8 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
 
   const int64_t n_scores = checked_numel(score_shape, kOp);
   if (dropout_p > 0) {
+    // A captured CUDA graph would replay one mask for ever: refused, as dropout is.
+    backend_of(q).fail_if_capturing(kOp, "dropout_p > 0 draws random numbers");
     Generator& g = gen ? *gen : default_generator();
     r.rng = g.next(static_cast<uint64_t>(n_scores));
   }
