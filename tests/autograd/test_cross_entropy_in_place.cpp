@@ -95,6 +95,24 @@ TEST_CASE("cross_entropy backward writes over logits nobody else holds, and only
   CHECK(same(free.gw, held.gw));
 }
 
+TEST_CASE("cross_entropy in place through a reshape of [B, T, V] logits, as models::GPT::loss") {
+  manual_seed(13);
+  const Tensor h = randn({2, 3, 5}).requires_grad_(), w = randn({11, 5}).requires_grad_();
+  const Tensor t = randint(0, 11, {2, 3});
+  auto seen = std::make_shared<const void*>(nullptr);
+  Tensor logits = observe_grad(linear(h, w), seen);  // [B, T, V]
+  const void* mem = logits.data_ptr();
+  Tensor loss = cross_entropy(logits.reshape({-1, 11}), t.reshape({-1}));
+  logits = Tensor();
+  loss.backward();
+  CHECK(*seen == mem);
+  const Tensor h2 = h.detach().requires_grad_(), w2 = w.detach().requires_grad_();
+  const Tensor held = linear(h2, w2);
+  cross_entropy(held.reshape({-1, 11}), t.reshape({-1})).backward();
+  CHECK(same(h.grad(), h2.grad()));
+  CHECK(same(w.grad(), w2.grad()));
+}
+
 TEST_CASE("cross_entropy in place: never over memory another tensor shares, nor under retain_graph") {
   manual_seed(12);
   const Tensor t = randint(0, 7, {4});
