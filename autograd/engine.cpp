@@ -98,6 +98,9 @@ void run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_out
   const bool accumulate_leaves = captures == nullptr;
   // The backward runs in the dtypes the forward chose: autocast never applies to it.
   autocast::Suspend no_autocast;
+  // Nodes may take over their saved tensors (BackwardContext::take_saved) when they are
+  // freed after the node runs anyway.
+  autograd_detail::ReleaseSavedScope release_scope(!retain_graph);
   std::unique_ptr<NoGradGuard> no_grad;
   std::unique_ptr<EnableGradGuard> with_grad;
   if (create_graph) with_grad = std::make_unique<EnableGradGuard>();

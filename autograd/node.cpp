@@ -10,6 +10,7 @@ namespace focus {
 
 namespace {
 thread_local bool grad_enabled = true;
+thread_local bool releasing_saved = false;  // see autograd_detail::backward_releases_saved
 std::atomic<uint64_t> next_sequence_nr{0};
 
 // Accumulates into a leaf's .grad. Leaf and accumulator hold each other only weakly
@@ -145,7 +146,17 @@ Tensor sum_to(const Tensor& grad, const Shape& shape) {
   return r;
 }
 
+Tensor BackwardContext::take_saved(size_t i) {
+  Tensor t = saved_[i].unpack(name_);
+  if (autograd_detail::backward_releases_saved()) saved_[i].release();
+  return t;
+}
+
 namespace autograd_detail {
+
+bool backward_releases_saved() { return releasing_saved; }
+ReleaseSavedScope::ReleaseSavedScope(bool releases) : prev_(releasing_saved) { releasing_saved = releases; }
+ReleaseSavedScope::~ReleaseSavedScope() { releasing_saved = prev_; }
 
 void fill_missing_grads(const Node& node, std::vector<Tensor>& grads) {
   grads.resize(node.num_outputs);

@@ -160,6 +160,11 @@ class BackwardContext {
   /// True when output i received a gradient.
   bool has_grad(size_t i) const { return grads_[i].defined(); }
   Tensor saved(size_t i) const { return saved_[i].unpack(name_); }
+  /// Saved tensor i, handed over: when this backward frees the node's saved tensors after
+  /// it runs (no retain_graph, no create_graph), the node's own reference is dropped now,
+  /// so the returned handle may be the last one on that memory and the backward may write
+  /// its gradient there (cross_entropy does). Otherwise the same as saved(i).
+  Tensor take_saved(size_t i);
   /// Whether input i needs a gradient (skip computing it otherwise).
   bool needs_input_grad(size_t i) const { return i < edges_.size() && edges_[i].valid(); }
 
@@ -205,6 +210,19 @@ Edge gradient_edge(const Tensor& t);
 void fill_missing_grads(const Node& node, std::vector<Tensor>& grads);
 /// Errors if backward already released this node's saved tensors.
 void check_not_released(const Node& node, const std::vector<SavedTensor>& saved);
+/// Whether the backward now running frees each node's saved tensors after the node runs
+/// (no retain_graph): set by the engine for the duration of a backward (ReleaseSavedScope).
+bool backward_releases_saved();
+class ReleaseSavedScope {
+ public:
+  explicit ReleaseSavedScope(bool releases);
+  ~ReleaseSavedScope();
+  ReleaseSavedScope(const ReleaseSavedScope&) = delete;
+  ReleaseSavedScope& operator=(const ReleaseSavedScope&) = delete;
+
+ private:
+  bool prev_;
+};
 /// Gives node one edge per input and makes it the grad_fn of every floating output.
 std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, std::initializer_list<const Tensor*> inputs,
                                 TensorList outputs);

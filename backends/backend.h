@@ -277,6 +277,23 @@ class Backend {
                                    const TensorView& rstd, const TensorView& weight) {
     unsupported("layer_norm_backward");
   }
+  /// A residual add fused with layer_norm over the rows of [R, N] (all contiguous, one
+  /// dtype): sum = x + residual (rounded to the dtype, as the plain add), then out, mean and
+  /// rstd of sum exactly as layer_norm(sum) computes them. One pass: the kernel reads x and
+  /// residual and writes sum and out.
+  virtual void add_layer_norm(const TensorView& sum, const TensorView& out, const TensorView& mean,
+                              const TensorView& rstd, const TensorView& x, const TensorView& residual,
+                              const TensorView& weight, const TensorView& bias, double eps) {
+    unsupported("add_layer_norm");
+  }
+  /// layer_norm_backward of the norm of sum (in), the gradient that reached sum directly
+  /// added: dx = the norm's input gradient (rounded to the dtype) + dsum, where dsum [R, N]
+  /// may be absent (data null). dweight/dbias as layer_norm_backward.
+  virtual void add_layer_norm_backward(const TensorView& dx, const TensorView& dweight, const TensorView& dbias,
+                                       const TensorView& dout, const TensorView& dsum, const TensorView& in,
+                                       const TensorView& mean, const TensorView& rstd, const TensorView& weight) {
+    unsupported("add_layer_norm_backward");
+  }
 
   // losses, dropout, attention
   /// How a loss kernel reduces its per-element losses.

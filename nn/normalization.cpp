@@ -44,6 +44,16 @@ Tensor LayerNorm::forward(const Tensor& x) const {
   return layer_norm(x, options_.normalized_shape_, weight_, bias_, options_.eps_);
 }
 
+std::tuple<Tensor, Tensor> LayerNorm::forward_add(const Tensor& x, const Tensor& residual) const {
+  check_input(x, options_.normalized_shape_, "LayerNorm");
+  FOCUS_CHECK(residual.defined(), "[LayerNorm] the residual is undefined");
+  if (x.shape() != residual.shape() || x.dtype() != residual.dtype() || x.device() != residual.device()) {
+    Tensor sum = x + residual;
+    return {sum, forward(sum)};
+  }
+  return add_layer_norm(x, residual, options_.normalized_shape_, weight_, bias_, options_.eps_);
+}
+
 std::string LayerNorm::extra_repr() const {
   return fmt::format("{}, eps={}, elementwise_affine={}", py_tuple(options_.normalized_shape_), py_float(options_.eps_),
                      py_bool(options_.elementwise_affine_));

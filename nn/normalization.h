@@ -2,6 +2,7 @@
 /// Normalization layers: nn::LayerNorm and nn::RMSNorm (PyTorch 2.x).
 #include <optional>
 #include <string>
+#include <tuple>
 
 #include "nn/module.h"
 
@@ -28,6 +29,11 @@ class LayerNorm : public Module {
   /// x: [..., *normalized_shape] -> same shape.
   Tensor forward(const Tensor& x) const;
   Tensor operator()(const Tensor& x) const { return forward(x); }
+  /// The residual add of a transformer block and this norm in one fused op
+  /// (add_layer_norm): returns {x + residual, forward(x + residual)}, the same values as
+  /// the two steps. x, residual: [..., *normalized_shape] (other shapes or dtypes that
+  /// broadcast or promote take the composed path).
+  std::tuple<Tensor, Tensor> forward_add(const Tensor& x, const Tensor& residual) const;
   void reset_parameters();
   std::string extra_repr() const override;
   const Tensor& weight() const { return weight_; }

@@ -90,12 +90,15 @@ Tensor TransformerEncoderLayer::forward(const Tensor& src, const Tensor& src_mas
                                         bool is_causal) {
   FOCUS_CHECK(src.defined(), "[TransformerEncoderLayer] src must be defined");
   Tensor x = src;
+  // Each residual add and the norm after it are one fused add_layer_norm (forward_add),
+  // with the values of PyTorch's separate steps.
   if (options_.norm_first_) {
-    x = x + sa_block(norm1_->forward(x), src_mask, src_key_padding_mask, is_causal);
-    x = x + ff_block(norm2_->forward(x));
+    // x = x + sa(norm1(x)); x = x + ff(norm2(x)): the first add makes norm2's input too.
+    auto [h, n2] = norm2_->forward_add(x, sa_block(norm1_->forward(x), src_mask, src_key_padding_mask, is_causal));
+    x = h + ff_block(n2);
   } else {
-    x = norm1_->forward(x + sa_block(x, src_mask, src_key_padding_mask, is_causal));
-    x = norm2_->forward(x + ff_block(x));
+    x = std::get<1>(norm1_->forward_add(x, sa_block(x, src_mask, src_key_padding_mask, is_causal)));
+    x = std::get<1>(norm2_->forward_add(x, ff_block(x)));
   }
   return x;
 }
@@ -138,14 +141,16 @@ Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory,
                                         bool memory_is_causal) {
   FOCUS_CHECK(tgt.defined() && memory.defined(), "[TransformerDecoderLayer] tgt and memory must be defined");
   Tensor x = tgt;
-  if (options_.norm_first_) {
-    x = x + sa_block(norm1_->forward(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal);
-    x = x + mha_block(norm2_->forward(x), memory, memory_mask, memory_key_padding_mask, memory_is_causal);
-    x = x + ff_block(norm3_->forward(x));
+  if (options_.norm_first_) {  // each add also makes the next norm's input (forward_add)
+    auto [h1, n2] = norm2_->forward_add(x, sa_block(norm1_->forward(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal));
+    auto [h2, n3] =
+        norm3_->forward_add(h1, mha_block(n2, memory, memory_mask, memory_key_padding_mask, memory_is_causal));
+    x = h2 + ff_block(n3);
   } else {
-    x = norm1_->forward(x + sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal));
-    x = norm2_->forward(x + mha_block(x, memory, memory_mask, memory_key_padding_mask, memory_is_causal));
-    x = norm3_->forward(x + ff_block(x));
+    x = std::get<1>(norm1_->forward_add(x, sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal)));
+    x = std::get<1>(
+        norm2_->forward_add(x, mha_block(x, memory, memory_mask, memory_key_padding_mask, memory_is_causal)));
+    x = std::get<1>(norm3_->forward_add(x, ff_block(x)));
   }
   return x;
 }

@@ -164,8 +164,13 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
              // grad_logits[j] = (p_j ((1-eps) w_t + eps/C sum(w)) - (1-eps) w_t [j == t] - eps/C w_j) * grad
              //   (/ sum of w_t for mean) : [N, C, d...], 0 on ignored rows (w = 1 when absent)
              detail::no_double_backward("CrossEntropyLossBackward0");
-             return grads(raw::cross_entropy_backward(c.grad(0), c.saved(0), c.saved(1), c.saved(2), c.saved(3),
-                                                      ignore, eps, red));
+             // The logits are taken over: when nothing else holds them (a language model's
+             // head output the caller let go of), the gradient is written over them
+             // instead of into a second [N, C] buffer (raw::cross_entropy_backward).
+             const Tensor target = c.saved(1), lse = c.saved(2), weight = c.saved(3);
+             const Tensor& g = c.grad(0);
+             const Tensor logits = c.take_saved(0);
+             return grads(raw::cross_entropy_backward(g, logits, target, lse, weight, ignore, eps, red, true));
            });
   }
   return loss;

@@ -69,4 +69,15 @@ template <typename A> FOCUS_HD A layer_norm_rstd(A var, A eps) { return A(1) / h
 ///   dx = (dn - a - n * b) * rstd.
 template <typename A> FOCUS_HD A layer_norm_dx(A dn, A n, A a, A b, A rstd) { return (dn - a - n * b) * rstd; }
 
+/// add_layer_norm's gradient of one element of sum = x + residual: the norm's input
+/// gradient (layer_norm_dx) plus dsum, the gradient that reached sum directly. The product
+/// is rounded before the addition (hd_mul_rn: never contracted into an fma), so in float
+/// and double the result has the bits of the composed layer_norm(x + residual), whose
+/// backward adds the two gradients of sum as separate tensors. For 16-bit types the
+/// composed path rounds dx to 16 bits before the addition: kernels for them round
+/// layer_norm_dx themselves and add in A instead of calling this.
+template <typename A> FOCUS_HD A add_layer_norm_dx(A dn, A n, A a, A b, A rstd, A dsum) {
+  return hd_mul_rn(dn - a - n * b, rstd) + dsum;
+}
+
 }  // namespace focus::common

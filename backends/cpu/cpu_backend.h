@@ -49,7 +49,7 @@ class CpuBackend final : public Backend {
   void one_hot(const TensorView& out, const TensorView& index) override;
 
   // ---- fused nn primitives ------------------------------------------------------------------
-  // softmax, log_softmax: softmax.cpp; layer_norm: layer_norm.cpp
+  // softmax, log_softmax: softmax.cpp; layer_norm, add_layer_norm: layer_norm.cpp
   void softmax(const TensorView& out, const TensorView& in, int dim, bool log) override;
   void softmax_backward(const TensorView& grad_in, const TensorView& grad_out, const TensorView& out, int dim,
                         bool log) override;
@@ -58,6 +58,12 @@ class CpuBackend final : public Backend {
   void layer_norm_backward(const TensorView& dx, const TensorView& dweight, const TensorView& dbias,
                            const TensorView& dout, const TensorView& in, const TensorView& mean,
                            const TensorView& rstd, const TensorView& weight) override;
+  void add_layer_norm(const TensorView& sum, const TensorView& out, const TensorView& mean, const TensorView& rstd,
+                      const TensorView& x, const TensorView& residual, const TensorView& weight,
+                      const TensorView& bias, double eps) override;
+  void add_layer_norm_backward(const TensorView& dx, const TensorView& dweight, const TensorView& dbias,
+                               const TensorView& dout, const TensorView& dsum, const TensorView& in,
+                               const TensorView& mean, const TensorView& rstd, const TensorView& weight) override;
 
   // losses: loss.cpp; dropout: dropout.cpp; attention: attention.cpp
   void check_range(const TensorView& x, double lo, double hi, const char* op, const char* what) override;

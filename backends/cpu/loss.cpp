@@ -215,6 +215,9 @@ void CpuBackend::cross_entropy_forward(const TensorView& out, const TensorView& 
   });
 }
 
+// grad_logits may be the logits themselves (written in place): every element of a row is
+// read once, in the same iteration that then writes its gradient, and the target element's
+// correction reads the gradient already written.
 void CpuBackend::cross_entropy_backward(const TensorView& grad_logits, const TensorView& grad,
                                         const TensorView& logits, const TensorView& lse, const TensorView& target,
                                         const TensorView& weight, int64_t ignore_index, double label_smoothing,
@@ -262,7 +265,11 @@ void CpuBackend::cross_entropy_backward(const TensorView& grad_logits, const Ten
           o[tr * g.D] -= on * wt * s;
           continue;
         }
-        if (g.D == 1 && g.sc == 1) {
+        if (g.D == 1 && g.sc == 1 && xr == o) {
+          // In place over the logits (raw::cross_entropy_backward): one pointer, so the loop
+          // vectorizes without an aliasing check.
+          for (int64_t c = 0; c < g.C; ++c) o[c] = (vexp(o[c] - lr) - off) * s;
+        } else if (g.D == 1 && g.sc == 1) {
           for (int64_t c = 0; c < g.C; ++c) o[c] = (vexp(xr[c] - lr) - off) * s;
         } else {
           for (int64_t c = 0; c < g.C; ++c) o[c * g.D] = (vexp(xr[c * g.sc] - lr) - off) * s;

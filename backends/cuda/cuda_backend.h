@@ -90,6 +90,12 @@ class CudaBackend final : public Backend {
   void layer_norm_backward(const TensorView& dx, const TensorView& dweight, const TensorView& dbias,
                            const TensorView& dout, const TensorView& in, const TensorView& mean,
                            const TensorView& rstd, const TensorView& weight) override;
+  void add_layer_norm(const TensorView& sum, const TensorView& out, const TensorView& mean, const TensorView& rstd,
+                      const TensorView& x, const TensorView& residual, const TensorView& weight,
+                      const TensorView& bias, double eps) override;
+  void add_layer_norm_backward(const TensorView& dx, const TensorView& dweight, const TensorView& dbias,
+                               const TensorView& dout, const TensorView& dsum, const TensorView& in,
+                               const TensorView& mean, const TensorView& rstd, const TensorView& weight) override;
 
   // ---- losses and dropout: loss.cu, dropout.cu -------------------------------------------------
   void cross_entropy_forward(const TensorView& out, const TensorView& lse, const TensorView& logits,

@@ -221,6 +221,9 @@ template <typename T> struct CeBackward {
   double eps;
 };
 
+// gx may be x itself (raw::cross_entropy_backward writes the gradient over the logits when
+// nothing else holds them): each thread reads its element's logit and then writes that same
+// element's gradient, and x is not __restrict__ (no read-only cache loads of written data).
 template <typename T> __global__ void __launch_bounds__(kThreads, 1) cross_entropy_backward_kernel(CeBackward<T> a) {
   using A = acc_t<T>;
   const ClassGeom& g = a.g;

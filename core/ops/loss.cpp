@@ -83,13 +83,18 @@ std::tuple<Tensor, Tensor> cross_entropy(const Tensor& logits, const Tensor& tar
 
 Tensor cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tensor& target, const Tensor& lse,
                               const Tensor& weight, int64_t ignore_index, double label_smoothing,
-                              LossReduction reduction) {
+                              LossReduction reduction, bool reuse_logits) {
   const ClassShapes s = class_shapes(logits, target, "cross_entropy_backward");
+  // Checked before the reshape below adds a second user of the storage. The kernels read
+  // each logit before they write its gradient, element by element, so they may alias.
+  const bool in_place = reuse_logits && logits.impl_ptr().use_count() == 1 && logits.storage().use_count() == 1 &&
+                        logits.storage_offset() == 0 && logits.is_contiguous() &&
+                        static_cast<size_t>(logits.numel()) * logits.element_size() == logits.storage()->nbytes;
   Tensor x = reshape(logits, {s.N, s.C, s.D});
   Tensor t = reshape(target, {s.N, s.D});
   Tensor g = in_dtype(grad, logits.dtype());
   if (reduction == LossReduction::None) g = reshape(g, {s.N, s.D});
-  Tensor gx = empty({s.N, s.C, s.D}, logits.dtype(), logits.device());
+  Tensor gx = in_place ? x : empty({s.N, s.C, s.D}, logits.dtype(), logits.device());
   const Tensor w = weight.defined() ? to_contiguous(weight, weight.dtype(), weight.device()) : Tensor();
   backend_of(logits).cross_entropy_backward(make_view(gx), make_view(g), make_view(x), make_view(lse), make_view(t),
                                             weight_view(w), ignore_index, label_smoothing, reduction);

@@ -20,10 +20,14 @@ using LossReduction = Backend::LossReduction;
 /// (Backend::check_indices: at once on the CPU, at the next synchronisation on CUDA).
 std::tuple<Tensor, Tensor> cross_entropy(const Tensor& logits, const Tensor& target, const Tensor& weight,
                                          int64_t ignore_index, double label_smoothing, LossReduction reduction);
-/// grad_logits (logits' shape, contiguous) from the loss gradient grad.
+/// grad_logits (logits' shape, contiguous) from the loss gradient grad. reuse_logits: the
+/// caller holds the only handle on logits and will not read them again; when no other
+/// tensor shares their memory either (one handle, one storage user, contiguous, the whole
+/// storage), the gradient is written over the logits in place instead of into a new
+/// [N, C, D] buffer (llm.c's fused classifier).
 Tensor cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tensor& target, const Tensor& lse,
                               const Tensor& weight, int64_t ignore_index, double label_smoothing,
-                              LossReduction reduction);
+                              LossReduction reduction, bool reuse_logits = false);
 
 /// Negative log likelihood from log-probabilities, with optional class weights; shapes and
 /// the target check as cross_entropy ("[nll_loss] target ...").

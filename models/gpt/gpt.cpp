@@ -98,14 +98,16 @@ Block::Block(const GPTConfig& c) : nn::Module("Block") {
   mlp_ = register_module("mlp", std::make_shared<MLP>(c));
 }
 
+// h = x + attn(ln_1(x)); out = h + mlp(ln_2(h)), the first add and ln_2 fused into one
+// add_layer_norm (forward_add gives h and ln_2(h)).
 Tensor Block::forward(const Tensor& x) const {
-  const Tensor h = x + attn_->forward(ln_1_->forward(x));
-  return h + mlp_->forward(ln_2_->forward(h));
+  const auto [h, n] = ln_2_->forward_add(x, attn_->forward(ln_1_->forward(x)));
+  return h + mlp_->forward(n);
 }
 
 Tensor Block::forward(const Tensor& x, Tensor& k_cache, Tensor& v_cache) const {
-  const Tensor h = x + attn_->forward(ln_1_->forward(x), k_cache, v_cache);
-  return h + mlp_->forward(ln_2_->forward(h));
+  const auto [h, n] = ln_2_->forward_add(x, attn_->forward(ln_1_->forward(x), k_cache, v_cache));
+  return h + mlp_->forward(n);
 }
 
 GPT::GPT(const GPTConfig& c, Generator* gen) : nn::Module("GPT"), config_(c) {

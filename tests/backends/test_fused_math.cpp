@@ -353,6 +353,21 @@ TEST_CASE("layer_norm_dx is the gradient of sum(dout * layer_norm(x))") {
   }
 }
 
+TEST_CASE("add_layer_norm_dx: layer_norm_dx rounded, then dsum added (no fma), float and double") {
+  const auto v = random_values(64, 31, 2.0);
+  for (size_t k = 0; k + 6 <= v.size(); k += 6) {
+    const float dn = static_cast<float>(v[k]), n = static_cast<float>(v[k + 1]), a = static_cast<float>(v[k + 2]);
+    const float b = static_cast<float>(v[k + 3]), rs = static_cast<float>(v[k + 4] + 3.0);
+    const float ds = static_cast<float>(v[k + 5]);
+    // volatile: the reference product is rounded before the add, as two separate ops round it.
+    volatile float dx = layer_norm_dx(dn, n, a, b, rs);
+    CHECK(add_layer_norm_dx(dn, n, a, b, rs, ds) == dx + ds);
+    volatile double dxd = layer_norm_dx<double>(dn, n, a, b, rs);
+    CHECK(add_layer_norm_dx<double>(dn, n, a, b, rs, ds) == dxd + ds);
+  }
+  CHECK(add_layer_norm_dx(1.0, 0.5, 0.25, 2.0, 2.0, 10.0) == (1.0 - 0.25 - 1.0) * 2.0 + 10.0);
+}
+
 TEST_CASE("cross entropy rows and their gradients") {
   const int64_t C = 6;
   const auto x = random_values(C, 31, 2.0);

@@ -169,6 +169,21 @@ std::vector<OpCase> nn_cases() {
                }});
   v.push_back({"layer_norm", [] { return std::vector<Tensor>{rnd({3, 5, 48}), rnd({48}), rnd({48})}; },
                [](auto& in) { return std::vector{layer_norm(in[0], {48}, in[1], in[2])}; }, kF32Sum});
+  // Both outputs used: the backward adds the gradient that reached sum to the norm's.
+  v.push_back({"add_layer_norm",
+               [] { return std::vector<Tensor>{rnd({3, 5, 48}), rnd({3, 5, 48}), rnd({48}), rnd({48})}; },
+               [](auto& in) {
+                 auto [s, y] = add_layer_norm(in[0], in[1], {48}, in[2], in[3]);
+                 return std::vector{s, y};
+               },
+               kF32Sum});
+  v.push_back({"add_layer_norm block per row",
+               [] { return std::vector<Tensor>{rnd({3, 1100}), rnd({3, 1100}), rnd({1100})}; },
+               [](auto& in) {
+                 auto [s, y] = add_layer_norm(in[0], in[1], {1100}, in[2]);
+                 return std::vector{s, y};
+               },
+               kF32Sum});
   v.push_back({"cross_entropy", [] { return std::vector<Tensor>{rnd({12, 10}), randint(0, 10, {12})}; },
                [](auto& in) {
                  return std::vector{cross_entropy(in[0], in[1]),

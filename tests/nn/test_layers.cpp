@@ -121,6 +121,32 @@ TEST_CASE("LayerNorm: formula, options, gradcheck, errors") {
                        focus::Error);
 }
 
+TEST_CASE("LayerNorm::forward_add: {x + residual, forward(x + residual)}, the same bits, fused or broadcast") {
+  manual_seed(41);
+  nn::LayerNorm ln(nn::LayerNormOptions(8).eps(1e-4));
+  {
+    NoGradGuard g;
+    ln.weight().copy_(randn({8}));
+    ln.bias().copy_(randn({8}));
+  }
+  const Tensor x = randn({3, 4, 8}), r = randn({3, 4, 8});
+  auto [s, y] = ln.forward_add(x, r);
+  CHECK(s.to_vector<float>() == (x + r).to_vector<float>());
+  CHECK(y.to_vector<float>() == ln(x + r).to_vector<float>());
+  CHECK(y.grad_fn() != nullptr);
+  CHECK(std::string(y.grad_fn()->name()) == "AddLayerNormBackward0");
+  // A residual that broadcasts takes the composed path: the same values as the two steps.
+  const Tensor rb = randn({4, 8});
+  auto [sb, yb] = ln.forward_add(x, rb);
+  CHECK(sb.to_vector<float>() == (x + rb).to_vector<float>());
+  CHECK(yb.to_vector<float>() == ln(x + rb).to_vector<float>());
+  nn::LayerNorm noaffine(nn::LayerNormOptions(8).elementwise_affine(false));
+  CHECK(std::get<1>(noaffine.forward_add(x, r)).to_vector<float>() == noaffine(x + r).to_vector<float>());
+  CHECK_THROWS_WITH_AS(ln.forward_add(randn({2, 3}), randn({2, 3})),
+                       doctest::Contains("[LayerNorm] expected input with trailing shape [8] (normalized_shape), got shape [2, 3]"),
+                       focus::Error);
+}
+
 TEST_CASE("RMSNorm: 2.x formula, default eps is the dtype's epsilon, gradcheck") {
   nn::RMSNorm rms(nn::RMSNormOptions(5));
   CHECK(rms.repr() == "RMSNorm((5,), eps=None, elementwise_affine=True)");

@@ -169,8 +169,10 @@ int worker(const Args& a) {
   std::vector<double> losses, times;
   for (int64_t s = 0; s < steps; ++s) {
     const double t0 = now_s();
-    const Tensor logits = modules ? mgpt->forward(xs.select(0, s)) : gpt->forward(xs.select(0, s));
-    Tensor loss = models::GPT::loss(logits, ys.select(0, s));
+    // The logits are not held past the loss (as the zoo's training program): the backward
+    // then writes their gradient over them instead of into a second [B*T, V] buffer.
+    Tensor loss = models::GPT::loss(modules ? mgpt->forward(xs.select(0, s)) : gpt->forward(xs.select(0, s)),
+                                    ys.select(0, s));
     opt.zero_grad(true);
     loss.backward();
     opt.step();
