@@ -169,6 +169,28 @@ class Backend {
   /// rows, then matmul(out, x, weight^T, 1, 1) (beta 0 without bias), so the CPU keeps its
   /// numbers. CUDA fuses the bias into one cuBLASLt GEMM epilogue where it can.
   virtual void linear(const TensorView& out, const TensorView& x, const TensorView& weight, const TensorView& bias);
+  /// Linear + GELU (focus::linear_gelu): pre = x @ weight^T + bias exactly as linear() takes
+  /// its views, and out = gelu(pre) (the tanh form when tanh_approx, else the exact erf
+  /// form). out and pre: contiguous, of linear's out sizes and dtype; the backward needs pre.
+  /// Default (every device): linear(pre, ...) then unary(Gelu / GeluTanh, out, pre), so the
+  /// CPU gives the composition's numbers bit for bit. CUDA: one cuBLASLt GEMM with the
+  /// GELU_AUX_BIAS epilogue for the tanh form (pre as its auxiliary output).
+  virtual void linear_gelu(const TensorView& out, const TensorView& pre, const TensorView& x,
+                           const TensorView& weight, const TensorView& bias, bool tanh_approx);
+  /// Gradients of linear_gelu on rows: grad and pre [R, N], x [R, K], weight [N, K].
+  ///   d_pre = grad * gelu'(pre)   [R, N] (always written; contiguous; may be grad's own memory);
+  ///   grad_x = d_pre @ weight     [R, K]  (data null = not wanted);
+  ///   grad_weight = d_pre^T @ x   [N, K]  (data null = not wanted);
+  ///   grad_bias = sum over rows of d_pre [N]  (data null = not wanted).
+  /// grad_x, grad_weight, grad_bias are contiguous and overwritten; x and weight may have any
+  /// strides (row- or column-major go to BLAS as they are); grad any strides; R, N, K >= 1.
+  /// Default: unary_backward, then the products Linear's backward takes (grad_bias as the
+  /// gemv ones[R] @ d_pre), so the CPU keeps the composition's numbers. CUDA computes
+  /// grad_bias inside the grad_weight GEMM (cuBLASLt BGRADB epilogue) where it can.
+  virtual void linear_gelu_backward(const TensorView& grad_x, const TensorView& grad_weight,
+                                    const TensorView& grad_bias, const TensorView& d_pre, const TensorView& grad,
+                                    const TensorView& pre, const TensorView& x, const TensorView& weight,
+                                    bool tanh_approx);
 
   // ---- shape and indexing (section owned by the indexing work) ------------------------------
   // cat, stack, split, chunk and repeat need no kernels of their own: they copy through
