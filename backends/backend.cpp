@@ -104,25 +104,21 @@ void Backend::linear_gelu(const TensorView& out, const TensorView& pre, const Te
   unary(tanh_approx ? UnaryOp::GeluTanh : UnaryOp::Gelu, out, pre, UnaryParams{});
 }
 
-// GeluBackward0 then LinearBackward0 as the composition runs them: unary_backward with the
-// input as its `result` view, then mm(d_pre, W), mm(d_pre^T, x) and the gemv ones[R] @ d_pre.
-void Backend::linear_gelu_backward(const TensorView& grad_x, const TensorView& grad_weight, const TensorView& grad_bias,
-                                   const TensorView& d_pre, const TensorView& grad, const TensorView& pre,
-                                   const TensorView& x, const TensorView& weight, bool tanh_approx) {
-  unary_backward(tanh_approx ? UnaryBackwardOp::GeluTanh : UnaryBackwardOp::Gelu, d_pre, grad, pre, pre,
-                 UnaryParams{});
-  // grad_x = d_pre @ W : [R, N] x [N, K] -> [R, K]
-  if (grad_x.data != nullptr) matmul(grad_x, d_pre, weight, 1.0, 0.0);
-  // grad_W = d_pre^T @ x : [N, R] x [R, K] -> [N, K] (d_pre^T is a view: BLAS Trans)
-  if (grad_weight.data != nullptr) matmul(grad_weight, transposed(d_pre), x, 1.0, 0.0);
+// LinearBackward0's products: mm(grad, W), mm(grad^T, x) and the gemv ones[R] @ grad.
+void Backend::linear_backward(const TensorView& grad_x, const TensorView& grad_weight, const TensorView& grad_bias,
+                              const TensorView& grad, const TensorView& x, const TensorView& weight) {
+  // grad_x = grad @ W : [R, N] x [N, K] -> [R, K]
+  if (grad_x.data != nullptr) matmul(grad_x, grad, weight, 1.0, 0.0);
+  // grad_W = grad^T @ x : [N, R] x [R, K] -> [N, K] (grad^T is a view: BLAS Trans)
+  if (grad_weight.data != nullptr) matmul(grad_weight, transposed(grad), x, 1.0, 0.0);
   if (grad_bias.data != nullptr) {
-    // grad_b = ones[R] @ d_pre : [1, R] x [R, N] -> [1, N]
-    const int64_t R = d_pre.sizes[0], N = d_pre.sizes[1];
-    ScratchBuffer ones(*this, static_cast<size_t>(R) * dtype_size(d_pre.dtype));
-    TensorView o = view2d(d_pre, 1, R, R, 1);
+    // grad_b = ones[R] @ grad : [1, R] x [R, N] -> [1, N]
+    const int64_t R = grad.sizes[0], N = grad.sizes[1];
+    ScratchBuffer ones(*this, static_cast<size_t>(R) * dtype_size(grad.dtype));
+    TensorView o = view2d(grad, 1, R, R, 1);
     o.data = ones.data;
     fill(o, Scalar(1.0));
-    matmul(view2d(grad_bias, 1, N, N, 1), o, d_pre, 1.0, 0.0);
+    matmul(view2d(grad_bias, 1, N, N, 1), o, grad, 1.0, 0.0);
   }
 }
 

@@ -177,20 +177,18 @@ class Backend {
   /// GELU_AUX_BIAS epilogue for the tanh form (pre as its auxiliary output).
   virtual void linear_gelu(const TensorView& out, const TensorView& pre, const TensorView& x,
                            const TensorView& weight, const TensorView& bias, bool tanh_approx);
-  /// Gradients of linear_gelu on rows: grad and pre [R, N], x [R, K], weight [N, K].
-  ///   d_pre = grad * gelu'(pre)   [R, N] (always written; contiguous; may be grad's own memory);
-  ///   grad_x = d_pre @ weight     [R, K]  (data null = not wanted);
-  ///   grad_weight = d_pre^T @ x   [N, K]  (data null = not wanted);
-  ///   grad_bias = sum over rows of d_pre [N]  (data null = not wanted).
-  /// grad_x, grad_weight, grad_bias are contiguous and overwritten; x and weight may have any
-  /// strides (row- or column-major go to BLAS as they are); grad any strides; R, N, K >= 1.
-  /// Default: unary_backward, then the products Linear's backward takes (grad_bias as the
-  /// gemv ones[R] @ d_pre), so the CPU keeps the composition's numbers. CUDA computes
-  /// grad_bias inside the grad_weight GEMM (cuBLASLt BGRADB epilogue) where it can.
-  virtual void linear_gelu_backward(const TensorView& grad_x, const TensorView& grad_weight,
-                                    const TensorView& grad_bias, const TensorView& d_pre, const TensorView& grad,
-                                    const TensorView& pre, const TensorView& x, const TensorView& weight,
-                                    bool tanh_approx);
+  /// Linear's gradients on rows (LinearGeluBackward0 after the elementwise GELU gradient):
+  /// grad [R, N] (contiguous), x [R, K], weight [N, K] (any strides: row- or column-major go
+  /// to BLAS as they are), R, N, K >= 1;
+  ///   grad_x = grad @ weight       [R, K]  (data null = not wanted);
+  ///   grad_weight = grad^T @ x     [N, K]  (data null = not wanted);
+  ///   grad_bias = grad summed over rows [N]  (data null = not wanted);
+  /// outputs contiguous and overwritten. Default: the products LinearBackward0 takes
+  /// (grad_bias as the gemv ones[R] @ grad), so the CPU keeps the composition's numbers.
+  /// CUDA computes grad_bias inside the grad_weight GEMM (cuBLASLt BGRADB epilogue) where
+  /// it can.
+  virtual void linear_backward(const TensorView& grad_x, const TensorView& grad_weight, const TensorView& grad_bias,
+                               const TensorView& grad, const TensorView& x, const TensorView& weight);
 
   // ---- shape and indexing (section owned by the indexing work) ------------------------------
   // cat, stack, split, chunk and repeat need no kernels of their own: they copy through

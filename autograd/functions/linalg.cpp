@@ -128,14 +128,27 @@ Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias, st
          needs_grad(x) ? save(weight) : SavedTensor(), save(r.pre)},
         [tanh_approx, x_shape](BackwardContext& c) {
           detail::no_double_backward("LinearGeluBackward0");
-          // d_pre = grad * gelu'(pre) : [..., out]
+          // d_pre = grad * gelu'(pre) : [..., out], in grad's memory when nothing else holds it
+          // (GeluBackward0's kernel and reuse)
+          Tensor d_pre = raw::unary_backward(tanh_approx ? UnaryBackwardOp::GeluTanh : UnaryBackwardOp::Gelu,
+                                             c.grad(0), c.saved(2), Tensor(), {}, "LinearGeluBackward0", true);
+          // pre is done with: free it before the products (as the composition frees it after
+          // GeluBackward0), unless the graph is retained.
+          c.release_saved_early(2);
           // grad_x = d_pre @ W : [R, out] x [out, in] -> [R, in] -> x's shape
           // grad_W = d_pre^T @ x : [out, R] x [R, in] -> [out, in]
           // grad_b = d_pre summed over rows : [out]
-          raw::LinearGeluGrads g =
-              raw::linear_gelu_backward(c.grad(0), c.saved(2), c.saved(0), c.saved(1), x_shape, tanh_approx,
-                                        c.needs_input_grad(0), c.needs_input_grad(1), c.needs_input_grad(2), true);
-          return grads(std::move(g.grad_x), std::move(g.grad_weight), std::move(g.grad_bias));
+          // In LinearBackward0's order: grad_x first, then x (recomputed when saved by
+          // reference) only for the weight's product, so the allocations follow the
+          // composition's (the CPU heap then holds no more than it did).
+          Tensor gx;
+          if (c.needs_input_grad(0))
+            gx = raw::linear_backward(d_pre, Tensor(), c.saved(1), x_shape, true, false, false).grad_x;
+          raw::LinearGrads g;
+          if (c.needs_input_grad(1) || c.needs_input_grad(2))
+            g = raw::linear_backward(d_pre, c.needs_input_grad(1) ? c.saved(0) : Tensor(), Tensor(), x_shape, false,
+                                     c.needs_input_grad(1), c.needs_input_grad(2));
+          return grads(std::move(gx), std::move(g.grad_weight), std::move(g.grad_bias));
         },
         [tanh_approx](BackwardContext& c) {
           return raw::unary(tanh_approx ? UnaryOp::GeluTanh : UnaryOp::Gelu, c.saved(2), {}, "linear_gelu");

@@ -61,12 +61,11 @@ class CudaBackend final : public Backend {
   /// bias epilogue into pre, then the elementwise exact GELU kernel).
   void linear_gelu(const TensorView& out, const TensorView& pre, const TensorView& x, const TensorView& weight,
                    const TensorView& bias, bool tanh_approx) override;
-  /// d_pre by the elementwise GELU-gradient kernel, grad_x by matmul, and grad_weight with
-  /// grad_bias as one cuBLASLt GEMM with CUBLASLT_EPILOGUE_BGRADB where the layouts allow
-  /// (else matmul and a sum reduction); float64: Backend's.
-  void linear_gelu_backward(const TensorView& grad_x, const TensorView& grad_weight, const TensorView& grad_bias,
-                            const TensorView& d_pre, const TensorView& grad, const TensorView& pre,
-                            const TensorView& x, const TensorView& weight, bool tanh_approx) override;
+  /// grad_x by matmul; grad_weight with grad_bias as one cuBLASLt GEMM with
+  /// CUBLASLT_EPILOGUE_BGRADB where the layouts allow (else matmul and a sum reduction);
+  /// float64, or only one of grad_weight / grad_bias wanted: Backend's.
+  void linear_backward(const TensorView& grad_x, const TensorView& grad_weight, const TensorView& grad_bias,
+                       const TensorView& grad, const TensorView& x, const TensorView& weight) override;
 
   // ---- shape and indexing: indexing.cu ------------------------------------------------------
   IndexScan scan_indices(const TensorView& index, int64_t lo, int64_t hi) override;

@@ -33,13 +33,15 @@
 // rule for it; pre is a fresh allocation, and a pointer below 16-byte alignment (any
 // element type's vector width) is not sent: the default path takes it.
 //
-// Backend::linear_gelu_backward: d_pre = grad * gelu'(pre) by the elementwise kernel (the
-// DGELU / DGELU_BGRAD epilogues apply gelu' to a GEMM's own product, and no GEMM of this
-// backward produces the GELU output's gradient: it arrives from the next op), grad_x = d_pre W
-// by matmul, and grad_weight = d_pre^T x with grad_bias = column sums of d_pre in one
-// cuBLASLt GEMM with CUBLASLT_EPILOGUE_BGRADB: column-major D = grad_weight^T [K, N] =
-// op(A) op(B) with op(A) = x^T [K, R], op(B) = d_pre [R, N]; BGRADB reduces op(B) over the
-// GEMM's k (= R) into a vector of D's column count (N), of D's type. Else matmul + reduce.
+// linear_gelu's backward: d_pre = grad * gelu'(pre) by the elementwise kernel
+// (unary_backward). The DGELU / DGELU_BGRAD epilogues apply gelu' to a GEMM's own product,
+// and no GEMM of this backward produces the GELU output's gradient: it arrives from the next
+// op (the next Linear's grad_x GEMM, another node). Then Backend::linear_backward on d_pre:
+// grad_x = d_pre W by matmul, and grad_weight = d_pre^T x with grad_bias = column sums of
+// d_pre in one cuBLASLt GEMM with CUBLASLT_EPILOGUE_BGRADB: column-major D = grad_weight^T
+// [K, N] = op(A) op(B) with op(A) = x^T [K, R], op(B) = d_pre [R, N]; BGRADB reduces op(B)
+// over the GEMM's k (= R) into a vector of D's column count (N), of D's type ("Bias gradient
+// vector elements are the same type as the output elements", cublasLt.h). Else matmul + reduce.
 #include <cstdint>
 #include <memory>
 
@@ -306,7 +308,8 @@ bool linear_lt(DeviceContext& ctx, const TensorView& out, const TensorView& x, c
   return lt_matmul(ctx, desc, weight.data, a_desc, x.data, b_desc, out.data, d_desc);
 }
 
-// grad_weight [N, K] = d_pre [R, N]^T @ x [R, K] and grad_bias [N] = d_pre summed over rows as
+// grad_weight [N, K] = d_pre [R, N]^T @ x [R, K] and grad_bias [N] = d_pre summed over rows (d_pre:
+// linear_backward's grad) as
 // one cuBLASLt GEMM with the BGRADB epilogue (see the top of this file); false (nothing
 // queued) when the views or the heuristics rule it out.
 bool weight_grad_lt(DeviceContext& ctx, const TensorView& grad_weight, const TensorView& grad_bias,
@@ -382,23 +385,20 @@ void CudaBackend::linear_gelu(const TensorView& out, const TensorView& pre, cons
   Backend::linear_gelu(out, pre, x, weight, bias, tanh_approx);
 }
 
-void CudaBackend::linear_gelu_backward(const TensorView& grad_x, const TensorView& grad_weight,
-                                       const TensorView& grad_bias, const TensorView& d_pre, const TensorView& grad,
-                                       const TensorView& pre, const TensorView& x, const TensorView& weight,
-                                       bool tanh_approx) {
-  const DType dt = d_pre.dtype;
+void CudaBackend::linear_backward(const TensorView& grad_x, const TensorView& grad_weight,
+                                  const TensorView& grad_bias, const TensorView& grad, const TensorView& x,
+                                  const TensorView& weight) {
+  const DType dt = grad.dtype;
   if (!lt_dtype(dt) || grad_weight.data == nullptr || grad_bias.data == nullptr) {
-    Backend::linear_gelu_backward(grad_x, grad_weight, grad_bias, d_pre, grad, pre, x, weight, tanh_approx);
+    Backend::linear_backward(grad_x, grad_weight, grad_bias, grad, x, weight);
     return;
   }
-  unary_backward(tanh_approx ? UnaryBackwardOp::GeluTanh : UnaryBackwardOp::Gelu, d_pre, grad, pre, pre,
-                 UnaryParams{});
-  // grad_x = d_pre @ W : [R, N] x [N, K] -> [R, K]
-  if (grad_x.data != nullptr) matmul(grad_x, d_pre, weight, 1.0, 0.0);
-  if (weight_grad_lt(context(index_), grad_weight, grad_bias, d_pre, x)) return;
-  // grad_W = d_pre^T @ x : [N, R] x [R, K] -> [N, K]; grad_b = d_pre^T [N, R] summed over R
-  matmul(grad_weight, transposed2d(d_pre), x, 1.0, 0.0);
-  reduce(ReduceOp::Sum, grad_bias, transposed2d(d_pre), 1, 0.0);
+  // grad_x = grad @ W : [R, N] x [N, K] -> [R, K]
+  if (grad_x.data != nullptr) matmul(grad_x, grad, weight, 1.0, 0.0);
+  if (weight_grad_lt(context(index_), grad_weight, grad_bias, grad, x)) return;
+  // grad_W = grad^T @ x : [N, R] x [R, K] -> [N, K]; grad_b = grad^T [N, R] summed over R
+  matmul(grad_weight, transposed2d(grad), x, 1.0, 0.0);
+  reduce(ReduceOp::Sum, grad_bias, transposed2d(grad), 1, 0.0);
 }
 
 }  // namespace focus::cuda_detail

@@ -203,65 +203,56 @@ LinearGeluOutputs linear_gelu(const Tensor& x, const Tensor& weight, const Tenso
   return r;
 }
 
-LinearGeluGrads linear_gelu_backward(const Tensor& grad, const Tensor& pre, const Tensor& x, const Tensor& weight,
-                                     const Shape& x_shape, bool tanh_approx, bool need_x, bool need_weight,
-                                     bool need_bias, bool reuse_grad) {
-  check_defined(grad, "linear_gelu_backward", "grad");
-  check_defined(pre, "linear_gelu_backward", "pre");
-  FOCUS_CHECK(grad.shape() == pre.shape() && grad.dtype() == pre.dtype() && grad.device() == pre.device(),
-              "[linear_gelu_backward] grad {} {} does not match the pre-activation {} {}", grad.shape(), grad.dtype(),
-              pre.shape(), pre.dtype());
-  FOCUS_CHECK(!need_x || weight.defined(), "[linear_gelu_backward] grad_x needs the weight");
-  FOCUS_CHECK(!need_weight || x.defined(), "[linear_gelu_backward] grad_weight needs the input");
-  FOCUS_CHECK(!x_shape.empty() && pre.dim() == static_cast<int64_t>(x_shape.size()),
-              "[linear_gelu_backward] pre {} does not match an input of shape {}", pre.shape(), x_shape);
-  const int64_t N = pre.size(-1), K = x_shape.back();
+LinearGrads linear_backward(const Tensor& grad, const Tensor& x, const Tensor& weight, const Shape& x_shape,
+                            bool need_x, bool need_weight, bool need_bias) {
+  check_defined(grad, "linear_backward", "grad");
+  FOCUS_CHECK(!need_x || weight.defined(), "[linear_backward] grad_x needs the weight");
+  FOCUS_CHECK(!need_weight || x.defined(), "[linear_backward] grad_weight needs the input");
+  FOCUS_CHECK(!x_shape.empty() && grad.dim() == static_cast<int64_t>(x_shape.size()),
+              "[linear_backward] grad {} does not match an input of shape {}", grad.shape(), x_shape);
+  const int64_t N = grad.size(-1), K = x_shape.back();
   int64_t R = 1;
   for (size_t i = 0; i + 1 < x_shape.size(); ++i) R *= x_shape[i];
-  const TensorOptions opts = TensorOptions(pre.dtype()).device(pre.device());
-  LinearGeluGrads g;
-  if (pre.numel() == 0) {
-    // No rows or no outputs: every product is empty, so each gradient is zeros.
-    if (need_x) g.grad_x = zeros(x_shape, opts);
-    if (need_weight) g.grad_weight = zeros({N, K}, opts);
-    if (need_bias) g.grad_bias = zeros({N}, opts);
-    return g;
-  }
-  if (need_x && K == 0) {
+  const TensorOptions opts = TensorOptions(grad.dtype()).device(grad.device());
+  LinearGrads g;
+  // No rows, outputs or inputs: the products are empty, so those gradients are zeros.
+  if (need_x && (R == 0 || N == 0 || K == 0)) {
     g.grad_x = zeros(x_shape, opts);
     need_x = false;
   }
-  // d_pre in grad's own memory when nothing else holds it (GeluBackward0's reuse), else fresh.
-  const bool own = reuse_grad && grad.impl_ptr().use_count() == 1 && grad.storage().use_count() == 1 &&
-                   grad.storage_offset() == 0 && grad.is_contiguous() && !grad.requires_grad();
-  const Tensor d_pre = own ? grad : empty(grad.shape(), opts);
-  const Tensor grad2 = reshape(grad, {R, N}), pre2 = reshape(pre, {R, N}), d_pre2 = reshape(d_pre, {R, N});
-  Tensor x2;
-  if (need_weight) x2 = reshape(x, {R, K});
-  TensorView gx, gw, gb;
-  gx.dtype = gw.dtype = gb.dtype = pre.dtype();
+  if (need_weight && (R == 0 || N == 0 || K == 0)) {
+    g.grad_weight = zeros({N, K}, opts);
+    need_weight = false;
+  }
+  if (need_bias && (R == 0 || N == 0)) {
+    g.grad_bias = zeros({N}, opts);
+    need_bias = false;
+  }
+  if (!need_x && !need_weight && !need_bias) return g;
+  // The kernel reads grad as a contiguous [R, N] matrix (a view when it already is one).
+  Tensor grad2 = reshape(grad, {R, N});
+  if (!grad2.is_contiguous()) grad2 = to_contiguous(grad2, grad2.dtype(), grad2.device());
+  TensorView gx, gw, gb, xv, wv;
+  gx.dtype = gw.dtype = gb.dtype = xv.dtype = wv.dtype = grad.dtype();
   if (need_x) {
     g.grad_x = empty(x_shape, opts);
     gx = make_view(reshape(g.grad_x, {R, K}));
+    wv = make_view(weight);
   }
-  if (need_weight && K > 0) {
+  if (need_weight) {
     g.grad_weight = empty({N, K}, opts);
     gw = make_view(g.grad_weight);
-  } else if (need_weight) {
-    g.grad_weight = zeros({N, K}, opts);
   }
   if (need_bias) {
     g.grad_bias = empty({N}, opts);
     gb = make_view(g.grad_bias);
   }
-  TensorView xv;
-  xv.dtype = pre.dtype();
-  if (x2.defined() && K > 0) xv = make_view(x2);
-  TensorView wv;
-  wv.dtype = pre.dtype();
-  if (need_x) wv = make_view(weight);
-  backend_of(pre).linear_gelu_backward(gx, gw, gb, make_view(d_pre2), make_view(grad2), make_view(pre2), xv, wv,
-                                       tanh_approx);
+  Tensor x2;  // x as [R, K]: a copy when its rows do not fold, as LinearBackward0's reshape
+  if (need_weight) {
+    x2 = reshape(x, {R, K});
+    xv = make_view(x2);
+  }
+  backend_of(grad).linear_backward(gx, gw, gb, make_view(grad2), xv, wv);
   return g;
 }
 

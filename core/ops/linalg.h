@@ -37,19 +37,17 @@ bool check_linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias
 /// (contiguous), through the device's linear_gelu kernel.
 LinearGeluOutputs linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias, std::string_view approximate);
 
-/// Gradients of linear_gelu (undefined where not asked).
-struct LinearGeluGrads {
-  Tensor grad_x;       // x's shape
+/// Gradients of linear (undefined where not asked).
+struct LinearGrads {
+  Tensor grad_x;       // x_shape
   Tensor grad_weight;  // [out, in]
   Tensor grad_bias;    // [out]
 };
-/// From grad [..., out] (the gradient of linear_gelu's output) and the forward's pre, x (of
-/// shape x_shape; needed only for grad_weight) and weight (needed only for grad_x):
-/// d_pre = grad * gelu'(pre), grad_x = d_pre @ weight, grad_weight = d_pre^T x, grad_bias =
-/// d_pre summed over rows, through the device's linear_gelu_backward kernel.
-/// reuse_grad: d_pre may overwrite grad when nothing else holds it (as unary_backward).
-LinearGeluGrads linear_gelu_backward(const Tensor& grad, const Tensor& pre, const Tensor& x, const Tensor& weight,
-                                     const Shape& x_shape, bool tanh_approx, bool need_x, bool need_weight,
-                                     bool need_bias, bool reuse_grad = false);
+/// Linear's backward from grad [..., out] and the forward's x (of shape x_shape; needed only
+/// for grad_weight) and weight (needed only for grad_x): grad_x = grad @ weight,
+/// grad_weight = grad^T x, grad_bias = grad summed over rows, through the device's
+/// linear_backward kernel (LinearBackward0's numbers on the CPU).
+LinearGrads linear_backward(const Tensor& grad, const Tensor& x, const Tensor& weight, const Shape& x_shape,
+                            bool need_x, bool need_weight, bool need_bias);
 
 }  // namespace focus::raw

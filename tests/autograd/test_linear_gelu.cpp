@@ -198,6 +198,27 @@ TEST_CASE("linear_gelu: a following Linear keeps no copy of the output, and x is
   }
 }
 
+TEST_CASE("linear_gelu: retain_graph keeps the pre-activation for a second backward, and only then") {
+  // The backward frees pre before its products when the graph is not retained
+  // (BackwardContext::release_saved_early); with retain_graph it must stay.
+  manual_seed(36);
+  const Tensor x = randn({5, 6}).requires_grad_(), w = randn({8, 6}).requires_grad_(), b = randn({8}).requires_grad_();
+  const Tensor g = randn({5, 8});
+  const Tensor loss = (linear_gelu(x, w, b, "tanh") * g).sum();
+  loss.backward(Tensor(), /*retain_graph=*/true);
+  const Tensor gx = x.grad().clone(), gw = w.grad().clone(), gb = b.grad().clone();
+  loss.backward();  // accumulates the same gradients once more
+  CHECK(allclose(x.grad(), gx * 2.0, 0, 0));
+  CHECK(allclose(w.grad(), gw * 2.0, 0, 0));
+  CHECK(allclose(b.grad(), gb * 2.0, 0, 0));
+  const Tensor loss2 = linear_gelu(x, w, b).sum();  // SumBackward0 saves nothing: ours is the first to unpack
+  loss2.backward();
+  CHECK_THROWS_WITH_AS(loss2.backward(),
+                       "[backward] trying to backward through the graph a second time (or to use saved tensors after "
+                       "they were freed) in LinearGeluBackward0: pass retain_graph=true to the first backward",
+                       Error);
+}
+
 TEST_CASE("linear_gelu: nn::TransformerEncoderLayer with gelu gives the composition's numbers") {
   // The layer's feed-forward runs linear1 + gelu as one linear_gelu node: its output and
   // gradients equal the composition written out from the layer's own parameters.
