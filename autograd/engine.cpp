@@ -8,9 +8,28 @@
 #include "autograd/functions/elementwise.h"
 #include "core/creation.h"
 
-namespace focus::autograd {
+namespace focus {
+
+namespace autograd_detail {
+namespace {
+thread_local bool t_frees_saved = false;
+}  // namespace
+bool frees_saved_after_apply() { return t_frees_saved; }
+}  // namespace autograd_detail
+
+namespace autograd {
 
 namespace {
+
+// Sets what frees_saved_after_apply() answers while one node's backward runs (restored on
+// every path, so a backward run inside a backward sees its own setting).
+struct FreesSavedScope {
+  bool prev;
+  explicit FreesSavedScope(bool frees) : prev(autograd_detail::t_frees_saved) { autograd_detail::t_frees_saved = frees; }
+  ~FreesSavedScope() { autograd_detail::t_frees_saved = prev; }
+  FreesSavedScope(const FreesSavedScope&) = delete;
+  FreesSavedScope& operator=(const FreesSavedScope&) = delete;
+};
 
 struct NodeTask {
   Node* node;
@@ -133,7 +152,10 @@ void run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_out
     bool any_grad = false;
     for (const Tensor& g : in) any_grad = any_grad || g.defined();
     std::vector<Tensor> out;
-    if (any_grad && (!is_accumulator || accumulate_leaves)) out = node->apply(std::move(in));
+    if (any_grad && (!is_accumulator || accumulate_leaves)) {
+      FreesSavedScope scope(!retain_graph);  // release_saved() follows apply() exactly then
+      out = node->apply(std::move(in));
+    }
     if (!retain_graph && (!is_accumulator || accumulate_leaves)) node->release_saved();
     FOCUS_CHECK(is_accumulator || !any_grad || out.size() == node->next_edges.size(),
                 "[backward] {} returned {} gradients for {} inputs", node->name(), out.size(),
@@ -184,4 +206,6 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
   return results;
 }
 
-}  // namespace focus::autograd
+}  // namespace autograd
+
+}  // namespace focus

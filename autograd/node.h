@@ -149,6 +149,12 @@ class Node : public std::enable_shared_from_this<Node> {
   std::vector<std::pair<uint32_t, std::weak_ptr<TensorImpl>>> retained;
 };
 
+namespace autograd_detail {
+/// True while the engine runs a node's backward after which it frees the node's saved
+/// tensors (a backward without retain_graph).
+bool frees_saved_after_apply();
+}  // namespace autograd_detail
+
 /// Gives a backward function its incoming gradients and saved tensors.
 class BackwardContext {
  public:
@@ -167,6 +173,12 @@ class BackwardContext {
   Tensor take_saved(size_t i);
   /// Whether input i needs a gradient (skip computing it otherwise).
   bool needs_input_grad(size_t i) const { return i < edges_.size() && edges_[i].valid(); }
+  /// Frees saved tensor i now, before this backward returns, when the engine would free it
+  /// right after (no retain_graph); otherwise nothing. For a fused backward that is done with
+  /// a large saved tensor before its remaining products run (LinearGeluBackward0's pre).
+  void release_saved_early(size_t i) {
+    if (autograd_detail::frees_saved_after_apply()) saved_[i].release();
+  }
 
  private:
   std::string_view name_;

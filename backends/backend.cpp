@@ -63,6 +63,65 @@ void Backend::linear(const TensorView& out, const TensorView& x, const TensorVie
   matmul(out, x, wt, 1.0, has_bias ? 1.0 : 0.0);
 }
 
+namespace {
+
+// A 2-D view [rows, cols] with the given strides on v's data and dtype.
+TensorView view2d(const TensorView& v, int64_t rows, int64_t cols, int64_t s_row, int64_t s_col) {
+  TensorView r;
+  r.data = v.data;
+  r.dtype = v.dtype;
+  r.ndim = 2;
+  r.sizes[0] = rows;
+  r.sizes[1] = cols;
+  r.strides[0] = s_row;
+  r.strides[1] = s_col;
+  r.numel = rows * cols;
+  return r;
+}
+
+// The transpose of a 2-D view (no copy: BLAS reads it with its transpose flag).
+TensorView transposed(const TensorView& v) { return view2d(v, v.sizes[1], v.sizes[0], v.strides[1], v.strides[0]); }
+
+// Device memory of one kernel call, given back on every path.
+struct ScratchBuffer {
+  Backend& be;
+  size_t nbytes;
+  void* data;
+  ScratchBuffer(Backend& b, size_t n) : be(b), nbytes(n), data(b.allocate(n)) {}
+  ~ScratchBuffer() { be.deallocate(data, nbytes); }
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+};
+
+}  // namespace
+
+// The composition gelu(linear(x, weight, bias)) as its two kernels, on the views the raw
+// ops would build (unary's loops see one flat contiguous run either way).
+void Backend::linear_gelu(const TensorView& out, const TensorView& pre, const TensorView& x, const TensorView& weight,
+                          const TensorView& bias, bool tanh_approx) {
+  if (out.numel == 0) return;
+  linear(pre, x, weight, bias);
+  unary(tanh_approx ? UnaryOp::GeluTanh : UnaryOp::Gelu, out, pre, UnaryParams{});
+}
+
+// LinearBackward0's products: mm(grad, W), mm(grad^T, x) and the gemv ones[R] @ grad.
+void Backend::linear_backward(const TensorView& grad_x, const TensorView& grad_weight, const TensorView& grad_bias,
+                              const TensorView& grad, const TensorView& x, const TensorView& weight) {
+  // grad_x = grad @ W : [R, N] x [N, K] -> [R, K]
+  if (grad_x.data != nullptr) matmul(grad_x, grad, weight, 1.0, 0.0);
+  // grad_W = grad^T @ x : [N, R] x [R, K] -> [N, K] (grad^T is a view: BLAS Trans)
+  if (grad_weight.data != nullptr) matmul(grad_weight, transposed(grad), x, 1.0, 0.0);
+  if (grad_bias.data != nullptr) {
+    // grad_b = ones[R] @ grad : [1, R] x [R, N] -> [1, N]
+    const int64_t R = grad.sizes[0], N = grad.sizes[1];
+    ScratchBuffer ones(*this, static_cast<size_t>(R) * dtype_size(grad.dtype));
+    TensorView o = view2d(grad, 1, R, R, 1);
+    o.data = ones.data;
+    fill(o, Scalar(1.0));
+    matmul(view2d(grad_bias, 1, N, N, 1), o, grad, 1.0, 0.0);
+  }
+}
+
 // The multi-tensor steps of a device without its own: one single-tensor step per ref, which
 // is per element the same update by definition. Each dtype is first stepped on an empty view
 // (which writes nothing), so that one without a kernel here (float16 on the CPU) throws

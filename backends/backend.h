@@ -193,6 +193,26 @@ class Backend {
   /// rows, then matmul(out, x, weight^T, 1, 1) (beta 0 without bias), so the CPU keeps its
   /// numbers. CUDA fuses the bias into one cuBLASLt GEMM epilogue where it can.
   virtual void linear(const TensorView& out, const TensorView& x, const TensorView& weight, const TensorView& bias);
+  /// Linear + GELU (focus::linear_gelu): pre = x @ weight^T + bias exactly as linear() takes
+  /// its views, and out = gelu(pre) (the tanh form when tanh_approx, else the exact erf
+  /// form). out and pre: contiguous, of linear's out sizes and dtype; the backward needs pre.
+  /// Default (every device): linear(pre, ...) then unary(Gelu / GeluTanh, out, pre), so the
+  /// CPU gives the composition's numbers bit for bit. CUDA: one cuBLASLt GEMM with the
+  /// GELU_AUX_BIAS epilogue for the tanh form (pre as its auxiliary output).
+  virtual void linear_gelu(const TensorView& out, const TensorView& pre, const TensorView& x,
+                           const TensorView& weight, const TensorView& bias, bool tanh_approx);
+  /// Linear's gradients on rows (LinearGeluBackward0 after the elementwise GELU gradient):
+  /// grad [R, N] (contiguous), x [R, K], weight [N, K] (any strides: row- or column-major go
+  /// to BLAS as they are), R, N, K >= 1;
+  ///   grad_x = grad @ weight       [R, K]  (data null = not wanted);
+  ///   grad_weight = grad^T @ x     [N, K]  (data null = not wanted);
+  ///   grad_bias = grad summed over rows [N]  (data null = not wanted);
+  /// outputs contiguous and overwritten. Default: the products LinearBackward0 takes
+  /// (grad_bias as the gemv ones[R] @ grad), so the CPU keeps the composition's numbers.
+  /// CUDA computes grad_bias inside the grad_weight GEMM (cuBLASLt BGRADB epilogue) where
+  /// it can.
+  virtual void linear_backward(const TensorView& grad_x, const TensorView& grad_weight, const TensorView& grad_bias,
+                               const TensorView& grad, const TensorView& x, const TensorView& weight);
 
   // ---- shape and indexing (section owned by the indexing work) ------------------------------
   // cat, stack, split, chunk and repeat need no kernels of their own: they copy through

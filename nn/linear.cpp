@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "autograd/autocast.h"
 #include "autograd/functions/linalg.h"
 #include "core/creation.h"
 #include "nn/init.h"
@@ -26,14 +27,29 @@ void Linear::reset_parameters() {
   }
 }
 
-Tensor Linear::forward(const Tensor& x) const {
+namespace {
+
+void check_input(const Tensor& x, const LinearOptions& o, const Tensor& weight) {
   FOCUS_CHECK(x.defined(), "[Linear] the input is undefined");
-  FOCUS_CHECK(x.dim() >= 1 && x.size(-1) == options_.in_features_,
-              "[Linear] expected input with last dimension {} (in_features), got shape {}", options_.in_features_,
-              x.shape());
-  FOCUS_CHECK(x.dtype() == weight_.dtype(), "[Linear] input dtype {} does not match the weight dtype {}", x.dtype(),
-              weight_.dtype());
+  FOCUS_CHECK(x.dim() >= 1 && x.size(-1) == o.in_features_,
+              "[Linear] expected input with last dimension {} (in_features), got shape {}", o.in_features_, x.shape());
+  // Under autocast the product casts both to its 16-bit dtype, as PyTorch's Linear does.
+  const bool autocast = autocast::active() && is_autocast_enabled(x.device().type) && x.is_floating_point() &&
+                        x.dtype() != kFloat64 && weight.dtype() != kFloat64;
+  FOCUS_CHECK(autocast || x.dtype() == weight.dtype(), "[Linear] input dtype {} does not match the weight dtype {}",
+              x.dtype(), weight.dtype());
+}
+
+}  // namespace
+
+Tensor Linear::forward(const Tensor& x) const {
+  check_input(x, options_, weight_);
   return linear(x, weight_, bias_);
+}
+
+Tensor Linear::forward_gelu(const Tensor& x, std::string_view approximate) const {
+  check_input(x, options_, weight_);
+  return linear_gelu(x, weight_, bias_, approximate);
 }
 
 std::string Linear::extra_repr() const {

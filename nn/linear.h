@@ -2,6 +2,7 @@
 /// nn::Linear, as torch.nn.Linear: y = x W^T + b.
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "nn/module.h"
 
@@ -26,6 +27,9 @@ class Linear : public Module {
   /// x: [..., in_features] -> [..., out_features].
   Tensor forward(const Tensor& x) const;
   Tensor operator()(const Tensor& x) const { return forward(x); }
+  /// gelu(forward(x), approximate) as one op (focus::linear_gelu): the composition's numbers
+  /// on the CPU, one fused GEMM epilogue on CUDA. x: [..., in_features] -> [..., out_features].
+  Tensor forward_gelu(const Tensor& x, std::string_view approximate = "none") const;
   /// Re-draws the parameters with PyTorch's default initialization.
   void reset_parameters();
   std::string extra_repr() const override;

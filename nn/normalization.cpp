@@ -47,11 +47,15 @@ Tensor LayerNorm::forward(const Tensor& x) const {
 std::tuple<Tensor, Tensor> LayerNorm::forward_add(const Tensor& x, const Tensor& residual) const {
   check_input(x, options_.normalized_shape_, "LayerNorm");
   FOCUS_CHECK(residual.defined(), "[LayerNorm] the residual is undefined");
-  if (x.shape() != residual.shape() || x.dtype() != residual.dtype() || x.device() != residual.device()) {
+  if (x.shape() != residual.shape() || x.device() != residual.device() || !x.is_floating_point() ||
+      !residual.is_floating_point()) {
     Tensor sum = x + residual;
     return {sum, forward(sum)};
   }
-  return add_layer_norm(x, residual, options_.normalized_shape_, weight_, bias_, options_.eps_);
+  // Mixed dtypes (a bfloat16 block output on a float32 residual stream under autocast): the
+  // add's own promotion first, which widens exactly, then the fused op.
+  const DType t = promote_types(x.dtype(), residual.dtype());
+  return add_layer_norm(x.to(t), residual.to(t), options_.normalized_shape_, weight_, bias_, options_.eps_);
 }
 
 std::string LayerNorm::extra_repr() const {

@@ -15,7 +15,11 @@ namespace focus::nn {
 
 namespace {
 
-Tensor activate(const std::string& a, const Tensor& x) { return a == "relu" ? relu(x) : gelu(x); }
+// linear1 then the activation; gelu as one linear_gelu node (the same numbers; one GEMM
+// epilogue on CUDA; the pre-activation kept once, as gelu keeps it).
+Tensor linear_activate(const std::string& a, const Linear& linear1, const Tensor& x) {
+  return a == "relu" ? relu(linear1.forward(x)) : linear1.forward_gelu(x);
+}
 
 void check_layer_options(const TransformerLayerOptions& o, const char* op) {
   FOCUS_CHECK(o.activation_ == "relu" || o.activation_ == "gelu", "[{}] activation should be relu/gelu, not {}", op,
@@ -83,7 +87,7 @@ Tensor TransformerEncoderLayer::sa_block(const Tensor& x, const Tensor& mask, co
 
 Tensor TransformerEncoderLayer::ff_block(const Tensor& x) {
   return dropout2_->forward(
-      linear2_->forward(dropout_->forward(activate(options_.activation_, linear1_->forward(x)))));
+      linear2_->forward(dropout_->forward(linear_activate(options_.activation_, *linear1_, x))));
 }
 
 Tensor TransformerEncoderLayer::forward(const Tensor& src, const Tensor& src_mask, const Tensor& src_key_padding_mask,
@@ -132,7 +136,7 @@ Tensor TransformerDecoderLayer::mha_block(const Tensor& x, const Tensor& mem, co
 
 Tensor TransformerDecoderLayer::ff_block(const Tensor& x) {
   return dropout3_->forward(
-      linear2_->forward(dropout_->forward(activate(options_.activation_, linear1_->forward(x)))));
+      linear2_->forward(dropout_->forward(linear_activate(options_.activation_, *linear1_, x))));
 }
 
 Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory, const Tensor& tgt_mask,

@@ -95,6 +95,19 @@ class AddLayerNormBackward final : public Node {
 
 std::tuple<Tensor, Tensor> add_layer_norm(const Tensor& x, const Tensor& residual, const Shape& normalized_shape,
                                           const Tensor& weight, const Tensor& bias, double eps) {
+  if (autocast::active() && x.defined() && is_autocast_enabled(x.device().type)) {
+    // PyTorch's meaning under autocast: the add in its inputs' dtype, the norm in float32.
+    // Fused when the add is float32 anyway; with 16-bit inputs the add stays 16-bit.
+    if (x.dtype() == kFloat32 && residual.defined() && residual.dtype() == kFloat32) {
+      const Tensor w = autocast::cast(weight, autocast::Policy::Float32), b = autocast::cast(bias, autocast::Policy::Float32);
+      autocast::Suspend s;
+      return add_layer_norm(x, residual, normalized_shape, w, b, eps);
+    }
+    if (is_floating(x.dtype()) && x.dtype() != kFloat64) {
+      Tensor sum = x + residual;
+      return {sum, layer_norm(sum, normalized_shape, weight, bias, eps)};
+    }
+  }
   auto [sum, y, mean, rstd] = raw::add_layer_norm(x, residual, normalized_shape, weight, bias, eps);
   if (needs_grad(x, residual) || needs_grad(weight, bias)) {
     const bool has_w = weight.defined(), has_b = bias.defined();

@@ -4,8 +4,10 @@
 #include "autograd/functions/linalg.h"
 
 #include "autograd/autocast.h"
+#include "autograd/functions/no_double_backward.h"
 #include "autograd/node.h"
 #include "core/creation.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
 
 namespace focus {
@@ -115,6 +117,57 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
            });
   }
   return y;
+}
+
+Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias, std::string_view approximate) {
+  if (autocast::active())
+    return autocast::run(autocast::Policy::Lower, [approximate](const Tensor& a, const Tensor& w, const Tensor& b) {
+      return linear_gelu(a, w, b, approximate);
+    }, x, weight, bias);
+  raw::LinearGeluOutputs r = raw::linear_gelu(x, weight, bias, approximate);
+  if (needs_grad(x, weight, bias)) {
+    const bool tanh_approx = approximate == "tanh";
+    const Shape x_shape = x.shape();
+    // Saved as the composition gelu(linear(x)) saves them, so memory stays the same: x by
+    // reference when its producer can recompute it (LinearBackward0's trick), weight, and
+    // pre (GeluBackward0 keeps it too). Recomputing pre from x instead would save nothing:
+    // out (what the next Linear saves) is itself recomputed from pre, so pre must be kept,
+    // or recomputing out would cost the whole GEMM again.
+    // The node is recomputable: out = gelu(pre) again from the saved pre, so a consumer that
+    // saves out (the next Linear) keeps no copy of it, as it does after GeluBackward0.
+    record_recomputable(
+        "LinearGeluBackward0", {x, weight, bias}, {r.out},
+        {needs_grad(weight) ? SavedTensor::recomputable(x) : SavedTensor(),
+         needs_grad(x) ? save(weight) : SavedTensor(), save(r.pre)},
+        [tanh_approx, x_shape](BackwardContext& c) {
+          detail::no_double_backward("LinearGeluBackward0");
+          // d_pre = grad * gelu'(pre) : [..., out], in grad's memory when nothing else holds it
+          // (GeluBackward0's kernel and reuse)
+          Tensor d_pre = raw::unary_backward(tanh_approx ? UnaryBackwardOp::GeluTanh : UnaryBackwardOp::Gelu,
+                                             c.grad(0), c.saved(2), Tensor(), {}, "LinearGeluBackward0", true);
+          // pre is done with: free it before the products (as the composition frees it after
+          // GeluBackward0), unless the graph is retained.
+          c.release_saved_early(2);
+          // grad_x = d_pre @ W : [R, out] x [out, in] -> [R, in] -> x's shape
+          // grad_W = d_pre^T @ x : [out, R] x [R, in] -> [out, in]
+          // grad_b = d_pre summed over rows : [out]
+          // In LinearBackward0's order: grad_x first, then x (recomputed when saved by
+          // reference) only for the weight's product, so the allocations follow the
+          // composition's (the CPU heap then holds no more than it did).
+          Tensor gx;
+          if (c.needs_input_grad(0))
+            gx = raw::linear_backward(d_pre, Tensor(), c.saved(1), x_shape, true, false, false).grad_x;
+          raw::LinearGrads g;
+          if (c.needs_input_grad(1) || c.needs_input_grad(2))
+            g = raw::linear_backward(d_pre, c.needs_input_grad(1) ? c.saved(0) : Tensor(), Tensor(), x_shape, false,
+                                     c.needs_input_grad(1), c.needs_input_grad(2));
+          return grads(std::move(gx), std::move(g.grad_weight), std::move(g.grad_bias));
+        },
+        [tanh_approx](BackwardContext& c) {
+          return raw::unary(tanh_approx ? UnaryOp::GeluTanh : UnaryOp::Gelu, c.saved(2), {}, "linear_gelu");
+        });
+  }
+  return std::move(r.out);
 }
 
 }  // namespace focus

@@ -67,6 +67,17 @@ class CudaBackend final : public Backend {
   /// With a bias, x foldable to one [M, K] matrix and weight row- or column-major: one
   /// cuBLASLt GEMM with CUBLASLT_EPILOGUE_BIAS (float32/float16/bfloat16); else Backend's.
   void linear(const TensorView& out, const TensorView& x, const TensorView& weight, const TensorView& bias) override;
+  /// approximate "tanh": one cuBLASLt GEMM with CUBLASLT_EPILOGUE_GELU_AUX(_BIAS) writing out
+  /// and pre (the layouts of linear(), plus N % 8 == 0 for the aux matrix's leading dim);
+  /// "none" (cuBLASLt has no erf GELU epilogue) and every other case: Backend's (linear's
+  /// bias epilogue into pre, then the elementwise exact GELU kernel).
+  void linear_gelu(const TensorView& out, const TensorView& pre, const TensorView& x, const TensorView& weight,
+                   const TensorView& bias, bool tanh_approx) override;
+  /// grad_x by matmul; grad_weight with grad_bias as one cuBLASLt GEMM with
+  /// CUBLASLT_EPILOGUE_BGRADB where the layouts allow (else matmul and a sum reduction);
+  /// float64, or only one of grad_weight / grad_bias wanted: Backend's.
+  void linear_backward(const TensorView& grad_x, const TensorView& grad_weight, const TensorView& grad_bias,
+                       const TensorView& grad, const TensorView& x, const TensorView& weight) override;
 
   // ---- shape and indexing: indexing.cu ------------------------------------------------------
   IndexScan scan_indices(const TensorView& index, int64_t lo, int64_t hi) override;

@@ -1,8 +1,10 @@
 #include "core/ops/linalg.h"
 
+#include <algorithm>
 #include <climits>
 
 #include "core/ops/common.h"
+#include "core/creation.h"
 #include "core/ops/view.h"
 
 namespace focus::raw {
@@ -132,6 +134,37 @@ void check_linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_blas_sizes(1, weight.size(1), weight.size(0), "linear");
 }
 
+namespace {
+
+// x and out as the views the linear kernels take: [rows, in] and [rows, out] matrices when
+// x's rows line up (or x is 1-D), else x's own dims with the kernel looping over the
+// leading ones (no copy either way). out is contiguous.
+struct LinearViews {
+  Tensor x2, o2;
+};
+LinearViews linear_views(const Tensor& x, const Tensor& out, int64_t in, int64_t out_f, const char* op) {
+  const int64_t rows = out.numel() / out_f;
+  FOCUS_CHECK(rows <= INT_MAX, "[{}] {} rows exceed BLAS's int sizes", op, rows);
+  LinearViews v{x, out};
+  if (x.dim() == 1) {
+    v.x2 = unsqueeze(x, 0);
+    v.o2 = unsqueeze(out, 0);
+  } else if (auto st = view_strides(x, {rows, in})) {
+    v.x2 = as_strided(x, {rows, in}, *st, x.storage_offset());
+    v.o2 = as_strided(out, {rows, out_f}, {out_f, 1}, out.storage_offset());
+  }
+  return v;
+}
+
+TensorView bias_view(const Tensor& x, const Tensor& bias) {
+  TensorView b;
+  b.dtype = x.dtype();
+  if (bias.defined()) b = make_view(bias);
+  return b;
+}
+
+}  // namespace
+
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_linear(x, weight, bias);
   const int64_t in = weight.size(1), out_f = weight.size(0);
@@ -139,25 +172,88 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   out_shape.back() = out_f;
   Tensor out = empty(out_shape, x.dtype(), x.device());
   if (out.numel() == 0) return out;
-  const int64_t rows = out.numel() / out_f;
-  FOCUS_CHECK(rows <= INT_MAX, "[linear] {} rows exceed BLAS's int sizes", rows);
-  // x as a [rows, in] matrix when its rows line up; else the kernel loops over x's
-  // leading dims (no copy either way).
-  Tensor x2 = x, o2 = out;
-  if (x.dim() == 1) {
-    x2 = unsqueeze(x, 0);
-    o2 = unsqueeze(out, 0);
-  } else if (auto st = view_strides(x, {rows, in})) {
-    x2 = as_strided(x, {rows, in}, *st, x.storage_offset());
-    o2 = as_strided(out, {rows, out_f}, {out_f, 1}, 0);
-  }
+  const LinearViews v = linear_views(x, out, in, out_f, "linear");
   // The kernel adds the bias (a GEMM epilogue on CUDA, addmm's beta = 1 onto the broadcast
   // bias elsewhere) and reads weight [out, in] as it is (BLAS/cuBLAS transpose flags).
-  TensorView bias_view;
-  bias_view.dtype = x.dtype();
-  if (bias.defined()) bias_view = make_view(bias);
-  backend_of(x).linear(make_view(o2), make_view(x2), make_view(weight), bias_view);
+  backend_of(x).linear(make_view(v.o2), make_view(v.x2), make_view(weight), bias_view(x, bias));
   return out;
+}
+
+bool check_linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias, std::string_view approximate) {
+  FOCUS_CHECK(approximate == "none" || approximate == "tanh",
+              "[linear_gelu] approximate must be 'none' or 'tanh', got '{}'", approximate);
+  check_defined(x, "linear_gelu", "input");
+  check_defined(weight, "linear_gelu", "weight");
+  FOCUS_CHECK(x.is_floating_point(), "[linear_gelu] expected a floating input, got {}", x.dtype());
+  check_linear(x, weight, bias);
+  return approximate == "tanh";
+}
+
+LinearGeluOutputs linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias, std::string_view approximate) {
+  const bool tanh_approx = check_linear_gelu(x, weight, bias, approximate);
+  const int64_t in = weight.size(1), out_f = weight.size(0);
+  Shape out_shape = x.shape();
+  out_shape.back() = out_f;
+  LinearGeluOutputs r{empty(out_shape, x.dtype(), x.device()), empty(out_shape, x.dtype(), x.device())};
+  if (r.out.numel() == 0) return r;
+  const LinearViews v = linear_views(x, r.pre, in, out_f, "linear_gelu");
+  const Tensor out2 = as_strided(r.out, v.o2.shape(), v.o2.strides(), 0);  // out's view, as pre's
+  backend_of(x).linear_gelu(make_view(out2), make_view(v.o2), make_view(v.x2), make_view(weight), bias_view(x, bias),
+                            tanh_approx);
+  return r;
+}
+
+LinearGrads linear_backward(const Tensor& grad, const Tensor& x, const Tensor& weight, const Shape& x_shape,
+                            bool need_x, bool need_weight, bool need_bias) {
+  check_defined(grad, "linear_backward", "grad");
+  FOCUS_CHECK(!need_x || weight.defined(), "[linear_backward] grad_x needs the weight");
+  FOCUS_CHECK(!need_weight || x.defined(), "[linear_backward] grad_weight needs the input");
+  FOCUS_CHECK(!x_shape.empty() && grad.dim() == static_cast<int64_t>(x_shape.size()),
+              "[linear_backward] grad {} does not match an input of shape {}", grad.shape(), x_shape);
+  const int64_t N = grad.size(-1), K = x_shape.back();
+  int64_t R = 1;
+  for (size_t i = 0; i + 1 < x_shape.size(); ++i) R *= x_shape[i];
+  const TensorOptions opts = TensorOptions(grad.dtype()).device(grad.device());
+  LinearGrads g;
+  // No rows, outputs or inputs: the products are empty, so those gradients are zeros.
+  if (need_x && (R == 0 || N == 0 || K == 0)) {
+    g.grad_x = zeros(x_shape, opts);
+    need_x = false;
+  }
+  if (need_weight && (R == 0 || N == 0 || K == 0)) {
+    g.grad_weight = zeros({N, K}, opts);
+    need_weight = false;
+  }
+  if (need_bias && (R == 0 || N == 0)) {
+    g.grad_bias = zeros({N}, opts);
+    need_bias = false;
+  }
+  if (!need_x && !need_weight && !need_bias) return g;
+  // The kernel reads grad as a contiguous [R, N] matrix (a view when it already is one).
+  Tensor grad2 = reshape(grad, {R, N});
+  if (!grad2.is_contiguous()) grad2 = to_contiguous(grad2, grad2.dtype(), grad2.device());
+  TensorView gx, gw, gb, xv, wv;
+  gx.dtype = gw.dtype = gb.dtype = xv.dtype = wv.dtype = grad.dtype();
+  if (need_x) {
+    g.grad_x = empty(x_shape, opts);
+    gx = make_view(reshape(g.grad_x, {R, K}));
+    wv = make_view(weight);
+  }
+  if (need_weight) {
+    g.grad_weight = empty({N, K}, opts);
+    gw = make_view(g.grad_weight);
+  }
+  if (need_bias) {
+    g.grad_bias = empty({N}, opts);
+    gb = make_view(g.grad_bias);
+  }
+  Tensor x2;  // x as [R, K]: a copy when its rows do not fold, as LinearBackward0's reshape
+  if (need_weight) {
+    x2 = reshape(x, {R, K});
+    xv = make_view(x2);
+  }
+  backend_of(grad).linear_backward(gx, gw, gb, make_view(grad2), xv, wv);
+  return g;
 }
 
 }  // namespace focus::raw
