@@ -3,8 +3,9 @@
 // kernel needs (the mean and rstd of each row; add_layer_norm also the sum it normalized).
 #include "autograd/functions/layer_norm.h"
 
-#include "autograd/functions/no_double_backward.h"
 #include "autograd/autocast.h"
+#include "autograd/functions/elementwise.h"
+#include "autograd/functions/no_double_backward.h"
 #include "autograd/node.h"
 #include "core/ops/layer_norm.h"
 
