@@ -7,11 +7,20 @@ holds PyTorch) in two modes:
   prepare --config NAME --steps N [--batch B] --out FILE [--seed 1337]
       writes the initial GPT weights (bench_gpt_torch.py's model and initialization) and N
       training batches to one safetensors file that both sides train from.
-  run --device cuda|cpu --sections abcde [sizes and repetitions, as bench_gpu's flags]
-      [--gpt name=FILE,...]
+  run --device cuda|cpu --sections abcdefgh [sizes and repetitions, as bench_gpu's flags]
+      [--gpt name=FILE,...] [--amp-gpt name=FILE,...] [--attn L:B:H,...] [--attn-hd 64,128]
+      [--attn-check FILE]
       prints "R <name> <seconds per call>" lines (timings), "V <name> <value>", "X <name>
       <why>" for a figure it could not take, "J {json}" per GPT run and "I <key> <value>"
-      lines of information.
+      lines of information. Sections run in the order given.
+
+Sections beyond bench_gpu's a-e: f, the GPT step under torch.autocast(bfloat16) (float32
+master weights, fused AdamW, F.scaled_dot_product_attention); h, the same step through
+torch.compile (compile time reported apart; bench_gpu runs it in a process of its own);
+g, attention forward and forward+backward in bfloat16 with the flash backend forced
+(torch.nn.attention.sdpa_kernel, or torch.backends.cuda.sdp_kernel on 2.0-2.2), and the
+correctness check of focus's flash kernels: --attn-check names the file focus wrote (inputs,
+its output and gradients), compared with torch's flash and a float64 reference.
 
 Timing as bench_gpu: warm-up calls, then the median over repetitions of the time per call,
 each repetition a loop of calls between two torch.cuda.synchronize() calls. PyTorch runs at
@@ -196,6 +205,122 @@ def bench_fused(a, dev, tm):
     measure("cross_entropy.fb", lambda: tm.median(cross_entropy_fb))
 
 
+# ---- (g) attention -------------------------------------------------------------------------
+def flash_context():
+    """(context factory forcing the flash backend, None) or (None, why not)."""
+    if not hasattr(F, "scaled_dot_product_attention"):
+        return None, f"no F.scaled_dot_product_attention in torch {torch.__version__}"
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return (lambda: sdpa_kernel(SDPBackend.FLASH_ATTENTION)), None
+    except ImportError:
+        pass
+    if hasattr(torch.backends.cuda, "sdp_kernel"):  # torch 2.0 - 2.2
+        return (lambda: torch.backends.cuda.sdp_kernel(enable_flash=True, enable_math=False,
+                                                       enable_mem_efficient=False)), None
+    return None, f"no sdpa_kernel in torch {torch.__version__}"
+
+
+def attention_math(q, k, v, causal):
+    """The written-out attention (any torch): softmax(q k^T / sqrt(d) + causal mask) v."""
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.size(-1)))
+    if causal:
+        L, S = q.size(-2), k.size(-2)
+        mask = torch.ones(L, S, dtype=torch.bool, device=q.device).tril()
+        att = att.masked_fill(~mask, float("-inf"))
+    low = q.dtype in (torch.float16, torch.bfloat16)
+    return torch.softmax(att.float() if low else att, dim=-1).to(q.dtype) @ v
+
+
+def attn_name(impl, pas, L, hd, causal):
+    return f"attn.{impl}.{pas}.{L}.{hd}.{'c' if causal else 'n'}"
+
+
+def bench_attention(a, dev, tm):
+    ctx, why = flash_context()
+    for cfg in a.attn.split(","):
+        if not cfg:
+            continue
+        L, B, H = (int(v) for v in cfg.split(":"))
+        for hd in a.attn_hd:
+            q, k, v, g = (torch.randn(B, H, L, hd, device=dev, dtype=torch.bfloat16) for _ in range(4))
+            for t in (q, k, v):
+                t.requires_grad_(True)
+            for causal in (False, True):
+                def clear():
+                    q.grad = k.grad = v.grad = None
+
+                if ctx is not None:
+                    def fwd():
+                        with ctx(), torch.no_grad():
+                            F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+                    def fb():
+                        clear()
+                        with ctx():
+                            F.scaled_dot_product_attention(q, k, v, is_causal=causal).backward(g)
+
+                    measure(attn_name("flash", "fwd", L, hd, causal), lambda: tm.median(fwd))
+                    measure(attn_name("flash", "fb", L, hd, causal), lambda: tm.median(fb))
+                else:
+                    for pas in ("fwd", "fb"):
+                        print(f"X {attn_name('flash', pas, L, hd, causal)} {why}", flush=True)
+                    # The written-out attention instead, so that this torch still runs the section.
+                    def mfb():
+                        clear()
+                        attention_math(q, k, v, causal).backward(g)
+
+                    measure(attn_name("math", "fb", L, hd, causal), lambda: tm.median(mfb))
+            del q, k, v, g
+    if a.attn_check:
+        try:
+            attention_check(a, dev, ctx, why)
+        except Exception as e:
+            print(f"X attn.check {first_line(e)}", flush=True)
+
+
+def first_line(e):
+    return str(e).strip().splitlines()[0][:110] if str(e).strip() else type(e).__name__
+
+
+def attention_check(a, dev, ctx, why):
+    """Compares focus's flash output and gradients (written by bench_gpu) with torch's flash
+    and a float64 reference on the same bfloat16 inputs. Prints, per case and tensor, the
+    largest absolute difference over the reference's largest magnitude:
+    V attn.check.<case>.<tensor>.<ft|fr|tr> (f = focus, t = torch flash, r = reference)."""
+    tensors, meta = bg.st_load(a.attn_check)
+    cases = [c for c in meta.get("cases", "").split(";") if c]
+    for i, case in enumerate(cases):
+        causal = case.split(",")[2] == "1"
+        pre = f"c{i}."
+        inp = {n: torch.from_numpy(tensors[pre + n]).to(dev) for n in ("q", "k", "v", "dout")}
+        ref = {}
+        x = [inp[n].double().requires_grad_(True) for n in ("q", "k", "v")]
+        o = attention_math(*x, causal)
+        o.backward(inp["dout"].double())
+        ref = {"out": o.detach(), "dq": x[0].grad, "dk": x[1].grad, "dv": x[2].grad}
+        got_t = None
+        if ctx is not None:
+            y = [inp[n].bfloat16().requires_grad_(True) for n in ("q", "k", "v")]
+            with ctx():
+                o = F.scaled_dot_product_attention(*y, is_causal=causal)
+            o.backward(inp["dout"].bfloat16())
+            got_t = {"out": o.detach(), "dq": y[0].grad, "dk": y[1].grad, "dv": y[2].grad}
+        else:
+            print(f"X attn.check.{i}.torch {why}", flush=True)
+        for n in ("out", "dq", "dk", "dv"):
+            r = ref[n]
+            scale = max(float(r.abs().max()), 1e-30)
+            f = torch.from_numpy(tensors[pre + n]).to(dev).double()
+            print(f"V attn.check.{i}.{n}.fr {float((f - r).abs().max()) / scale:.6g}", flush=True)
+            if got_t is not None:
+                t = got_t[n].double()
+                print(f"V attn.check.{i}.{n}.tr {float((t - r).abs().max()) / scale:.6g}", flush=True)
+                print(f"V attn.check.{i}.{n}.ft {float((f - t).abs().max()) / scale:.6g}", flush=True)
+    print(f"I attn_check {len(cases)} cases", flush=True)
+
+
 # ---- (e) GPT -------------------------------------------------------------------------------
 def sdpa_forward(self, x):
     """bench_gpt_torch.CausalSelfAttention.forward with PyTorch's fused attention."""
@@ -237,7 +362,15 @@ def prepare(a):
     print(f"I params {sum(p.numel() for p in model.parameters())}", flush=True)
 
 
-def train_gpt(a, name, path, dev, tm):
+def train_gpt(a, name, path, dev, tm, mode="f32"):
+    """One training run from a prepared file. mode: f32 (float32, TF32 off: the parity run),
+    amp (forward and loss under torch.autocast bfloat16, float32 master weights) or compile
+    (amp through torch.compile; the first step, which compiles, is timed apart)."""
+    key = {"f32": name, "amp": f"amp:{name}", "compile": f"compile:{name}"}[mode]
+    if mode == "compile" and not hasattr(torch, "compile"):
+        print(f"X gpt.{key} torch.compile not available in torch {torch.__version__}", flush=True)
+        return
+    set_precision("highest")
     tensors, meta = bg.st_load(path)
     c = {k: int(meta[k]) for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")}
     c.update(bias=meta.get("bias", "1") == "1", dropout=0.0)
@@ -257,50 +390,94 @@ def train_gpt(a, name, path, dev, tm):
         opt = torch.optim.AdamW(groups, lr=bg.LR, betas=(bg.BETA1, bg.BETA2), eps=bg.EPS, **kw)
     except (TypeError, RuntimeError):  # torch without fused AdamW
         opt, adamw = torch.optim.AdamW(groups, lr=bg.LR, betas=(bg.BETA1, bg.BETA2), eps=bg.EPS), "default"
+    fwd = model
+    if mode == "compile":
+        fwd = torch.compile(model)
     steps, B, T = xs.shape[0], xs.shape[1], xs.shape[2]
-    warmup = min(a.gpt_warmup, steps - 1)
+
+    def step(s):
+        if mode == "f32":
+            _, loss = fwd(xs[s], ys[s])
+        else:
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16):
+                _, loss = fwd(xs[s], ys[s])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    losses = []
+    first = 0
+    compile_s = None
+    if mode == "compile":  # the step that compiles (forward and backward graphs), timed apart
+        t0 = time.perf_counter()
+        losses.append(step(0))
+        tm.sync()
+        compile_s = time.perf_counter() - t0
+        print(f"  torch compile {name}: first step {compile_s:.1f} s", file=sys.stderr, flush=True)
+        first = 1
+    warmup = min(max(a.gpt_warmup, first), steps - 1)
     tm.sync()
     if tm.cuda:
         torch.cuda.reset_peak_memory_stats()
-    losses = []
     t0 = time.perf_counter()
-    s = 0
+    s = first
     while s < steps:
         if s == warmup:
             tm.sync()
             t0 = time.perf_counter()
         if s >= warmup + 2 and time.perf_counter() - t0 > a.gpt_budget:
             break
-        _, loss = model(xs[s], ys[s])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.detach())
+        losses.append(step(s))
         s += 1
     tm.sync()
     timed = time.perf_counter() - t0
     n_params = sum(p.numel() for p in model.parameters())
+    # nanoGPT's estimate_mfu / PaLM appendix B: 6 N (N without the position embedding) plus
+    # 12 n_layer n_embd T for attention's two products, per token.
+    fpt = 6 * (n_params - model.wpe.weight.numel()) + 12 * c["n_layer"] * c["n_embd"] * T
     out = {
-        "config": name,
+        "config": key,
         "framework": "torch",
+        "mode": mode,
         "steps": s,
         "timed_steps": s - warmup,
         "seconds": timed,
-        "tokens_per_s": B * T * (s - warmup) / timed if timed > 0 else 0.0,
+        "tokens_per_s": B * T * (s - warmup) / timed if timed > 0 and s > warmup else 0.0,
         "losses": [float(l) for l in losses],
         "params": n_params,
         "batch": B,
         "context": T,
-        "note": f"attention {a.attention_used}, AdamW {adamw}",
+        "flops_per_token": fpt,
+        "note": f"attention {a.attention_used}, AdamW {adamw}" + (", bf16 autocast" if mode != "f32" else ""),
     }
+    if compile_s is not None:
+        out["compile_s"] = compile_s
     if tm.cuda:
         out["peak_bytes"] = torch.cuda.max_memory_allocated()
     else:
         out["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print("J " + json.dumps(out), flush=True)
-    del model, opt, xs, ys, losses
+    del model, fwd, opt, xs, ys, losses
     if tm.cuda:
         torch.cuda.empty_cache()
+
+
+def run_gpts(a, spec, dev, tm, mode):
+    for item in spec.split(","):
+        if not item:
+            continue
+        name, path = item.split("=", 1)
+        key = {"f32": name, "amp": f"amp:{name}", "compile": f"compile:{name}"}[mode]
+        t0 = time.perf_counter()
+        try:
+            train_gpt(a, name, path, dev, tm, mode)
+        except Exception as e:
+            print(f"X gpt.{key} {first_line(e)}", flush=True)
+            print(f"  torch gpt {key}: {type(e).__name__}: {str(e)[:2000]}", file=sys.stderr, flush=True)
+        print(f"torch gpt {key}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        if tm.cuda:
+            torch.cuda.empty_cache()
 
 
 def run(a):
@@ -316,26 +493,25 @@ def run(a):
     elif a.attention == "sdpa":
         bg.CausalSelfAttention.forward = sdpa_forward
     t_start = time.perf_counter()
-    for letter, fn in (("a", bench_matmul), ("b", bench_overhead), ("c", bench_elementwise), ("d", bench_fused)):
-        if letter in a.sections:
-            t0 = time.perf_counter()
+    sections = {"a": bench_matmul, "b": bench_overhead, "c": bench_elementwise, "d": bench_fused,
+                "g": bench_attention}
+    for letter in a.sections:  # in the order given
+        t0 = time.perf_counter()
+        if letter in sections:
+            fn = sections[letter]
             try:
                 fn(a, dev, tm)
             except Exception as e:  # the inputs could not be made (out of memory, ...)
                 print(f"  torch section {letter}: {e}", file=sys.stderr, flush=True)
             print(f"torch {fn.__name__}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
-    if "e" in a.sections and a.gpt:
-        for item in a.gpt.split(","):
-            name, path = item.split("=", 1)
-            t0 = time.perf_counter()
-            try:
-                train_gpt(a, name, path, dev, tm)
-            except Exception as e:
-                print(f"X gpt.{name} {str(e).strip().splitlines()[0][:110] if str(e).strip() else type(e).__name__}",
-                      flush=True)
-            print(f"torch gpt {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        elif letter == "e" and a.gpt:
+            run_gpts(a, a.gpt, dev, tm, "f32")
+        elif letter == "f" and a.amp_gpt:
+            run_gpts(a, a.amp_gpt, dev, tm, "amp")
+        elif letter == "h" and a.amp_gpt:
+            run_gpts(a, a.amp_gpt, dev, tm, "compile")
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
     print(f"torch: {time.perf_counter() - t_start:.1f} s in all", file=sys.stderr, flush=True)
 
 
@@ -350,7 +526,7 @@ def main():
     q.add_argument("--seed", type=int, default=1337)
     r = sub.add_parser("run")
     r.add_argument("--device", default="cuda")
-    r.add_argument("--sections", default="abcde")
+    r.add_argument("--sections", default="abcde")  # any of abcdefgh, in order
     r.add_argument("--sizes", default="4096,8192", type=lambda s: [int(v) for v in s.split(",") if v])
     r.add_argument("--elems", type=int, default=1 << 28)
     r.add_argument("--rows", type=int, default=16384)
@@ -364,6 +540,10 @@ def main():
     r.add_argument("--gpt-warmup", type=int, default=3)
     r.add_argument("--gpt-budget", type=float, default=15.0)
     r.add_argument("--attention", choices=("sdpa", "math"), default="sdpa")
+    r.add_argument("--amp-gpt", default="", help="name=FILE,... (files from prepare): sections f, h")
+    r.add_argument("--attn", default="1024:4:16,4096:1:16", help="L:B:H,... (L = S)")
+    r.add_argument("--attn-hd", default="64,128", type=lambda s: [int(v) for v in s.split(",") if v])
+    r.add_argument("--attn-check", default="", help="the file of focus's flash results to compare")
     a = p.parse_args()
     prepare(a) if a.mode == "prepare" else run(a)
 
