@@ -101,6 +101,7 @@ struct Options {
   std::vector<AttnConfig> attn{{1024, 4, 16}, {4096, 1, 16}};
   std::vector<int64_t> attn_hd{64, 128};
   int64_t attn_check_len = 1000;  // L = S of the correctness cases ([1, 4, L, hd])
+  std::string attn_dtype;         // bf16 or f32 (default: bf16; f32 with --device cpu, whose flash path is float32)
   double peak_tflops = 0;         // bf16 dense peak for MFU; 0: from the device's name
   double compile_timeout = 150;   // seconds for torch.compile's run (h), at most
   std::string json_path;
@@ -489,16 +490,17 @@ std::string attn_name(const char* impl, const char* pass, int64_t L, int64_t hd,
 // o.attn_check names a file, the flash output and gradients of small cases for the torch
 // side to compare.
 void bench_attention(const Options& o, Results& r) {
+  const DType dt = o.attn_dtype == "f32" ? kFloat32 : kBFloat16;
   for (const AttnConfig& c : o.attn) {
     for (const int64_t hd : o.attn_hd) {
       std::fprintf(stderr, "focus attention L %lld, B %lld, H %lld, hd %lld...\n", static_cast<long long>(c.L),
                    static_cast<long long>(c.B), static_cast<long long>(c.H), static_cast<long long>(hd));
       Tensor q, k, v, g;
       try {
-        q = randn_dev({c.B, c.H, c.L, hd}).to(kBFloat16).requires_grad_();
-        k = randn_dev({c.B, c.H, c.L, hd}).to(kBFloat16).requires_grad_();
-        v = randn_dev({c.B, c.H, c.L, hd}).to(kBFloat16).requires_grad_();
-        g = randn_dev({c.B, c.H, c.L, hd}).to(kBFloat16);
+        q = randn_dev({c.B, c.H, c.L, hd}).to(dt).requires_grad_();
+        k = randn_dev({c.B, c.H, c.L, hd}).to(dt).requires_grad_();
+        v = randn_dev({c.B, c.H, c.L, hd}).to(dt).requires_grad_();
+        g = randn_dev({c.B, c.H, c.L, hd}).to(dt);
       } catch (const std::exception& e) {
         for (const char* impl : {"flash", "math"})
           for (const char* pass : {"fwd", "fb"})
@@ -535,10 +537,10 @@ void bench_attention(const Options& o, Results& r) {
     for (const int64_t hd : o.attn_hd)
       for (const bool causal : {false, true}) {
         const Shape shape{1, 4, o.attn_check_len, hd};
-        Tensor q = randn_dev(shape).to(kBFloat16).requires_grad_();
-        Tensor k = randn_dev(shape).to(kBFloat16).requires_grad_();
-        Tensor v = randn_dev(shape).to(kBFloat16).requires_grad_();
-        const Tensor g = randn_dev(shape).to(kBFloat16);
+        Tensor q = randn_dev(shape).to(dt).requires_grad_();
+        Tensor k = randn_dev(shape).to(dt).requires_grad_();
+        Tensor v = randn_dev(shape).to(dt).requires_grad_();
+        const Tensor g = randn_dev(shape).to(dt);
         Tensor y;
         {
           SdpaKernelGuard guard({SDPBackend::FlashAttention});
@@ -816,10 +818,10 @@ void run_worker(const Options& o, const std::string& what, const std::string& ex
   const std::string cmd = fmt::format(
       "timeout -k 5 {:.0f} {} --worker {} --device {} --sizes {} --elems {} --rows {} --cols {} --overhead-ops {} "
       "--warmup {} --reps {} --min-sample {} --max-measure {} --gpt-warmup {} --gpt-budget {} --attn {} --attn-hd {} "
-      "--attn-check-len {}{}",
+      "--attn-check-len {} --attn-dtype {}{}",
       limit, shell_quote(self), what, o.device, join(o.sizes), o.elems, o.rows, o.cols, o.overhead_ops,
       o.warmup, o.reps, o.min_sample, o.max_measure, o.gpt_warmup, o.gpt_budget, join_attn(o.attn), join(o.attn_hd),
-      o.attn_check_len, extra);
+      o.attn_check_len, o.attn_dtype, extra);
   const double t0 = now_s();
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) {
@@ -895,10 +897,10 @@ void run_torch(const Options& o, const TorchRun& run, double time_left, Results&
   std::string cmd = fmt::format(
       "timeout -k 5 {:.0f} {} {} run --device {} --sections {} --sizes {} --elems {} --rows {} --cols {} --overhead-ops {} "
       "--warmup {} --reps {} --min-sample {} --max-measure {} --gpt-warmup {} --gpt-budget {} --attention {} "
-      "--attn {} --attn-hd {}",
+      "--attn {} --attn-hd {} --attn-dtype {}",
       std::max(30.0, time_left), o.python, shell_quote(o.torch_script), g_dev.is_cuda() ? "cuda" : "cpu", run.sections,
       join(o.sizes), o.elems, o.rows, o.cols, o.overhead_ops, o.warmup, o.reps, o.min_sample, o.max_measure,
-      o.gpt_warmup, o.gpt_budget, o.attention, join_attn(o.attn), join(o.attn_hd));
+      o.gpt_warmup, o.gpt_budget, o.attention, join_attn(o.attn), join(o.attn_hd), o.attn_dtype);
   if (!gpt.empty()) cmd += " --gpt " + shell_quote(gpt);
   if (!amp.empty()) cmd += " --amp-gpt " + shell_quote(amp);
   if (!run.attn_check.empty()) cmd += " --attn-check " + shell_quote(run.attn_check);
@@ -1240,7 +1242,8 @@ std::vector<Row> report(const Options& o, const Results& f, const Results& t, co
     for (const AttnConfig& c : o.attn)
       for (int64_t hd : o.attn_hd)
         for (bool causal : {false, true}) {
-          Row w{fmt::format("attn {} hd{} {} fb", c.L, hd, causal ? "causal" : "full"), "TFLOP/s"};
+          Row w{fmt::format("attn {} hd{} {} fb{}", c.L, hd, causal ? "causal" : "full", o.attn_dtype == "f32" ? " f32" : ""),
+                "TFLOP/s"};
           const std::string fb = attn_name("flash", "fb", c.L, hd, causal);
           w.focus = rate(get(f.sec, fb), attn_flops(c, hd, causal, true) * 1e-12);
           w.torch = rate(get(t.sec, fb), attn_flops(c, hd, causal, true) * 1e-12);
@@ -1315,9 +1318,10 @@ void print_parity(const Options& o, const Results& f, const Results& t) {
 
 // (g): the flash check, per case and tensor.
 void print_attention_check(const Options& o, const Results& f, const Results& t) {
-  std::printf("\n=== flash attention check: focus flash vs torch flash and a float64 reference on the same bf16\n"
+  std::printf("\n=== flash attention check: focus flash vs torch flash and a float64 reference on the same %s\n"
               "    inputs [1, 4, L, hd]; error = max |a - b| / max |reference|; PASS: focus-ref <= 2 x torch-ref + 2e-3\n"
-              "    (<= 1e-2 where torch has no flash kernel)\n");
+              "    (<= 1e-2 where torch has no flash kernel)\n",
+              o.attn_dtype == "f32" ? "float32" : "bf16");
   if (auto it = f.missing.find("attn.check"); it != f.missing.end()) {
     std::printf("NOT RUN: focus: %s\n", it->second.c_str());
     return;
@@ -1395,7 +1399,8 @@ std::vector<Target> targets_of(const Options& o, const Results& f, const Results
     }
   }
   if (has('g')) {
-    Target x{"attention fwd+bwd bf16: focus flash / torch flash", ">= 0.80x each", "", "NOT RUN"};
+    Target x{fmt::format("attention fwd+bwd {}: focus flash / torch flash", o.attn_dtype), ">= 0.80x each", "",
+             "NOT RUN"};
     double worst = 1e300, best = 0;
     std::string worst_case, missing;
     int n = 0, cases = 0;
@@ -1558,7 +1563,8 @@ void usage() {
       "                 [--max-measure 4] [--python python3] [--torch-script PATH]\n"
       "                 [--attention sdpa|math] [--workdir DIR] [--worker-timeout 75] [--budget 300]\n"
       "                 [--amp-gpt gpt2:12:16] [--attn 1024:4:16,4096:1:16] [--attn-hd 64,128]\n"
-      "                 [--attn-check-len 1000] [--peak-tflops T] [--compile-timeout 150] [--json FILE]\n"
+      "                 [--attn-check-len 1000] [--attn-dtype bf16|f32] [--peak-tflops T]\n"
+      "                 [--compile-timeout 150] [--json FILE]\n"
       "  sections: a matmul (f32, tf32, bf16), b per-op overhead, c elementwise bandwidth,\n"
       "            d softmax/layer_norm/cross_entropy, e GPT training steps (float32, loss parity),\n"
       "            f GPT step under bf16 autocast (eager and CUDA graph), g attention (flash, math,\n"
@@ -1614,6 +1620,7 @@ int main(int argc, char** argv) try {
     else if (a == "--attn") o.attn = parse_attn(next()), attn_set = true;
     else if (a == "--attn-hd") o.attn_hd = parse_int64s(next()), hd_set = true;
     else if (a == "--attn-check-len") o.attn_check_len = std::stoll(next()), check_set = true;
+    else if (a == "--attn-dtype") o.attn_dtype = next();
     else if (a == "--peak-tflops") o.peak_tflops = std::stod(next());
     else if (a == "--compile-timeout") o.compile_timeout = std::stod(next());
     else if (a == "--json") o.json_path = next();
@@ -1654,6 +1661,8 @@ int main(int argc, char** argv) try {
               "[bench_gpu] --reps, --warmup >= 1, --overhead-ops >= 10, sizes positive");
   FOCUS_CHECK(o.attention == "sdpa" || o.attention == "math", "[bench_gpu] --attention must be sdpa or math");
   FOCUS_CHECK(o.attn_check_len >= 1 && !o.attn_hd.empty(), "[bench_gpu] --attn-check-len >= 1, --attn-hd not empty");
+  if (o.attn_dtype.empty()) o.attn_dtype = cpu ? "f32" : "bf16";
+  FOCUS_CHECK(o.attn_dtype == "bf16" || o.attn_dtype == "f32", "[bench_gpu] --attn-dtype must be bf16 or f32");
   for (char c : o.sections)
     FOCUS_CHECK(c == ',' || (c >= 'a' && c <= 'h'), "[bench_gpu] --sections: letters a-h and commas, got {}", o.sections);
   if (o.torch_script.empty()) o.torch_script = bench::script_beside("bench_gpu_torch.py");

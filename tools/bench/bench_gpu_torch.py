@@ -244,7 +244,7 @@ def bench_attention(a, dev, tm):
             continue
         L, B, H = (int(v) for v in cfg.split(":"))
         for hd in a.attn_hd:
-            q, k, v, g = (torch.randn(B, H, L, hd, device=dev, dtype=torch.bfloat16) for _ in range(4))
+            q, k, v, g = (torch.randn(B, H, L, hd, device=dev, dtype=a.attn_dt) for _ in range(4))
             for t in (q, k, v):
                 t.requires_grad_(True)
             for causal in (False, True):
@@ -302,10 +302,10 @@ def attention_check(a, dev, ctx, why):
         ref = {"out": o.detach(), "dq": x[0].grad, "dk": x[1].grad, "dv": x[2].grad}
         got_t = None
         if ctx is not None:
-            y = [inp[n].bfloat16().requires_grad_(True) for n in ("q", "k", "v")]
+            y = [inp[n].to(a.attn_dt).requires_grad_(True) for n in ("q", "k", "v")]
             with ctx():
                 o = F.scaled_dot_product_attention(*y, is_causal=causal)
-            o.backward(inp["dout"].bfloat16())
+            o.backward(inp["dout"].to(a.attn_dt))
             got_t = {"out": o.detach(), "dq": y[0].grad, "dk": y[1].grad, "dv": y[2].grad}
         else:
             print(f"X attn.check.{i}.torch {why}", flush=True)
@@ -544,7 +544,10 @@ def main():
     r.add_argument("--attn", default="1024:4:16,4096:1:16", help="L:B:H,... (L = S)")
     r.add_argument("--attn-hd", default="64,128", type=lambda s: [int(v) for v in s.split(",") if v])
     r.add_argument("--attn-check", default="", help="the file of focus's flash results to compare")
+    r.add_argument("--attn-dtype", choices=("bf16", "f32"), default="bf16")
     a = p.parse_args()
+    if a.mode == "run":
+        a.attn_dt = torch.bfloat16 if a.attn_dtype == "bf16" else torch.float32
     prepare(a) if a.mode == "prepare" else run(a)
 
 
