@@ -1316,6 +1316,8 @@ void print_parity(const Options& o, const Results& f, const Results& t) {
   }
 }
 
+std::string sci(std::optional<double> v) { return v ? fmt::format("{:.2e}", *v) : std::string("-"); }
+
 // (g): the flash check, per case and tensor.
 void print_attention_check(const Options& o, const Results& f, const Results& t) {
   std::printf("\n=== flash attention check: focus flash vs torch flash and a float64 reference on the same %s\n"
@@ -1332,7 +1334,7 @@ void print_attention_check(const Options& o, const Results& f, const Results& t)
     for (const char* n : {"out", "dq", "dk", "dv"}) {
       const CheckFig c = check_fig(t, i, n);
       std::printf("%-22s %-5s %12s %12s %12s  %s\n", fmt::format("L{} hd{} {}", L, hd, causal ? "causal" : "full").c_str(),
-                  n, num(c.ft, 6).c_str(), num(c.fr, 6).c_str(), num(c.tr, 6).c_str(),
+                  n, sci(c.ft).c_str(), sci(c.fr).c_str(), sci(c.tr).c_str(),
                   !c.fr ? "NOT RUN" : check_ok(c) ? "PASS" : "FAIL");
     }
     ++i;
@@ -1471,14 +1473,16 @@ std::vector<Target> targets_of(const Options& o, const Results& f, const Results
     }
     out.push_back(x);
   }
+  for (Target& x : out)
+    if (x.measured.empty()) x.measured = t.error.empty() ? "no figure" : "torch: " + t.error;
   return out;
 }
 
 void print_targets(const std::vector<Target>& targets) {
   if (targets.empty()) return;
-  std::printf("\n=== targets\n%-46s %-16s %-8s %s\n", "target", "goal", "status", "measured");
+  std::printf("\n=== targets\n%-50s %-20s %-8s %s\n", "target", "goal", "status", "measured");
   for (const Target& x : targets)
-    std::printf("%-46s %-16s %-8s %s\n", x.name.c_str(), x.goal.c_str(), x.status.c_str(), x.measured.c_str());
+    std::printf("%-50s %-20s %-8s %s\n", x.name.c_str(), x.goal.c_str(), x.status.c_str(), x.measured.c_str());
 }
 
 void write_json(const Options& o, const Results& f, const Results& t, const std::vector<Row>& rows,
