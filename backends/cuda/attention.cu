@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "backends/common/philox.h"
+#include "backends/cuda/attention_geom.cuh"
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/kernel_utils.cuh"
@@ -36,15 +37,6 @@ namespace {
 constexpr const char* kFwdOp = "scaled_dot_product_attention";
 constexpr const char* kBwdOp = "scaled_dot_product_attention_backward";
 constexpr int kRowThreads = 128;
-
-// Where the rows of a [B..., L, C] view live: its batch dims coalesced (innermost first),
-// and its row and column strides. Row r of the flattened [B*L, C] is (b, l) = (r / L, r % L).
-struct RowGeom {
-  int nb = 0;
-  int64_t sizes[kMaxDims] = {};
-  int64_t strides[kMaxDims] = {};
-  int64_t s_row = 0, s_col = 0;
-};
 
 // The attention mask: none, bool (true = attend) or additive (the scores' dtype).
 enum MaskKind : int { kNoMask = 0, kBoolMask = 1, kAddMask = 2 };
@@ -61,38 +53,6 @@ struct DropoutArg {
   double ks = 1;
   uint64_t seed = 0, offset = 0;
 };
-
-RowGeom row_geom(const TensorView& v, int nb) {
-  RowGeom g;
-  for (int d = nb - 1; d >= 0; --d) {
-    const int64_t s = v.sizes[d], t = v.strides[d];
-    if (s == 1) continue;
-    if (g.nb > 0 && g.strides[g.nb - 1] * g.sizes[g.nb - 1] == t) {
-      g.sizes[g.nb - 1] *= s;
-      continue;
-    }
-    g.sizes[g.nb] = s;
-    g.strides[g.nb] = t;
-    ++g.nb;
-  }
-  g.s_row = v.strides[nb];
-  g.s_col = v.strides[nb + 1];
-  return g;
-}
-
-// Element offset of (row r, column 0) in a view described by g.
-__device__ __forceinline__ int64_t row_offset(const RowGeom& g, int64_t r, int64_t L) {
-  int64_t b = r / L;
-  int64_t off = (r - b * L) * g.s_row;
-#pragma unroll
-  for (int d = 0; d < kMaxDims; ++d) {
-    if (d >= g.nb) break;
-    const int64_t s = g.sizes[d];
-    off += (b % s) * g.strides[d];
-    b /= s;
-  }
-  return off;
-}
 
 template <typename A> __device__ __forceinline__ A exp_acc(A x) {
   if constexpr (std::is_same_v<A, double>) return exp(x);

@@ -55,6 +55,7 @@
 
 #include "backends/common/flash.h"
 #include "backends/common/philox.h"
+#include "backends/cuda/attention_geom.cuh"
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/kernel_utils.cuh"
@@ -77,51 +78,9 @@ constexpr int kDefaultSmem = 48 * 1024;  // above this a kernel must opt in
 // ---- geometry ---------------------------------------------------------------------------
 // Where the rows of a [B..., rows, cols] view live: its batch dims coalesced (innermost
 // first, size-1 dims dropped, stride 0 kept for broadcast) and its row and column strides.
-// The same description as attention.cu's RowGeom, split so that a block computes the batch
-// offset once and then walks rows itself.
-struct BatchGeom {
-  int nb = 0;
-  int64_t sizes[kMaxDims] = {};
-  int64_t strides[kMaxDims] = {};
-  int64_t s_row = 0, s_col = 0;
-};
-
-BatchGeom batch_geom(const TensorView& v, int nb) {
-  BatchGeom g;
-  for (int d = nb - 1; d >= 0; --d) {
-    const int64_t s = v.sizes[d], t = v.strides[d];
-    if (s == 1) continue;
-    if (g.nb > 0 && g.strides[g.nb - 1] * g.sizes[g.nb - 1] == t) {
-      g.sizes[g.nb - 1] *= s;
-      continue;
-    }
-    g.sizes[g.nb] = s;
-    g.strides[g.nb] = t;
-    ++g.nb;
-  }
-  g.s_row = v.strides[nb];
-  g.s_col = v.strides[nb + 1];
-  return g;
-}
-
-// Element offset of batch entry b. The loop is unrolled with a break (not a loop bounded by
-// g.nb) so that the kernel-parameter arrays are indexed by constants and never copied into
-// local memory.
-__device__ __forceinline__ int64_t batch_offset(const BatchGeom& g, int64_t b) {
-  int64_t off = 0;
-#pragma unroll
-  for (int d = 0; d < kMaxDims; ++d) {
-    if (d >= g.nb) break;
-    const int64_t s = g.sizes[d];
-    off += (b % s) * g.strides[d];
-    b /= s;
-  }
-  return off;
-}
-
 // Whether a [B..., rows, D] view can be read in 16-byte vectors: unit column stride and
 // every row start 16-byte aligned in every batch entry.
-bool vec_ok(const TensorView& v, const BatchGeom& g, size_t elem) {
+bool vec_ok(const TensorView& v, const RowGeom& g, size_t elem) {
   const int64_t n = static_cast<int64_t>(16 / elem);
   if (reinterpret_cast<uintptr_t>(v.data) % 16 != 0 || g.s_col != 1 || g.s_row % n != 0) return false;
   for (int d = 0; d < g.nb; ++d)
@@ -306,7 +265,7 @@ __device__ __forceinline__ void load_tile(T* s, const T* base, int64_t s_row, in
 // The attention mask at (row l, key j) of one batch entry (mask = its base): allow for a
 // bool mask, the additive value for a float mask.
 template <typename T>
-__device__ __forceinline__ void read_mask(int kind, const void* mask, const BatchGeom& mg, int64_t l, int64_t j,
+__device__ __forceinline__ void read_mask(int kind, const void* mask, const RowGeom& mg, int64_t l, int64_t j,
                                           bool& allow, float& add) {
   const int64_t off = l * mg.s_row + j * mg.s_col;
   if (kind == common::kFlashBoolMask) allow = static_cast<const bool*>(mask)[off];
@@ -321,7 +280,7 @@ struct FwdParams {
   const void* mask = nullptr;
   void* out = nullptr;
   float* lse = nullptr;
-  BatchGeom qg, kg, vg, mg;
+  RowGeom qg, kg, vg, mg;
   int64_t nbatch = 0;
   int L = 0, S = 0;
   int mask_kind = common::kFlashNoMask;
@@ -490,7 +449,7 @@ __global__ void __launch_bounds__(kBlockThreads) flash_forward_kernel(const FwdP
 // D = rowsum(dO * O) in float32, one warp per row of [B * L].
 template <typename T>
 __global__ void __launch_bounds__(kBlockThreads)
-    dsum_kernel(float* dsum, const T* dout, BatchGeom dog, const T* out, int64_t rows, int L, int E) {
+    dsum_kernel(float* dsum, const T* dout, RowGeom dog, const T* out, int64_t rows, int L, int E) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + warp; r < rows;
        r += static_cast<int64_t>(gridDim.x) * kWarps) {
@@ -524,7 +483,7 @@ struct BwdParams {
   void* dk = nullptr;      // [B, S, E] (null = not wanted)
   void* dv = nullptr;      // [B, S, E] (null = not wanted)
   void* dmask = nullptr;   // [B, L, S] (null = not wanted)
-  BatchGeom qg, kg, vg, mg, dog;
+  RowGeom qg, kg, vg, mg, dog;
   int64_t nbatch = 0;
   int L = 0, S = 0;
   int mask_kind = common::kFlashNoMask;
@@ -845,11 +804,11 @@ void CudaBackend::flash_attention_forward(const TensorView& out, const TensorVie
     p.mask = mask.data;
     p.out = out.data;
     p.lse = lse.ptr<float>();
-    p.qg = batch_geom(q, dm.nb);
-    p.kg = batch_geom(k, dm.nb);
-    p.vg = batch_geom(v, dm.nb);
+    p.qg = row_geom(q, dm.nb);
+    p.kg = row_geom(k, dm.nb);
+    p.vg = row_geom(v, dm.nb);
     p.mask_kind = mask_kind_of(mask);
-    if (mask.data) p.mg = batch_geom(mask, dm.nb);
+    if (mask.data) p.mg = row_geom(mask, dm.nb);
     p.nbatch = dm.nbatch;
     p.L = dm.L;
     p.S = dm.S;
@@ -886,7 +845,7 @@ void CudaBackend::flash_attention_backward(const TensorView& grad_q, const Tenso
     const int dev = index_;
     const int64_t rows = dm.nbatch * dm.L;
     DeviceBuffer dsum(dev, static_cast<size_t>(rows) * sizeof(float));
-    const BatchGeom dog = batch_geom(grad_out, dm.nb);
+    const RowGeom dog = row_geom(grad_out, dm.nb);
     dsum_kernel<T><<<blocks_for(rows, kWarps), kBlockThreads, 0, stream>>>(
         dsum.as<float>(), grad_out.ptr<T>(), dog, out.ptr<T>(), rows, dm.L, D);
     FOCUS_CUDA_LAUNCH_CHECK(kBwdOp);
@@ -913,12 +872,12 @@ void CudaBackend::flash_attention_backward(const TensorView& grad_q, const Tenso
     p.dk = grad_k.data;
     p.dv = grad_v.data;
     p.dmask = grad_mask.data;
-    p.qg = batch_geom(q, dm.nb);
-    p.kg = batch_geom(k, dm.nb);
-    p.vg = batch_geom(v, dm.nb);
+    p.qg = row_geom(q, dm.nb);
+    p.kg = row_geom(k, dm.nb);
+    p.vg = row_geom(v, dm.nb);
     p.dog = dog;
     p.mask_kind = mask_kind_of(mask);
-    if (mask.data) p.mg = batch_geom(mask, dm.nb);
+    if (mask.data) p.mg = row_geom(mask, dm.nb);
     p.nbatch = dm.nbatch;
     p.L = dm.L;
     p.S = dm.S;
