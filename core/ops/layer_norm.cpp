@@ -49,25 +49,47 @@ std::tuple<Tensor, Tensor, Tensor> layer_norm(const Tensor& x, const Shape& norm
   return {out, mean, rstd};
 }
 
-std::tuple<Tensor, Tensor, Tensor> layer_norm_backward(const Tensor& grad, const Tensor& x, const Tensor& mean,
-                                                       const Tensor& rstd, const Tensor& weight,
-                                                       const Shape& normalized_shape, bool need_weight,
-                                                       bool need_bias) {
-  check_defined(grad, "layer_norm_backward", "grad");
-  FOCUS_CHECK(grad.shape() == x.shape(), "[layer_norm_backward] grad of shape {} does not match input of shape {}",
-              grad.shape(), x.shape());
+namespace {
+
+// Both backwards: checks, contiguous inputs and the gradients' allocation are shared; `add`
+// picks add_layer_norm's kernel, which also adds grad_sum (undefined = none) into dx.
+std::tuple<Tensor, Tensor, Tensor> norm_backward(const char* op, bool add, const Tensor& grad, const Tensor& grad_sum,
+                                                 const Tensor& x, const Tensor& mean, const Tensor& rstd,
+                                                 const Tensor& weight, const Shape& normalized_shape,
+                                                 bool need_weight, bool need_bias) {
+  check_defined(grad, op, "grad");
+  FOCUS_CHECK(grad.shape() == x.shape(), "[{}] grad of shape {} does not match input of shape {}", op, grad.shape(),
+              x.shape());
+  FOCUS_CHECK(!grad_sum.defined() || grad_sum.shape() == x.shape(),
+              "[{}] grad of the sum of shape {} does not match input of shape {}", op, grad_sum.shape(), x.shape());
   const Tensor gc = to_contiguous(grad, x.dtype(), x.device());
+  const Tensor sc = grad_sum.defined() ? to_contiguous(grad_sum, x.dtype(), x.device()) : Tensor();
   const Tensor xc = to_contiguous(x, x.dtype(), x.device());
   const Tensor wc = weight.defined() ? to_contiguous(weight, x.dtype(), x.device()) : Tensor();
   Tensor dx = empty(x.shape(), x.dtype(), x.device());
   Tensor dw = need_weight ? empty(normalized_shape, x.dtype(), x.device()) : Tensor();
   Tensor db = need_bias ? empty(normalized_shape, x.dtype(), x.device()) : Tensor();
+  if (x.numel() == 0 && !need_weight && !need_bias) return {dx, dw, db};
   const TensorView none;
-  if (x.numel() > 0 || need_weight || need_bias)
-    backend_of(x).layer_norm_backward(make_view(dx), dw.defined() ? make_view(dw) : none,
-                                      db.defined() ? make_view(db) : none, make_view(gc), make_view(xc),
-                                      make_view(mean), make_view(rstd), wc.defined() ? make_view(wc) : none);
+  const TensorView dwv = dw.defined() ? make_view(dw) : none, dbv = db.defined() ? make_view(db) : none,
+                   wv = wc.defined() ? make_view(wc) : none;
+  if (add)
+    backend_of(x).add_layer_norm_backward(make_view(dx), dwv, dbv, make_view(gc), sc.defined() ? make_view(sc) : none,
+                                          make_view(xc), make_view(mean), make_view(rstd), wv);
+  else
+    backend_of(x).layer_norm_backward(make_view(dx), dwv, dbv, make_view(gc), make_view(xc), make_view(mean),
+                                      make_view(rstd), wv);
   return {dx, dw, db};
+}
+
+}  // namespace
+
+std::tuple<Tensor, Tensor, Tensor> layer_norm_backward(const Tensor& grad, const Tensor& x, const Tensor& mean,
+                                                       const Tensor& rstd, const Tensor& weight,
+                                                       const Shape& normalized_shape, bool need_weight,
+                                                       bool need_bias) {
+  return norm_backward("layer_norm_backward", false, grad, Tensor(), x, mean, rstd, weight, normalized_shape,
+                       need_weight, need_bias);
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> add_layer_norm(const Tensor& x, const Tensor& residual,
@@ -109,27 +131,8 @@ std::tuple<Tensor, Tensor, Tensor> add_layer_norm_backward(const Tensor& grad_ou
                                                            const Tensor& sum, const Tensor& mean, const Tensor& rstd,
                                                            const Tensor& weight, const Shape& normalized_shape,
                                                            bool need_weight, bool need_bias) {
-  check_defined(grad_out, "add_layer_norm_backward", "grad");
-  FOCUS_CHECK(grad_out.shape() == sum.shape(),
-              "[add_layer_norm_backward] grad of shape {} does not match input of shape {}", grad_out.shape(),
-              sum.shape());
-  FOCUS_CHECK(!grad_sum.defined() || grad_sum.shape() == sum.shape(),
-              "[add_layer_norm_backward] grad of the sum of shape {} does not match input of shape {}",
-              grad_sum.shape(), sum.shape());
-  const Tensor gc = to_contiguous(grad_out, sum.dtype(), sum.device());
-  const Tensor sc = grad_sum.defined() ? to_contiguous(grad_sum, sum.dtype(), sum.device()) : Tensor();
-  const Tensor xc = to_contiguous(sum, sum.dtype(), sum.device());
-  const Tensor wc = weight.defined() ? to_contiguous(weight, sum.dtype(), sum.device()) : Tensor();
-  Tensor dx = empty(sum.shape(), sum.dtype(), sum.device());
-  Tensor dw = need_weight ? empty(normalized_shape, sum.dtype(), sum.device()) : Tensor();
-  Tensor db = need_bias ? empty(normalized_shape, sum.dtype(), sum.device()) : Tensor();
-  const TensorView none;
-  if (sum.numel() > 0 || need_weight || need_bias)
-    backend_of(sum).add_layer_norm_backward(make_view(dx), dw.defined() ? make_view(dw) : none,
-                                            db.defined() ? make_view(db) : none, make_view(gc),
-                                            sc.defined() ? make_view(sc) : none, make_view(xc), make_view(mean),
-                                            make_view(rstd), wc.defined() ? make_view(wc) : none);
-  return {dx, dw, db};
+  return norm_backward("add_layer_norm_backward", true, grad_out, grad_sum, sum, mean, rstd, weight, normalized_shape,
+                       need_weight, need_bias);
 }
 
 }  // namespace focus::raw
