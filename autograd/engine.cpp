@@ -56,6 +56,9 @@ Tensor implicit_grad(const Tensor& out, const Tensor& given, size_t i) {
   return ones_like(out);
 }
 
+// The callbacks of the backward running on this thread (queue_callback).
+thread_local std::vector<std::function<void()>>* t_callbacks = nullptr;
+
 void accumulate(std::vector<Tensor>& buf, uint32_t nr, Tensor g) {
   if (buf.size() <= nr) buf.resize(nr + 1);
   if (!buf[nr].defined()) buf[nr] = std::move(g);
@@ -115,6 +118,12 @@ void run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_out
   }
 
   const bool accumulate_leaves = captures == nullptr;
+  std::vector<std::function<void()>> callbacks;
+  struct CallbackScope {
+    std::vector<std::function<void()>>* prev;
+    explicit CallbackScope(std::vector<std::function<void()>>* mine) : prev(t_callbacks) { t_callbacks = mine; }
+    ~CallbackScope() { t_callbacks = prev; }
+  } callback_scope(&callbacks);
   // The backward runs in the dtypes the forward chose: autocast never applies to it.
   autocast::Suspend no_autocast;
   // Nodes may take over their saved tensors (BackwardContext::take_saved) when they are
@@ -167,9 +176,20 @@ void run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_out
       if (--deps[e.fn.get()] == 0) ready.push({e.fn.get(), e.fn->sequence_nr});
     }
   }
+  // Indexed: a callback may queue another.
+  for (size_t i = 0; i < callbacks.size(); ++i) {
+    std::function<void()> cb = std::move(callbacks[i]);
+    cb();
+  }
 }
 
 }  // namespace
+
+void queue_callback(std::function<void()> callback) {
+  FOCUS_CHECK(t_callbacks != nullptr, "[queue_callback] no backward is running on this thread");
+  FOCUS_CHECK(static_cast<bool>(callback), "[queue_callback] the callback is empty");
+  t_callbacks->push_back(std::move(callback));
+}
 
 void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs, bool retain_graph,
               bool create_graph) {

@@ -1,5 +1,6 @@
 #pragma once
 /// The backward engine: runs the graph from some outputs back to the leaves.
+#include <functional>
 #include <vector>
 
 #include "autograd/node.h"
@@ -18,5 +19,12 @@ void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& gra
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
                          const std::vector<Tensor>& grad_outputs = {}, bool retain_graph = false,
                          bool create_graph = false, bool allow_unused = false);
+
+/// Queues callback to run once the backward running on this thread has finished (every
+/// node run and every leaf's .grad accumulated), as PyTorch's
+/// Variable._execution_engine.queue_callback: for hooks that must act after the whole
+/// backward (DistributedDataParallel waits for its gradient all-reduces there). Callbacks
+/// run in the order queued; one may queue another. Errors outside a backward.
+void queue_callback(std::function<void()> callback);
 
 }  // namespace focus::autograd

@@ -246,6 +246,11 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
   } else {
     m.grad->add_(g);
   }
+  if (m.post_accumulate_hooks && !m.post_accumulate_hooks->hooks.empty()) {
+    // A copy: a hook may remove itself or register others.
+    auto hooks = m.post_accumulate_hooks->hooks;
+    for (auto& [id, hook] : hooks) hook(leaf);
+  }
   return {};
 }
 

@@ -55,6 +55,27 @@ void Tensor::retain_grad() const {
   fn->retained.emplace_back(m.output_nr, impl_);
 }
 
+RemovableHandle Tensor::register_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) const {
+  FOCUS_CHECK(defined(), "[register_post_accumulate_grad_hook] the tensor is undefined");
+  FOCUS_CHECK(requires_grad(),
+              "[register_post_accumulate_grad_hook] cannot register a hook on a tensor that doesn't require gradient");
+  FOCUS_CHECK(is_leaf(), "[register_post_accumulate_grad_hook] post accumulate grad hooks cannot be registered on "
+                         "non-leaf tensors");
+  FOCUS_CHECK(static_cast<bool>(hook), "[register_post_accumulate_grad_hook] the hook is empty");
+  AutogradMeta& m = impl().meta();
+  if (!m.post_accumulate_hooks) m.post_accumulate_hooks = std::make_shared<PostAccumulateGradHooks>();
+  const uint64_t id = m.post_accumulate_hooks->next_id++;
+  m.post_accumulate_hooks->hooks.emplace_back(id, std::move(hook));
+  return RemovableHandle(m.post_accumulate_hooks, id);
+}
+
+void RemovableHandle::remove() {
+  auto h = hooks_.lock();
+  if (!h) return;
+  std::erase_if(h->hooks, [&](const auto& e) { return e.first == id_; });
+  hooks_.reset();
+}
+
 void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_graph) const {
   autograd::backward({*this}, {gradient}, retain_graph, create_graph);
 }

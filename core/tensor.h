@@ -2,6 +2,7 @@
 /// Tensor: a cheap shared handle to storage + shape + strides + offset + dtype + device,
 /// with an optional autograd record (requires_grad, grad, grad_fn).
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,6 +42,26 @@ struct Storage {
   Storage& operator=(const Storage&) = delete;
 };
 
+/// A leaf's hooks run after its gradient has been accumulated
+/// (Tensor::register_post_accumulate_grad_hook), in registration order.
+struct PostAccumulateGradHooks {
+  uint64_t next_id = 0;
+  std::vector<std::pair<uint64_t, std::function<void(const Tensor&)>>> hooks;
+};
+
+/// What hook registration returns, as torch.utils.hooks.RemovableHandle: remove()
+/// unregisters the hook (again, or after the tensor is gone, it does nothing).
+class RemovableHandle {
+ public:
+  RemovableHandle() = default;
+  RemovableHandle(std::weak_ptr<PostAccumulateGradHooks> hooks, uint64_t id) : hooks_(std::move(hooks)), id_(id) {}
+  void remove();
+
+ private:
+  std::weak_ptr<PostAccumulateGradHooks> hooks_;
+  uint64_t id_ = 0;
+};
+
 /// Autograd bookkeeping, present only on tensors that take part in autograd.
 struct AutogradMeta {
   bool requires_grad = false;
@@ -50,6 +71,7 @@ struct AutogradMeta {
   std::shared_ptr<Tensor> grad;
   std::shared_ptr<Node> grad_fn;
   std::weak_ptr<Node> grad_accumulator;  // leaves only
+  std::shared_ptr<PostAccumulateGradHooks> post_accumulate_hooks;  // leaves only
 };
 
 struct TensorImpl {
@@ -138,6 +160,12 @@ class Tensor {
   bool is_leaf() const { return !grad_fn(); }
   /// Keeps .grad on a non-leaf after backward.
   void retain_grad() const;
+  /// Registers hook(tensor) to run after a backward has accumulated a gradient into this
+  /// leaf's .grad (torch.Tensor.register_post_accumulate_grad_hook, PyTorch 2.1): the hook
+  /// sees the tensor, reads or replaces its .grad, and returns nothing. Hooks run in
+  /// registration order, on the thread running backward, once per accumulation; not in
+  /// autograd::grad() (which accumulates nothing). Leaves that require grad only.
+  RemovableHandle register_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) const;
   /// Runs backward from this tensor; gradient defaults to 1 for a one-element tensor.
   void backward(const Tensor& gradient = {}, bool retain_graph = false, bool create_graph = false) const;
   /// Same data, cut from the graph.
