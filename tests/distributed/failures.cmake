@@ -1,0 +1,28 @@
+# Runs focus_dist_failures under `mpirun -np 2` in each failure mode: the job must end with a
+# non-zero status, say what went wrong, and take far less than a hang would (the program's
+# collective timeout is 3 s; 60 s is the limit here).
+foreach(mode throw exit return abort)
+  string(TIMESTAMP t0 "%s")
+  execute_process(COMMAND ${MPIEXEC} -np 2 ${PROGRAM} ${mode} RESULT_VARIABLE rc OUTPUT_VARIABLE out
+                  ERROR_VARIABLE err TIMEOUT 60)
+  string(TIMESTAMP t1 "%s")
+  math(EXPR took "${t1} - ${t0}")
+  set(all "${out}\n${err}")
+  if(rc EQUAL 0 OR rc MATCHES "timeout")
+    message(FATAL_ERROR "mode ${mode}: the job did not fail as it should (status '${rc}', ${took} s):\n${all}")
+  endif()
+  if(mode STREQUAL "return")
+    set(expect "did not complete within 3 s")
+  elseif(mode STREQUAL "exit")
+    set(expect "exit|exited|abort")
+  else()
+    set(expect "rank 1 gave up on purpose")
+  endif()
+  if(NOT all MATCHES "${expect}")
+    message(FATAL_ERROR "mode ${mode}: the output lacks '${expect}':\n${all}")
+  endif()
+  if(all MATCHES "must not")
+    message(FATAL_ERROR "mode ${mode}: rank 0 went on past the failure:\n${all}")
+  endif()
+  message(STATUS "mode ${mode}: ended in ${took} s with status ${rc}")
+endforeach()
