@@ -107,7 +107,7 @@ DistributedDataParallelBase::DistributedDataParallelBase(std::shared_ptr<Module>
   }
   // Buckets: parameters in reverse order (about the order backward produces their
   // gradients); one open bucket per (dtype, device); the first closes at 1 MB, the others at
-  // bucket_cap_mb, as PyTorch's _compute_bucket_assignment_by_size.
+  // bucket_cap_mb (the first never above bucket_cap_mb), as PyTorch's _compute_bucket_assignment_by_size.
   const int64_t first_cap = 1024 * 1024;
   const int64_t cap = static_cast<int64_t>(opts_.bucket_cap_mb_ * 1024 * 1024);
   struct Open {
@@ -122,7 +122,7 @@ DistributedDataParallelBase::DistributedDataParallelBase(std::shared_ptr<Module>
     Open& o = open[{static_cast<int>(p.dtype()), fmt::format("{}", p.device())}];
     o.members.push_back(k);
     o.bytes += p.numel() * static_cast<int64_t>(p.element_size());
-    if (o.bytes >= (o.first ? first_cap : cap)) {
+    if (o.bytes >= (o.first ? std::min(first_cap, cap) : cap)) {
       assignment.push_back(std::move(o.members));
       o = Open{{}, 0, false};
     }
