@@ -1,7 +1,8 @@
 #pragma once
 /// DataLoader, as torch.utils.data.DataLoader for map-style datasets: seeded shuffling that
-/// is reproducible per epoch, batching, drop_last, optional bucketing by length, and a
-/// background thread that prepares the next batches while the model trains.
+/// is reproducible per epoch (or a Sampler's order, e.g. DistributedSampler), batching,
+/// drop_last, optional bucketing by length, and a background thread that prepares the next
+/// batches while the model trains.
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -21,6 +22,7 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "data/dataset.h"
+#include "data/sampler.h"
 
 namespace focus::data {
 
@@ -32,7 +34,8 @@ struct DataLoaderOptions {
   DataLoaderOptions& batch_size(int64_t n) { batch_size_ = n; return *this; }
   /// Shuffle the examples (and, with bucketing, the batch order) in every epoch.
   DataLoaderOptions& shuffle(bool s = true) { shuffle_ = s; return *this; }
-  /// Seed of the shuffling; the order of an epoch depends only on (seed, epoch).
+  /// Seed of the shuffling; the order of an epoch depends only on (seed, epoch)
+  /// (epoch_permutation). A sampler has its own seed.
   DataLoaderOptions& seed(uint64_t s) { seed_ = s; return *this; }
   /// Drop the last batch when it is smaller than batch_size.
   DataLoaderOptions& drop_last(bool d = true) { drop_last_ = d; return *this; }
@@ -50,6 +53,16 @@ struct DataLoaderOptions {
   /// a Tensor, a vector, pair or tuple of them, or a type with a pin_memory() member that
   /// pins its tensors (data::PaddedBatch has one). Needs a CUDA build with a GPU.
   DataLoaderOptions& pin_memory(bool p = true) { pin_memory_ = p; return *this; }
+  /// Visit the indices the sampler gives for each epoch, in its order, instead of
+  /// range(n) or its shuffle, as torch.utils.data.DataLoader(sampler=...): mutually
+  /// exclusive with shuffle(true) (the sampler shuffles, e.g. DistributedSampler's shuffle).
+  /// Epoch e of the loader is sampler->indices(e): the loader's epoch counter (set_epoch,
+  /// and each begin() moving on to the next epoch) plays the part of PyTorch's
+  /// `sampler.set_epoch(epoch)` before each epoch, so a plain loop over epochs reshuffles.
+  /// batch_size and drop_last apply to the sampler's indices; bucketing sorts windows of
+  /// them by length and keeps the window order (no batch shuffle, as without shuffle). The
+  /// sampler is only read, so loaders may share one. nullptr = no sampler.
+  DataLoaderOptions& sampler(std::shared_ptr<const Sampler> s) { sampler_ = std::move(s); return *this; }
 
   int64_t batch_size_;
   bool shuffle_ = false;
@@ -58,6 +71,7 @@ struct DataLoaderOptions {
   int prefetch_ = 2;
   int64_t bucket_ = 0;
   bool pin_memory_ = false;
+  std::shared_ptr<const Sampler> sampler_;
 };
 
 /// Pins the CPU tensors of a batch in place (DataLoaderOptions::pin_memory).
@@ -81,11 +95,13 @@ template <typename B> void pin_batch(B& b) {
 
 /// The batches of one epoch as lists of dataset indices: the plan a DataLoader follows.
 /// n examples; lengths (n values) are needed iff opts.bucket_ > 0. Deterministic: the same
-/// (n, opts, epoch, lengths) give the same plan on every machine.
+/// (n, opts, epoch, lengths) give the same plan on every machine. With opts.sampler_, the
+/// examples are sampler->indices(epoch) (each checked to be in [0, n)).
 std::vector<std::vector<int64_t>> plan_batches(int64_t n, const DataLoaderOptions& opts, int64_t epoch,
                                                const std::vector<int64_t>* lengths = nullptr);
 
-/// Checks opts (batch_size >= 1, prefetch >= 0, bucket >= 0) with errors naming the loader.
+/// Checks opts (batch_size >= 1, prefetch >= 0, bucket >= 0, not both sampler and shuffle)
+/// with errors naming the loader.
 void check_options(const DataLoaderOptions& opts, bool has_length);
 
 /// Iterates a dataset in batches: `for (Batch& b : loader) {...}` is one epoch.
@@ -244,6 +260,13 @@ class DataLoader {
     FOCUS_CHECK(dataset_ != nullptr, "[DataLoader] dataset is null");
     FOCUS_CHECK(static_cast<bool>(collate_), "[DataLoader] collate function is empty");
     check_options(opts_, static_cast<bool>(length_));
+    // PyTorch's DistributedSampler takes the dataset itself; focus's takes its size, which
+    // must then match.
+    if (auto* ds = dynamic_cast<const DistributedSampler*>(opts_.sampler_.get())) {
+      FOCUS_CHECK(ds->dataset_size() == dataset_->size(),
+                  "[DataLoader] the DistributedSampler was built for dataset_size {}, but the dataset has {} examples",
+                  ds->dataset_size(), dataset_->size());
+    }
   }
 
   /// The next pass (begin()) iterates epoch `epoch`, starting at batch start_batch (to resume
@@ -259,9 +282,11 @@ class DataLoader {
   }
   /// The epoch the next begin() iterates.
   int64_t epoch() const { return epoch_; }
-  /// Batches per epoch: ceil(n / batch_size), or floor with drop_last.
+  /// Batches per epoch: ceil(n / batch_size), or floor with drop_last; n is the dataset's
+  /// size, or with a sampler its size() (for DistributedSampler: num_samples(), the same on
+  /// every rank).
   int64_t num_batches() const {
-    const int64_t n = dataset_->size(), b = opts_.batch_size_;
+    const int64_t n = opts_.sampler_ ? opts_.sampler_->size() : dataset_->size(), b = opts_.batch_size_;
     return opts_.drop_last_ ? n / b : (n + b - 1) / b;
   }
   int64_t batch_size() const { return opts_.batch_size_; }

@@ -41,6 +41,7 @@
 #include "data/dataloader.h"
 #include "data/dataset.h"
 #include "data/idx.h"
+#include "data/sampler.h"
 #include "data/split.h"
 #include "data/vocab.h"
 #include "optim/adam.h"
