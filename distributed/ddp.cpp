@@ -146,6 +146,7 @@ DistributedDataParallelBase::DistributedDataParallelBase(std::shared_ptr<Module>
     buckets_.push_back(std::move(b));
   }
   ready_.assign(params_.size(), 0);
+  reset_iteration();
   for (size_t k = 0; k < params_.size(); ++k)
     hooks_.push_back(params_[k].register_post_accumulate_grad_hook([this, k](const Tensor&) { on_grad(k); }));
 }
@@ -187,12 +188,10 @@ void DistributedDataParallelBase::prepare_forward() {
     NoGradGuard ng;
     for (const Tensor& b : module_->buffers()) broadcast_from_0(b);
   }
-  sync_now_ = require_sync_ && GradMode::is_enabled();
-  reset_iteration();
 }
 
 void DistributedDataParallelBase::on_grad(size_t k) {
-  if (!sync_now_) return;  // no_sync(), or a forward under no-grad
+  if (!require_sync_) return;  // no_sync()
   if (!in_backward_) {
     in_backward_ = true;
     stats_ = DdpCommStats{};
@@ -247,6 +246,7 @@ void DistributedDataParallelBase::finalize() {
     for (auto& b : buckets_)
       if (b->launched) b->work.wait();
     in_backward_ = false;
+    reset_iteration();
     FOCUS_FAIL("[DistributedDataParallel] parameters received no gradient in this backward: {}; pass "
                "DistributedDataParallelOptions().find_unused_parameters(true) when some parameters may not take "
                "part in the loss",
@@ -267,6 +267,7 @@ void DistributedDataParallelBase::finalize() {
     if (const auto& st = b->work.state())
       stats_.comm_seconds += std::chrono::duration<double>(st->ended - st->started).count();
   in_backward_ = false;
+  reset_iteration();
   if (error) std::rethrow_exception(error);
 
   if (opts_.find_unused_parameters_) {

@@ -68,8 +68,8 @@ class DistributedDataParallelBase : public Module {
   const DistributedDataParallelOptions& options() const { return opts_; }
 
   /// While the returned guard lives, backward accumulates gradients locally without
-  /// all-reducing them (torch's `with ddp.no_sync():`); the first synchronized backward
-  /// afterwards averages the accumulated sums.
+  /// all-reducing them (torch's `with ddp.no_sync():`; here the guard must cover the
+  /// backward); the first synchronized backward afterwards averages the accumulated sums.
   class NoSyncGuard {
    public:
     explicit NoSyncGuard(DistributedDataParallelBase& d) : d_(&d), prev_(d.require_sync_) { d.require_sync_ = false; }
@@ -89,8 +89,11 @@ class DistributedDataParallelBase : public Module {
   std::vector<std::vector<size_t>> bucket_indices() const;
   const DdpCommStats& last_comm_stats() const { return stats_; }
 
-  /// Call before the wrapped model's forward (DistributedDataParallel<M>::forward does):
-  /// broadcasts buffers and arms the gradient reduction of the next backward.
+  /// What DistributedDataParallel<M>::forward does before the model's forward: broadcasts
+  /// rank 0's buffers (broadcast_buffers) and checks that the last backward finished its
+  /// reduction. The reduction itself needs no call: every backward through the wrapped
+  /// model's parameters all-reduces their gradients (outside no_sync()), so a program may
+  /// also call the model directly when its buffers never change.
   void prepare_forward();
 
  protected:
@@ -112,7 +115,6 @@ class DistributedDataParallelBase : public Module {
   std::vector<std::pair<size_t, size_t>> where_;  // param -> (bucket, slot)
   std::vector<RemovableHandle> hooks_;
   bool require_sync_ = true;
-  bool sync_now_ = false;       // this forward's backward all-reduces
   bool in_backward_ = false;    // a hook fired and finalize has not run yet
   std::vector<char> ready_;
   size_t next_launch_ = 0;

@@ -100,6 +100,8 @@ void train(zoo::Run& run) {
   Generator init_gen(seed);
   auto model = std::make_shared<GPT>(gpt_config(c, corpus.vocab.size()), &init_gen);
   model->to(run.device());
+  run.data_parallel(model);  // --nproc: gradients averaged over the ranks
+  const int world = run.world_size();
   auto [decay, no_decay] = model->decay_groups();
   optim::AdamW opt({optim::ParamGroup(decay), optim::ParamGroup(no_decay).weight_decay(0.0)},
                    optim::AdamWOptions()
@@ -120,10 +122,11 @@ void train(zoo::Run& run) {
 
   std::ostream& out = run.out();
   out << fmt::format("char-gpt: {} characters ({} distinct), train {} / valid {} (first {:.0f}% / last {:.0f}%); "
-                     "{} parameters, {} layers, {} heads, width {}, context {}; {} steps of {}x{} characters\n",
+                     "{} parameters, {} layers, {} heads, width {}, context {}; {} steps of {}{}x{} characters\n",
                      corpus.train.size(0) + corpus.valid.size(0), corpus.vocab.size(), corpus.train.size(0),
                      corpus.valid.size(0), kTrainFrac * 100, (1 - kTrainFrac) * 100, model->num_parameters(),
-                     c.integer("n_layer"), c.integer("n_head"), c.integer("n_embd"), T, steps, B, T);
+                     c.integer("n_layer"), c.integer("n_head"), c.integer("n_embd"), T, steps,
+                     world > 1 ? fmt::format("{} ranks x ", world) : "", B, T);
   int64_t step = run.restore(*model, &opt, &sched, &data_gen);
   if (step > 0) out << fmt::format("resuming at step {}\n", step);
   auto evaluate_now = [&](int64_t s) {
@@ -148,7 +151,10 @@ void train(zoo::Run& run) {
     first_unchecked = step + 1;
   };
   while (step < steps && !run.interrupted()) {
-    auto [x, y] = get_batch(corpus.train, B, T, data_gen);
+    // Every rank draws the same batch of world x B windows and trains on its own B rows, so
+    // N ranks train as one process with N x B.
+    auto [x, y] = get_batch(corpus.train, world * B, T, data_gen);
+    if (world > 1) x = x.narrow(0, run.rank() * B, B), y = y.narrow(0, run.rank() * B, B);
     Tensor loss;
     {
       AutocastGuard ac = run.autocast();  // --amp: the forward in bfloat16/float16, the loss in float32
@@ -161,11 +167,13 @@ void train(zoo::Run& run) {
     sched.step();
     ++step;
     unchecked = unchecked + loss.detach().to(kFloat64);
-    run.progress().update(step, 1 + (step * B * T) / corpus.train.size(0), loss, B * T);
+    run.progress().update(step, 1 + (step * world * B * T) / corpus.train.size(0), loss, world * B * T);
     if (step % 10 == 0 || step == steps) {
       check_finite();
       run.log("train", step,
-              {{"loss", loss.item<double>()}, {"lr", lr}, {"grad_norm", gnorm.defined() ? gnorm.item<double>() : 0.0}});
+              {{"loss", run.mean_over_ranks(loss.item<double>())},
+               {"lr", lr},
+               {"grad_norm", gnorm.defined() ? gnorm.item<double>() : 0.0}});
     }
     if (step % c.integer("eval_every") == 0 || step == steps) evaluate_now(step);
     if (step % c.integer("checkpoint_every") == 0 && step < steps) {

@@ -20,6 +20,8 @@
 #include "core/cuda.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "distributed/ddp.h"
+#include "distributed/distributed.h"
 #include "nn/module.h"
 #include "optim/checkpoint.h"
 #include "optim/clip_grad.h"
@@ -281,13 +283,29 @@ namespace {
 bool stderr_is_tty(std::ostream* err) { return err == nullptr && ::isatty(2); }
 }  // namespace
 
+namespace {
+// This process's rank and the number of ranks of the default process group (0 and 1 when
+// there is none).
+std::pair<int, int> rank_and_world() {
+  if (!distributed::is_initialized()) return {0, 1};
+  return {distributed::get_rank(), distributed::get_world_size()};
+}
+// Where the ranks other than 0 write their console output: nowhere.
+std::ostream& null_stream() {
+  static std::ostream null(nullptr);
+  return null;
+}
+}  // namespace
+
 Run::Run(const std::string& model, Config config, RunOptions opts)
     : model_(model),
       config_(std::move(config)),
       opts_(std::move(opts)),
       dir_(opts_.dir.empty() ? default_run_dir(model) : fs::path(opts_.dir)),
       scaler_(optim::GradScalerOptions().enabled(opts_.amp == "fp16")),
-      progress_(opts_.err ? *opts_.err : std::cerr, stderr_is_tty(opts_.err), !opts_.quiet) {
+      progress_(opts_.err ? *opts_.err : std::cerr, stderr_is_tty(opts_.err),
+                !opts_.quiet && rank_and_world().first == 0) {
+  std::tie(rank_, world_) = rank_and_world();
   // The device: parse, and make sure this build and machine can use it.
   device_ = usable_device(opts_.device, "train");
   FOCUS_CHECK(opts_.amp == "none" || opts_.amp == "bf16" || opts_.amp == "fp16",
@@ -330,6 +348,7 @@ Run::Run(const std::string& model, Config config, RunOptions opts)
 void Run::start_writing() {
   if (writing_) return;
   writing_ = true;
+  if (rank_ != 0) return;  // rank 0 writes the run directory
   std::error_code ec;
   if (!opts_.resume) {
     // A fresh run: what an earlier run left is replaced; pictures only where a run was.
@@ -349,15 +368,40 @@ void Run::start_writing() {
 
 Run::~Run() { remove_sigint_handler(); }
 
-std::ostream& Run::out() const { return opts_.out ? *opts_.out : std::cout; }
+std::ostream& Run::out() const {
+  if (rank_ != 0) return null_stream();
+  return opts_.out ? *opts_.out : std::cout;
+}
 
-bool Run::interrupted() const { return g_interrupted.load(); }
+bool Run::interrupted() const {
+  if (world_ == 1) return g_interrupted.load();
+  // mpirun passes Ctrl-C to every rank, but not at the same step: the ranks agree.
+  Tensor flag = tensor<int32_t>({g_interrupted.load() ? 1 : 0});
+  distributed::all_reduce(flag, distributed::ReduceOp::MAX);
+  return flag.item<int32_t>() != 0;
+}
+
+void Run::data_parallel(const std::shared_ptr<nn::Module>& model) {
+  FOCUS_CHECK(model != nullptr, "[run] data_parallel: the model is null");
+  FOCUS_CHECK(ddp_ == nullptr, "[run] data_parallel: called twice");
+  if (world_ == 1) return;
+  ddp_ = std::make_shared<nn::DistributedDataParallel<nn::Module>>(
+      model, nn::DistributedDataParallelOptions().broadcast_buffers(false));
+}
+
+double Run::mean_over_ranks(double v) const {
+  if (world_ == 1) return v;
+  Tensor t = tensor<double>({v});
+  distributed::all_reduce(t, distributed::ReduceOp::AVG);
+  return t.item<double>();
+}
 
 void Run::request_interrupt() { g_interrupted.store(true); }
 
 void Run::log(const std::string& split, int64_t step, const std::vector<std::pair<std::string, double>>& metrics) {
   FOCUS_CHECK(!split.empty(), "[run] log: empty split name");
   start_writing();
+  if (rank_ != 0) return;
   json j = json::object();
   j["split"] = split;
   j["step"] = step;
@@ -391,7 +435,12 @@ void Run::save_checkpoint(nn::Module& model, optim::Optimizer* opt, optim::LRSch
   meta["config"] = config_.to_json();
   meta["model"] = model_;
   meta["amp"] = opts_.amp;
-  optim::save_checkpoint((dir_ / kCheckpointFile).string(), model, opt, sched, step, gen, meta, &scaler_);
+  if (world_ > 1) {
+    meta["world_size"] = std::to_string(world_);
+    distributed::barrier();  // every rank has finished the step
+  }
+  if (rank_ == 0) optim::save_checkpoint((dir_ / kCheckpointFile).string(), model, opt, sched, step, gen, meta, &scaler_);
+  if (world_ > 1) distributed::barrier();  // the file is complete before anyone reads it
 }
 
 AutocastGuard Run::autocast() const {
@@ -418,7 +467,7 @@ int64_t Run::restore(nn::Module& model, optim::Optimizer* opt, optim::LRSchedule
   int64_t step = optim::load_checkpoint(checkpoint.string(), model, opt, sched, gen, &scaler_);
   // Metrics logged after the checkpoint belong to steps that are trained again.
   std::error_code ec;
-  if (fs::exists(dir_ / kMetricsFile, ec)) {
+  if (rank_ == 0 && fs::exists(dir_ / kMetricsFile, ec)) {
     std::istringstream in(read_text(dir_ / kMetricsFile));
     std::string line, kept;
     double last_time = 0.0;
@@ -441,6 +490,10 @@ int64_t Run::restore(nn::Module& model, optim::Optimizer* opt, optim::LRSchedule
 
 void Run::report(const std::vector<std::pair<std::string, double>>& metrics, const std::string& text) {
   start_writing();
+  if (rank_ != 0) {
+    reported_ = true;
+    return;
+  }
   json j = json::object();
   j["model"] = model_;
   json m = json::object();

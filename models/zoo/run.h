@@ -30,6 +30,7 @@
 #include <filesystem>
 #include <iosfwd>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,6 +44,7 @@
 
 namespace focus::nn {
 class Module;
+class DistributedDataParallelBase;
 }
 namespace focus::optim {
 class Optimizer;
@@ -192,12 +194,32 @@ class Run {
   int64_t restore(nn::Module& model, optim::Optimizer* opt, optim::LRScheduler* sched, Generator* gen);
 
   /// True once Ctrl-C was pressed (or request_interrupt was called): the training loop should
-  /// save a checkpoint and return.
+  /// save a checkpoint and return. Distributed, the ranks agree (true when any rank was
+  /// interrupted), so every rank must call it at the same points.
   bool interrupted() const;
   /// Sets interrupted() as Ctrl-C would (for tests and embedding programs).
   void request_interrupt();
 
   Progress& progress() { return progress_; }
+
+  /// Data-parallel training (`focus train --nproc N`, or the command started under mpirun
+  /// with the process group initialized): this process's rank and the number of ranks (0
+  /// and 1 otherwise). Rank 0 alone writes the run directory, logs, reports and draws the
+  /// progress line; checkpoints are written by rank 0 once every rank has finished the
+  /// step, and every rank resumes from them. batch_size is per rank: the effective batch is
+  /// world_size() x batch_size.
+  int rank() const { return rank_; }
+  int world_size() const { return world_; }
+  /// Wraps model in nn::DistributedDataParallel when world_size() > 1 (nothing otherwise):
+  /// every backward through its parameters then leaves the gradients averaged over the
+  /// ranks (the model is called directly; its buffers must not change in training). Call
+  /// once, after model->to(device()) and before training; rank 0's parameters are copied
+  /// to every rank.
+  void data_parallel(const std::shared_ptr<nn::Module>& model);
+  /// The wrapper made by data_parallel (nullptr when not distributed).
+  nn::DistributedDataParallelBase* ddp() const { return ddp_.get(); }
+  /// The mean of v over the ranks (v when not distributed); every rank must call it.
+  double mean_over_ranks(double v) const;
 
   /// Mixed precision (RunOptions::amp). A training step reads:
   ///   Tensor loss;
@@ -239,6 +261,8 @@ class Run {
   double time_offset_ = 0.0;
   bool writing_ = false;
   bool reported_ = false;
+  int rank_ = 0, world_ = 1;
+  std::shared_ptr<nn::DistributedDataParallelBase> ddp_;
 };
 
 /// The metadata of a checkpoint file (read from its header only). A missing or unreadable

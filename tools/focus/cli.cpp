@@ -9,10 +9,16 @@
 #include <iostream>
 #include <set>
 
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "core/threads.h"
+#include "distributed/distributed.h"
 #include "models/datasets/datasets.h"
 #include "models/zoo/config.h"
 #include "models/zoo/pictures.h"
@@ -123,6 +129,71 @@ std::string describe_model(const zoo::ModelEntry& m) {
   return s;
 }
 
+// The focus executable (set by main; --nproc starts it again under mpirun).
+std::string g_executable;
+
+// The number of processes mpirun started this one among (0: not started by mpirun).
+int launched_world_size() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE"})
+    if (const char* v = std::getenv(name); v && *v) return std::atoi(v);
+  return 0;
+}
+
+// A program on the PATH, or "".
+std::string find_on_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/bin:/bin";
+  size_t at = 0;
+  while (at <= dirs.size()) {
+    const size_t end = std::min(dirs.find(':', at), dirs.size());
+    const std::string candidate = dirs.substr(at, end - at) + "/" + name;
+    if (end > at && ::access(candidate.c_str(), X_OK) == 0) return candidate;
+    at = end + 1;
+  }
+  return "";
+}
+
+// `focus train ... --nproc N`: runs the same command in N processes under mpirun (one
+// thread each unless FOCUS_NUM_THREADS says otherwise) and returns mpirun's exit status.
+int launch_mpirun(const std::vector<std::string>& args, int nproc, std::ostream& out) {
+  FOCUS_CHECK(distributed::is_mpi_available(),
+              "[train] --nproc {}: this focus was built without MPI; install openmpi-bin and libopenmpi-dev and rebuild "
+              "it",
+              nproc);
+  const std::string mpirun = find_on_path("mpirun");
+  FOCUS_CHECK(!mpirun.empty(), "[train] --nproc {}: mpirun is not on the PATH; install openmpi-bin", nproc);
+  FOCUS_CHECK(!g_executable.empty(), "[train] --nproc needs the focus executable (run it as `focus train ...`)");
+  std::vector<std::string> argv{mpirun, "-np", std::to_string(nproc), "--bind-to", "none", "--oversubscribe"};
+  if (::geteuid() == 0) argv.push_back("--allow-run-as-root");
+  // One thread per rank unless told otherwise; shared-memory transfers without the
+  // cross-memory-attach mechanism many containers forbid.
+  ::setenv("FOCUS_NUM_THREADS", "1", 0);
+  ::setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
+  for (const char* name : {"FOCUS_NUM_THREADS", "FOCUS_DIST_TIMEOUT", "FOCUS_DATA_DIR"})
+    if (std::getenv(name)) argv.insert(argv.end(), {"-x", name});
+  argv.push_back(g_executable);
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--nproc") {
+      ++i;
+      continue;
+    }
+    if (args[i].rfind("--nproc=", 0) == 0) continue;
+    argv.push_back(args[i]);
+  }
+  out << fmt::format("focus: starting {} processes: {}", nproc, fmt::join(argv, " ")) << std::endl;
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = ::posix_spawn(&pid, mpirun.c_str(), nullptr, nullptr, cargv.data(), environ);
+  FOCUS_CHECK(rc == 0, "[train] --nproc: cannot start {}: {}", mpirun, std::strerror(rc));
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : kExitError;
+}
+
 }  // namespace
 
 int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream& err) {
@@ -137,6 +208,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     std::string train_model, train_config, train_device = "cpu", train_run_dir, train_amp = "none";
     std::vector<std::string> train_sets;
     bool train_resume = false, train_overwrite = false, train_quiet = false;
+    int train_nproc = 1;
     CLI::App* train = app.add_subcommand("train", "Train a model; writes a run directory (default runs/MODEL)");
     train->add_option("MODEL", train_model, "The model (`focus models` lists them)")->required();
     train->add_option("--config", train_config,
@@ -155,10 +227,16 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     train->add_flag("--overwrite", train_overwrite, "Start afresh even though the run directory holds a checkpoint");
     train->add_option("--run-dir", train_run_dir, "Run directory (default runs/MODEL)")->type_name("DIR");
     train->add_flag("-q,--quiet", train_quiet, "No progress line");
+    train->add_option("--nproc", train_nproc,
+                      "Train data-parallel in N processes on this machine (starts mpirun; batch_size is per process, "
+                      "one thread each unless FOCUS_NUM_THREADS is set)")
+        ->check(CLI::Range(1, 4096))
+        ->type_name("N");
     train->footer(
         "The run directory gets config.json, metrics.jsonl, checkpoint.safetensors (every checkpoint_every steps, at "
         "the end and on Ctrl-C) and report.json/report.txt. Ctrl-C saves a checkpoint and stops (exit status 130); "
-        "--resume continues it.");
+        "--resume continues it. Under mpirun (or with --nproc), rank 0 writes the run directory; see "
+        "docs/DISTRIBUTED.md.");
 
     // ---- eval ----
     std::string eval_model, eval_checkpoint, eval_split = "test", eval_run_dir, eval_device = "cpu";
@@ -276,6 +354,24 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
 
     if (train->parsed()) {
       const zoo::ModelEntry& m = zoo::find_model(train_model);
+      // Data-parallel: --nproc N starts mpirun, which starts this command N times; a
+      // process started by mpirun joins the process group.
+      const int launched = launched_world_size();
+      if (launched == 0 && train_nproc > 1) return launch_mpirun(args_in, train_nproc, out);
+      if (launched > 0 && !distributed::is_initialized()) {
+        const bool gpu = train_device.rfind("cuda", 0) == 0;
+        FOCUS_CHECK(!gpu || distributed::is_nccl_available(),
+                    "[train] --device {} with several processes needs NCCL (a CUDA build of focus that found NCCL "
+                    "and MPI)",
+                    train_device);
+        distributed::init_process_group(gpu ? distributed::Backend::kNCCL : distributed::Backend::kMPI);
+      }
+      const int world = distributed::is_initialized() ? distributed::get_world_size() : 1;
+      const bool rank0 = !distributed::is_initialized() || distributed::get_rank() == 0;
+      FOCUS_CHECK(train_nproc == 1 || train_nproc == world, "[train] --nproc {}, but mpirun started {} processes",
+                  train_nproc, world);
+      static std::ostream null_out(nullptr);
+      std::ostream& tout = rank0 ? out : null_out;  // rank 0 speaks for the job
       zoo::Config config = m.default_config();
       if (!train_config.empty()) {
         FOCUS_CHECK(!train_resume,
@@ -307,11 +403,20 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
       opts.out = &out;
       opts.err = (&err == &std::cerr) ? nullptr : &err;  // the real stderr may be a terminal
       zoo::Run run(m.name, config, opts);
-      out << fmt::format("training {} in {}{}, device {}{}", m.name, run.dir().string(),
-                         train_resume ? " (resuming)" : "", zoo::device_description(run.device()),
-                         train_amp == "none" ? "" : ", mixed precision " + train_amp)
-          << std::endl;
+      std::string parallel;
+      if (world > 1) {
+        const int threads = get_num_threads();
+        parallel = fmt::format(", {} processes x {} thread{}", world, threads, threads == 1 ? "" : "s");
+        if (run.config().contains("batch_size"))
+          parallel += fmt::format(", effective batch {} x {} = {}", world, run.config().integer("batch_size"),
+                                  world * run.config().integer("batch_size"));
+      }
+      tout << fmt::format("training {} in {}{}, device {}{}{}", m.name, run.dir().string(),
+                          train_resume ? " (resuming)" : "", zoo::device_description(run.device()),
+                          train_amp == "none" ? "" : ", mixed precision " + train_amp, parallel)
+           << std::endl;
       m.train(run);
+      if (!rank0) return run.interrupted() && !run.reported() ? kExitInterrupted : kExitOk;
       if (run.interrupted() && !run.reported()) {  // a Ctrl-C after the report: the run is complete
         err << fmt::format(
             "focus: interrupted; the checkpoint is in {}; continue with: focus train {} --resume{}\n",
@@ -326,7 +431,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
       } catch (const Error& e) {
         err << "focus: warning: no curves drawn: " << e.what() << std::endl;
       }
-      out << fmt::format("run directory: {} (config.json, metrics.jsonl, checkpoint.safetensors, report.txt{})",
+      tout << fmt::format("run directory: {} (config.json, metrics.jsonl, checkpoint.safetensors, report.txt{})",
                          run.dir().string(), pictures.empty() ? "" : ", curves " + fmt::format("{}", fmt::join(pictures, ", ")))
           << std::endl;
       return kExitOk;
@@ -416,6 +521,9 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     err << "focus: error: no command given\nRun `focus --help` for usage.\n";
     return kExitUsage;
   } catch (const Error& e) {
+    // A failing rank ends the whole job at once: the others would wait for it.
+    if (distributed::is_initialized() && distributed::get_world_size() > 1)
+      distributed::abort_job(std::string("focus: error: ") + e.what(), kExitError);
     err << "focus: error: " << e.what() << std::endl;
     return kExitError;
   } catch (const std::exception& e) {
@@ -425,6 +533,9 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
 }
 
 int main(int argc, char** argv) {
+  char self[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  g_executable = n > 0 ? std::string(self, static_cast<size_t>(n)) : std::string(argv[0]);
   std::vector<std::string> args;
   for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
   return run(args, std::cout, std::cerr);
