@@ -1,4 +1,7 @@
 // The Open MPI transport of focus::distributed (built with FOCUS_MPI).
+// The C API only (no deprecated C++ bindings).
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
 #include <fmt/format.h>
