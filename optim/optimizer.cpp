@@ -212,6 +212,20 @@ void Optimizer::set_lr(double lr) {
   for (auto& g : groups_) g.set_lr(lr);
 }
 
+ParamGroup Optimizer::group_with_params(const ParamGroup& group, std::vector<Tensor> params) {
+  ParamGroup out(group);
+  out.params_ = std::move(params);
+  return out;
+}
+
+void Optimizer::set_group_options(ParamGroup& group, const OptimizerOptions& options) {
+  if (group.options_) {
+    const OptimizerOptions& current = *group.options_;
+    FOCUS_CHECK(typeid(current) == typeid(options), "[Optimizer] a param group's options must keep their type");
+  }
+  group.options_ = options.clone();
+}
+
 size_t Optimizer::num_params() const {
   size_t n = 0;
   for (const auto& g : groups_) n += g.params().size();

@@ -153,20 +153,22 @@ class Optimizer {
   /// A parameter's state as PyTorch's optimizer.state[param]: the optimizer's own state
   /// tensors (not copies) plus, for optimizers that count steps, `step` (a new 0-d float32
   /// CPU tensor holding the count); std::nullopt before the parameter has any state.
-  std::optional<TensorDict> state(const Tensor& param) const;
+  /// (Virtual so that ZeroRedundancyOptimizer can answer for its local shard.)
+  virtual std::optional<TensorDict> state(const Tensor& param) const;
   /// The step count of param (Adam, AdamW): a host number, std::nullopt before its first step.
   /// (Adam with capturable reads its count from the device.)
   virtual std::optional<double> step_count(const Tensor& param) const;
 
   /// The whole state as documented at the top of this header. Tensors are the optimizer's
   /// own (not copies; `step` excepted): save or clone them before stepping again.
-  TensorDict state_dict() const;
+  /// Virtual: ZeroRedundancyOptimizer returns its consolidated state.
+  virtual TensorDict state_dict() const;
   /// Restores a state_dict(): the dict must have this optimizer's number of groups and of
   /// parameters per group; state tensors must have their parameter's shape (they are
   /// copied and converted to its dtype and device; `step`, one number of any dtype and
   /// device, becomes the host step count); unknown keys are errors. Nothing is changed
   /// when an error is thrown.
-  void load_state_dict(const TensorDict& dict);
+  virtual void load_state_dict(const TensorDict& dict);
 
  protected:
   Optimizer(std::string name, std::unique_ptr<OptimizerOptions> defaults);
@@ -183,6 +185,11 @@ class Optimizer {
   virtual std::vector<std::string> state_names() const = 0;
   /// Called when load_state_dict() has replaced the state (the host step counts included).
   virtual void state_loaded() {}
+  /// For optimizers that wrap another one (ZeroRedundancyOptimizer): a copy of group (its
+  /// overrides or options, and its extras) that holds params instead of its own parameters.
+  static ParamGroup group_with_params(const ParamGroup& group, std::vector<Tensor> params);
+  /// Replaces group's hyperparameters by a copy of options (of the group's options type).
+  static void set_group_options(ParamGroup& group, const OptimizerOptions& options);
 
   std::vector<ParamGroup> groups_;
 
