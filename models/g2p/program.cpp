@@ -248,18 +248,25 @@ void train(zoo::Run& run) {
                      vocabs.letters.size() - 4, vocabs.phonemes.size() - 4);
 
   auto dataset = std::make_shared<data::VectorDataset<Example>>(std::move(examples));
+  const int world = run.world_size();
+  data::DataLoaderOptions loader_opts = data::DataLoaderOptions(c.integer("batch_size"))
+                                            .seed(seed)
+                                            .bucket(c.integer("bucket"))
+                                            .pin_memory(run.device().is_cuda());  // async copies to the GPU
+  // --nproc: each rank reads its share of every epoch (the same number of batches on every
+  // rank); bucketing then keeps the sampler's order of windows.
+  if (world > 1)
+    loader_opts.sampler(std::make_shared<data::DistributedSampler>(dataset->size(), world, run.rank(), true, seed));
+  else
+    loader_opts.shuffle(true);
   data::DataLoader<Example, Batch> loader(
-      dataset, [pad](std::vector<Example> ex) { return collate(ex, pad); },
-      data::DataLoaderOptions(c.integer("batch_size"))
-          .shuffle(true)
-          .seed(seed)
-          .bucket(c.integer("bucket"))
-          .pin_memory(run.device().is_cuda()),  // pinned batches copy to the GPU asynchronously
+      dataset, [pad](std::vector<Example> ex) { return collate(ex, pad); }, loader_opts,
       [](const Example& e) { return static_cast<int64_t>(e.src.size()); });
 
   Generator init_gen(seed);
   auto model = std::make_shared<G2PTransformer>(model_options(c, vocabs), &init_gen);
   model->to(run.device());
+  run.data_parallel(model);  // --nproc: gradients averaged over the ranks
   auto [decay, no_decay] = model->decay_groups();
   optim::AdamW opt({optim::ParamGroup(decay), optim::ParamGroup(no_decay).weight_decay(0.0)},
                    optim::AdamWOptions().lr(c.real("lr")).betas({0.9, 0.98}).weight_decay(c.real("weight_decay")));
@@ -280,9 +287,9 @@ void train(zoo::Run& run) {
   }
   const std::map<std::string, std::string> meta{{"letters", vocabs.letters.to_json()}, {"phonemes", vocabs.phonemes.to_json()}};
   int64_t step = run.restore(*model, &opt, sched.get(), nullptr);
-  out << fmt::format("g2p: {} parameters, d_model {}, {}+{} layers; {} steps of {} pronunciations ({:.1f} epochs){}\n",
+  out << fmt::format("g2p: {} parameters, d_model {}, {}+{} layers; {} steps of {}{} pronunciations ({:.1f} epochs){}\n",
                      model->num_parameters(), c.integer("d_model"), c.integer("encoder_layers"), c.integer("decoder_layers"),
-                     steps, c.integer("batch_size"),
+                     steps, world > 1 ? fmt::format("{} ranks x ", world) : "", c.integer("batch_size"),
                      static_cast<double>(steps) / static_cast<double>(std::max<int64_t>(1, loader.num_batches())),
                      step ? fmt::format(", resuming at step {}", step) : "");
 
@@ -329,9 +336,10 @@ void train(zoo::Run& run) {
       ++step;
       loss_sum = loss_sum + loss.detach().to(kFloat64);
       ++loss_count;
-      progress.update(step, epoch, loss, b.tokens);
+      progress.update(step, epoch, loss, world * b.tokens);  // --nproc: this rank's tokens x the ranks
       if (step % c.integer("log_every") == 0 || step == steps) {
-        run.log("train", step, {{"loss", checked_mean_loss()}, {"lr", opt.param_groups()[0].lr()}});
+        run.log("train", step,
+                {{"loss", run.mean_over_ranks(checked_mean_loss())}, {"lr", opt.param_groups()[0].lr()}});
         loss_sum = zeros({}, f64);
         loss_count = 0;
         first_unchecked = step + 1;

@@ -205,18 +205,25 @@ void train_program(zoo::Run& run) {
   Generator init_gen(seed);
   auto model = std::make_shared<SpamClassifier>(model_config(c, vocab), &init_gen);
   model->to(run.device());  // before the optimizer sees the parameters
+  run.data_parallel(model);  // --nproc: gradients averaged over the ranks
+  const int world = run.world_size();
   auto [decay, no_decay] = model->decay_groups();
   optim::AdamW opt(std::vector<optim::ParamGroup>{optim::ParamGroup(decay), optim::ParamGroup(no_decay).weight_decay(0.0)},
                    optim::AdamWOptions(c.real("lr")).weight_decay(c.real("weight_decay")));
 
   const int64_t pad_id = vocab.pad_id();
+  data::DataLoaderOptions loader_opts = data::DataLoaderOptions(batch_size)
+                                            .seed(seed)
+                                            .bucket(c.integer("bucket"))
+                                            .pin_memory(run.device().is_cuda());  // async copies to the GPU
+  // --nproc: each rank reads its share of every epoch (the same number of batches on every
+  // rank, so an epoch has 1/world of the steps); bucketing then keeps the sampler's order.
+  if (world > 1)
+    loader_opts.sampler(std::make_shared<data::DistributedSampler>(train_set->size(), world, run.rank(), true, seed));
+  else
+    loader_opts.shuffle(true);
   data::DataLoader<Example, Batch> loader(
-      train_set, [pad_id](std::vector<Example> ex) { return collate(ex, pad_id); },
-      data::DataLoaderOptions(batch_size)
-          .shuffle(true)
-          .seed(seed)
-          .bucket(c.integer("bucket"))
-          .pin_memory(run.device().is_cuda()),  // pinned batches copy to the GPU asynchronously
+      train_set, [pad_id](std::vector<Example> ex) { return collate(ex, pad_id); }, loader_opts,
       [](const Example& e) { return static_cast<int64_t>(e.ids.size()); });
   const int64_t per_epoch = loader.num_batches();
   const int64_t steps = c.integer("steps") > 0 ? c.integer("steps") : c.integer("epochs") * per_epoch;
@@ -228,8 +235,8 @@ void train_program(zoo::Run& run) {
 
   const std::map<std::string, std::string> meta{{"vocab", vocab.to_json()}};
   int64_t step = run.restore(*model, &opt, &sched, nullptr);
-  run.out() << fmt::format("spam: {} parameters; {} steps ({} per epoch of batch {}){}\n", model->num_parameters(),
-                           steps, per_epoch, batch_size,
+  run.out() << fmt::format("spam: {} parameters; {} steps ({} per epoch of batch {}{}){}\n", model->num_parameters(),
+                           steps, per_epoch, world > 1 ? fmt::format("{} ranks x ", world) : "", batch_size,
                            step > 0 ? fmt::format(", resuming at step {}", step) : std::string());
 
   const int64_t eval_every = c.integer("eval_every"), ckpt_every = c.integer("checkpoint_every");
@@ -265,10 +272,15 @@ void train_program(zoo::Run& run) {
       ++loss_count;
       correct = correct + eq(logits.detach().argmax(-1), labels).to(kInt64).sum();
       seen += labels.size(0);
-      run.progress().update(step, epoch + 1, loss, b.tokens);
+      run.progress().update(step, epoch + 1, loss, world * b.tokens);  // --nproc: this rank's tokens x the ranks
       if (step % log_every == 0 || step == steps) {
-        run.log("train", step, {{"loss", loss_sum.item<double>() / loss_count},
-                                {"accuracy", double(correct.item<int64_t>()) / double(seen)},
+        // --nproc: the means over the ranks (the accuracy from the ranks' counts); one
+        // collective per statement, so every rank makes them in the same order
+        const double mean_loss = run.mean_over_ranks(loss_sum.item<double>() / loss_count);
+        const double mean_correct = run.mean_over_ranks(double(correct.item<int64_t>()));
+        const double mean_seen = run.mean_over_ranks(double(seen));
+        run.log("train", step, {{"loss", mean_loss},
+                                {"accuracy", mean_correct / mean_seen},
                                 {"lr", opt.param_groups()[0].lr()}, {"epoch", double(step) / double(per_epoch)}});
         loss_sum = zeros({}, TensorOptions(kFloat64).device(device));
         correct = zeros({}, TensorOptions(kInt64).device(device));

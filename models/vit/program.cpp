@@ -395,26 +395,34 @@ void train(zoo::Run& run) {
   Generator gen(seed);
   auto model = std::make_shared<VisionTransformer>(vit_config(c, d.train->height(), num_classes), &gen);
   model->to(run.device());  // before the optimizer sees the parameters
+  run.data_parallel(model);  // --nproc: gradients averaged over the ranks
+  const int world = run.world_size();
 
   const int64_t batch = c.integer("batch_size");
   const Augment aug{c.boolean("augment") ? c.integer("crop_padding") : 0, c.boolean("augment") && c.boolean("flip"),
                     seed * 0x9e3779b97f4a7c15ull + 12345};
   auto epoch_now = std::make_shared<std::atomic<int64_t>>(0);
   const int64_t h = d.train->height(), w = d.train->width();
+  data::DataLoaderOptions loader_opts = data::DataLoaderOptions(batch)
+                                            .seed(seed)
+                                            .drop_last(true)
+                                            .prefetch(2)
+                                            .pin_memory(run.device().is_cuda());  // async copies to the GPU
+  // --nproc: each rank reads its share of every epoch (the same number of batches on every
+  // rank, so an epoch has 1/world of the steps).
+  if (world > 1)
+    loader_opts.sampler(std::make_shared<data::DistributedSampler>(d.train->size(), world, run.rank(), true, seed));
+  else
+    loader_opts.shuffle(true);
   Loader loader(
       d.train,
       [norm, aug, epoch_now, h, w](std::vector<ImageExample> ex) {
         return collate_images(ex, h, w, norm, &aug, epoch_now->load());
       },
-      data::DataLoaderOptions(batch)
-          .shuffle(true)
-          .seed(seed)
-          .drop_last(true)
-          .prefetch(2)
-          .pin_memory(run.device().is_cuda()));  // pinned batches copy to the GPU asynchronously
+      loader_opts);
   const int64_t per_epoch = loader.num_batches();
-  FOCUS_CHECK(per_epoch >= 1, "[vit] batch_size {} is larger than the training set ({} images)", batch,
-              d.train->size());
+  FOCUS_CHECK(per_epoch >= 1, "[vit] batch_size {} is larger than the training set ({} images{})", batch,
+              d.train->size(), world > 1 ? fmt::format(", {} per rank", loader.options().sampler_->size()) : "");
   const int64_t total = c.integer("steps") > 0 ? c.integer("steps") : c.integer("epochs") * per_epoch;
 
   auto [decay, no_decay] = model->decay_groups();
@@ -430,9 +438,9 @@ void train(zoo::Run& run) {
   int64_t step = run.restore(*model, &opt, &sched, nullptr);
   std::ostream& out = run.out();
   if (step == 0) {
-    out << fmt::format("vit: {} parameters; {} train / {} valid / {} test images; {} steps of {} ({} per epoch)\n",
-                       model->num_parameters(), d.train->size(), d.valid->size(), d.test->size(), total, batch,
-                       per_epoch);
+    out << fmt::format("vit: {} parameters; {} train / {} valid / {} test images; {} steps of {}{} ({} per epoch)\n",
+                       model->num_parameters(), d.train->size(), d.valid->size(), d.test->size(), total,
+                       world > 1 ? fmt::format("{} ranks x ", world) : "", batch, per_epoch);
   } else {
     out << fmt::format("vit: resuming at step {} of {}\n", step, total);
   }
@@ -476,14 +484,15 @@ void train(zoo::Run& run) {
       run.step(opt, model->parameters(), clip);
       sched.step();
       ++step;
-      const int64_t bsz = x.size(0);
+      const int64_t bsz = world * x.size(0);  // --nproc: the images of every rank
       images_done += bsz;
       images_since_log += bsz;
       loss_since_log = loss_since_log + loss.detach().to(kFloat64);
       ++steps_since_log;
       run.progress().update(step, epoch + 1, loss, bsz);
       if (step % log_every == 0) {
-        const double mean_loss = loss_since_log.item<double>() / static_cast<double>(steps_since_log);
+        const double mean_loss =
+            run.mean_over_ranks(loss_since_log.item<double>() / static_cast<double>(steps_since_log));
         const auto now = std::chrono::steady_clock::now();  // after the read: the device has caught up
         const double dt = std::chrono::duration<double>(now - t_log).count();
         run.log("train", step,
@@ -516,8 +525,11 @@ void train(zoo::Run& run) {
     last_valid_acc = v.accuracy;
   }
   run.log("test", step, {{"loss", t.loss}, {"accuracy", t.accuracy}});
-  const Pictures pics = write_attention_pictures(*model, *d.test, norm, d.classes, c.integer("attention_images"),
-                                                 c.str("attention"), run.dir());
+  // Rank 0 writes the run directory.
+  const Pictures pics = run.rank() == 0 ? write_attention_pictures(*model, *d.test, norm, d.classes,
+                                                                   c.integer("attention_images"), c.str("attention"),
+                                                                   run.dir())
+                                        : Pictures{};
 
   const double ips = train_s > 0 ? static_cast<double>(images_done) / train_s : 0.0;
   std::vector<std::pair<std::string, double>> metrics{{"test_accuracy", t.accuracy},
