@@ -40,8 +40,8 @@ class Sampler {
 ///
 /// rank and num_replicas are explicit, so no process group is needed to build one; in a
 /// distributed run pass focus::distributed::get_rank() / get_world_size() (as PyTorch's
-/// defaults, torch.distributed's; docs/DESIGN.md "Distributed" — that module is not in this
-/// tree yet, hence no overload that reads them).
+/// defaults, torch.distributed's). data/ sits below distributed/ (docs/DESIGN.md), so there
+/// is no overload that reads them.
 ///
 /// In PyTorch a user calls sampler.set_epoch(epoch) before each epoch; a focus DataLoader
 /// asks indices(epoch) with its own epoch counter instead (see DataLoaderOptions::sampler),

@@ -51,3 +51,6 @@
 #include "optim/lr_scheduler.h"
 #include "optim/optimizer.h"
 #include "optim/sgd.h"
+#include "distributed/distributed.h"
+#include "distributed/ddp.h"
+#include "distributed/zero.h"

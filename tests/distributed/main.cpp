@@ -13,7 +13,12 @@
 
 int main(int argc, char** argv) {
   namespace dist = focus::distributed;
-  dist::init_process_group(dist::Backend::kMPI);
+  try {
+    dist::init_process_group(dist::Backend::kMPI);
+  } catch (const focus::Error& e) {
+    std::fprintf(stderr, "focus_dist_tests: error: %s\n", e.what());
+    return 1;
+  }
   doctest::Context ctx;
   std::vector<const char*> args(argv, argv + argc);
   if (dist::get_rank() != 0) args.push_back("--minimal");

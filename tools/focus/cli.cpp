@@ -169,7 +169,7 @@ int launch_mpirun(const std::vector<std::string>& args, int nproc, std::ostream&
   // cross-memory-attach mechanism many containers forbid.
   ::setenv("FOCUS_NUM_THREADS", "1", 0);
   ::setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
-  for (const char* name : {"FOCUS_NUM_THREADS", "FOCUS_DIST_TIMEOUT", "FOCUS_DATA_DIR"})
+  for (const char* name : {"FOCUS_NUM_THREADS", "FOCUS_DIST_TIMEOUT", "FOCUS_DATA"})
     if (std::getenv(name)) argv.insert(argv.end(), {"-x", name});
   argv.push_back(g_executable);
   for (size_t i = 0; i < args.size(); ++i) {
