@@ -326,16 +326,7 @@ TensorDict ZeroRedundancyOptimizer::state_dict() const {
               "step() or load_state_dict())",
               kName, rank_);
   TensorDict out = *consolidated_;
-  int64_t index = 0;
-  for (size_t gi = 0; gi < groups_.size(); ++gi) {
-    const ParamGroup& g = groups_[gi];
-    const std::string prefix = fmt::format("param_groups.{}.", gi);
-    g.options().save(out, prefix);
-    for (const auto& [k, v] : g.extras()) detail::put_number(out, prefix + k, v);
-    std::vector<int64_t> ids(g.params().size());
-    for (auto& id : ids) id = index++;
-    out.insert(prefix + "params", tensor<int64_t>(ids, Shape{static_cast<int64_t>(ids.size())}));
-  }
+  save_param_groups(out);
   return out;
 }
 

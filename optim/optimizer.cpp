@@ -269,7 +269,12 @@ TensorDict Optimizer::state_dict() const {
       ++index;
     }
   }
-  index = 0;
+  save_param_groups(out);
+  return out;
+}
+
+void Optimizer::save_param_groups(TensorDict& out) const {
+  int64_t index = 0;
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     const ParamGroup& g = groups_[gi];
     const std::string prefix = fmt::format("param_groups.{}.", gi);
@@ -279,7 +284,6 @@ TensorDict Optimizer::state_dict() const {
     for (auto& id : ids) id = index++;
     out.insert(prefix + "params", tensor<int64_t>(ids, Shape{static_cast<int64_t>(ids.size())}));
   }
-  return out;
 }
 
 namespace {

@@ -181,6 +181,9 @@ class Optimizer {
   /// Adds one to param's step count (a host number, starting at 0) and returns the new
   /// count: no tensor is read or written, so no device is synchronised.
   double increment_step(const Tensor& param);
+  /// Writes the param_groups.<i>.* entries of state_dict() (hyperparameters, extras and the
+  /// parameters' global indices) into out.
+  void save_param_groups(TensorDict& out) const;
   /// The state names this optimizer writes (load_state_dict rejects others).
   virtual std::vector<std::string> state_names() const = 0;
   /// Called when load_state_dict() has replaced the state (the host step counts included).
