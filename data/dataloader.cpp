@@ -112,7 +112,7 @@ std::vector<std::vector<int64_t>> plan_batches(int64_t n, const DataLoaderOption
     if (stop - start < bs && opts.drop_last_) break;
     batches.emplace_back(order.begin() + start, order.begin() + stop);
   }
-  if (opts.bucket_ > 0 && opts.shuffle_) shuffle(batches, batch_rng);
+  if (opts.bucket_ > 0 && (opts.shuffle_ || (opts.sampler_ && opts.sampler_->shuffles()))) shuffle(batches, batch_rng);
   return batches;
 }
 

@@ -60,8 +60,9 @@ struct DataLoaderOptions {
   /// and each begin() moving on to the next epoch) plays the part of PyTorch's
   /// `sampler.set_epoch(epoch)` before each epoch, so a plain loop over epochs reshuffles.
   /// batch_size and drop_last apply to the sampler's indices; bucketing sorts windows of
-  /// them by length and keeps the window order (no batch shuffle, as without shuffle). The
-  /// sampler is only read, so loaders may share one. nullptr = no sampler.
+  /// them by length, and shuffles the batch order (by seed and epoch, as shuffle(true) does)
+  /// when the sampler's order is random (Sampler::shuffles()). The sampler is only read, so
+  /// loaders may share one. nullptr = no sampler.
   DataLoaderOptions& sampler(std::shared_ptr<const Sampler> s) { sampler_ = std::move(s); return *this; }
 
   int64_t batch_size_;

@@ -19,6 +19,10 @@ class Sampler {
   virtual int64_t size() const = 0;
   /// The dataset indices of epoch `epoch` (>= 0): size() of them, each in [0, dataset size).
   virtual std::vector<int64_t> indices(int64_t epoch) const = 0;
+  /// True when the order is random: a bucketing DataLoader then also shuffles the order of
+  /// its batches (with its own seed and epoch), as it does with shuffle(true); otherwise the
+  /// bucketed batches would come shortest first in every window.
+  virtual bool shuffles() const { return false; }
 };
 
 /// torch.utils.data.distributed.DistributedSampler: rank `rank` of `num_replicas` gets every
@@ -71,6 +75,7 @@ class DistributedSampler : public Sampler {
   int64_t num_replicas() const { return num_replicas_; }
   int64_t rank() const { return rank_; }
   bool shuffle() const { return shuffle_; }
+  bool shuffles() const override { return shuffle_; }
   uint64_t seed() const { return seed_; }
   bool drop_last() const { return drop_last_; }
 
