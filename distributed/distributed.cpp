@@ -307,9 +307,8 @@ void init_process_group(Backend backend, std::chrono::milliseconds timeout) {
   FOCUS_CHECK(timeout.count() > 0, "[init_process_group] timeout must be positive, got {} ms", timeout.count());
   if (backend == Backend::kNCCL)
     FOCUS_CHECK(is_nccl_available(),
-                "[init_process_group] Backend::kNCCL needs a CUDA build of focus with NCCL (and MPI to set it up); "
-                "this build has {}",
-                is_mpi_available() ? "MPI but no NCCL" : "neither");
+                "[init_process_group] Backend::kNCCL needs a CUDA build of focus that found NCCL (and MPI for more "
+                "than one rank); this build has no NCCL");
   std::unique_ptr<Transport> transport;
   if (is_mpi_available()) {
     transport = detail::make_mpi_transport();

@@ -1,4 +1,5 @@
-// The NCCL communicator of focus::distributed (CUDA builds that found NCCL and MPI): the
+// The NCCL communicator of focus::distributed (CUDA builds that found NCCL; its ncclUniqueId
+// travels through MPI, or, in a build without MPI, there is one rank): the
 // collectives on CUDA tensors of a Backend::kNCCL group, queued on focus's stream of the
 // tensor's device (backends/cuda/context.h: one stream per GPU, which every kernel and copy
 // of that device uses, so the collectives are ordered after the work that produced their

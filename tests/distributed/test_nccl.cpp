@@ -1,7 +1,7 @@
 // Backend::kNCCL smoke test: collectives on CUDA tensors through NCCL, and a CPU tensor of
 // the same group through MPI. Runs only where focus has NCCL and every rank has a GPU of
-// its own (one NCCL rank per GPU: tools/gpu-check runs it with `mpirun -np 1`); elsewhere
-// it says why it skips. The group is switched to NCCL for the test and back to MPI after,
+// its own (one NCCL rank per GPU: tools/gpu-check runs it with `mpirun -np 1`, or as a plain
+// process, one rank, where the machine has no mpirun); elsewhere it says why it skips. The group is switched to NCCL for the test and back to MPI after,
 // so that the test cases after it find the group main.cpp set up.
 #include <doctest/doctest.h>
 
@@ -30,7 +30,7 @@ Tensor nccl_rank_values(int r, const Shape& shape, DType dtype) {
 // Why this rank cannot run the NCCL test (empty: it can).
 std::string nccl_skip_reason() {
   if (!dist::is_nccl_available())
-    return "this focus has no NCCL (a CPU build, or a CUDA build that found no NCCL or no MPI)";
+    return "this focus has no NCCL (a CPU build, or a CUDA build that found no NCCL)";
   if (!cuda::is_available()) return "no CUDA device is visible";
   const int local = dist::get_local_world_size();
   if (local > cuda::device_count())
