@@ -37,16 +37,21 @@ namespace {
 std::atomic<int> g_sigint_count{0};
 std::atomic<bool> g_interrupted{false};
 std::atomic<int> g_runs_alive{0};
-struct sigaction g_previous_action;
+std::atomic<bool> g_signal_quiet{false};  // ranks other than 0 say nothing
+struct sigaction g_previous_action, g_previous_usr1;
 
+// SIGINT (Ctrl-C), and SIGUSR1, which mpirun passes on to every rank (`focus train --nproc`
+// turns a Ctrl-C into a SIGUSR1 to mpirun).
 extern "C" void on_sigint(int) {
   int n = g_sigint_count.fetch_add(1) + 1;
   if (n == 1) {
     g_interrupted.store(true);
     static const char msg[] =
         "\nfocus: interrupted: saving a checkpoint after this step (press Ctrl-C again to quit at once)\n";
-    ssize_t r = ::write(2, msg, sizeof(msg) - 1);
-    (void)r;
+    if (!g_signal_quiet.load()) {
+      ssize_t r = ::write(2, msg, sizeof(msg) - 1);
+      (void)r;
+    }
   } else {
     static const char msg[] = "\nfocus: interrupted twice: quitting without saving\n";
     ssize_t r = ::write(2, msg, sizeof(msg) - 1);
@@ -65,11 +70,15 @@ void install_sigint_handler() {
     sigemptyset(&action.sa_mask);
     action.sa_flags = 0;  // no SA_RESTART: a blocking read returns so the loop notices
     sigaction(SIGINT, &action, &g_previous_action);
+    sigaction(SIGUSR1, &action, &g_previous_usr1);
   }
 }
 
 void remove_sigint_handler() {
-  if (g_runs_alive.fetch_sub(1) == 1) sigaction(SIGINT, &g_previous_action, nullptr);
+  if (g_runs_alive.fetch_sub(1) == 1) {
+    sigaction(SIGINT, &g_previous_action, nullptr);
+    sigaction(SIGUSR1, &g_previous_usr1, nullptr);
+  }
 }
 
 // ---- files ---------------------------------------------------------------------------------
@@ -343,6 +352,7 @@ Run::Run(const std::string& model, Config config, RunOptions opts)
   FOCUS_CHECK(!ec && fs::is_directory(dir_), "[train] cannot create run directory {}: {}", dir_.string(), ec.message());
   start_ = std::chrono::steady_clock::now();
   install_sigint_handler();
+  g_signal_quiet.store(rank_ != 0);
 }
 
 void Run::start_writing() {

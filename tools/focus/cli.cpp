@@ -4,11 +4,13 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <filesystem>
 #include <iostream>
 #include <set>
 
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -153,6 +155,22 @@ std::string find_on_path(const std::string& name) {
   return "";
 }
 
+// The mpirun started by --nproc, for the signal handler below.
+std::atomic<pid_t> g_mpirun_pid{0};
+std::atomic<int> g_launcher_sigints{0};
+
+// Ctrl-C while --nproc's mpirun runs: mpirun is in a process group of its own (so the
+// terminal's SIGINT reaches neither it, which would end the job at once, nor the ranks
+// directly); the first Ctrl-C becomes a SIGUSR1 to mpirun, which passes it on to every rank
+// (each then saves a checkpoint at the same step and exits with 130), the second a SIGTERM,
+// which ends the job.
+extern "C" void on_launcher_signal(int sig) {
+  const pid_t pid = g_mpirun_pid.load();
+  if (pid <= 0) return;
+  const int n = sig == SIGTERM ? 2 : g_launcher_sigints.fetch_add(1) + 1;
+  ::kill(pid, n == 1 ? SIGUSR1 : SIGTERM);
+}
+
 // `focus train ... --nproc N`: runs the same command in N processes under mpirun (one
 // thread each unless FOCUS_NUM_THREADS says otherwise) and returns mpirun's exit status.
 int launch_mpirun(const std::vector<std::string>& args, int nproc, std::ostream& out) {
@@ -163,7 +181,10 @@ int launch_mpirun(const std::vector<std::string>& args, int nproc, std::ostream&
   const std::string mpirun = find_on_path("mpirun");
   FOCUS_CHECK(!mpirun.empty(), "[train] --nproc {}: mpirun is not on the PATH; install openmpi-bin", nproc);
   FOCUS_CHECK(!g_executable.empty(), "[train] --nproc needs the focus executable (run it as `focus train ...`)");
-  std::vector<std::string> argv{mpirun, "-np", std::to_string(nproc), "--bind-to", "none", "--oversubscribe"};
+  // --stdin none: mpirun runs in a process group of its own (see on_launcher_signal), where
+  // reading the terminal would stop it.
+  std::vector<std::string> argv{mpirun,   "-np",  std::to_string(nproc), "--bind-to", "none", "--oversubscribe",
+                                "--stdin", "none"};
   if (::geteuid() == 0) argv.push_back("--allow-run-as-root");
   // One thread per rank unless told otherwise; shared-memory transfers without the
   // cross-memory-attach mechanism many containers forbid.
@@ -184,12 +205,27 @@ int launch_mpirun(const std::vector<std::string>& args, int nproc, std::ostream&
   std::vector<char*> cargv;
   for (auto& a : argv) cargv.push_back(a.data());
   cargv.push_back(nullptr);
+  posix_spawnattr_t attr;
+  ::posix_spawnattr_init(&attr);
+  ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  ::posix_spawnattr_setpgroup(&attr, 0);
   pid_t pid = 0;
-  const int rc = ::posix_spawn(&pid, mpirun.c_str(), nullptr, nullptr, cargv.data(), environ);
+  const int rc = ::posix_spawn(&pid, mpirun.c_str(), nullptr, &attr, cargv.data(), environ);
+  ::posix_spawnattr_destroy(&attr);
   FOCUS_CHECK(rc == 0, "[train] --nproc: cannot start {}: {}", mpirun, std::strerror(rc));
+  g_launcher_sigints.store(0);
+  g_mpirun_pid.store(pid);
+  struct sigaction action {}, old_int {}, old_term {};
+  action.sa_handler = on_launcher_signal;
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGINT, &action, &old_int);
+  ::sigaction(SIGTERM, &action, &old_term);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
+  g_mpirun_pid.store(0);
+  ::sigaction(SIGINT, &old_int, nullptr);
+  ::sigaction(SIGTERM, &old_term, nullptr);
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : kExitError;
 }
@@ -419,9 +455,10 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
       if (!rank0) return run.interrupted() && !run.reported() ? kExitInterrupted : kExitOk;
       if (run.interrupted() && !run.reported()) {  // a Ctrl-C after the report: the run is complete
         err << fmt::format(
-            "focus: interrupted; the checkpoint is in {}; continue with: focus train {} --resume{}\n",
+            "focus: interrupted; the checkpoint is in {}; continue with: focus train {} --resume{}{}\n",
             (run.dir() / zoo::kCheckpointFile).string(), m.name,
-            train_run_dir.empty() ? "" : " --run-dir " + train_run_dir);
+            train_run_dir.empty() ? "" : " --run-dir " + train_run_dir,
+            world > 1 ? fmt::format(" --nproc {}", world) : "");
         return kExitInterrupted;
       }
       // The loss and metric curves; a run that logged nothing has none.
