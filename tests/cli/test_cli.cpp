@@ -323,6 +323,26 @@ TEST_SUITE("cli") {
     CHECK(has(r.out, "tiny trained 6 steps"));
   }
 
+  TEST_CASE("train --nproc: bad counts and what an in-process call cannot do") {
+    ensure_tiny_model();
+    TempDir tmp;
+    const std::string dir = tmp / "run";
+    auto r = run_cli({"train", "tiny-test", "--run-dir", dir, "--nproc", "0"});
+    CHECK(r.rc == focus::cli::kExitUsage);
+    CHECK(has(r.err, "--nproc"));
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--nproc", "two"});
+    CHECK(r.rc == focus::cli::kExitUsage);
+    // In-process (no focus executable to start under mpirun), or a build without MPI: a clear
+    // error naming --nproc, and nothing written.
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--nproc", "2"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "--nproc"));
+    CHECK_FALSE(fs::exists(fs::path(dir) / "config.json"));
+    // --nproc 1 is an ordinary run.
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--nproc", "1", "--set", "steps=2", "-q"});
+    CHECK(r.rc == 0);
+  }
+
   TEST_CASE("train errors: config, device, resume") {
     ensure_tiny_model();
     TempDir tmp;
