@@ -231,6 +231,34 @@ void check_tensor(const char* op, const Tensor& t, const char* what) {
   FOCUS_CHECK(d.is_cpu() || d.is_cuda(), "[{}] {} is on {}, which no backend serves", op, what, d);
 }
 
+// The checks of the collectives with a flat side: whole (world * chunk elements) and chunk,
+// both contiguous, of one dtype and device.
+void check_chunked(const char* op, const Tensor& output, const Tensor& input, const Tensor& whole,
+                   const char* whole_name, const Tensor& chunk, const char* chunk_name, int world) {
+  check_tensor(op, input, "the input");
+  check_tensor(op, output, "the output");
+  FOCUS_CHECK(output.dtype() == input.dtype() && output.device() == input.device(),
+              "[{}] the output ({} on {}) must have the input's dtype and device ({} on {})", op,
+              dtype_name(output.dtype()), output.device(), dtype_name(input.dtype()), input.device());
+  FOCUS_CHECK(whole.numel() == chunk.numel() * world,
+              "[{}] the {} must hold world_size ({}) x the {}'s {} elements, but it has shape {}", op, whole_name, world,
+              chunk_name, chunk.numel(), whole.shape());
+}
+
+// The checks of the collectives with a list side: one tensor per rank, each of ref's shape,
+// dtype and device.
+void check_list(const char* op, const std::vector<Tensor>& list, const char* item, const Tensor& ref,
+                const char* ref_name, int world) {
+  FOCUS_CHECK(static_cast<int>(list.size()) == world, "[{}] needs one {} tensor per rank ({}), got {}", op, item, world,
+              list.size());
+  for (size_t r = 0; r < list.size(); ++r) {
+    check_tensor(op, list[r], fmt::format("{} {}", item, r).c_str());
+    FOCUS_CHECK(list[r].shape() == ref.shape() && list[r].dtype() == ref.dtype() && list[r].device() == ref.device(),
+                "[{}] {} {} ({} on {}) must have the {}'s shape, dtype and device ({} on {})", op, item, r,
+                shape_str(list[r]), list[r].device(), ref_name, shape_str(ref), ref.device());
+  }
+}
+
 void check_reduce(const char* op, DType dtype, ReduceOp rop) {
   if (dtype == kBool)
     FOCUS_CHECK(rop == ReduceOp::MAX || rop == ReduceOp::MIN,
@@ -390,15 +418,7 @@ Work broadcast(const Tensor& tensor, int src, bool async_op) {
 Work all_gather_into_tensor(const Tensor& output, const Tensor& input, bool async_op) {
   Group& g = group("all_gather_into_tensor");
   const char* op = "all_gather_into_tensor";
-  check_tensor(op, input, "the input");
-  check_tensor(op, output, "the output");
-  const int world = g.transport().size();
-  FOCUS_CHECK(output.dtype() == input.dtype() && output.device() == input.device(),
-              "[{}] the output ({} on {}) must have the input's dtype and device ({} on {})", op,
-              dtype_name(output.dtype()), output.device(), dtype_name(input.dtype()), input.device());
-  FOCUS_CHECK(output.numel() == input.numel() * world,
-              "[{}] the output must hold world_size ({}) x the input's {} elements, but it has shape {}", op, world,
-              input.numel(), output.shape());
+  check_chunked(op, output, input, output, "output", input, "input", g.transport().size());
   std::string desc = fmt::format("{}({})", op, shape_str(input));
   output.bump_version();
   if (input.device().is_cuda()) {
@@ -417,15 +437,7 @@ Work all_gather(const std::vector<Tensor>& outputs, const Tensor& input, bool as
   Group& g = group("all_gather");
   check_tensor("all_gather", input, "the input");
   const int world = g.transport().size();
-  FOCUS_CHECK(static_cast<int>(outputs.size()) == world,
-              "[all_gather] needs one output tensor per rank ({}), got {}", world, outputs.size());
-  for (size_t r = 0; r < outputs.size(); ++r) {
-    check_tensor("all_gather", outputs[r], "an output");
-    FOCUS_CHECK(outputs[r].shape() == input.shape() && outputs[r].dtype() == input.dtype() &&
-                    outputs[r].device() == input.device(),
-                "[all_gather] output {} ({} on {}) must have the input's shape, dtype and device ({} on {})", r,
-                shape_str(outputs[r]), outputs[r].device(), shape_str(input), input.device());
-  }
+  check_list("all_gather", outputs, "output", input, "input", world);
   // Gathered into one buffer, then copied out (on the communication thread for CPU
   // tensors, so an async all_gather stays asynchronous).
   Tensor flat = empty({input.numel() * world}, TensorOptions(input.dtype()).device(input.device()));
@@ -452,16 +464,9 @@ Work all_gather(const std::vector<Tensor>& outputs, const Tensor& input, bool as
 Work reduce_scatter_tensor(const Tensor& output, const Tensor& input, ReduceOp op, bool async_op) {
   const char* name = "reduce_scatter_tensor";
   Group& g = group(name);
-  check_tensor(name, input, "the input");
-  check_tensor(name, output, "the output");
-  check_reduce(name, input.dtype(), op);
   const int world = g.transport().size();
-  FOCUS_CHECK(output.dtype() == input.dtype() && output.device() == input.device(),
-              "[{}] the output ({} on {}) must have the input's dtype and device ({} on {})", name,
-              dtype_name(output.dtype()), output.device(), dtype_name(input.dtype()), input.device());
-  FOCUS_CHECK(input.numel() == output.numel() * world,
-              "[{}] the input must hold world_size ({}) x the output's {} elements, but it has shape {}", name, world,
-              output.numel(), input.shape());
+  check_chunked(name, output, input, input, "input", output, "output", world);
+  check_reduce(name, input.dtype(), op);
   std::string desc = fmt::format("{}({}, {})", name, shape_str(output), reduce_op_name(op));
   output.bump_version();
   if (input.device().is_cuda()) {
@@ -481,15 +486,7 @@ Work reduce_scatter(const Tensor& output, const std::vector<Tensor>& inputs, Red
   Group& g = group("reduce_scatter");
   check_tensor("reduce_scatter", output, "the output");
   const int world = g.transport().size();
-  FOCUS_CHECK(static_cast<int>(inputs.size()) == world,
-              "[reduce_scatter] needs one input tensor per rank ({}), got {}", world, inputs.size());
-  for (size_t r = 0; r < inputs.size(); ++r) {
-    check_tensor("reduce_scatter", inputs[r], "an input");
-    FOCUS_CHECK(inputs[r].shape() == output.shape() && inputs[r].dtype() == output.dtype() &&
-                    inputs[r].device() == output.device(),
-                "[reduce_scatter] input {} ({} on {}) must have the output's shape, dtype and device ({} on {})", r,
-                shape_str(inputs[r]), inputs[r].device(), shape_str(output), output.device());
-  }
+  check_list("reduce_scatter", inputs, "input", output, "output", world);
   Tensor flat = empty({output.numel() * world}, TensorOptions(output.dtype()).device(output.device()));
   {
     NoGradGuard ng;

@@ -61,15 +61,10 @@ ncclDataType_t nccl_type(const char* op, DType t) {
   FOCUS_FAIL("[{}] NCCL has no type for {}", op, dtype_name(t));
 }
 
-// NCCL reduces every type it has with sum, prod, max, min and avg, but focus allows what
-// the MPI path allows (distributed.cpp's check_reduce): AVG on floating-point tensors only,
-// MAX and MIN only on bool. Checked again here, since NCCL would accept the others.
-ncclRedOp_t nccl_op(const char* op, DType t, ReduceOp rop) {
-  if (t == kBool)
-    FOCUS_CHECK(rop == ReduceOp::MAX || rop == ReduceOp::MIN,
-                "[{}] a bool tensor can be reduced with MAX (or) and MIN (and) only, not {}", op, reduce_op_name(rop));
-  if (rop == ReduceOp::AVG)
-    FOCUS_CHECK(is_floating(t), "[{}] ReduceOp::AVG needs a floating-point tensor, got {}", op, dtype_name(t));
+// The reduce op (the rules of what may be reduced how, AVG on floating-point tensors only and
+// only MAX and MIN on bool, are checked once for every backend by distributed.cpp before a
+// collective reaches a transport).
+ncclRedOp_t nccl_op(const char* op, ReduceOp rop) {
   switch (rop) {
     case ReduceOp::SUM: return ncclSum;
     case ReduceOp::AVG: return ncclAvg;
@@ -117,7 +112,7 @@ class NcclCommImpl final : public NcclComm {
   void all_reduce(const Tensor& t, ReduceOp op) override {
     const char* name = "all_reduce";
     const ncclDataType_t type = nccl_type(name, t.dtype());
-    const ncclRedOp_t rop = nccl_op(name, t.dtype(), op);
+    const ncclRedOp_t rop = nccl_op(name, op);
     if (t.numel() == 0) return;
     check_device(name, t, "the tensor");
     cudaStream_t s = stream();
@@ -154,7 +149,7 @@ class NcclCommImpl final : public NcclComm {
   void reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op) override {
     const char* name = "reduce_scatter_tensor";
     const ncclDataType_t type = nccl_type(name, in.dtype());
-    const ncclRedOp_t rop = nccl_op(name, in.dtype(), op);
+    const ncclRedOp_t rop = nccl_op(name, op);
     FOCUS_CHECK(out.dtype() == in.dtype() && in.numel() == out.numel() * size_,
                 "[{}] the input ({} elements of {}) must hold {} x the output's {} elements of {}", name, in.numel(),
                 dtype_name(in.dtype()), size_, out.numel(), dtype_name(out.dtype()));

@@ -253,12 +253,7 @@ void train(zoo::Run& run) {
                                             .seed(seed)
                                             .bucket(c.integer("bucket"))
                                             .pin_memory(run.device().is_cuda());  // async copies to the GPU
-  // --nproc: each rank reads its share of every epoch (the same number of batches on every
-  // rank); bucketing then keeps the sampler's order of windows.
-  if (world > 1)
-    loader_opts.sampler(std::make_shared<data::DistributedSampler>(dataset->size(), world, run.rank(), true, seed));
-  else
-    loader_opts.shuffle(true);
+  run.shuffle_for_ranks(loader_opts, dataset->size());  // --nproc: each rank its share of every epoch
   data::DataLoader<Example, Batch> loader(
       dataset, [pad](std::vector<Example> ex) { return collate(ex, pad); }, loader_opts,
       [](const Example& e) { return static_cast<int64_t>(e.src.size()); });

@@ -216,12 +216,7 @@ void train_program(zoo::Run& run) {
                                             .seed(seed)
                                             .bucket(c.integer("bucket"))
                                             .pin_memory(run.device().is_cuda());  // async copies to the GPU
-  // --nproc: each rank reads its share of every epoch (the same number of batches on every
-  // rank, so an epoch has 1/world of the steps); bucketing then keeps the sampler's order.
-  if (world > 1)
-    loader_opts.sampler(std::make_shared<data::DistributedSampler>(train_set->size(), world, run.rank(), true, seed));
-  else
-    loader_opts.shuffle(true);
+  run.shuffle_for_ranks(loader_opts, train_set->size());  // --nproc: each rank its share of every epoch
   data::DataLoader<Example, Batch> loader(
       train_set, [pad_id](std::vector<Example> ex) { return collate(ex, pad_id); }, loader_opts,
       [](const Example& e) { return static_cast<int64_t>(e.ids.size()); });

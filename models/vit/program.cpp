@@ -408,12 +408,7 @@ void train(zoo::Run& run) {
                                             .drop_last(true)
                                             .prefetch(2)
                                             .pin_memory(run.device().is_cuda());  // async copies to the GPU
-  // --nproc: each rank reads its share of every epoch (the same number of batches on every
-  // rank, so an epoch has 1/world of the steps).
-  if (world > 1)
-    loader_opts.sampler(std::make_shared<data::DistributedSampler>(d.train->size(), world, run.rank(), true, seed));
-  else
-    loader_opts.shuffle(true);
+  run.shuffle_for_ranks(loader_opts, d.train->size());  // --nproc: each rank its share of every epoch
   Loader loader(
       d.train,
       [norm, aug, epoch_now, h, w](std::vector<ImageExample> ex) {

@@ -20,6 +20,8 @@
 #include "core/cuda.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "data/dataloader.h"
+#include "data/sampler.h"
 #include "distributed/ddp.h"
 #include "distributed/distributed.h"
 #include "nn/module.h"
@@ -397,6 +399,14 @@ void Run::data_parallel(const std::shared_ptr<nn::Module>& model) {
   if (world_ == 1) return;
   ddp_ = std::make_shared<nn::DistributedDataParallel<nn::Module>>(
       model, nn::DistributedDataParallelOptions().broadcast_buffers(false));
+}
+
+void Run::shuffle_for_ranks(data::DataLoaderOptions& opts, int64_t dataset_size) const {
+  if (world_ == 1) {
+    opts.shuffle(true);
+    return;
+  }
+  opts.sampler(std::make_shared<data::DistributedSampler>(dataset_size, world_, rank_, true, opts.seed_));
 }
 
 double Run::mean_over_ranks(double v) const {

@@ -46,6 +46,9 @@ namespace focus::nn {
 class Module;
 class DistributedDataParallelBase;
 }
+namespace focus::data {
+struct DataLoaderOptions;
+}
 namespace focus::optim {
 class Optimizer;
 class LRScheduler;
@@ -218,6 +221,11 @@ class Run {
   void data_parallel(const std::shared_ptr<nn::Module>& model);
   /// The wrapper made by data_parallel (nullptr when not distributed).
   nn::DistributedDataParallelBase* ddp() const { return ddp_.get(); }
+  /// Shuffles a training DataLoader's epochs: shuffle(true) in one process; with several
+  /// ranks, a data::DistributedSampler (seeded with opts' seed) that gives each rank its
+  /// share of every epoch, the same number of batches on every rank (so an epoch takes
+  /// 1/world_size() of the steps). dataset_size: the loader's dataset's.
+  void shuffle_for_ranks(data::DataLoaderOptions& opts, int64_t dataset_size) const;
   /// The mean of v over the ranks (v when not distributed); every rank must call it.
   double mean_over_ranks(double v) const;
 
