@@ -1,6 +1,7 @@
 #include "core/safetensors.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,6 +31,7 @@ using json = nlohmann::json;
 constexpr uint64_t kMaxHeaderSize = 100'000'000;  // as the reference implementation
 
 std::atomic<int64_t> g_write_fault_after{-1};
+std::atomic<int64_t> g_write_stop_after{-1};  // one-shot; see set_safetensors_write_stop
 
 const char* st_dtype_name(DType t) {
   switch (t) {
@@ -323,6 +325,7 @@ void pread_all(int fd, void* dst, size_t n, uint64_t offset, const std::string& 
 
 namespace detail {
 void set_safetensors_write_fault(int64_t fail_after_bytes) { g_write_fault_after = fail_after_bytes; }
+void set_safetensors_write_stop(int64_t stop_after_bytes) { g_write_stop_after = stop_after_bytes; }
 }  // namespace detail
 
 std::vector<uint8_t> safetensors_serialize(const TensorDict& tensors, const SafetensorsMetadata& metadata) {
@@ -368,10 +371,16 @@ void save_safetensors(const TensorDict& tensors, const std::string& path, const 
     ::fchmod(fd.get(), 0644);
     int64_t written = 0;
     const int64_t fault = g_write_fault_after.load();
+    int64_t stop = g_write_stop_after.exchange(-1);
     write_layout(tensors, metadata, [&](const void* p, size_t n) {
       const auto* b = static_cast<const uint8_t*>(p);
       while (n > 0) {
         size_t chunk = std::min<size_t>(n, size_t{1} << 30);
+        if (stop >= 0 && written >= stop) {
+          stop = -1;
+          ::raise(SIGSTOP);  // the test hook: a test kills the process here, or continues it
+        }
+        if (stop >= 0) chunk = std::min<size_t>(chunk, static_cast<size_t>(stop - written));
         if (fault >= 0) {
           FOCUS_CHECK(written < fault, "[safetensors] writing '{}' failed: simulated fault after {} bytes", path,
                       written);
