@@ -10,9 +10,10 @@
 #   3. while it writes a checkpoint (FOCUS_TEST_STOP_IN_CHECKPOINT stops it after 4 KiB of the
 #      temporary file): the previous checkpoint is left byte for byte;
 # and is then resumed to the end.
-# NPROC=2 (`--nproc 2`, under mpirun): rank 1 is killed between two checkpoints, then rank 0,
-# which writes the run directory, while it writes a checkpoint; each time the whole job must
-# end (no rank left behind), and the resumed runs end as the uninterrupted --nproc 2 run.
+# NPROC=2 (`--nproc 2`, under mpirun): rank 1 is killed between two checkpoints, then the
+# launcher (the `focus` command itself), then rank 0, which writes the run directory, while
+# it writes a checkpoint; each time the whole job must end (no process left behind), and the
+# resumed run ends as the uninterrupted --nproc 2 run.
 set -uo pipefail
 focus=$1 work=$2 nproc=${3:-1}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -72,6 +73,7 @@ stopped_pid() {
 has_stopped() { [ -n "$(stopped_pid)" ]; }
 has_rank() { [ -n "$(rank_pid "$1")" ]; }
 trained_past() { [ "$(last_step "$run" train)" -ge "$1" ]; }
+resumed_in() { grep -q "resuming char-gpt from" "$1"; }
 checkpointed() { [ -f "$run/checkpoint.safetensors" ]; }
 # Waits for the launched command (pid $1) to end; its exit status in $status. The whole job
 # must end: no process of the run may be left.
@@ -79,8 +81,8 @@ wait_end() {
   for _ in $(seq 600); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
   kill -0 "$1" 2>/dev/null && fail "the run did not end within 60 s of the kill"
   wait "$1"; status=$?
-  for _ in $(seq 100); do [ -z "$(run_pids)" ] && return 0; sleep 0.1; done
-  fail "processes of the run are left after it ended: $(run_pids)"
+  for _ in $(seq 300); do [ -z "$(run_pids)" ] && return 0; sleep 0.1; done
+  fail "processes of the run are left 30 s after it ended: $(run_pids)"
 }
 # The checkpoint step a resumed run said it resumes from.
 resumed_from() { grep -o "resuming char-gpt from .* at step [0-9]*" "$1" | head -1 | grep -o '[0-9]*$'; }
@@ -121,7 +123,19 @@ else
   kill -KILL "$(rank_pid 1)"
   wait_end "$pid"
   [ "$status" -ne 0 ] || { cat "$work/2.log"; fail "rank 1 was killed, yet the command exited with 0"; }
+  grep -q "rank 1 .* exited on signal 9" "$work/2.log" || { cat "$work/2.log"; fail "mpirun did not say that rank 1 was killed"; }
   echo "2. rank 1 killed at step $(last_step "$run" train) (between checkpoints): the job ended with status $status"
+
+  # 2b. Resumed, and the launcher (`focus train --nproc 2` itself) killed: mpirun and the ranks
+  # must not train on, orphaned, into the run directory.
+  "$focus" train "${args[@]}" --resume --run-dir "$run" >"$work/2b.log" 2>&1 &
+  pid=$!
+  wait_until "$pid" resumed_in "$work/2b.log"  # (metrics.jsonl is cut back to step 150 by then)
+  wait_until "$pid" trained_past 170
+  kill -KILL "$pid"
+  wait_end "$pid"
+  [ "$(resumed_from "$work/2b.log")" = 150 ] || { cat "$work/2b.log"; fail "the resumed run did not start from step 150"; }
+  echo "2b. resumed, the launcher killed at step $(last_step "$run" train): mpirun and the ranks ended with it"
 fi
 
 # 3. Resumed (from step 150), and killed while it writes the checkpoint of step 300: the hook
