@@ -20,11 +20,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$work" && mkdir -p "$work"
 fail() { echo "FAILED: $*"; exit 1; }
 
-# 450 steps, checkpoints at 150 and 300 (and at the end); dropout, so the resumed run must
+# 300 steps, checkpoints at 100 and 200 (and at the end); dropout, so the resumed run must
 # restore the generator behind it. One thread: a step takes 10 ms or more, so the kills below
-# have 100 steps or more (a second) of margin.
+# have 70 steps or more (most of a second) of margin.
 args=(char-gpt -q --set dataset=synthetic --set n_layer=2 --set n_embd=64 --set block_size=64 --set dropout=0.1
-      --set eval_every=50 --set eval_batches=2 --set sample_length=0 --set steps=450 --set checkpoint_every=150
+      --set eval_every=50 --set eval_batches=2 --set sample_length=0 --set steps=300 --set checkpoint_every=100
       --set threads=1)
 if [ "$nproc" -gt 1 ]; then
   args+=(--set batch_size=8 --nproc "$nproc")
@@ -81,7 +81,7 @@ wait_end() {
   for _ in $(seq 600); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
   kill -0 "$1" 2>/dev/null && fail "the run did not end within 60 s of the kill"
   wait "$1"; status=$?
-  for _ in $(seq 300); do [ -z "$(run_pids)" ] && return 0; sleep 0.1; done
+  for _ in $(seq 200); do [ -z "$(run_pids)" ] && return 0; sleep 0.1; done
   fail "processes of the run are left 30 s after it ended: $(run_pids)"
 }
 # The checkpoint step a resumed run said it resumes from.
@@ -99,26 +99,26 @@ if [ "$nproc" -eq 1 ]; then
   kill -KILL "$pid"
   wait_end "$pid"
   [ "$status" -eq 137 ] || fail "killed before the first checkpoint: exit status $status, expected 137"
-  checkpointed && fail "the kill came after the first checkpoint (step 150): the machine is too slow for this test"
+  checkpointed && fail "the kill came after the first checkpoint (step 100): the machine is too slow for this test"
   "$focus" train "${args[@]}" --resume --run-dir "$run" >"$work/1r.log" 2>&1 && fail "--resume without a checkpoint succeeded"
   grep -q "there is no checkpoint to resume in $run" "$work/1r.log" || { cat "$work/1r.log"; fail "--resume without a checkpoint: no clear error"; }
   echo "1. killed at step $(last_step "$run" train) (no checkpoint yet): --resume says there is none; a new run starts"
 
-  # 2. The same command again (nothing to resume), killed between the checkpoints of steps 150 and 300.
+  # 2. The same command again (nothing to resume), killed between the checkpoints of steps 100 and 200.
   "$focus" train "${args[@]}" --run-dir "$run" >"$work/2.log" 2>&1 &
   pid=$!
   wait_until "$pid" checkpointed
-  wait_until "$pid" trained_past 190
+  wait_until "$pid" trained_past 130
   kill -KILL "$pid"
   wait_end "$pid"
   [ "$status" -eq 137 ] || fail "killed between checkpoints: exit status $status, expected 137"
   echo "2. killed at step $(last_step "$run" train) (between checkpoints)"
 else
-  # 2. Rank 1 killed between the checkpoints of steps 150 and 300: the job ends.
+  # 2. Rank 1 killed between the checkpoints of steps 100 and 200: the job ends.
   "$focus" train "${args[@]}" --run-dir "$run" >"$work/2.log" 2>&1 &
   pid=$!
   wait_until "$pid" checkpointed
-  wait_until "$pid" trained_past 190
+  wait_until "$pid" trained_past 130
   wait_until "$pid" has_rank 1
   kill -KILL "$(rank_pid 1)"
   wait_end "$pid"
@@ -130,21 +130,21 @@ else
   # must not train on, orphaned, into the run directory.
   "$focus" train "${args[@]}" --resume --run-dir "$run" >"$work/2b.log" 2>&1 &
   pid=$!
-  wait_until "$pid" resumed_in "$work/2b.log"  # (metrics.jsonl is cut back to step 150 by then)
-  wait_until "$pid" trained_past 170
+  wait_until "$pid" resumed_in "$work/2b.log"  # (metrics.jsonl is cut back to step 100 by then)
+  wait_until "$pid" trained_past 120
   kill -KILL "$pid"
   wait_end "$pid"
-  [ "$(resumed_from "$work/2b.log")" = 150 ] || { cat "$work/2b.log"; fail "the resumed run did not start from step 150"; }
+  [ "$(resumed_from "$work/2b.log")" = 100 ] || { cat "$work/2b.log"; fail "the resumed run did not start from step 100"; }
   echo "2b. resumed, the launcher killed at step $(last_step "$run" train): mpirun and the ranks ended with it"
 fi
 
-# 3. Resumed (from step 150), and killed while it writes the checkpoint of step 300: the hook
+# 3. Resumed (from step 100), and killed while it writes the checkpoint of step 200: the hook
 # stops the writer after 4096 bytes of the temporary file.
-FOCUS_TEST_STOP_IN_CHECKPOINT=300:4096 "$focus" train "${args[@]}" --resume --run-dir "$run" >"$work/3.log" 2>&1 &
+FOCUS_TEST_STOP_IN_CHECKPOINT=200:4096 "$focus" train "${args[@]}" --resume --run-dir "$run" >"$work/3.log" 2>&1 &
 pid=$!
 wait_until "$pid" has_stopped
 writer=$(stopped_pid)
-[ "$(resumed_from "$work/3.log")" = 150 ] || { cat "$work/3.log"; fail "the resumed run did not start from the checkpoint of step 150"; }
+[ "$(resumed_from "$work/3.log")" = 100 ] || { cat "$work/3.log"; fail "the resumed run did not start from the checkpoint of step 100"; }
 cp "$run/checkpoint.safetensors" "$work/previous.safetensors"
 tmp=$(ls -A "$run" | grep '^\.checkpoint\.safetensors\.tmp\.' || true)
 [ "$(echo "$tmp" | wc -w)" -eq 1 ] || fail "expected one temporary checkpoint file while it is written, found: '$tmp'"
@@ -153,10 +153,10 @@ kill -KILL "$writer"
 wait_end "$pid"
 [ "$status" -ne 0 ] || fail "killed while writing a checkpoint, yet the command exited with 0"
 cmp "$run/checkpoint.safetensors" "$work/previous.safetensors" || fail "the previous checkpoint changed"
-echo "3. killed at step 300 with 4096 bytes of the checkpoint written (exit status $status): the previous checkpoint is intact"
+echo "3. killed at step 200 with 4096 bytes of the checkpoint written (exit status $status): the previous checkpoint is intact"
 
 # 4. Resumed to the end.
 "$focus" train "${args[@]}" --resume --run-dir "$run" >"$work/4.log" 2>&1 || { cat "$work/4.log"; fail "the last resume failed"; }
-[ "$(resumed_from "$work/4.log")" = 150 ] || { cat "$work/4.log"; fail "the last resume did not start from step 150"; }
+[ "$(resumed_from "$work/4.log")" = 100 ] || { cat "$work/4.log"; fail "the last resume did not start from step 100"; }
 /usr/bin/python3 "$here/compare_runs.py" "$work/ref" "$run" || exit 1
-echo "4. resumed from step 150 to the end: $((SECONDS - start)) s in all"
+echo "4. resumed from step 100 to the end: $((SECONDS - start)) s in all"
