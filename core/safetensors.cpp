@@ -19,6 +19,7 @@
 
 #include "backends/backend.h"
 #include "core/creation.h"
+#include "core/file_io.h"
 
 static_assert(std::endian::native == std::endian::little, "safetensors I/O assumes a little-endian host");
 
@@ -146,7 +147,7 @@ std::vector<Entry> parse_header(const char* text, size_t n, uint64_t data_size, 
     FOCUS_CHECK(sh != v.end() && sh->is_array(), "[safetensors] tensor '{}': missing or non-array shape", name);
     FOCUS_CHECK(sh->size() <= static_cast<size_t>(kMaxDims), "[safetensors] tensor '{}': {} dims (at most {})", name,
                 sh->size(), kMaxDims);
-    uint64_t numel = 1;
+    uint64_t numel = 1, span = 1;  // span: the product of max(size, 1), which the strides reach
     bool overflow = false;
     for (const json& d : *sh) {
       FOCUS_CHECK(d.is_number_unsigned(), "[safetensors] tensor '{}': shape entry {} is not a non-negative integer",
@@ -155,12 +156,14 @@ std::vector<Entry> parse_header(const char* text, size_t n, uint64_t data_size, 
       FOCUS_CHECK(x <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
                   "[safetensors] tensor '{}': shape entry {} is too large", name, x);
       e.shape.push_back(static_cast<int64_t>(x));
-      if (x != 0 && numel > std::numeric_limits<uint64_t>::max() / x) overflow = true;
+      const uint64_t m = std::max<uint64_t>(x, 1);
+      if (span > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / m) overflow = true;
+      span *= m;  // numel <= span, so neither wraps before overflow is seen
       numel *= x;
     }
     const uint64_t es = dtype_size(e.dtype);
     FOCUS_CHECK(!overflow && numel <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / es,
-                "[safetensors] tensor '{}': shape {} overflows the byte count", name, e.shape);
+                "[safetensors] tensor '{}': shape {} overflows the byte count or the strides", name, e.shape);
     auto off = v.find("data_offsets");
     FOCUS_CHECK(off != v.end() && off->is_array() && off->size() == 2,
                 "[safetensors] tensor '{}': data_offsets is not a pair [begin, end]", name);
@@ -286,7 +289,7 @@ void write_layout(const TensorDict& tensors, const SafetensorsMetadata& metadata
   }
 }
 
-std::string errno_text() { return std::strerror(errno); }
+using io::errno_text;
 
 class Fd {
  public:
@@ -356,57 +359,32 @@ TensorDict safetensors_deserialize(const uint8_t* data, size_t size, Safetensors
 }
 
 void save_safetensors(const TensorDict& tensors, const std::string& path, const SafetensorsMetadata& metadata) {
-  namespace fs = std::filesystem;
-  FOCUS_CHECK(!path.empty(), "[safetensors] empty path");
-  const fs::path target(path);
-  FOCUS_CHECK(target.has_filename(), "[safetensors] '{}' names a directory, not a file", path);
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::string tmpl = (dir / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
-  const int raw_fd = ::mkstemp(tmpl.data());
-  FOCUS_CHECK(raw_fd >= 0, "[safetensors] cannot create a temporary file in '{}' for '{}': {}", dir.string(), path,
-              errno_text());
-  Fd fd(raw_fd);
-  const std::string tmp = tmpl;
-  try {
-    ::fchmod(fd.get(), 0644);
+  const int64_t fault = g_write_fault_after.load();
+  int64_t stop = g_write_stop_after.exchange(-1);  // one-shot
+  io::write_file_atomic(path, "safetensors", [&](const io::WriteFn& write) {
     int64_t written = 0;
-    const int64_t fault = g_write_fault_after.load();
-    int64_t stop = g_write_stop_after.exchange(-1);
     write_layout(tensors, metadata, [&](const void* p, size_t n) {
       const auto* b = static_cast<const uint8_t*>(p);
-      while (n > 0) {
-        size_t chunk = std::min<size_t>(n, size_t{1} << 30);
-        if (stop >= 0 && written >= stop) {
-          stop = -1;
-          ::raise(SIGSTOP);  // the test hook: a test kills the process here, or continues it
-        }
-        if (stop >= 0) chunk = std::min<size_t>(chunk, static_cast<size_t>(stop - written));
-        if (fault >= 0) {
-          FOCUS_CHECK(written < fault, "[safetensors] writing '{}' failed: simulated fault after {} bytes", path,
-                      written);
-          chunk = std::min<size_t>(chunk, static_cast<size_t>(fault - written));
-        }
-        const ssize_t w = ::write(fd.get(), b, chunk);
-        if (w < 0 && errno == EINTR) continue;
-        FOCUS_CHECK(w > 0, "[safetensors] writing '{}' failed: {}", tmp, errno_text());
-        b += w;
-        n -= static_cast<size_t>(w);
-        written += w;
+      if (stop >= 0 && written + static_cast<int64_t>(n) > stop) {  // the stop hook: SIGSTOP after `stop` bytes
+        const size_t before = static_cast<size_t>(stop - written);
+        if (before > 0) write(b, before);
+        written += static_cast<int64_t>(before);
+        b += before;
+        n -= before;
+        stop = -1;
+        ::raise(SIGSTOP);  // a test kills the process here, or continues it
       }
+      if (fault >= 0) {  // the test hook: fail after `fault` bytes
+        const size_t before = static_cast<size_t>(std::max<int64_t>(0, std::min<int64_t>(int64_t(n), fault - written)));
+        if (before > 0) write(b, before);
+        written += static_cast<int64_t>(before);
+        FOCUS_CHECK(before == n, "[safetensors] writing '{}' failed: simulated fault after {} bytes", path, written);
+        return;
+      }
+      write(b, n);
+      written += static_cast<int64_t>(n);
     });
-    FOCUS_CHECK(::fsync(fd.get()) == 0, "[safetensors] fsync of '{}' failed: {}", tmp, errno_text());
-    FOCUS_CHECK(::close(fd.release()) == 0, "[safetensors] closing '{}' failed: {}", tmp, errno_text());
-    FOCUS_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "[safetensors] renaming '{}' to '{}' failed: {}", tmp, path,
-                errno_text());
-  } catch (...) {
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  // Make the rename durable.
-  Fd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  FOCUS_CHECK(dfd.get() >= 0, "[safetensors] opening directory '{}' failed: {}", dir.string(), errno_text());
-  FOCUS_CHECK(::fsync(dfd.get()) == 0, "[safetensors] fsync of directory '{}' failed: {}", dir.string(),
-              errno_text());
+  });
 }
 
 TensorDict load_safetensors(const std::string& path, SafetensorsMetadata* metadata) {

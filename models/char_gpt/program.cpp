@@ -38,9 +38,9 @@ GPTConfig gpt_config(const zoo::Config& c, int64_t vocab_size) {
 void check_config(const zoo::Config& c) {
   for (const char* k : {"batch_size", "steps", "eval_every", "eval_batches", "checkpoint_every"})
     FOCUS_CHECK(c.integer(k) >= 1, "[char-gpt] {} must be >= 1, got {}", k, c.integer(k));
-  FOCUS_CHECK(c.integer("warmup_steps") >= 0 && c.integer("sample_length") >= 0 && c.integer("threads") >= 0,
-              "[char-gpt] warmup_steps, sample_length and threads must be >= 0, got {}, {}, {}",
-              c.integer("warmup_steps"), c.integer("sample_length"), c.integer("threads"));
+  FOCUS_CHECK(c.integer("warmup_steps") >= 0 && c.integer("sample_length") >= 0,
+              "[char-gpt] warmup_steps and sample_length must be >= 0, got {}, {}", c.integer("warmup_steps"),
+              c.integer("sample_length"));
   FOCUS_CHECK(c.real("lr") > 0 && c.real("min_lr") >= 0 && c.real("min_lr") <= c.real("lr"),
               "[char-gpt] need lr > 0 and 0 <= min_lr <= lr, got lr {} min_lr {}", c.real("lr"), c.real("min_lr"));
   FOCUS_CHECK(c.real("grad_clip") >= 0, "[char-gpt] grad_clip must be >= 0 (0 = off), got {}", c.real("grad_clip"));
@@ -90,7 +90,7 @@ Loaded load(const std::string& path, Device device, const zoo::Config* override_
 void train(zoo::Run& run) {
   const zoo::Config& c = run.config();
   check_config(c);
-  if (c.integer("threads") > 0) set_num_threads(static_cast<int>(c.integer("threads")));
+  zoo::apply_threads(c, "char-gpt");
   const Corpus corpus = make_corpus(load_text(c), kTrainFrac);
   const int64_t B = c.integer("batch_size"), T = c.integer("block_size"), steps = c.integer("steps");
   FOCUS_CHECK(corpus.valid.size(0) > T, "[char-gpt] the validation split ({} characters) is shorter than block_size {}",
@@ -127,7 +127,7 @@ void train(zoo::Run& run) {
                      corpus.valid.size(0), kTrainFrac * 100, (1 - kTrainFrac) * 100, model->num_parameters(),
                      c.integer("n_layer"), c.integer("n_head"), c.integer("n_embd"), T, steps,
                      world > 1 ? fmt::format("{} ranks x ", world) : "", B, T);
-  int64_t step = run.restore(*model, &opt, &sched, &data_gen);
+  int64_t step = run.restore(*model, &opt, &sched, &data_gen, steps);
   if (step > 0) out << fmt::format("resuming at step {}\n", step);
   auto evaluate_now = [&](int64_t s) {
     const double vl = mean_loss(*model, valid_batches), tl = mean_loss(*model, train_batches);
@@ -222,7 +222,7 @@ void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
   Loaded l = load(args.checkpoint, args.device, &config);
   FOCUS_CHECK(args.split == "test" || args.split == "valid" || args.split == "train",
               "[char-gpt] eval: split must be test, valid or train, got \"{}\"", args.split);
-  if (config.integer("threads") > 0) set_num_threads(static_cast<int>(config.integer("threads")));
+  zoo::apply_threads(config, "char-gpt");
   const std::string text = load_text(config);
   // Encode with the checkpoint's vocabulary: the same text gives the same ids as in training.
   const std::vector<int64_t> ids = encode(l.vocab, text, "[char-gpt] eval:");
@@ -240,7 +240,10 @@ void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
 
 void generate(const zoo::CommandArgs& args, std::ostream& out) {
   const int64_t length = args.integer("length");
-  FOCUS_CHECK(length >= 0, "[generate] --length must be >= 0, got {}", length);
+  // Memory stays bounded however long (generate_stream); the bound is on time: a billion
+  // characters take days on a CPU.
+  constexpr int64_t kMaxLength = 100'000'000;
+  FOCUS_CHECK(length >= 0 && length <= kMaxLength, "[generate] --length must be 0 to {}, got {}", kMaxLength, length);
   const SampleOptions opts = SampleOptions().temperature(args.real("temperature")).top_k(args.integer("top-k"));
   FOCUS_CHECK(std::isfinite(opts.temperature_) && opts.temperature_ > 0,
               "[generate] --temperature must be a number > 0, got {}", args.option("temperature"));
@@ -253,7 +256,7 @@ void generate(const zoo::CommandArgs& args, std::ostream& out) {
   const std::vector<int64_t> ids = encode(l.vocab, prompt, "[generate] --prompt:");
   Generator gen(static_cast<uint64_t>(seed));
   out << prompt << std::flush;
-  l.model->generate(ids, length, opts, &gen, [&](int64_t t) { out << l.vocab.token(t) << std::flush; });
+  l.model->generate_stream(ids, length, opts, &gen, [&](int64_t t) { out << l.vocab.token(t) << std::flush; });
   out << "\n";
 }
 

@@ -117,7 +117,6 @@ void check_config(const zoo::Config& c) {
   FOCUS_CHECK(ds == "cmudict" || ds == "synthetic", "[g2p] dataset must be cmudict or synthetic, got '{}'", ds);
   for (const char* key : {"steps", "batch_size", "eval_every", "checkpoint_every", "log_every", "beam"})
     FOCUS_CHECK(c.integer(key) >= 1, "[g2p] {} must be at least 1, got {}", key, c.integer(key));
-  FOCUS_CHECK(c.integer("threads") >= 0, "[g2p] threads must be >= 0 (0 = every core), got {}", c.integer("threads"));
   FOCUS_CHECK(c.integer("warmup") >= 0, "[g2p] warmup must be >= 0, got {}", c.integer("warmup"));
   const std::string sched = c.str("schedule");
   FOCUS_CHECK(sched == "cosine" || sched == "inverse_sqrt", "[g2p] schedule must be cosine or inverse_sqrt, got '{}'", sched);
@@ -223,7 +222,7 @@ void draw_attention(G2PTransformer& model, const G2PVocabs& vocabs, const Predic
 void train(zoo::Run& run) {
   const zoo::Config& c = run.config();
   check_config(c);
-  if (c.integer("threads") > 0) set_num_threads(static_cast<int>(c.integer("threads")));
+  zoo::apply_threads(c, "g2p");
   const uint64_t seed = static_cast<uint64_t>(c.integer("seed"));
   manual_seed(seed);
   std::ostream& out = run.out();
@@ -281,7 +280,7 @@ void train(zoo::Run& run) {
     sched = std::make_unique<optim::SequentialLR>(opt, parts, milestones);
   }
   const std::map<std::string, std::string> meta{{"letters", vocabs.letters.to_json()}, {"phonemes", vocabs.phonemes.to_json()}};
-  int64_t step = run.restore(*model, &opt, sched.get(), nullptr);
+  int64_t step = run.restore(*model, &opt, sched.get(), nullptr, steps);
   out << fmt::format("g2p: {} parameters, d_model {}, {}+{} layers; {} steps of {}{} pronunciations ({:.1f} epochs){}\n",
                      model->num_parameters(), c.integer("d_model"), c.integer("encoder_layers"), c.integer("decoder_layers"),
                      steps, world > 1 ? fmt::format("{} ranks x ", world) : "", c.integer("batch_size"),
@@ -398,7 +397,7 @@ void train(zoo::Run& run) {
 void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
   LoadedModel lm = load_model(args.checkpoint, args.overrides, args.device);
   const zoo::Config& c = lm.config;
-  if (c.integer("threads") > 0) set_num_threads(static_cast<int>(c.integer("threads")));
+  zoo::apply_threads(c, "g2p");
   const auto words = load_split(c, args.split);
   const std::vector<G2PWord> known = known_words(words, lm.vocabs.letters);
   FOCUS_CHECK(!known.empty(), "[eval] the {} split of {} is empty", args.split, c.str("dataset"));

@@ -178,9 +178,21 @@ Tensor GPT::forward(const Tensor& idx, KVCache& cache) const {
 std::vector<int64_t> GPT::generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens,
                                    const SampleOptions& options, Generator* gen,
                                    const std::function<void(int64_t)>& on_token) const {
+  std::vector<int64_t> out;
+  out.reserve(static_cast<size_t>(std::clamp<int64_t>(max_new_tokens, 0, int64_t{1} << 16)));
+  generate_stream(prompt, max_new_tokens, options, gen, [&](int64_t t) {
+    out.push_back(t);
+    if (on_token) on_token(t);
+  });
+  return out;
+}
+
+void GPT::generate_stream(const std::vector<int64_t>& prompt, int64_t max_new_tokens, const SampleOptions& options,
+                          Generator* gen, const std::function<void(int64_t)>& on_token) const {
   check_sample_options(options, "[GPT] generate");
   FOCUS_CHECK(!prompt.empty(), "[GPT] generate needs a non-empty prompt");
   FOCUS_CHECK(max_new_tokens >= 0, "[GPT] generate: max_new_tokens must be >= 0, got {}", max_new_tokens);
+  FOCUS_CHECK(on_token != nullptr, "[GPT] generate_stream needs an on_token function");
   for (int64_t t : prompt)
     FOCUS_CHECK(t >= 0 && t < config_.vocab_size_, "[GPT] generate: prompt token {} is outside the vocabulary [0, {})",
                 t, config_.vocab_size_);
@@ -188,9 +200,9 @@ std::vector<int64_t> GPT::generate(const std::vector<int64_t>& prompt, int64_t m
   const Device device = wte_->weight().device();
   const int64_t block = config_.block_size_;
   const int64_t keep = std::max<int64_t>(1, block / 2);
-  std::vector<int64_t> context = prompt;  // every token so far
-  std::vector<int64_t> out;
-  out.reserve(static_cast<size_t>(max_new_tokens));
+  // The tokens so far: only the last block_size can ever be fed again, so older ones are
+  // dropped (in batches, to keep that cheap) and memory stays bounded.
+  std::vector<int64_t> context(prompt.end() - std::min<int64_t>(static_cast<int64_t>(prompt.size()), block), prompt.end());
   KVCache cache;
   // Fills the cache from the last n tokens of context; returns the last position's logits [V].
   auto prefill = [&](int64_t n) {
@@ -199,12 +211,12 @@ std::vector<int64_t> GPT::generate(const std::vector<int64_t>& prompt, int64_t m
     const Tensor logits = forward(tensor(tail, Shape{1, n}, TensorOptions(kInt64).device(device)), cache);
     return logits.select(0, 0).select(0, n - 1);
   };
-  Tensor logits = prefill(std::min<int64_t>(static_cast<int64_t>(context.size()), block));
+  Tensor logits = prefill(static_cast<int64_t>(context.size()));
   for (int64_t i = 0; i < max_new_tokens; ++i) {
     const int64_t next = sample_token(logits, options, gen);
-    out.push_back(next);
     context.push_back(next);
-    if (on_token) on_token(next);
+    if (static_cast<int64_t>(context.size()) >= 2 * block) context.erase(context.begin(), context.end() - block);
+    on_token(next);
     if (i + 1 == max_new_tokens) break;
     if (cache.length() + 1 > block) {
       logits = prefill(std::min<int64_t>(static_cast<int64_t>(context.size()), keep));
@@ -214,7 +226,6 @@ std::vector<int64_t> GPT::generate(const std::vector<int64_t>& prompt, int64_t m
                    .select(0, 0);
     }
   }
-  return out;
 }
 
 void check_sample_options(const SampleOptions& o, const std::string& what) {

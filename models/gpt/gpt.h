@@ -142,6 +142,10 @@ class GPT : public nn::Module {
   std::vector<int64_t> generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens,
                                 const SampleOptions& options = {}, Generator* gen = nullptr,
                                 const std::function<void(int64_t)>& on_token = {}) const;
+  /// generate without collecting the tokens: each goes to on_token only, so the memory used
+  /// stays that of block_size tokens however many are drawn.
+  void generate_stream(const std::vector<int64_t>& prompt, int64_t max_new_tokens, const SampleOptions& options,
+                       Generator* gen, const std::function<void(int64_t)>& on_token) const;
   /// Mean cross entropy of next-token logits [B, T, V] against targets [B, T] (int64;
   /// -1 = ignored, as nanoGPT) -> 0-d.
   static Tensor loss(const Tensor& logits, const Tensor& targets);

@@ -100,15 +100,38 @@ Loaded load_model(const std::string& checkpoint, const zoo::Config& config, Devi
   return l;
 }
 
-std::string read_file(const std::string& path, const std::string& op) {
+// What classify reads of one file: e-mails are small, so the first kMaxMessageBytes are
+// plenty for the words the model sees and bound the memory a huge input could take.
+constexpr size_t kMaxMessageBytes = size_t{16} << 20;
+struct InputFile {
+  std::string text;
+  uint64_t file_size = 0;  // > text.size() when only the start was read
+};
+
+InputFile read_message(const std::string& path, const std::string& op) {
   std::error_code ec;
   FOCUS_CHECK(std::filesystem::exists(path, ec), "[{}] cannot read '{}': no such file", op, path);
   FOCUS_CHECK(!std::filesystem::is_directory(path, ec), "[{}] cannot read '{}': it is a directory", op, path);
   std::ifstream in(path, std::ios::binary);
   FOCUS_CHECK(in.good(), "[{}] cannot read '{}': {}", op, path, std::strerror(errno));
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  FOCUS_CHECK(!in.bad(), "[{}] error reading '{}'", op, path);
-  return text;
+  InputFile m;
+  m.text.resize(kMaxMessageBytes);
+  in.read(m.text.data(), static_cast<std::streamsize>(kMaxMessageBytes));
+  FOCUS_CHECK(!in.bad(), "[{}] error reading '{}': {}", op, path, std::strerror(errno));
+  m.text.resize(static_cast<size_t>(in.gcount()));
+  m.file_size = m.text.size();
+  if (m.text.size() == kMaxMessageBytes) {
+    const auto size = std::filesystem::file_size(path, ec);
+    m.file_size = ec ? m.text.size() + 1 : size;  // a pipe or device: "more than was read"
+  }
+  // Text has no NUL bytes (git's test for binary files, over the same 8000 bytes): an
+  // executable, an image or an archive is not an e-mail, and its "words" mean nothing.
+  const size_t nul = m.text.find('\0');
+  FOCUS_CHECK(nul == std::string::npos || nul >= 8000,
+              "[{}] '{}' is not a text file (a NUL byte at offset {}): spam classifies e-mail messages (RFC 822 "
+              "text)",
+              op, path, nul);
+  return m;
 }
 
 // "pic.png" -> "pic-2.png" for the i-th of several inputs.
@@ -122,21 +145,31 @@ std::string numbered_path(const std::string& path, size_t i, size_t n) {
 void classify_command(const zoo::CommandArgs& args, std::ostream& out) {
   const std::string attention = args.option("attention");
   // Read every input first so that an unreadable file fails before any output.
-  std::vector<std::string> texts;
-  for (const std::string& f : args.inputs) texts.push_back(read_file(f, "classify"));
+  std::vector<InputFile> messages;
+  for (const std::string& f : args.inputs) messages.push_back(read_message(f, "classify"));
   Loaded l = load_model(args.checkpoint, zoo::config_from_checkpoint(args.checkpoint), args.device);
   const int64_t max_len = l.model->config().max_len_;
   NoGradGuard no_grad;
-  for (size_t i = 0; i < texts.size(); ++i) {
-    std::vector<std::string> words = email_words(texts[i]);
+  for (size_t i = 0; i < messages.size(); ++i) {
+    std::vector<std::string> words = email_words(messages[i].text);
+    // Say when the model saw only part of the message: the first max_len - 1 words, or the
+    // first kMaxMessageBytes of the file.
+    const size_t total_words = words.size();
     if (static_cast<int64_t>(words.size()) > max_len - 1) words.resize(static_cast<size_t>(max_len - 1));
+    std::string seen = words.size() < total_words ? fmt::format("the first {} of {}{} words", words.size(),
+                                                                messages[i].file_size > messages[i].text.size() ? "more than " : "",
+                                                                total_words)
+                                                  : fmt::format("{} word{}", words.size(), words.size() == 1 ? "" : "s");
+    if (words.empty()) seen += ", no text";
+    if (messages[i].file_size > messages[i].text.size())
+      seen += fmt::format("; read the first {} MiB of a {:.1f} MiB file", kMaxMessageBytes >> 20,
+                          static_cast<double>(messages[i].file_size) / (1 << 20));
     const std::vector<int64_t> ids = encode_words(words, l.vocab, max_len);
     const Tensor tokens =
         tensor<int64_t>(ids, Shape{1, static_cast<int64_t>(ids.size())}, TensorOptions(kInt64).device(l.model->device()));
     const double p_spam = softmax(l.model->forward(tokens), -1).select(1, 1).item<double>();
     const bool spam = p_spam >= 0.5;
-    out << fmt::format("{}  {}  p(spam) = {:.4f}  ({} words{})\n", args.inputs[i], spam ? "spam" : "ham ", p_spam,
-                       words.size(), words.empty() ? ", no text" : "");
+    out << fmt::format("{}  {}  p(spam) = {:.4f}  ({})\n", args.inputs[i], spam ? "spam" : "ham ", p_spam, seen);
     if (!attention.empty()) {
       const std::vector<float> w = l.model->attention_rollout(tokens);
       // Show the message's own words (unknown words as written), without the <bos> position.
@@ -146,7 +179,7 @@ void classify_command(const zoo::CommandArgs& args, std::ostream& out) {
         shown = {"<bos>"};
         weights = {w[0]};
       }
-      const std::string path = numbered_path(attention, i, texts.size());
+      const std::string path = numbered_path(attention, i, messages.size());
       zoo::plot_token_weights(
           path,
           fmt::format("{}: {} (p(spam) = {:.3f}) - attention rollout into the pooled representation, heads averaged",
@@ -169,7 +202,7 @@ void evaluate_command(const zoo::EvalArgs& args, std::ostream& out) {
 
 void train_program(zoo::Run& run) {
   const zoo::Config& c = run.config();
-  if (c.integer("threads") > 0) set_num_threads(static_cast<int>(c.integer("threads")));
+  zoo::apply_threads(c, "spam");
   const int64_t batch_size = c.integer("batch_size");
   FOCUS_CHECK(batch_size >= 1, "[spam] batch_size must be >= 1, got {}", batch_size);
   FOCUS_CHECK(c.integer("max_len") >= 2, "[spam] max_len must be >= 2, got {}", c.integer("max_len"));
@@ -229,7 +262,7 @@ void train_program(zoo::Run& run) {
   optim::SequentialLR sched(opt, {warm, cosine}, {warmup});
 
   const std::map<std::string, std::string> meta{{"vocab", vocab.to_json()}};
-  int64_t step = run.restore(*model, &opt, &sched, nullptr);
+  int64_t step = run.restore(*model, &opt, &sched, nullptr, steps);
   run.out() << fmt::format("spam: {} parameters; {} steps ({} per epoch of batch {}{}){}\n", model->num_parameters(),
                            steps, per_epoch, world > 1 ? fmt::format("{} ranks x ", world) : "", batch_size,
                            step > 0 ? fmt::format(", resuming at step {}", step) : std::string());

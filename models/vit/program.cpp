@@ -430,7 +430,7 @@ void train(zoo::Run& run) {
   optim::SequentialLR sched(opt, {warm, cosine}, {warmup});
 
   const auto meta = checkpoint_meta_for(d, norm);
-  int64_t step = run.restore(*model, &opt, &sched, nullptr);
+  int64_t step = run.restore(*model, &opt, &sched, nullptr, total);
   std::ostream& out = run.out();
   if (step == 0) {
     out << fmt::format("vit: {} parameters; {} train / {} valid / {} test images; {} steps of {}{} ({} per epoch)\n",

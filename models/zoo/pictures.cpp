@@ -22,6 +22,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "models/zoo/pictures_font.h"
 
 namespace focus::zoo {
@@ -29,7 +30,7 @@ namespace {
 
 using detail::BitmapFont;
 
-std::string errno_text() { return std::strerror(errno); }
+using io::errno_text;
 
 // ---------------------------------------------------------------------------------------
 // Colours
@@ -435,33 +436,7 @@ void write_png(const std::string& path, int width, int height, const std::vector
               "[write_png] '{}': libpng cannot encode: {}", path, image.message);
   bytes.resize(size);
 
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::string tmp_name(1, '.');  // ".NAME.tmp.XXXXXX", hidden next to the target
-  tmp_name.append(target.filename().string()).append(".tmp.XXXXXX");
-  std::string tmp = (dir / tmp_name).string();
-  const int fd = ::mkstemp(tmp.data());
-  FOCUS_CHECK(fd >= 0, "[write_png] cannot write '{}': cannot create a file in '{}': {}", path, dir.string(),
-              errno_text());
-  ::fchmod(fd, 0644);
-  const uint8_t* p = bytes.data();
-  size_t left = bytes.size();
-  bool ok = true;
-  std::string why;
-  while (left > 0) {
-    const ssize_t n = ::write(fd, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ok = false, why = errno_text();
-      break;
-    }
-    p += n, left -= size_t(n);
-  }
-  if (::close(fd) != 0 && ok) ok = false, why = errno_text();
-  if (ok && ::rename(tmp.c_str(), path.c_str()) != 0) ok = false, why = errno_text();
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    FOCUS_FAIL("[write_png] cannot write '{}': {}", path, why);
-  }
+  io::write_file_atomic(path, "write_png", std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -20,8 +20,10 @@
 #include "core/creation.h"
 #include "core/cuda.h"
 #include "core/error.h"
+#include "core/file_io.h"
 #include "core/safetensors.h"
 #include "core/tensor.h"
+#include "core/threads.h"
 #include "data/dataloader.h"
 #include "data/sampler.h"
 #include "distributed/ddp.h"
@@ -89,29 +91,16 @@ void remove_sigint_handler() {
 
 std::string read_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
-  FOCUS_CHECK(in.good(), "[run] cannot read {}", path.string());
+  FOCUS_CHECK(in.good(), "[run] cannot read {}: {}", path.string(), io::errno_text());
   std::stringstream ss;
   ss << in.rdbuf();
+  FOCUS_CHECK(!in.bad(), "[run] cannot read {}: {}", path.string(), io::errno_text());
   return ss.str();
 }
 
 /// Writes a temporary file next to path, then renames it over path.
 void write_text_atomic(const fs::path& path, const std::string& text) {
-  fs::path tmp = path;
-  tmp += fmt::format(".tmp{}", ::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    FOCUS_CHECK(out.good(), "[run] cannot write {}", tmp.string());
-    out << text;
-    out.flush();
-    FOCUS_CHECK(out.good(), "[run] writing {} failed (disk full?)", tmp.string());
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    FOCUS_FAIL("[run] cannot write {}: {}", path.string(), ec.message());
-  }
+  io::write_file_atomic(path.string(), "run", text);
 }
 
 std::string format_duration(double seconds) {
@@ -265,6 +254,13 @@ void Progress::clear() {
 
 fs::path default_run_dir(const std::string& model) { return fs::path("runs") / model; }
 
+void apply_threads(const Config& config, const std::string& model) {
+  const int64_t n = config.integer("threads");
+  FOCUS_CHECK(n >= 0 && n <= max_num_threads(),
+              "[{}] threads must be 0 (every core) to {} (4 per core, at least 64), got {}", model, max_num_threads(), n);
+  if (n > 0) set_num_threads(static_cast<int>(n));
+}
+
 Device usable_device(const std::string& spec, const std::string& command) {
   const Device device(spec);  // a malformed spec: the parser's own error
   if (device.is_cpu()) return device;
@@ -363,6 +359,10 @@ void Run::start_writing() {
   if (writing_) return;
   writing_ = true;
   if (rank_ != 0) return;  // rank 0 writes the run directory
+  // What a killed run left half-written (a checkpoint, config.json, a picture): this run owns
+  // the directory now, and the complete files beside them are what it resumes from.
+  for (const std::string& stale : io::remove_stale_temporaries(dir_.string()))
+    (opts_.err ? *opts_.err : std::cerr) << fmt::format("[train] removed {}, left by an interrupted write\n", stale);
   std::error_code ec;
   if (!opts_.resume) {
     // A fresh run: what an earlier run left is replaced; pictures only where a run was.
@@ -440,8 +440,10 @@ void Run::log(const std::string& split, int64_t step, const std::vector<std::pai
   }
   {
     std::ofstream f(dir_ / kMetricsFile, std::ios::app | std::ios::binary);
-    FOCUS_CHECK(f.good(), "[run] cannot append to {}", (dir_ / kMetricsFile).string());
+    FOCUS_CHECK(f.good(), "[run] cannot append to {}: {}", (dir_ / kMetricsFile).string(), io::errno_text());
     f << j.dump() << '\n';
+    f.flush();
+    FOCUS_CHECK(f.good(), "[run] cannot append to {}: {}", (dir_ / kMetricsFile).string(), io::errno_text());
   }
   if (split != "train") {
     progress_.clear();
@@ -494,11 +496,20 @@ Tensor Run::step(optim::Optimizer& opt, const std::vector<Tensor>& params, doubl
   return norm;
 }
 
-int64_t Run::restore(nn::Module& model, optim::Optimizer* opt, optim::LRScheduler* sched, Generator* gen) {
-  start_writing();
-  if (!opts_.resume) return 0;
+int64_t Run::restore(nn::Module& model, optim::Optimizer* opt, optim::LRScheduler* sched, Generator* gen,
+                     int64_t total_steps) {
+  if (!opts_.resume) {
+    start_writing();
+    return 0;
+  }
   const fs::path checkpoint = dir_ / kCheckpointFile;
   int64_t step = optim::load_checkpoint(checkpoint.string(), model, opt, sched, gen, &scaler_);
+  FOCUS_CHECK(step <= total_steps,
+              "[train] --resume: {} is at step {}, past the end of this run: its settings ({}) train {} steps in all; "
+              "set steps (or epochs) so that the run goes beyond step {}, or start a new run",
+              checkpoint.string(), step, opts_.overrides.empty() ? "the checkpoint's config" : "after --set",
+              total_steps, step);
+  start_writing();  // after the checks: a refused resume writes nothing
   // Metrics logged after the checkpoint belong to steps that are trained again.
   std::error_code ec;
   if (rank_ == 0 && fs::exists(dir_ / kMetricsFile, ec)) {

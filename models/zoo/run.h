@@ -11,7 +11,7 @@
 ///     optim::AdamW opt(model->parameters(), ...);
 ///     manual_seed(c.integer("seed"));           // dropout draws from the default generator
 ///     Generator gen(c.integer("seed") + 1);      // any other stream training draws from
-///     int64_t step = run.restore(*model, &opt, &sched, &gen);      // 0 for a fresh run
+///     int64_t step = run.restore(*model, &opt, &sched, &gen, c.integer("steps"));  // 0: fresh run
 ///     run.progress().start(c.integer("steps"), "tok/s");
 ///     while (step < c.integer("steps") && !run.interrupted()) {
 ///       ... one step (the batch moved with .to(run.device())) ...; ++step;
@@ -151,6 +151,9 @@ std::filesystem::path default_run_dir(const std::string& model);
 /// it. Otherwise focus::Error "[command] --device SPEC: this device cannot be used (why); use
 /// --device cpu" (a build without CUDA, no GPU, no GPU of that index); a spec that is no
 /// device at all -> the parser's error ("expected 'cpu', 'cuda' or 'cuda:N'").
+/// The config's "threads" setting applied: 0 keeps focus's default (every core), 1 to
+/// max_num_threads() sets it; anything else is an error naming the model.
+void apply_threads(const Config& config, const std::string& model);
 Device usable_device(const std::string& spec, const std::string& command = "train");
 /// How run headers name a device: "cpu", or "cuda:0 (NVIDIA H200)" with the GPU's name.
 std::string device_description(Device device);
@@ -194,7 +197,10 @@ class Run {
                        Generator* gen, std::map<std::string, std::string> meta = {});
   /// Resuming: loads dir/checkpoint.safetensors into the objects (optim::load_checkpoint),
   /// drops metrics.jsonl lines after its step and returns the step. A fresh run: returns 0.
-  int64_t restore(nn::Module& model, optim::Optimizer* opt, optim::LRScheduler* sched, Generator* gen);
+  /// total_steps: where this run ends with its (possibly --set) config; a checkpoint already
+  /// past it is an error (a run cannot train backwards), one exactly at it resumes to report.
+  int64_t restore(nn::Module& model, optim::Optimizer* opt, optim::LRScheduler* sched, Generator* gen,
+                  int64_t total_steps);
 
   /// True once Ctrl-C was pressed (or request_interrupt was called): the training loop should
   /// save a checkpoint and return. Distributed, the ranks agree (true when any rank was

@@ -204,7 +204,20 @@ TEST_CASE("FOCUS_NUM_THREADS: the default thread count (ctest runs this with 3, 
   else CHECK(get_num_threads() >= 1);  // an invalid value throws here, naming the variable
 }
 
-TEST_CASE("set_num_threads rejects a count below one") {
+TEST_CASE("set_num_threads rejects a count below one, and above a sane bound") {
   CHECK_THROWS_WITH_AS(set_num_threads(0), "[set_num_threads] expected n >= 1, got 0", Error);
   CHECK(get_num_threads() >= 1);
+  // 100000 threads were accepted (and died in libgomp under a memory limit).
+  const int before = get_num_threads();
+  CHECK(max_num_threads() >= 64);
+  CHECK_THROWS_WITH_AS(set_num_threads(100000), doctest::Contains("[set_num_threads] 100000 threads is more than focus "
+                                                                  "allows: at most"),
+                       Error);
+  CHECK_THROWS_AS(set_num_threads(max_num_threads() + 1), Error);
+  CHECK(get_num_threads() == before);  // a refused count changes nothing
+  {
+    ThreadsGuard guard;
+    set_num_threads(max_num_threads());  // the bound itself is fine
+    CHECK(get_num_threads() == max_num_threads());
+  }
 }

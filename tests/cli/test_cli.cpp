@@ -75,8 +75,8 @@ void tiny_train(zoo::Run& run) {
   nn::Linear model(2, 1);
   optim::SGD opt(model.parameters(), optim::SGDOptions(c.real("lr")));
   Generator gen(c.integer("seed") + 1);
-  int64_t step = run.restore(model, &opt, nullptr, &gen);
   const int64_t steps = c.integer("steps");
+  int64_t step = run.restore(model, &opt, nullptr, &gen, steps);
   run.progress().start(steps, "rows/s");
   while (step < steps && !run.interrupted()) {
     auto [x, y] = tiny_batch(gen, 16);
@@ -245,6 +245,19 @@ TEST_SUITE("cli") {
       if (has(line, "\"split\":\"train\"")) ++train_lines;
     CHECK(train_lines == 6);
 
+    // --resume with fewer steps than the checkpoint's: refused (it was accepted silently, the
+    // header saying 2 steps, the report 6, config.json 2); nothing in the run changes.
+    const std::string config_before = focus::testing::read_file(fs::path(dir) / "config.json");
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--resume", "--set", "steps=2", "-q"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "is at step 6, past the end of this run: its settings (after --set) train 2 steps in all"));
+    CHECK(focus::testing::read_file(fs::path(dir) / "config.json") == config_before);
+    CHECK(zoo::config_from_checkpoint((fs::path(dir) / "checkpoint.safetensors").string()).integer("steps") == 6);
+    // ... while steps equal to the checkpoint's resumes to the report.
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--resume", "-q"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "tiny trained 6 steps"));
+
     // eval reads the checkpoint (given, or from the run dir).
     const std::string ckpt = (fs::path(dir) / "checkpoint.safetensors").string();
     r = run_cli({"eval", "tiny-test", "--checkpoint", ckpt});
@@ -356,6 +369,15 @@ TEST_SUITE("cli") {
     r = run_cli({"train", "tiny-test", "--run-dir", dir, "--set", "steps"});
     CHECK(r.rc == 1);
     CHECK(has(r.err, "--set expects key=value"));
+    // A thread count far above the machine's: a clear error before any work (100000 was
+    // accepted and ended in libgomp's own message under a memory limit).
+    r = run_cli({"train", "char-gpt", "--run-dir", tmp / "threads", "--set", "threads=100000"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "[char-gpt] threads must be 0 (every core) to "));
+    CHECK(has(r.err, "got 100000"));
+    r = run_cli({"train", "g2p", "--run-dir", tmp / "threads", "--set", "threads=-1"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "[g2p] threads must be 0 (every core) to "));
     r = run_cli({"train", "tiny-test", "--run-dir", dir, "--device", "cuda"});
     CHECK(r.rc == 1);
     CHECK(has(r.err, "--device cuda"));

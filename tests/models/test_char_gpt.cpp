@@ -68,14 +68,14 @@ TEST_SUITE("models_char_gpt") {
     const std::vector<int64_t> prompt{1, 2, 3};
     const auto opts = SampleOptions().temperature(0.9).top_k(5);
     Generator g1(7), g2(7);
-    const std::vector<int64_t> fast = model.generate(prompt, 20, opts, &g1);
-    REQUIRE(fast.size() == 20);
+    const std::vector<int64_t> fast = model.generate(prompt, 60, opts, &g1);  // 5 windows: the kept context is trimmed
+    REQUIRE(fast.size() == 60);
     // Reference: nanoGPT's loop without a cache, with the same context rule (the context
     // is rebuilt from the last block_size / 2 tokens when it reaches block_size).
     NoGradGuard ng;
     std::vector<int64_t> ctx = prompt, slow;
     int64_t start = 0;  // first token of the window the model sees
-    for (int i = 0; i < 20; ++i) {
+    for (int i = 0; i < 60; ++i) {
       if (static_cast<int64_t>(ctx.size()) - start > 12) start = static_cast<int64_t>(ctx.size()) - 6;
       std::vector<int64_t> window(ctx.begin() + start, ctx.end());
       const auto n = static_cast<int64_t>(window.size());
@@ -88,8 +88,15 @@ TEST_SUITE("models_char_gpt") {
     // on_token streams every token in order.
     std::vector<int64_t> streamed;
     Generator g3(7);
-    model.generate(prompt, 20, opts, &g3, [&](int64_t t) { streamed.push_back(t); });
+    model.generate(prompt, 60, opts, &g3, [&](int64_t t) { streamed.push_back(t); });
     CHECK(streamed == fast);
+    // generate_stream: the same tokens, none kept (`focus generate --length` of any size).
+    std::vector<int64_t> stream_only;
+    Generator g4(7);
+    model.generate_stream(prompt, 60, opts, &g4, [&](int64_t t) { stream_only.push_back(t); });
+    CHECK(stream_only == fast);
+    CHECK_THROWS_WITH_AS(model.generate_stream(prompt, 1, opts, &g4, {}), doctest::Contains("needs an on_token"),
+                         Error);
   }
 
   TEST_CASE("sampling: top_k = 1 is greedy, seeds reproduce, top_k restricts") {

@@ -118,8 +118,11 @@ TEST_SUITE("models_char_gpt") {
                          Error);
     CHECK_THROWS_WITH_AS(cmd.run(gen_args(ckpt, {{"top-k", "-1"}}), sink), doctest::Contains("--top-k must be >= 0"),
                          Error);
-    CHECK_THROWS_WITH_AS(cmd.run(gen_args(ckpt, {{"length", "-5"}}), sink), doctest::Contains("--length must be >= 0"),
-                         Error);
+    CHECK_THROWS_WITH_AS(cmd.run(gen_args(ckpt, {{"length", "-5"}}), sink),
+                         doctest::Contains("--length must be 0 to 100000000, got -5"), Error);
+    // 2e9 failed with a bare std::bad_alloc (8 bytes per character reserved up front).
+    CHECK_THROWS_WITH_AS(cmd.run(gen_args(ckpt, {{"length", "2000000000"}}), sink),
+                         doctest::Contains("--length must be 0 to 100000000, got 2000000000"), Error);
 
     // --device: a device this machine cannot use is refused before any work (train touches no
     // directory); --device cpu gives what the commands give without it

@@ -357,6 +357,38 @@ TEST_SUITE("models_spam") {
     CHECK(fs::file_size(dir / "att-1.png") > 100);
     CHECK(fs::file_size(dir / "att-2.png") > 100);
 
+    CHECK(r.out.find("words)") != std::string::npos);
+
+    // Not text: an executable was classified "spam p=0.905 (255 words)" with status 0.
+    const std::string binary = (dir / "program.bin").string();
+    {
+      std::ofstream f(binary, std::ios::binary);
+      f << "\x7f" << "ELF" << std::string(12, '\0') << "free cash prize winner";
+    }
+    r = run_cli({"classify", "spam", ham_file, binary, "--checkpoint", ckpt});
+    CHECK(r.rc == 1);
+    CHECK(r.out.empty());  // every input is read before any output
+    CHECK(r.err.find("[classify] '" + binary + "' is not a text file (a NUL byte at offset 4)") != std::string::npos);
+    // Only part of a message read: the output says so (the model sees max_len - 1 = 47 words).
+    const std::string long_file = (dir / "long.eml").string();
+    {
+      std::ofstream f(long_file);
+      f << "Subject: minutes\n\n";
+      for (int i = 0; i < 100; ++i) f << "meeting notes ";
+    }
+    const std::string huge_file = (dir / "huge.eml").string();
+    {
+      std::ofstream f(huge_file);
+      f << "Subject: x\n\n" << std::string((size_t{17} << 20), 'x');  // one overlong word: dropped
+    }
+    r = run_cli({"classify", "spam", long_file, huge_file, ham_file, "--checkpoint", ckpt});
+    INFO(r.out, r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(r.out.find("long.eml") != std::string::npos);
+    CHECK(r.out.find("(the first 47 of 203 words)") != std::string::npos);  // 200 + the subject line's
+    CHECK(r.out.find(" words; read the first 16 MiB of a 17.0 MiB file)") != std::string::npos);
+    CHECK(r.out.find("ham.eml  ham") != std::string::npos);
+
     r = run_cli({"classify", "spam", (dir / "missing.eml").string(), "--checkpoint", ckpt});
     CHECK(r.rc != 0);
     CHECK(r.err.find("[classify] cannot read") != std::string::npos);

@@ -185,7 +185,7 @@ TEST_SUITE("zoo") {
     Generator gen(5);
     {
       zoo::Run run("tiny", sample_config(), quiet_options(dir, out));
-      CHECK(run.restore(model, &opt, nullptr, &gen) == 0);  // fresh: nothing to restore
+      CHECK(run.restore(model, &opt, nullptr, &gen, 3000) == 0);  // fresh: nothing to restore
       run.log("train", 4, {{"loss", 1.0}});
       run.log("train", 6, {{"loss", 0.5}});
       run.save_checkpoint(model, &opt, nullptr, 4, &gen, {{"vocab", "[\"a\"]"}});
@@ -226,12 +226,25 @@ TEST_SUITE("zoo") {
       nn::Linear fresh(3, 2);
       optim::AdamW opt2(fresh.parameters(), optim::AdamWOptions().lr(0.1));
       Generator gen2(99);
-      CHECK(run.restore(fresh, &opt2, nullptr, &gen2) == 4);
+      CHECK(run.restore(fresh, &opt2, nullptr, &gen2, 3000) == 4);
       CHECK(focus::testing::allclose(fresh.weight(), model.weight(), 0.0, 0.0));
       CHECK(gen2.get_state().offset == gen.get_state().offset);
       auto lines = lines_of(fs::path(dir) / "metrics.jsonl");
       REQUIRE(lines.size() == 1);  // step 6 came after the checkpoint
       CHECK(lines[0].find("\"step\":4") != std::string::npos);
+    }
+    // --resume with settings that end the run before the checkpoint's step: refused, nothing
+    // written (it was accepted silently: config.json said 3 steps, the report the checkpoint's 4).
+    {
+      const std::string config_before = read_file(fs::path(dir) / "config.json");
+      zoo::Run run("tiny", sample_config(), quiet_options(dir, out).set_resume().set_overrides({"steps=3"}));
+      nn::Linear fresh(3, 2);
+      optim::AdamW opt2(fresh.parameters(), optim::AdamWOptions().lr(0.1));
+      CHECK_THROWS_WITH_AS(run.restore(fresh, &opt2, nullptr, nullptr, run.config().integer("steps")),
+                           doctest::Contains("is at step 4, past the end of this run: its settings (after --set) "
+                                             "train 3 steps in all"),
+                           focus::Error);
+      CHECK(read_file(fs::path(dir) / "config.json") == config_before);
     }
     // --overwrite: starts afresh (old pictures go too), but only once the new run writes: a
     // run that fails first (bad config, no dataset) leaves the earlier one as it was.
@@ -248,7 +261,7 @@ TEST_SUITE("zoo") {
     CHECK(zoo::Config::from_json(read_file(fs::path(dir) / "config.json")).integer("steps") == 3000);  // the earlier run's
     {
       zoo::Run run("tiny", sample_config(), quiet_options(dir, out).set_overwrite());
-      CHECK(run.restore(model, &opt, nullptr, &gen) == 0);  // the first write of a fresh run
+      CHECK(run.restore(model, &opt, nullptr, &gen, 3000) == 0);  // the first write of a fresh run
       CHECK_FALSE(fs::exists(ckpt));
       CHECK_FALSE(fs::exists(fs::path(dir) / "metrics.jsonl"));
       CHECK_FALSE(fs::exists(fs::path(dir) / "loss.png"));
@@ -310,6 +323,61 @@ TEST_SUITE("zoo") {
     CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(tmp / "r", out).set_overrides({"nope=1"})),
                          doctest::Contains("unknown key 'nope'"), focus::Error);
     CHECK(zoo::default_run_dir("g2p") == fs::path("runs/g2p"));
+  }
+
+  TEST_CASE("Run: a run cleans up the temporaries a killed write left, and I/O errors say why") {
+    TempDir tmp;
+    std::ostringstream out;
+    const fs::path dir = tmp / "run";
+    manual_seed(0);
+    nn::Linear model(3, 2);
+    optim::SGD opt(model.parameters(), optim::SGDOptions(0.1));
+    {
+      zoo::Run run("tiny", sample_config(), quiet_options(dir, out));
+      run.save_checkpoint(model, &opt, nullptr, 2, nullptr);
+    }
+    // What `kill -9` during writes leaves (it stayed for ever, up to a checkpoint's size each).
+    const std::vector<std::string> stale = {".checkpoint.safetensors.tmp.a1B2c3", ".config.json.tmp.XyZ123",
+                                            ".loss.png.tmp.000000"};
+    for (const auto& f : stale) std::ofstream(dir / f) << "half a file";
+    const std::vector<std::string> kept = {"notes.tmp.abcdef", ".hidden", "checkpoint.safetensors.tmp.abcdef"};
+    for (const auto& f : kept) std::ofstream(dir / f) << "mine";
+    {
+      zoo::Run run("tiny", sample_config(), quiet_options(dir, out).set_resume());
+      CHECK(run.restore(model, &opt, nullptr, nullptr, 3000) == 2);
+    }
+    for (const auto& f : stale) CHECK_FALSE(fs::exists(dir / f));
+    for (const auto& f : kept) CHECK(fs::exists(dir / f));
+    CHECK(out.str().find("removed " + (dir / ".checkpoint.safetensors.tmp.a1B2c3").string() +
+                         ", left by an interrupted write") != std::string::npos);
+    // A fresh run into a directory with leftovers (no checkpoint) cleans them up too.
+    const fs::path fresh = tmp / "fresh", blocked = tmp / "blocked";
+    fs::create_directories(fresh);
+    std::ofstream(fresh / ".config.json.tmp.q1w2e3") << "x";
+    {
+      zoo::Run run("tiny", sample_config(), quiet_options(fresh, out));
+      run.log("train", 1, {{"loss", 1.0}});
+    }
+    CHECK_FALSE(fs::exists(fresh / ".config.json.tmp.q1w2e3"));
+
+    // Writing config.json fails: the message names the file and the system's reason (it said
+    // only "[run] cannot write .../config.json.tmpNNN").
+    fs::create_directories(blocked / "config.json" / "inside");
+    {
+      zoo::Run run("tiny", sample_config(), quiet_options(blocked, out));
+      std::string message;
+      try {
+        run.log("train", 1, {{"loss", 1.0}});
+      } catch (const focus::Error& e) {
+        message = e.what();
+      }
+      INFO(message);
+      CHECK(message.find("[run] cannot write '" + (blocked / "config.json").string() + "': renaming") !=
+            std::string::npos);
+      CHECK(message.find("Is a directory") != std::string::npos);
+    }
+    for (const auto& e : fs::directory_iterator(blocked))  // no temporary left behind
+      CHECK(e.path().filename() == "config.json");
   }
 
   TEST_CASE("usable_device and device_description: the devices of --device and the run header") {
