@@ -80,7 +80,7 @@ checkpointed() { [ -f "$run/checkpoint.safetensors" ]; }
 wait_end() {
   for _ in $(seq 600); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
   kill -0 "$1" 2>/dev/null && fail "the run did not end within 60 s of the kill"
-  wait "$1"; status=$?
+  { wait "$1"; status=$?; } 2>/dev/null  # (without bash's "Killed" notice)
   for _ in $(seq 200); do [ -z "$(run_pids)" ] && return 0; sleep 0.1; done
   fail "processes of the run are left 30 s after it ended: $(run_pids)"
 }
@@ -158,5 +158,7 @@ echo "3. killed at step 200 with 4096 bytes of the checkpoint written (exit stat
 # 4. Resumed to the end.
 "$focus" train "${args[@]}" --resume --run-dir "$run" >"$work/4.log" 2>&1 || { cat "$work/4.log"; fail "the last resume failed"; }
 [ "$(resumed_from "$work/4.log")" = 100 ] || { cat "$work/4.log"; fail "the last resume did not start from step 100"; }
+grep -q "removed $run/$tmp, left by an interrupted write" "$work/4.log" ||
+  { cat "$work/4.log"; fail "the resume did not say that it removed the half-written $tmp"; }
 /usr/bin/python3 "$here/compare_runs.py" "$work/ref" "$run" || exit 1
 echo "4. resumed from step 100 to the end: $((SECONDS - start)) s in all"
