@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -234,6 +236,44 @@ TEST_CASE("writer errors") {
   names.insert("a\"b\\c\n\t", ones({1}));
   names.insert("ünï", ones({1}));
   CHECK(parse(safetensors_serialize(names)).keys() == names.keys());
+}
+
+TEST_CASE("the stop hook: a writer stopped in mid-write keeps the previous file, and completes when continued") {
+  // detail::set_safetensors_write_stop stops the writing process (SIGSTOP); a forked child
+  // writes, the test watches it stop, looks at the files, and continues it.
+  TempDir dir;
+  const std::string path = dir.file("ckpt.safetensors");
+  TensorDict old{{"w", arange(100, kFloat32)}};
+  save_safetensors(old, path);
+  TensorDict fresh{{"w", zeros({100})}, {"v", ones({1000})}};
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    int status = 0;
+    try {
+      detail::set_safetensors_write_stop(1000);
+      save_safetensors(fresh, path);
+    } catch (...) {
+      status = 1;
+    }
+    ::_exit(status);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, WUNTRACED) == child);
+  REQUIRE(WIFSTOPPED(status));
+  std::vector<std::filesystem::path> temporaries;
+  for (const auto& ent : std::filesystem::directory_iterator(dir.path))
+    if (ent.path().filename() != "ckpt.safetensors") temporaries.push_back(ent.path());
+  REQUIRE(temporaries.size() == 1);
+  CHECK(temporaries[0].filename().string().rfind(".ckpt.safetensors.tmp.", 0) == 0);
+  CHECK(std::filesystem::file_size(temporaries[0]) == 1000);  // exactly the bytes asked for
+  CHECK(load_safetensors(path).at("w").to_vector<float>() == old.at("w").to_vector<float>());
+  ::kill(child, SIGCONT);
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(load_safetensors(path).at("v").to_vector<float>() == fresh.at("v").to_vector<float>());
+  CHECK(!std::filesystem::exists(temporaries[0]));
 }
 
 TEST_CASE("a failed write leaves the previous file intact") {
