@@ -332,7 +332,9 @@ TEST_SUITE("cli") {
     CHECK(r.rc == 1);
     CHECK(r.err.rfind("focus: error: [backward] function 'MseLossBackward0' returned nan values in its output 0", 0) ==
           0);
-    CHECK(has(r.err, "created by the forward op mse_loss([16, 1] float32, [16, 1] float32) -> [] float32 on cpu"));
+    CHECK(has(r.err, "(the gradient for input 0 of its forward op, [16, 1] float32: 16 nan and 0 inf of 16 elements, "
+                     "the first at [0, 0]); it was created by the forward op mse_loss([16, 1] float32, [16, 1] "
+                     "float32) -> [] float32 on cpu. Raised because anomaly detection is on"));
     CHECK_FALSE(has(r.out, "tiny trained"));
     CHECK_FALSE(autograd::is_anomaly_enabled());
 
