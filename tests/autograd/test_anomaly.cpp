@@ -141,6 +141,28 @@ TEST_SUITE("autograd") {
                          doctest::Contains("function 'DivBackward0' returned nan values in its output 1"), Error);
   }
 
+  TEST_CASE("anomaly mode: on every device, in every floating dtype") {
+    ModeOff off;
+    autograd::DetectAnomalyGuard g;
+    FOR_EACH_DEVICE(dev) {
+      for (DType dt : {kFloat32, kFloat64, kBFloat16, kFloat16}) {
+        CAPTURE(dt);
+        auto [a0, b0] = div_inputs();
+        Tensor a = a0.detach().to(dt).to(dev), b = b0.detach().to(dt).to(dev).requires_grad_();
+        const std::string msg = error_of([&] { div(a, b).sum().backward(); });
+        INFO(msg);
+        CHECK(has(msg, fmt::format("function 'DivBackward0' returned nan values in its output 1 (the gradient for input "
+                                   "1 of its forward op, [4, 3] {}: 1 nan and 0 inf of 12 elements, the first at [2, 1])",
+                                   dt)));
+        CHECK(has(msg, fmt::format("div([4, 3] {0}, [4, 3] {0}) -> [4, 3] {0} on {1}", dt, dev)));
+        // Finite gradients pass, non-contiguous ones included.
+        Tensor w = ones({3, 4}, TensorOptions(dt).device(dev)).requires_grad_();
+        CHECK_NOTHROW((w.t() * 2.0).sum().backward());
+        CHECK(allclose(w.grad().to(kFloat64).cpu(), full({3, 4}, 2.0, kFloat64)));
+      }
+    }
+  }
+
   TEST_CASE("anomaly mode: an infinite gradient is an anomaly too (sqrt at 0)") {
     ModeOff off;
     autograd::DetectAnomalyGuard g;
