@@ -4,8 +4,8 @@ torch.autograd.set_detect_anomaly off or on (check_nan=True, PyTorch's default).
 
   bench_anomaly_torch.py --mode off|on [--threads 1] [--steps 20] [--warmup 3] [--ops 10000]
 
-prints `R gpt_step_ms X`, `R add_us X` and `R chain_us X` (medians), as bench_anomaly's
-workers: the small GPT of bench_gpt_torch.py (4 layers, 4 heads, width 128, context 64,
+prints `R gpt_step_ms X`, `R add_us X` and `R chain_us X` (medians; each also as CPU time,
+`R gpt_step_cpu_ms X`, ...), as bench_anomaly's workers: the small GPT of bench_gpt_torch.py (4 layers, 4 heads, width 128, context 64,
 batch 12, vocab 65) trained with AdamW on random batches; z = leaf + y on 1-element tensors;
 forward and backward of a chain z = z * 1.0001 of 100 nodes, per node.
 """
@@ -44,11 +44,11 @@ def main():
     model = GPT(c)
     opt = make_optimizer(model)
     g = torch.Generator().manual_seed(1)
-    times = []
+    times, cpu = [], []
     for s in range(a.warmup + a.steps):
         x = torch.randint(0, 65, (c["batch"], c["block_size"]), generator=g)
         y = torch.randint(0, 65, (c["batch"], c["block_size"]), generator=g)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         _, loss = model(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -56,23 +56,27 @@ def main():
         loss.item()
         if s >= a.warmup:
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
     print(f"R gpt_step_ms {1e3 * median(times):.6f}")
+    print(f"R gpt_step_cpu_ms {1e3 * median(cpu):.6f}")
 
     leaf = torch.ones(1, requires_grad=True)
     one = torch.ones(1)
-    add = []
+    add, add_cpu = [], []
     for r in range(6):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(a.ops):
             z = leaf + one
         if r:
             add.append(1e6 * (time.perf_counter() - t0) / a.ops)
+            add_cpu.append(1e6 * (time.process_time() - c0) / a.ops)
     print(f"R add_us {median(add):.6f}")
+    print(f"R add_cpu_us {median(add_cpu):.6f}")
 
     chains = max(1, a.ops // 100)
-    chain = []
+    chain, chain_cpu = [], []
     for r in range(6):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(chains):
             z = leaf
             for _ in range(100):
@@ -80,7 +84,9 @@ def main():
             z.backward()
         if r:
             chain.append(1e6 * (time.perf_counter() - t0) / (100 * chains))
+            chain_cpu.append(1e6 * (time.process_time() - c0) / (100 * chains))
     print(f"R chain_us {median(chain):.6f}")
+    print(f"R chain_cpu_us {median(chain_cpu):.6f}")
 
 
 if __name__ == "__main__":
