@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "autograd/anomaly.h"
 #include "autograd/functions/elementwise.h"
 #include "core/creation.h"
 #include "core/ops/common.h"
@@ -214,6 +215,8 @@ std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, TensorList inputs, T
   for (const auto& t : inputs) node->next_edges.push_back(gradient_edge(t));
   finish_node(*node, outputs);
   set_history(node, outputs);
+  if (autograd::is_anomaly_enabled()) [[unlikely]]
+    autograd::anomaly_detail::record(*node, inputs, outputs);
   return node;
 }
 
@@ -223,6 +226,12 @@ std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, std::initializer_lis
   for (const Tensor* t : inputs) node->next_edges.push_back(gradient_edge(*t));
   finish_node(*node, outputs);
   set_history(node, outputs);
+  if (autograd::is_anomaly_enabled()) [[unlikely]] {
+    std::vector<Tensor> in;
+    in.reserve(inputs.size());
+    for (const Tensor* t : inputs) in.push_back(*t);
+    autograd::anomaly_detail::record(*node, in, outputs);
+  }
   return node;
 }
 
