@@ -350,4 +350,42 @@ TEST_SUITE("thread_safety") {
           CHECK(focus::testing::allclose(results[i], serial[i], 1e-5, 1e-5));
         }
   }
+  TEST_CASE("forward and backward with grad on a shared model from several threads: the gradients add up") {
+    // As in PyTorch: recording ops on shared parameters is safe, and each backward adds into
+    // the same .grad under a lock, so the result is the sum over the threads (in some order:
+    // equal to rounding). Optimizer steps and zero_grad must not overlap them.
+    ThreadsGuard guard;
+    set_num_threads(2);
+    constexpr int kThreads = 4;
+    Generator gen(13);
+    GPT model(small_gpt(), &gen);
+    model.eval();
+    std::vector<Tensor> xs, ys;
+    for (int t = 0; t < kThreads; ++t) {
+      xs.push_back(randint(0, 64, {2, 32}, kInt64, &gen));
+      ys.push_back(randint(0, 64, {2, 32}, kInt64, &gen));
+    }
+    std::vector<float> serial_losses;
+    for (int t = 0; t < kThreads; ++t) {
+      Tensor loss = GPT::loss(model(xs[static_cast<size_t>(t)]), ys[static_cast<size_t>(t)]);
+      loss.backward();
+      serial_losses.push_back(loss.item<float>());
+    }
+    std::vector<Tensor> serial_grads;
+    for (const Tensor& p : model.parameters()) serial_grads.push_back(p.grad().clone());
+    model.zero_grad();
+
+    std::vector<float> losses(kThreads);
+    on_threads(kThreads, [&](int t) {
+      Tensor loss = GPT::loss(model(xs[static_cast<size_t>(t)]), ys[static_cast<size_t>(t)]);
+      loss.backward();
+      losses[static_cast<size_t>(t)] = loss.item<float>();
+    });
+    CHECK(losses == serial_losses);
+    size_t i = 0;
+    for (const Tensor& p : model.parameters()) {
+      REQUIRE(p.grad().defined());
+      CHECK(focus::testing::allclose(p.grad(), serial_grads[i++], 1e-4, 1e-6));
+    }
+  }
 }
