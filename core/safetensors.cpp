@@ -1,6 +1,7 @@
 #include "core/safetensors.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,6 +32,7 @@ using json = nlohmann::json;
 constexpr uint64_t kMaxHeaderSize = 100'000'000;  // as the reference implementation
 
 std::atomic<int64_t> g_write_fault_after{-1};
+std::atomic<int64_t> g_write_stop_after{-1};  // one-shot; see set_safetensors_write_stop
 
 const char* st_dtype_name(DType t) {
   switch (t) {
@@ -326,6 +328,7 @@ void pread_all(int fd, void* dst, size_t n, uint64_t offset, const std::string& 
 
 namespace detail {
 void set_safetensors_write_fault(int64_t fail_after_bytes) { g_write_fault_after = fail_after_bytes; }
+void set_safetensors_write_stop(int64_t stop_after_bytes) { g_write_stop_after = stop_after_bytes; }
 }  // namespace detail
 
 std::vector<uint8_t> safetensors_serialize(const TensorDict& tensors, const SafetensorsMetadata& metadata) {
@@ -357,18 +360,29 @@ TensorDict safetensors_deserialize(const uint8_t* data, size_t size, Safetensors
 
 void save_safetensors(const TensorDict& tensors, const std::string& path, const SafetensorsMetadata& metadata) {
   const int64_t fault = g_write_fault_after.load();
+  int64_t stop = g_write_stop_after.exchange(-1);  // one-shot
   io::write_file_atomic(path, "safetensors", [&](const io::WriteFn& write) {
     int64_t written = 0;
     write_layout(tensors, metadata, [&](const void* p, size_t n) {
+      const auto* b = static_cast<const uint8_t*>(p);
+      if (stop >= 0 && written + static_cast<int64_t>(n) > stop) {  // the stop hook: SIGSTOP after `stop` bytes
+        const size_t before = static_cast<size_t>(stop - written);
+        if (before > 0) write(b, before);
+        written += static_cast<int64_t>(before);
+        b += before;
+        n -= before;
+        stop = -1;
+        ::raise(SIGSTOP);  // a test kills the process here, or continues it
+      }
       if (fault >= 0) {  // the test hook: fail after `fault` bytes
-        const auto* b = static_cast<const uint8_t*>(p);
         const size_t before = static_cast<size_t>(std::max<int64_t>(0, std::min<int64_t>(int64_t(n), fault - written)));
         if (before > 0) write(b, before);
         written += static_cast<int64_t>(before);
         FOCUS_CHECK(before == n, "[safetensors] writing '{}' failed: simulated fault after {} bytes", path, written);
         return;
       }
-      write(p, n);
+      write(b, n);
+      written += static_cast<int64_t>(n);
     });
   });
 }

@@ -30,6 +30,11 @@ namespace detail {
 /// Testing hook: when >= 0, save_safetensors fails (throws) after writing this many bytes
 /// of the temporary file, as a crash mid-write would; -1 (the default) turns it off.
 void set_safetensors_write_fault(int64_t fail_after_bytes);
+/// Testing hook: when >= 0, the next save_safetensors stops this process (SIGSTOP) once it
+/// has written this many bytes of its temporary file (fewer than the file holds), so that a
+/// test can kill it in mid-write; after a SIGCONT the write completes. One-shot; -1 (the
+/// default) turns it off. `focus train` arms it from FOCUS_TEST_STOP_IN_CHECKPOINT.
+void set_safetensors_write_stop(int64_t stop_after_bytes);
 }  // namespace detail
 
 }  // namespace focus

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -20,6 +21,7 @@
 #include "core/cuda.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/safetensors.h"
 #include "core/tensor.h"
 #include "core/threads.h"
 #include "data/dataloader.h"
@@ -462,7 +464,19 @@ void Run::save_checkpoint(nn::Module& model, optim::Optimizer* opt, optim::LRSch
     meta["world_size"] = std::to_string(world_);
     distributed::barrier();  // every rank has finished the step
   }
-  if (rank_ == 0) optim::save_checkpoint((dir_ / kCheckpointFile).string(), model, opt, sched, step, gen, meta, &scaler_);
+  if (rank_ == 0) {
+    // Test hook (tests/crash/): FOCUS_TEST_STOP_IN_CHECKPOINT=STEP:BYTES stops this process
+    // (SIGSTOP) once BYTES bytes of the checkpoint of step STEP are in its temporary file, for
+    // a test to kill it in mid-write. Unset in every ordinary run.
+    if (const char* hook = std::getenv("FOCUS_TEST_STOP_IN_CHECKPOINT"); hook && *hook) {
+      long long at_step = -1, bytes = -1;
+      char end = 0;
+      FOCUS_CHECK(std::sscanf(hook, "%lld:%lld%c", &at_step, &bytes, &end) == 2 && bytes >= 0,
+                  "[run] FOCUS_TEST_STOP_IN_CHECKPOINT must be STEP:BYTES, got '{}'", hook);
+      if (at_step == step) detail::set_safetensors_write_stop(bytes);
+    }
+    optim::save_checkpoint((dir_ / kCheckpointFile).string(), model, opt, sched, step, gen, meta, &scaler_);
+  }
   if (world_ > 1) distributed::barrier();  // the file is complete before anyone reads it
 }
 

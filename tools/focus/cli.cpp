@@ -10,8 +10,11 @@
 #include <iostream>
 #include <set>
 
+#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -205,14 +208,43 @@ int launch_mpirun(const std::vector<std::string>& args, int nproc, std::ostream&
   std::vector<char*> cargv;
   for (auto& a : argv) cargv.push_back(a.data());
   cargv.push_back(nullptr);
-  posix_spawnattr_t attr;
-  ::posix_spawnattr_init(&attr);
-  ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-  ::posix_spawnattr_setpgroup(&attr, 0);
-  pid_t pid = 0;
-  const int rc = ::posix_spawn(&pid, mpirun.c_str(), nullptr, &attr, cargv.data(), environ);
-  ::posix_spawnattr_destroy(&attr);
-  FOCUS_CHECK(rc == 0, "[train] --nproc: cannot start {}: {}", mpirun, std::strerror(rc));
+  // mpirun in a process group of its own; on Linux it also gets a SIGTERM, which ends the job,
+  // when this launcher dies, even by SIGKILL (the OOM killer, `kill -9`): its ranks would
+  // otherwise train on, orphaned, into the run directory a --resume then shares with them.
+  // Between fork and exec the child makes async-signal-safe calls only; an exec that fails
+  // sends its errno back through a close-on-exec pipe.
+  int report[2];
+  FOCUS_CHECK(::pipe2(report, O_CLOEXEC) == 0, "[train] --nproc: cannot start {}: pipe: {}", mpirun,
+              std::strerror(errno));
+  const pid_t launcher = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(report[0]);
+    ::setpgid(0, 0);
+#ifdef __linux__
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != launcher) ::_exit(kExitError);  // the launcher is already gone
+#endif
+    ::execve(mpirun.c_str(), cargv.data(), environ);
+    const int e = errno;
+    ssize_t w = ::write(report[1], &e, sizeof(e));
+    (void)w;
+    ::_exit(127);
+  }
+  const int fork_errno = errno;
+  ::close(report[1]);
+  if (pid < 0) ::close(report[0]);
+  FOCUS_CHECK(pid > 0, "[train] --nproc: cannot start {}: {}", mpirun, std::strerror(fork_errno));
+  int exec_errno = 0;
+  ssize_t got = 0;
+  while ((got = ::read(report[0], &exec_errno, sizeof(exec_errno))) < 0 && errno == EINTR) {
+  }
+  ::close(report[0]);
+  if (got > 0) {
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    FOCUS_FAIL("[train] --nproc: cannot start {}: {}", mpirun, std::strerror(exec_errno));
+  }
   g_launcher_sigints.store(0);
   g_mpirun_pid.store(pid);
   struct sigaction action {}, old_int {}, old_term {};
