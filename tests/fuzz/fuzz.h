@@ -1,5 +1,5 @@
 #pragma once
-// Shared helpers of the libFuzzer targets (tests/fuzz/README.md).
+// Shared helpers of the libFuzzer targets (docs/RELIABILITY.md, "Fuzzing").
 //
 // The rule every target checks: a reader of untrusted bytes either succeeds or throws
 // focus::Error. Any other exception, a crash, a sanitizer report, a leak, a timeout or
