@@ -144,7 +144,7 @@ std::vector<Entry> parse_header(const char* text, size_t n, uint64_t data_size, 
     FOCUS_CHECK(sh != v.end() && sh->is_array(), "[safetensors] tensor '{}': missing or non-array shape", name);
     FOCUS_CHECK(sh->size() <= static_cast<size_t>(kMaxDims), "[safetensors] tensor '{}': {} dims (at most {})", name,
                 sh->size(), kMaxDims);
-    uint64_t numel = 1;
+    uint64_t numel = 1, span = 1;  // span: the product of max(size, 1), which the strides reach
     bool overflow = false;
     for (const json& d : *sh) {
       FOCUS_CHECK(d.is_number_unsigned(), "[safetensors] tensor '{}': shape entry {} is not a non-negative integer",
@@ -153,12 +153,14 @@ std::vector<Entry> parse_header(const char* text, size_t n, uint64_t data_size, 
       FOCUS_CHECK(x <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
                   "[safetensors] tensor '{}': shape entry {} is too large", name, x);
       e.shape.push_back(static_cast<int64_t>(x));
-      if (x != 0 && numel > std::numeric_limits<uint64_t>::max() / x) overflow = true;
+      const uint64_t m = std::max<uint64_t>(x, 1);
+      if (span > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / m) overflow = true;
+      span *= m;  // numel <= span, so neither wraps before overflow is seen
       numel *= x;
     }
     const uint64_t es = dtype_size(e.dtype);
     FOCUS_CHECK(!overflow && numel <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / es,
-                "[safetensors] tensor '{}': shape {} overflows the byte count", name, e.shape);
+                "[safetensors] tensor '{}': shape {} overflows the byte count or the strides", name, e.shape);
     auto off = v.find("data_offsets");
     FOCUS_CHECK(off != v.end() && off->is_array() && off->size() == 2,
                 "[safetensors] tensor '{}': data_offsets is not a pair [begin, end]", name);

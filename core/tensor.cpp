@@ -89,17 +89,23 @@ const Tensor& Tensor::set_name(std::string n) const {
 // ---- shape helpers ------------------------------------------------------------------------
 
 int64_t checked_numel(const Shape& shape, const char* op) {
-  int64_t n = 1;
+  // The strides of a contiguous tensor multiply max(size, 1), so a zero-element shape such as
+  // [2^32, 0, 2^32] has no elements but strides that overflow: check that product (which
+  // bounds the element count) rather than the element count alone, as PyTorch does.
+  int64_t n = 1, span = 1;
   for (int64_t s : shape) {
     FOCUS_CHECK(s >= 0, "[{}] negative size in shape {}", op, shape);
-    FOCUS_CHECK(s == 0 || n <= std::numeric_limits<int64_t>::max() / s,
-                "[{}] shape {} has too many elements (overflow)", op, shape);
-    n *= s;
+    const int64_t m = std::max<int64_t>(s, 1);
+    FOCUS_CHECK(span <= std::numeric_limits<int64_t>::max() / m,
+                "[{}] shape {} is too large: its element count or strides overflow int64", op, shape);
+    span *= m;
+    n = s == 0 ? 0 : n * s;  // n <= span
   }
   return n;
 }
 
 Shape contiguous_strides(const Shape& shape) {
+  checked_numel(shape, "contiguous_strides");  // every caller's shape passed it already; this one is cheap
   Shape st(shape.size());
   int64_t s = 1;
   for (size_t i = shape.size(); i-- > 0;) {

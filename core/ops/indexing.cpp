@@ -1,6 +1,7 @@
 #include "core/ops/indexing.h"
 
 #include <climits>
+#include <limits>
 
 #include "core/creation.h"
 #include "core/ops/common.h"
@@ -74,6 +75,8 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
                   "[cat] sizes of tensors must match except in dim {}: expected size {} but got size {} for tensor {} "
                   "(shapes {} and {})",
                   d, shape[k], t.shape()[k], i, ref->shape(), t.shape());
+    FOCUS_CHECK(t.shape()[d] <= std::numeric_limits<int64_t>::max() - total,
+                "[cat] the sizes in dim {} add up past int64 (tensor {} of shape {})", d, i, t.shape());
     total += t.shape()[d];
   }
   shape[d] = total;

@@ -153,6 +153,8 @@ TEST_CASE("malformed files are rejected with a clear error") {
       {"byte count", R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", d8, "8 bytes for dtype F32 and shape [3] (needs 12)"},
       {"overflowing shape", R"({"a":{"dtype":"F64","shape":[4294967296,4294967296,2],"data_offsets":[0,8]}})", d8, "overflows the byte count"},
       {"overflowing bytes", R"({"a":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,8]}})", d8, "overflows the byte count"},
+      // No elements, but contiguous strides of 2^64 (they multiply max(size, 1)): once undefined behaviour.
+      {"zero-element shape with overflowing strides", R"({"a":{"dtype":"U8","shape":[4294967296,0,4294967296],"data_offsets":[0,0]}})", {}, "overflows the byte count or the strides"},
       {"shape beyond int64", R"({"a":{"dtype":"U8","shape":[18446744073709551615,0],"data_offsets":[0,0]}})", {}, "is too large"},
       {"shape beyond uint64", R"({"a":{"dtype":"U8","shape":[184467440737095516150],"data_offsets":[0,0]}})", {}, "not a non-negative integer"},
       {"negative shape", R"({"a":{"dtype":"U8","shape":[-8],"data_offsets":[0,8]}})", d8, "shape entry -8 is not a non-negative integer"},

@@ -29,7 +29,22 @@ TEST_CASE("creation errors") {
   CHECK_THROWS_WITH_AS(tensor({1.f, 2.f}, {3}), "[tensor] 2 values do not fill shape [3] (3 elements)", Error);
   CHECK_THROWS_WITH_AS(arange(0, 1, 0), "[arange] step must be nonzero", Error);
   CHECK_THROWS_WITH_AS(zeros({int64_t{1} << 40, int64_t{1} << 40}),
-                       "[empty] shape [1099511627776, 1099511627776] has too many elements (overflow)", Error);
+                       "[empty] shape [1099511627776, 1099511627776] is too large: its element count or strides "
+                       "overflow int64",
+                       Error);
+  // No elements, but the contiguous strides (products of max(size, 1)) overflow: PyTorch's
+  // "Stride calculation overflowed"; once undefined behaviour here.
+  const int64_t big = int64_t{1} << 32;
+  CHECK_THROWS_WITH_AS(empty({big, 0, big}), doctest::Contains("[empty] shape [4294967296, 0, 4294967296] is too large"),
+                       Error);
+  CHECK_THROWS_WITH_AS(zeros({0}).view({big, 0, big}), doctest::Contains("[view] shape [4294967296, 0, 4294967296]"),
+                       Error);
+  CHECK_THROWS_WITH_AS(zeros({0}).reshape({big, -1, big}), doctest::Contains("is too large"), Error);
+  CHECK_THROWS_AS(zeros({1, 1}).expand({big, big, 2}), Error);
+  CHECK(empty({big, 0, big / 4}).numel() == 0);  // strides up to 2^62 fit
+  const Tensor wide = empty({int64_t{1} << 62, 0});
+  CHECK_THROWS_WITH_AS(cat({wide, wide}, 0), doctest::Contains("[cat] the sizes in dim 0 add up past int64"), Error);
+  CHECK_THROWS_WITH_AS(repeat(wide, {2, 1}), doctest::Contains("[repeat]"), Error);
   CHECK_THROWS_WITH_AS(randint(3, 3, {2}), "[randint] expected low < high, got low=3 high=3", Error);
 }
 
