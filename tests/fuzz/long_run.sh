@@ -19,7 +19,11 @@ if [ "$cmd" = summary ]; then
     t=$(basename "$d")
     [ "$t" = bin ] && continue
     [ -f "$d/log" ] || continue
-    execs=$(awk '/stat::number_of_executed_units/ {n += $2} END {print n + 0}' "$d/log")
+    # Per start: the final count when it has ended, else the latest "#N" progress line.
+    execs=$(awk '/^=== start/ {n += (st ? st : last); st = 0; last = 0}
+                 /^#[0-9]+/ {last = substr($1, 2) + 0}
+                 /stat::number_of_executed_units/ {st = $2}
+                 END {print n + (st ? st : last)}' "$d/log")
     last=$(grep -E '^#[0-9]+.*cov: ' "$d/log" | tail -1 || true)
     cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
     ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
