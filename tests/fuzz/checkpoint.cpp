@@ -6,6 +6,8 @@
 // as it was (model, optimizer, scheduler, scaler, both generators); an accepted one must
 // train on: one more step runs.
 //
+// Inputs are checkpoint files, or edits of a valid one (see edited_checkpoint).
+//
 // Seeds: FOCUS_FUZZ_WRITE_SEED=PATH fuzz_checkpoint writes a valid checkpoint of these
 // objects to PATH and exits.
 #include <cstring>
@@ -107,6 +109,54 @@ std::string describe_difference(const Snapshot& a, const Snapshot& b) {
 
 }  // namespace
 
+// Inputs starting with 'M' are edits of a valid checkpoint (the objects' own), so that the
+// fuzzer reaches the values the loaders interpret instead of stopping at the file format:
+// after the 'M', each 11 bytes [op, entry, dtype, 8 value bytes] change one entry (op % 5:
+// 0 a 0-d tensor of the dtype holding the value bytes, 1 the entry's shape filled with them,
+// 2 the entry removed, 3 the entry reshaped to one dim, 4 a metadata value set to the bytes).
+std::vector<uint8_t> edited_checkpoint(const uint8_t* data, size_t size, bool* ok) {
+  static const auto base = [] {
+    Objects o;
+    o.train_step();
+    const std::string path = (focus_fuzz::scratch_dir() / "base.safetensors").string();
+    optim::save_checkpoint(path, *o.model, o.opt.get(), o.sched.get(), 1, o.gen.get(),
+                           {{"model", "fuzz"}, {"config", "{\"steps\": 10, \"lr\": 0.01}"}}, o.scaler.get());
+    SafetensorsMetadata meta;
+    TensorDict dict = load_safetensors(path, &meta);
+    return std::make_pair(std::move(dict), std::move(meta));
+  }();
+  TensorDict d = base.first;
+  SafetensorsMetadata meta = base.second;
+  static const char* const kMetaKeys[] = {"format", "version", "optimizer", "scheduler", "model", "config"};
+  for (size_t at = 1; at + 11 <= size; at += 11) {
+    const uint8_t* c = data + at;
+    const std::vector<std::string> keys = d.keys();
+    const uint8_t op = c[0] % 5;
+    if (op == 4) {
+      meta[kMetaKeys[c[1] % 6]] = std::string(reinterpret_cast<const char*>(c + 3), 8 - c[2] % 9);
+      continue;
+    }
+    if (keys.empty()) break;
+    const std::string& key = keys[c[1] % keys.size()];
+    const Tensor old = d.at(key);
+    const auto dtype = static_cast<DType>(c[2] % 8);
+    if (op == 0 || op == 1) {
+      Tensor t = zeros(op == 0 ? Shape{} : old.shape(), TensorOptions().dtype(dtype));
+      auto* p = static_cast<uint8_t*>(t.data_ptr());
+      const size_t es = t.element_size();
+      for (int64_t i = 0; i < t.numel(); ++i) std::memcpy(p + i * es, c + 3, es);
+      d.set(key, t);
+    } else if (op == 2) {
+      d.erase(key);
+    } else {
+      d.set(key, old.contiguous().reshape({old.numel()}));
+    }
+  }
+  std::vector<uint8_t> bytes;
+  *ok = focus_fuzz::accepts([&] { bytes = safetensors_serialize(d, meta); });  // e.g. metadata not UTF-8
+  return bytes;
+}
+
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   if (const char* path = std::getenv("FOCUS_FUZZ_WRITE_SEED")) {
     Objects o;
@@ -119,7 +169,15 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string path = focus_fuzz::write_scratch("checkpoint.safetensors", data, size);
+  std::string path;
+  if (size > 0 && data[0] == 'M') {
+    bool ok = false;
+    const std::vector<uint8_t> bytes = edited_checkpoint(data, size, &ok);
+    if (!ok) return 0;
+    path = focus_fuzz::write_scratch("checkpoint.safetensors", bytes.data(), bytes.size());
+  } else {
+    path = focus_fuzz::write_scratch("checkpoint.safetensors", data, size);
+  }
   // What `focus train --resume` and `focus eval` read first.
   focus_fuzz::accepts([&] { (void)zoo::checkpoint_meta(path); });
   focus_fuzz::accepts([&] { (void)zoo::config_from_checkpoint(path); });
