@@ -4,6 +4,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "autograd/anomaly.h"
 #include "autograd/autocast.h"
 #include "autograd/functions/elementwise.h"
 #include "core/creation.h"
@@ -63,6 +64,23 @@ void accumulate(std::vector<Tensor>& buf, uint32_t nr, Tensor g) {
   if (buf.size() <= nr) buf.resize(nr + 1);
   if (!buf[nr].defined()) buf[nr] = std::move(g);
   else buf[nr] = buf[nr] + g;
+}
+
+// node->apply(in) while anomaly detection is on: an error raised inside names the node and
+// its forward op, nodes recorded inside (create_graph) name this one as their parent, and
+// the gradients returned are checked for NaN/inf (unless check_nan is off).
+std::vector<Tensor> apply_detecting_anomaly(Node& node, std::vector<Tensor>&& in) {
+  std::vector<Tensor> out;
+  {
+    anomaly_detail::RunningNodeScope running(&node);
+    try {
+      out = node.apply(std::move(in));
+    } catch (const Error&) {
+      anomaly_detail::rethrow_with_node(node);
+    }
+  }
+  if (is_anomaly_check_nan_enabled()) anomaly_detail::check_gradients(node, out);
+  return out;
 }
 
 // Runs the graph. With captures (autograd::grad), gradients for the captured (node,
@@ -163,7 +181,10 @@ void run(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_out
     std::vector<Tensor> out;
     if (any_grad && (!is_accumulator || accumulate_leaves)) {
       FreesSavedScope scope(!retain_graph);  // release_saved() follows apply() exactly then
-      out = node->apply(std::move(in));
+      if (is_anomaly_enabled()) [[unlikely]]
+        out = apply_detecting_anomaly(*node, std::move(in));
+      else
+        out = node->apply(std::move(in));
     }
     if (!retain_graph && (!is_accumulator || accumulate_leaves)) node->release_saved();
     FOCUS_CHECK(is_accumulator || !any_grad || out.size() == node->next_edges.size(),

@@ -1,7 +1,9 @@
 #include "autograd/node.h"
 
 #include <atomic>
+#include <mutex>
 
+#include "autograd/anomaly.h"
 #include "autograd/functions/elementwise.h"
 #include "core/creation.h"
 #include "core/ops/common.h"
@@ -12,6 +14,13 @@ namespace {
 thread_local bool grad_enabled = true;
 thread_local bool releasing_saved = false;  // see autograd_detail::backward_releases_saved
 std::atomic<uint64_t> next_sequence_nr{0};
+
+// Guards what threads share through a leaf (a parameter of a model several threads use):
+// its accumulator (made on first use by whichever thread records an op on the leaf) and its
+// .grad (added to by every backward that reaches it), as PyTorch locks them. One mutex for
+// all leaves: it is held briefly, and rarely wanted by two threads at once. Recursive: with
+// create_graph, accumulating records ops, which may reach a leaf's accumulator again.
+std::recursive_mutex leaf_mutex;
 
 // Accumulates into a leaf's .grad. Leaf and accumulator hold each other only weakly
 // (the graph owns the accumulator): a gradient built with create_graph references the
@@ -176,6 +185,7 @@ Edge gradient_edge(const Tensor& t) {
   if (!t.defined() || !t.requires_grad()) return {};
   AutogradMeta& m = t.unsafe_impl()->meta();
   if (m.grad_fn) return {m.grad_fn, m.output_nr};
+  std::lock_guard<std::recursive_mutex> lock(leaf_mutex);
   auto acc = m.grad_accumulator.lock();
   if (!acc) {
     acc = std::make_shared<AccumulateGrad>(t.impl_ptr());
@@ -214,6 +224,8 @@ std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, TensorList inputs, T
   for (const auto& t : inputs) node->next_edges.push_back(gradient_edge(t));
   finish_node(*node, outputs);
   set_history(node, outputs);
+  if (autograd::is_anomaly_enabled()) [[unlikely]]
+    autograd::anomaly_detail::record(*node, inputs, outputs);
   return node;
 }
 
@@ -223,6 +235,12 @@ std::shared_ptr<Node> init_node(std::shared_ptr<Node> node, std::initializer_lis
   for (const Tensor* t : inputs) node->next_edges.push_back(gradient_edge(*t));
   finish_node(*node, outputs);
   set_history(node, outputs);
+  if (autograd::is_anomaly_enabled()) [[unlikely]] {
+    std::vector<Tensor> in;
+    in.reserve(inputs.size());
+    for (const Tensor* t : inputs) in.push_back(*t);
+    autograd::anomaly_detail::record(*node, in, outputs);
+  }
   return node;
 }
 
@@ -233,6 +251,7 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
   std::shared_ptr<TensorImpl> impl = leaf_.lock();
   if (!g.defined() || !impl) return {};
   Tensor leaf(impl);
+  std::unique_lock<std::recursive_mutex> lock(leaf_mutex);
   AutogradMeta& m = impl->meta();
   if (!m.grad || !m.grad->defined()) {
     // Own the storage: the incoming gradient may alias a tensor the user still holds.
@@ -246,9 +265,12 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
   } else {
     m.grad->add_(g);
   }
-  if (m.post_accumulate_hooks && !m.post_accumulate_hooks->hooks.empty()) {
+  // The hooks run unlocked: they may record ops on leaves or start communication (DDP).
+  std::shared_ptr<PostAccumulateGradHooks> hooks_ptr = m.post_accumulate_hooks;
+  lock.unlock();
+  if (hooks_ptr && !hooks_ptr->hooks.empty()) {
     // A copy: a hook may remove itself or register others.
-    auto hooks = m.post_accumulate_hooks->hooks;
+    auto hooks = hooks_ptr->hooks;
     for (auto& [id, hook] : hooks) hook(leaf);
   }
   return {};

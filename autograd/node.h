@@ -16,6 +16,7 @@
 #include <iterator>
 #include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -118,6 +119,15 @@ class SavedTensor {
   bool is_output_ = false;
 };
 
+/// What anomaly detection (autograd/anomaly.h) records about a node when it is made.
+struct AnomalyMetadata {
+  /// The forward op: "div([4, 3] float32, [4, 3] float32) -> [4, 3] float32 on cpu".
+  std::string forward;
+  /// Under create_graph, the node whose backward made this one: "'MulBackward0' (forward op
+  /// mul(...))"; "" for a node made by a forward pass.
+  std::string parent;
+};
+
 /// A recorded op. apply() maps gradients of its outputs to gradients of its inputs.
 class Node : public std::enable_shared_from_this<Node> {
  public:
@@ -147,6 +157,8 @@ class Node : public std::enable_shared_from_this<Node> {
   Device output_device;
   /// Non-leaf tensors that asked retain_grad(): (output_nr, tensor).
   std::vector<std::pair<uint32_t, std::weak_ptr<TensorImpl>>> retained;
+  /// Where the node came from; set only while anomaly detection is on (null otherwise).
+  std::unique_ptr<AnomalyMetadata> anomaly_metadata;
 };
 
 namespace autograd_detail {

@@ -4,8 +4,9 @@
 
 namespace focus {
 /// Sets the number of threads CPU work may use (the calling thread included);
-/// 1 <= n <= max_num_threads(). Takes effect at the next op; safe to call at any time from
-/// the thread that runs ops.
+/// 1 <= n <= max_num_threads(). Process-wide, as torch.set_num_threads: safe to call from any
+/// thread at any time; each op reads it once when it starts (an op already running keeps its
+/// split).
 void set_num_threads(int n);
 /// The most threads set_num_threads (and FOCUS_NUM_THREADS) accepts: 4 per core this process
 /// may run on, and at least 64. More only costs memory and switching, and thousands of

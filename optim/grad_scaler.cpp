@@ -1,6 +1,7 @@
 #include "optim/grad_scaler.h"
 
 #include <cmath>
+#include <limits>
 
 #include "autograd/functions/elementwise.h"
 #include "autograd/functions/indexing.h"
@@ -13,8 +14,9 @@ namespace focus::optim {
 
 namespace {
 void check_options(const GradScalerOptions& o) {
-  FOCUS_CHECK(std::isfinite(o.init_scale_) && o.init_scale_ > 0,
-              "[GradScaler] init_scale must be positive and finite, got {}", o.init_scale_);
+  // The scale lives in float32: a larger value would become infinite there.
+  FOCUS_CHECK(std::isfinite(o.init_scale_) && o.init_scale_ > 0 && o.init_scale_ <= std::numeric_limits<float>::max(),
+              "[GradScaler] init_scale must be positive and finite (in float32), got {}", o.init_scale_);
   FOCUS_CHECK(o.growth_factor_ > 1.0, "[GradScaler] growth_factor must be > 1, got {}", o.growth_factor_);
   FOCUS_CHECK(o.backoff_factor_ > 0.0 && o.backoff_factor_ < 1.0,
               "[GradScaler] backoff_factor must be in (0, 1), got {}", o.backoff_factor_);
@@ -127,13 +129,21 @@ void GradScaler::load_state_dict(const TensorDict& state) {
     FOCUS_CHECK(v.has_value(), "[GradScaler.load_state_dict] missing key '{}'", key);
     return *v;
   };
+  // Counts may be stored as any number (PyTorch writes Python ints, focus int64): a whole
+  // number that fits int64, checked before the conversion (which is undefined otherwise).
+  auto integer = [&](const char* key) {
+    const double v = number(key);
+    FOCUS_CHECK(std::isfinite(v) && v == std::trunc(v) && v >= -9.2e18 && v <= 9.2e18,
+                "[GradScaler.load_state_dict] '{}' must be a whole number, got {}", key, v);
+    return static_cast<int64_t>(v);
+  };
   GradScalerOptions o = options_;
   o.init_scale_ = number("scale");
   o.growth_factor_ = number("growth_factor");
   o.backoff_factor_ = number("backoff_factor");
-  o.growth_interval_ = static_cast<int64_t>(number("growth_interval"));
+  o.growth_interval_ = integer("growth_interval");
   check_options(o);
-  const auto tracker = static_cast<int64_t>(number("_growth_tracker"));
+  const int64_t tracker = integer("_growth_tracker");
   FOCUS_CHECK(tracker >= 0 && tracker < o.growth_interval_,
               "[GradScaler.load_state_dict] _growth_tracker {} is outside [0, growth_interval {})", tracker,
               o.growth_interval_);

@@ -32,6 +32,13 @@ int64_t require_int(const TensorDict& d, const std::string& key, const std::stri
   return t.item<int64_t>();
 }
 
+// Step counts from a file: at least `lowest` (-1: not started) and at most 2^53, so that
+// stepping on can neither overflow int64 nor lose precision in the double lr formulas.
+void check_step(int64_t v, int64_t lowest, const char* key, const std::string& who) {
+  constexpr int64_t kMaxStep = int64_t{1} << 53;
+  FOCUS_CHECK(v >= lowest && v <= kMaxStep, "[{}.load_state_dict] '{}' is {}, outside [{}, 2^53]", who, key, v, lowest);
+}
+
 std::vector<double> require_doubles(const TensorDict& d, const std::string& key, const std::string& who,
                                     size_t count) {
   const Tensor& t = require(d, key, who);
@@ -125,6 +132,8 @@ TensorDict LRScheduler::state_dict() const {
 void LRScheduler::load_state_dict(const TensorDict& dict) {
   const int64_t last_epoch = require_int(dict, "last_epoch", name_);
   const int64_t step_count = require_int(dict, "_step_count", name_);
+  check_step(last_epoch, -1, "last_epoch", name_);
+  check_step(step_count, 0, "_step_count", name_);
   auto base = require_doubles(dict, "base_lrs", name_, num_groups());
   auto last = require_doubles(dict, "_last_lr", name_, num_groups());
   load_extra(dict);
@@ -455,6 +464,7 @@ TensorDict SequentialLR::state_dict() const {
 
 void SequentialLR::load_state_dict(const TensorDict& dict) {
   const int64_t last_epoch = require_int(dict, "last_epoch", name());
+  check_step(last_epoch, -1, "last_epoch", name());
   auto last = require_doubles(dict, "_last_lr", name(), num_groups());
   for (size_t i = 0; i < schedulers_.size(); ++i) {
     const TensorDict sub = dict.with_prefix_removed(fmt::format("_schedulers.{}.", i));

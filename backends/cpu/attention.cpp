@@ -18,6 +18,7 @@
 // (softmax of a row of -inf); PyTorch >= 2.5 uses _safe_softmax in the math backend and
 // returns 0, as here. Padding-only rows (e.g. a padded query position) therefore never
 // poison the loss with NaN.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -110,10 +111,21 @@ void for_each_batch(int64_t nbatch, double flops_per, const Reserve& reserve, co
     for (int64_t b = 0; b < nbatch; ++b) f(b, scratch[0]);
     return;
   }
-  parallel_for(0, nbatch, 1, [&](int64_t b0, int64_t b1) {
-    Scratch<T>& s = scratch[static_cast<size_t>(thread_index()) % scratch.size()];
-    for (int64_t b = b0; b < b1; ++b) f(b, s);
-  });
+  // One job of scratch.size() threads, so thread_index() < scratch.size(): each thread has a
+  // scratch of its own. (parallel_for would read get_num_threads() again, and a
+  // set_num_threads from another thread in between could give it more threads than
+  // scratches, two of them sharing one.) A job run inline (another thread's job holds the
+  // pool) runs every chunk on the calling thread, with index 0.
+  struct Ctx {
+    const F* f;
+    std::vector<Scratch<T>>* scratch;
+    int64_t nbatch, chunk;
+  } ctx{&f, &scratch, nbatch, (nbatch + static_cast<int64_t>(scratch.size()) - 1) / static_cast<int64_t>(scratch.size())};
+  run_parallel(static_cast<int64_t>(scratch.size()), static_cast<int>(scratch.size()), [](void* c, int64_t i) {
+    const Ctx& x = *static_cast<const Ctx*>(c);
+    Scratch<T>& s = (*x.scratch)[static_cast<size_t>(thread_index())];
+    for (int64_t b = i * x.chunk, e = std::min(x.nbatch, b + x.chunk); b < e; ++b) (*x.f)(b, s);
+  }, &ctx);
 }
 
 int batch_dims(const TensorView& q) { return q.ndim - 2; }

@@ -7,7 +7,8 @@
 /// A worker that finds no work spins for a short while (kSpinMicros) so that the next op of a
 /// training step starts without a wake-up, then sleeps on a futex (no CPU used while the
 /// program does something else). One job runs at a time: a call made from inside a job, or
-/// from another thread while a job runs, runs inline on the calling thread.
+/// from another thread while a job runs, runs inline on the calling thread (the same tasks,
+/// so the same results; never a wait for the other thread's job, so never a deadlock).
 #include <cstdint>
 
 namespace focus::cpu {

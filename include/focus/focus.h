@@ -12,6 +12,7 @@
 #include "core/tensor.h"
 #include "core/tensor_dict.h"
 #include "core/threads.h"
+#include "autograd/anomaly.h"
 #include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "autograd/functions/attention.h"

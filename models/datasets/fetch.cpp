@@ -195,7 +195,7 @@ std::vector<std::string> convert_moby_dick(const fs::path& src, const fs::path& 
     json list;
     try {
       list = json::parse(list_text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number too large
       FOCUS_FAIL("[data fetch] moby-dick: {}: bad JSON ({})", list_path.string(), e.what());
     }
     FOCUS_CHECK(list.is_array() && !list.empty(), "[data fetch] moby-dick: {}: expected a list of file names",

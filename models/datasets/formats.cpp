@@ -53,6 +53,9 @@ json parse_json(std::string_view text, const std::string& what, const std::strin
   } catch (const json::parse_error& e) {
     FOCUS_FAIL("[{}] {} line {}: bad JSON ({})", what, source, line_of(text, e.byte > 0 ? e.byte - 1 : 0),
                e.what());
+  } catch (const json::exception& e) {
+    // Not a syntax error but still bad input: a number too large for a double (out_of_range.406).
+    FOCUS_FAIL("[{}] {}: bad JSON ({})", what, source, e.what());
   }
 }
 

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "data/vocab.h"  // is_valid_utf8
 
 namespace focus::zoo {
 namespace {
@@ -71,6 +72,7 @@ const char* type_name(Config::Type type) {
 
 Config& Config::set(const std::string& key, std::string value) {
   FOCUS_CHECK(!key.empty(), "[config] empty key");
+  FOCUS_CHECK(data::is_valid_utf8(key) && data::is_valid_utf8(value), "[config] {}: not valid UTF-8", key);
   values_[key] = Value{Type::String, std::move(value)};
   return *this;
 }
@@ -144,7 +146,12 @@ std::string Config::text(const std::string& key) const { return get(key).text; }
 void Config::assign(const std::string& key, const std::string& value) {
   Value& v = const_cast<Value&>(get(key));
   switch (v.type) {
-    case Type::String: v.text = value; return;
+    case Type::String:
+      // Written to config.json and the checkpoint's metadata, which are JSON: UTF-8 only
+      // (`--set dataset=$'\xff'` would otherwise fail only when the run writes them).
+      FOCUS_CHECK(data::is_valid_utf8(value), "[config] {}: the value is not valid UTF-8", key);
+      v.text = value;
+      return;
     case Type::Integer: {
       int64_t i = 0;
       FOCUS_CHECK(parse_integer(value, &i), "[config] {}: expected an integer, got '{}'", key, value);

@@ -353,6 +353,7 @@ Run::Run(const std::string& model, Config config, RunOptions opts)
   start_ = std::chrono::steady_clock::now();
   install_sigint_handler();
   g_signal_quiet.store(rank_ != 0);
+  if (opts_.detect_anomaly) anomaly_.emplace();
 }
 
 void Run::start_writing() {

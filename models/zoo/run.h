@@ -31,12 +31,14 @@
 #include <iosfwd>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/device.h"
 #include "core/random.h"
+#include "autograd/anomaly.h"
 #include "autograd/autocast.h"
 #include "core/tensor.h"
 #include "models/zoo/config.h"
@@ -118,6 +120,10 @@ struct RunOptions {
   /// or "fp16" (autocast to float16 with loss scaling by a GradScaler, saved in the
   /// checkpoint). Anything else -> focus::Error.
   std::string amp = "none";
+  /// Anomaly detection (autograd::DetectAnomalyGuard) for the Run's lifetime: a backward
+  /// that produces NaN or infinite gradients stops training with an error naming the
+  /// backward node and the forward op that recorded it. For debugging: it slows every step.
+  bool detect_anomaly = false;
   /// No progress line.
   bool quiet = false;
   /// "key=value" changes applied last (also after the stored config on resume).
@@ -133,6 +139,7 @@ struct RunOptions {
   RunOptions& set_device(std::string d) { device = std::move(d); return *this; }
   RunOptions& set_quiet(bool b = true) { quiet = b; return *this; }
   RunOptions& set_amp(std::string a) { amp = std::move(a); return *this; }
+  RunOptions& set_detect_anomaly(bool b = true) { detect_anomaly = b; return *this; }
   RunOptions& set_overrides(std::vector<std::string> o) { overrides = std::move(o); return *this; }
   RunOptions& set_streams(std::ostream* o, std::ostream* e) { out = o; err = e; return *this; }
 };
@@ -171,7 +178,8 @@ class Run {
   /// - resume: the checkpoint must exist; config.json is read back into `config` (keys must
   ///   exist in it, so pass the model's default config) and opts.overrides apply.
   /// Installs a SIGINT handler for the Run's lifetime: the first Ctrl-C sets interrupted(),
-  /// a second one exits the process at once with status 130.
+  /// a second one exits the process at once with status 130. With opts.detect_anomaly,
+  /// anomaly detection is on for the Run's lifetime (the previous mode comes back after).
   Run(const std::string& model, Config config, RunOptions opts);
   ~Run();
   Run(const Run&) = delete;
@@ -245,6 +253,8 @@ class Run {
   AutocastGuard autocast() const;
   /// The amp mode: "none", "bf16" or "fp16".
   const std::string& amp() const { return opts_.amp; }
+  /// Whether anomaly detection is on for this run (RunOptions::detect_anomaly).
+  bool detect_anomaly() const { return opts_.detect_anomaly; }
   /// loss.backward(), the loss scaled by the GradScaler first with fp16.
   void backward(const Tensor& loss);
   /// The optimizer step: unscale the gradients (fp16), clip them to max_norm when
@@ -277,6 +287,7 @@ class Run {
   bool reported_ = false;
   int rank_ = 0, world_ = 1;
   std::shared_ptr<nn::DistributedDataParallelBase> ddp_;
+  std::optional<autograd::DetectAnomalyGuard> anomaly_;  // with opts_.detect_anomaly
 };
 
 /// The metadata of a checkpoint file (read from its header only). A missing or unreadable

@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <cstdlib>
 #include <fstream>
@@ -64,7 +65,7 @@ std::pair<Tensor, Tensor> tiny_batch(Generator& gen, int64_t n) {
 zoo::Config tiny_config() {
   zoo::Config c;
   c.set("dataset", "synthetic").set("steps", 6).set("lr", 0.05).set("checkpoint_every", 2).set("eval_every", 3);
-  c.set("seed", 1).set("interrupt_at", 0).set("step_ms", 0);
+  c.set("seed", 1).set("interrupt_at", 0).set("step_ms", 0).set("nan_at", 0);
   return c;
 }
 
@@ -80,6 +81,7 @@ void tiny_train(zoo::Run& run) {
   run.progress().start(steps, "rows/s");
   while (step < steps && !run.interrupted()) {
     auto [x, y] = tiny_batch(gen, 16);
+    if (step + 1 == c.integer("nan_at")) y = y * tensor(std::vector<float>{std::nanf("")});  // a broken target
     opt.zero_grad();
     Tensor loss = mse_loss(model.forward(x), y);
     loss.backward();
@@ -318,6 +320,40 @@ TEST_SUITE("cli") {
     CHECK(has(r.out, "tiny trained 8 steps"));
     CHECK(has(r.out, "curves "));  // a finished run draws its curves
     CHECK(fs::exists(fs::path(dir) / "loss.png"));
+  }
+
+  TEST_CASE("train --detect-anomaly: on for the run only; a NaN gradient stops it naming the node and forward op") {
+    ensure_tiny_model();
+    TempDir tmp;
+    const std::string dir = tmp / "run";
+    REQUIRE_FALSE(autograd::is_anomaly_enabled());
+    auto r = run_cli({"train", "tiny-test", "--run-dir", dir, "--set", "steps=3", "-q", "--detect-anomaly"});
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(r.out.rfind("training tiny-test in " + dir + ", device cpu, anomaly detection on\n", 0) == 0);
+    CHECK(has(r.out, "tiny trained 3 steps"));
+    CHECK_FALSE(autograd::is_anomaly_enabled());  // the Run's guard restored the mode
+
+    // A NaN target at step 2: without the flag, training goes on with NaN gradients...
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--overwrite", "--set", "steps=3", "--set", "nan_at=2", "-q"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "tiny trained 3 steps"));
+    // ... with it, the first backward that makes a NaN is an error naming it.
+    r = run_cli({"train", "tiny-test", "--run-dir", dir, "--overwrite", "--set", "steps=3", "--set", "nan_at=2", "-q",
+                 "--detect-anomaly"});
+    INFO(r.err);
+    CHECK(r.rc == 1);
+    CHECK(r.err.rfind("focus: error: [backward] function 'MseLossBackward0' returned nan values in its output 0", 0) ==
+          0);
+    CHECK(has(r.err, "(the gradient for input 0 of its forward op, [16, 1] float32: 16 nan and 0 inf of 16 elements, "
+                     "the first at [0, 0]); it was created by the forward op mse_loss([16, 1] float32, [16, 1] "
+                     "float32) -> [] float32 on cpu. Raised because anomaly detection is on"));
+    CHECK_FALSE(has(r.out, "tiny trained"));
+    CHECK_FALSE(autograd::is_anomaly_enabled());
+
+    // The flag is listed in the help.
+    r = run_cli({"train", "--help"});
+    CHECK(has(r.out, "--detect-anomaly"));
   }
 
   TEST_CASE("Ctrl-C: a checkpoint is saved, the exit status is 130, --resume continues") {

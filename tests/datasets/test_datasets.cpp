@@ -154,6 +154,12 @@ TEST_CASE("moby-dick: sections parse, book text assembled in file_list order wit
                        doctest::Contains("[moby-dick] m.json: missing field \"text\""), Error);
   CHECK_THROWS_WITH_AS(parse_moby_dick_section(slurp(bad / "bad.json"), "b.json"),
                        doctest::Contains("[moby-dick] b.json line 3: bad JSON"), Error);
+  // A number too large for a double is nlohmann's out_of_range, not a parse_error: it was let
+  // through as a nlohmann exception (found by fuzz_moby_dick_json).
+  CHECK_THROWS_WITH_AS(parse_moby_dick_section("{\"chapter\": 1e999}", "n.json"),
+                       doctest::Contains("[moby-dick] n.json: bad JSON"), Error);
+  CHECK_THROWS_WITH_AS(parse_spam_assassin_json("[3e0318615]", "n.json"),
+                       doctest::Contains("[spam-assassin] n.json: bad JSON"), Error);
 
   TempDataRoot tmp;
   std::vector<std::string> logs;

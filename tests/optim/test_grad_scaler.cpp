@@ -98,6 +98,31 @@ TEST_CASE("GradScaler: the once-per-update rules and bad options") {
                        doctest::Contains("init_scale must be positive"), Error);
 }
 
+TEST_CASE("GradScaler: load_state_dict refuses counts that are no whole int64 and scales beyond float32 (found by "
+          "fuzz_checkpoint)") {
+  optim::GradScaler a(optim::GradScalerOptions().init_scale(256.0).growth_interval(5));
+  const TensorDict good = a.state_dict();
+  auto with = [&](const char* key, double v) {
+    TensorDict d = good;
+    d.set(key, scalar_tensor(v, kFloat64));
+    return d;
+  };
+  // Converting 1e300 or NaN to int64 was undefined behaviour (UBSan: float-cast-overflow).
+  for (double v : {1e300, -1e300, std::nan(""), 2.5})
+    CHECK_THROWS_WITH_AS(a.load_state_dict(with("growth_interval", v)),
+                         doctest::Contains("'growth_interval' must be a whole number"), Error);
+  CHECK_THROWS_WITH_AS(a.load_state_dict(with("_growth_tracker", -1e300)),
+                       doctest::Contains("'_growth_tracker' must be a whole number"), Error);
+  CHECK_THROWS_WITH_AS(a.load_state_dict(with("scale", 1e300)), doctest::Contains("init_scale must be positive and "
+                                                                                  "finite (in float32)"), Error);
+  CHECK_THROWS_WITH_AS(optim::GradScaler(optim::GradScalerOptions().init_scale(1e39)),
+                       doctest::Contains("init_scale must be positive and finite (in float32)"), Error);
+  CHECK(a.get_scale() == 256.0);  // nothing changed
+  CHECK(a.get_growth_interval() == 5);
+  a.load_state_dict(with("growth_interval", 7.0));  // a whole number stored as a double is fine
+  CHECK(a.get_growth_interval() == 7);
+}
+
 TEST_CASE("GradScaler: state_dict round trip with PyTorch's keys; disabled passes through") {
   optim::GradScaler a(optim::GradScalerOptions().init_scale(256.0).growth_interval(5));
   Setup s;

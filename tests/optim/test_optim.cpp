@@ -1,5 +1,6 @@
 // Optimizers, param groups, state_dict round trips, gradient clipping and LR schedulers.
 #include <cmath>
+#include <limits>
 
 #include "test_util.h"
 
@@ -570,5 +571,37 @@ TEST_SUITE("optim") {
     sgd.set_lr(lr_before);
     seq.step();
     CHECK(sgd.lr() == expected);
+  }
+
+  TEST_CASE("schedulers: load_state_dict refuses step counts that stepping on would overflow (found by "
+            "fuzz_checkpoint)") {
+    Tensor q = param64({1.0});
+    optim::SGD sgd({q}, optim::SGDOptions(1.0));
+    auto warm = std::make_shared<optim::LinearLR>(sgd, 0.1, 1.0, 3);
+    auto decay = std::make_shared<optim::ExponentialLR>(sgd, 0.5);
+    optim::SequentialLR seq(sgd, {warm, decay}, {3});
+    seq.step();
+    const TensorDict sd = seq.state_dict();
+    auto with = [&](const std::string& key, int64_t v) {
+      TensorDict d = sd;
+      d.set(key, scalar_tensor(v, kInt64));
+      return d;
+    };
+    // last_epoch = 2^63 - 1 loaded, then step(): signed overflow (UBSan) before.
+    const int64_t big = std::numeric_limits<int64_t>::max();
+    CHECK_THROWS_WITH_AS(seq.load_state_dict(with("last_epoch", big)),
+                         doctest::Contains("[SequentialLR.load_state_dict] 'last_epoch' is 9223372036854775807, "
+                                           "outside [-1, 2^53]"),
+                         Error);
+    CHECK_THROWS_WITH_AS(seq.load_state_dict(with("_schedulers.0.last_epoch", big)),
+                         doctest::Contains("[LinearLR.load_state_dict] 'last_epoch'"), Error);
+    CHECK_THROWS_WITH_AS(seq.load_state_dict(with("_schedulers.1._step_count", big)),
+                         doctest::Contains("[ExponentialLR.load_state_dict] '_step_count'"), Error);
+    CHECK_THROWS_WITH_AS(warm->load_state_dict(with("_schedulers.0.last_epoch", -2).with_prefix_removed("_schedulers.0.")),
+                         doctest::Contains("'last_epoch' is -2, outside [-1, 2^53]"), Error);
+    CHECK(seq.last_epoch() == 1);
+    seq.load_state_dict(sd);  // the real state still loads
+    seq.step();
+    CHECK(seq.last_epoch() == 2);
   }
 }

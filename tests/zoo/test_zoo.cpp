@@ -102,6 +102,18 @@ TEST_SUITE("zoo") {
     CHECK(c.integer("steps") == 500);  // failed applies changed nothing
   }
 
+  TEST_CASE("Config: a string value that is not UTF-8 is refused (found by fuzz_config)") {
+    // config.json and the checkpoint metadata are JSON: before, the bad byte only surfaced
+    // as a nlohmann::json type_error when the run wrote them.
+    zoo::Config c = sample_config();
+    CHECK_THROWS_WITH_AS(c.apply("dataset=mea\xad"), doctest::Contains("dataset: the value is not valid UTF-8"),
+                         focus::Error);
+    CHECK(c.str("dataset") == sample_config().str("dataset"));
+    CHECK_THROWS_WITH_AS(c.set("name", std::string("\xff")), doctest::Contains("not valid UTF-8"), focus::Error);
+    c.apply("dataset=caf\xc3\xa9");  // valid UTF-8 is fine
+    CHECK(zoo::Config::from_json(c.to_json()).str("dataset") == "caf\xc3\xa9");
+  }
+
   TEST_CASE("Config: JSON round trip keeps the types") {
     zoo::Config c = sample_config();
     c.set("whole_real", 2.0);

@@ -275,7 +275,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     // ---- train ----
     std::string train_model, train_config, train_device = "cpu", train_run_dir, train_amp = "none";
     std::vector<std::string> train_sets;
-    bool train_resume = false, train_overwrite = false, train_quiet = false;
+    bool train_resume = false, train_overwrite = false, train_quiet = false, train_detect_anomaly = false;
     int train_nproc = 1;
     CLI::App* train = app.add_subcommand("train", "Train a model; writes a run directory (default runs/MODEL)");
     train->add_option("MODEL", train_model, "The model (`focus models` lists them)")->required();
@@ -291,6 +291,9 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
         ->capture_default_str()
         ->check(CLI::IsMember({"none", "bf16", "fp16"}))
         ->type_name("MODE");
+    train->add_flag("--detect-anomaly", train_detect_anomaly,
+                    "Stop at the first NaN or infinite gradient with an error naming the backward node and the "
+                    "forward op that made it (autograd anomaly detection; slower, for debugging)");
     train->add_flag("--resume", train_resume, "Continue from the run directory's checkpoint");
     train->add_flag("--overwrite", train_overwrite, "Start afresh even though the run directory holds a checkpoint");
     train->add_option("--run-dir", train_run_dir, "Run directory (default runs/MODEL)")->type_name("DIR");
@@ -466,6 +469,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
           .set_overwrite(train_overwrite)
           .set_device(train_device)
           .set_amp(train_amp)
+          .set_detect_anomaly(train_detect_anomaly)
           .set_quiet(train_quiet)
           .set_overrides(train_sets);
       opts.out = &out;
@@ -479,9 +483,10 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
           parallel += fmt::format(", effective batch {} x {} = {}", world, run.config().integer("batch_size"),
                                   world * run.config().integer("batch_size"));
       }
-      tout << fmt::format("training {} in {}{}, device {}{}{}", m.name, run.dir().string(),
+      tout << fmt::format("training {} in {}{}, device {}{}{}{}", m.name, run.dir().string(),
                           train_resume ? " (resuming)" : "", zoo::device_description(run.device()),
-                          train_amp == "none" ? "" : ", mixed precision " + train_amp, parallel)
+                          train_amp == "none" ? "" : ", mixed precision " + train_amp, parallel,
+                          train_detect_anomaly ? ", anomaly detection on" : "")
            << std::endl;
       m.train(run);
       if (!rank0) return run.interrupted() && !run.reported() ? kExitInterrupted : kExitOk;
