@@ -157,6 +157,10 @@ class Group {
         std::lock_guard<std::mutex> lock(mu_);
         busy_ = false;
       }
+      // The tensors the task holds go before the caller hears it is done: after the last
+      // collective the caller may return from main, and a tensor freed here while the statics
+      // are destroyed would reach a destroyed backend.
+      task.fn = nullptr;
       task.state->finish(error);
     }
   }
