@@ -1,8 +1,9 @@
 #include "autograd/anomaly.h"
 
+#include <bit>
 #include <cctype>
+#include <cstdint>
 #include <cmath>
-#include <cstring>
 
 #include "autograd/functions/elementwise.h"
 #include "autograd/functions/reduce.h"
@@ -108,10 +109,9 @@ struct NonFinite {
 };
 
 // Any exponent field all ones (inf or NaN): an integer OR-reduction the compiler vectorizes.
-template <typename Bits> bool any_non_finite(const void* data, int64_t n, Bits exp_mask) {
-  const auto* p = static_cast<const Bits*>(data);
+template <typename T, typename Bits> bool any_non_finite(const T* p, int64_t n, Bits exp_mask) {
   Bits hit = 0;
-  for (int64_t i = 0; i < n; ++i) hit |= static_cast<Bits>((p[i] & exp_mask) == exp_mask);
+  for (int64_t i = 0; i < n; ++i) hit |= static_cast<Bits>((std::bit_cast<Bits>(p[i]) & exp_mask) == exp_mask);
   return hit != 0;
 }
 
@@ -138,10 +138,10 @@ NonFinite non_finite(const Tensor& g) {
   t = t.contiguous();
   const int64_t n = t.numel();
   if (t.dtype() == kFloat32) {
-    if (!any_non_finite<uint32_t>(t.data_ptr(), n, 0x7f800000u)) return {};
+    if (!any_non_finite(t.data_ptr<float>(), n, uint32_t{0x7f800000u})) return {};
     return count(t.data_ptr<float>(), n);
   }
-  if (!any_non_finite<uint64_t>(t.data_ptr(), n, 0x7ff0000000000000ull)) return {};
+  if (!any_non_finite(t.data_ptr<double>(), n, uint64_t{0x7ff0000000000000ull})) return {};
   return count(t.data_ptr<double>(), n);
 }
 
