@@ -1,8 +1,9 @@
 #include "autograd/anomaly.h"
 
+#include <bit>
 #include <cctype>
+#include <cstdint>
 #include <cmath>
-#include <cstring>
 
 #include "autograd/functions/elementwise.h"
 #include "autograd/functions/reduce.h"
@@ -107,12 +108,40 @@ struct NonFinite {
   int64_t first = -1;  // flat index of the first non-finite element
 };
 
-// Any exponent field all ones (inf or NaN): an integer OR-reduction the compiler vectorizes.
-template <typename Bits> bool any_non_finite(const void* data, int64_t n, Bits exp_mask) {
-  const auto* p = static_cast<const Bits*>(data);
-  Bits hit = 0;
-  for (int64_t i = 0; i < n; ++i) hit |= static_cast<Bits>((p[i] & exp_mask) == exp_mask);
-  return hit != 0;
+// Any exponent field all ones (inf or NaN): an integer OR-reduction the compiler vectorizes
+// (contiguous rows). Walks t's strides, so views (a transposed or expanded gradient) are
+// read in place rather than copied first.
+template <typename T, typename Bits> bool any_non_finite(const Tensor& t, Bits exp_mask) {
+  const T* base = t.data_ptr<T>();
+  auto row = [exp_mask](const T* p, int64_t n, int64_t stride) {
+    Bits hit = 0;
+    if (stride == 1) {
+      for (int64_t i = 0; i < n; ++i) hit |= static_cast<Bits>((std::bit_cast<Bits>(p[i]) & exp_mask) == exp_mask);
+    } else {
+      for (int64_t i = 0; i < n; ++i)
+        hit |= static_cast<Bits>((std::bit_cast<Bits>(p[i * stride]) & exp_mask) == exp_mask);
+    }
+    return hit != 0;
+  };
+  if (t.is_contiguous() || t.dim() == 0) return row(base, t.numel(), 1);
+  const Shape& shape = t.shape();
+  const Shape& strides = t.strides();
+  const int64_t nd = t.dim();
+  std::vector<int64_t> idx(nd - 1, 0);
+  int64_t offset = 0;
+  while (true) {
+    if (row(base + offset, shape[nd - 1], strides[nd - 1])) return true;
+    int64_t d = nd - 2;
+    for (; d >= 0; --d) {  // next row: an odometer over the outer dims
+      if (++idx[d] < shape[d]) {
+        offset += strides[d];
+        break;
+      }
+      offset -= strides[d] * (shape[d] - 1);
+      idx[d] = 0;
+    }
+    if (d < 0) return false;
+  }
 }
 
 template <typename T> NonFinite count(const T* p, int64_t n) {
@@ -135,14 +164,13 @@ NonFinite non_finite(const Tensor& g) {
     t = t.to(kCPU);
   }
   if (t.dtype() != kFloat32 && t.dtype() != kFloat64) t = t.to(kFloat32);
+  const bool bad = t.dtype() == kFloat32 ? any_non_finite<float>(t, uint32_t{0x7f800000u})
+                                         : any_non_finite<double>(t, uint64_t{0x7ff0000000000000ull});
+  if (!bad) return {};
+  // The error path: count over a contiguous copy.
   t = t.contiguous();
-  const int64_t n = t.numel();
-  if (t.dtype() == kFloat32) {
-    if (!any_non_finite<uint32_t>(t.data_ptr(), n, 0x7f800000u)) return {};
-    return count(t.data_ptr<float>(), n);
-  }
-  if (!any_non_finite<uint64_t>(t.data_ptr(), n, 0x7ff0000000000000ull)) return {};
-  return count(t.data_ptr<double>(), n);
+  if (t.dtype() == kFloat32) return count(t.data_ptr<float>(), t.numel());
+  return count(t.data_ptr<double>(), t.numel());
 }
 
 Shape unravel(int64_t flat, const Shape& shape) {

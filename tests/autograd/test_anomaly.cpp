@@ -163,6 +163,40 @@ TEST_SUITE("autograd") {
     }
   }
 
+  TEST_CASE("anomaly mode: non-finite values in a strided gradient (a transposed or expanded view)") {
+    ModeOff off;
+    autograd::DetectAnomalyGuard g;
+    for (int kind = 0; kind < 4; ++kind) {
+      CAPTURE(kind);
+      Tensor x = zeros(kind == 3 ? Shape{2, 3, 4} : Shape{3, 4}, kFloat64).requires_grad_();
+      Tensor y;
+      {
+        NoGradGuard no_grad;
+        y = x * 1.0;
+      }
+      record("StridedBackward0", {x}, {y}, {}, [kind](BackwardContext&) {
+        std::vector<double> v(12, 1.0);
+        v[3 * 1 + 2] = kind == 1 ? std::numeric_limits<double>::infinity() : std::nan("");
+        if (kind == 2) return grads(full({1, 4}, std::nan(""), kFloat64).expand({3, 4}));  // stride 0
+        if (kind == 3) {  // [2, 3, 4] view of a [4, 3, 2] tensor: its last element [3, 2, 1] becomes [1, 2, 3]
+          std::vector<double> w(24, 1.0);
+          w[23] = std::nan("");
+          return grads(tensor(w, {4, 3, 2}).permute({2, 1, 0}));
+        }
+        return grads(tensor(v, {4, 3}).t());  // [3, 4] view, strides [1, 3]: [1, 2] becomes [2, 1]
+      });
+      const std::string msg = error_of([&] { y.sum().backward(); });
+      INFO(msg);
+      if (kind == 3) CHECK(has(msg, "[2, 3, 4] float64: 1 nan and 0 inf of 24 elements, the first at [1, 2, 3])"));
+      else if (kind == 2) CHECK(has(msg, "returned nan values in its output 0 (the gradient for input 0 of its forward op, "
+                                    "[3, 4] float64: 12 nan and 0 inf of 12 elements, the first at [0, 0])"));
+      else
+        CHECK(has(msg, fmt::format("returned {} values in its output 0 (the gradient for input 0 of its forward op, "
+                                   "[3, 4] float64: {} of 12 elements, the first at [2, 1])",
+                                   kind == 1 ? "inf" : "nan", kind == 1 ? "0 nan and 1 inf" : "1 nan and 0 inf")));
+    }
+  }
+
   TEST_CASE("anomaly mode: an infinite gradient is an anomaly too (sqrt at 0)") {
     ModeOff off;
     autograd::DetectAnomalyGuard g;

@@ -51,7 +51,7 @@ namespace {
 
 struct Args {
   bool worker = false;
-  std::string mode = "off";  // worker: off | on
+  std::string mode = "off";  // worker: off | on | on-nocheck (check_nan = false: recording only)
   int threads = 1;
   int rounds = 5;
   int steps = 20, warmup = 3;
@@ -80,7 +80,9 @@ int worker(const Args& a) {
   set_num_threads(a.threads);
 #if BENCH_HAVE_ANOMALY
   std::optional<autograd::DetectAnomalyGuard> anomaly;
-  if (a.mode == "on") anomaly.emplace();
+  FOCUS_CHECK(a.mode == "off" || a.mode == "on" || a.mode == "on-nocheck",
+              "[bench_anomaly] --mode off, on or on-nocheck, got '{}'", a.mode);
+  if (a.mode != "off") anomaly.emplace(/*check_nan=*/a.mode == "on");
 #else
   FOCUS_CHECK(a.mode == "off", "[bench_anomaly] this build has no anomaly detection: only --mode off");
 #endif
@@ -168,7 +170,10 @@ int driver(const Args& a) {
   std::vector<Column> cols;
   cols.push_back({"focus off", shell_quote(self) + " --worker --mode off" + common});
   if (!a.baseline.empty()) cols.push_back({"baseline off", shell_quote(a.baseline) + " --worker --mode off" + common});
-  if (BENCH_HAVE_ANOMALY) cols.push_back({"focus on", shell_quote(self) + " --worker --mode on" + common});
+  if (BENCH_HAVE_ANOMALY) {
+    cols.push_back({"focus on", shell_quote(self) + " --worker --mode on" + common});
+    cols.push_back({"focus nocheck", shell_quote(self) + " --worker --mode on-nocheck" + common});
+  }
   if (!a.no_torch) {
     const std::string script = shell_quote(bench::script_beside("bench_anomaly_torch.py"));
     // Python is slower per op: a tenth of the adds keeps a round short.
@@ -211,6 +216,7 @@ int driver(const Args& a) {
   std::printf("\n=== ratios of the medians (time, + = slower)\n");
   ratio("focus off", "baseline off", "focus off vs baseline off");
   ratio("focus on", "focus off", "focus on vs off");
+  ratio("focus nocheck", "focus off", "on, check_nan off, vs off");
   ratio("torch on", "torch off", "torch on vs off");
   return 0;
 }
