@@ -14,28 +14,14 @@ namespace fs = std::filesystem;
 
 std::string errno_text(int err) { return std::strerror(err); }
 
+Fd::~Fd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
 namespace {
 constexpr std::string_view kTmpInfix = ".tmp.";
 constexpr size_t kTmpSuffix = 6;  // mkstemp's XXXXXX
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int release() {
-    const int f = fd_;
-    fd_ = -1;
-    return f;
-  }
-
- private:
-  int fd_;
-};
 }  // namespace
 
 void write_file_atomic(const std::string& path, const char* op, const std::function<void(const WriteFn&)>& produce) {

@@ -15,6 +15,24 @@ namespace focus::io {
 /// The system's text for an errno value ("No space left on device").
 std::string errno_text(int err = errno);
 
+/// Owns a file descriptor: closes it at the end of its scope unless released.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd();
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  int release() {
+    const int f = fd_;
+    fd_ = -1;
+    return f;
+  }
+
+ private:
+  int fd_;
+};
+
 /// Receives the bytes of a file, piece by piece.
 using WriteFn = std::function<void(const void* data, size_t size)>;
 

@@ -290,25 +290,7 @@ void write_layout(const TensorDict& tensors, const SafetensorsMetadata& metadata
 }
 
 using io::errno_text;
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int release() {
-    int f = fd_;
-    fd_ = -1;
-    return f;
-  }
-
- private:
-  int fd_;
-};
+using io::Fd;
 
 void pread_all(int fd, void* dst, size_t n, uint64_t offset, const std::string& path) {
   auto* p = static_cast<uint8_t*>(dst);
