@@ -238,6 +238,17 @@ std::string load_moby_dick() { return load_moby_dick(dataset_dir("moby-dick")); 
 // ---------------------------------------------------------------------------------------
 // spam-assassin
 
+namespace {
+/// An id, group or checksum field of emails.dat: one field of its message line, which
+/// parse_spam_assassin splits at any whitespace (is_space), so no space or control byte.
+bool is_spam_field(std::string_view s) {
+  return !s.empty() && std::none_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u <= 0x20 || u == 0x7f;
+  });
+}
+}  // namespace
+
 Email parse_spam_assassin_json(std::string_view text, const std::string& source) {
   const json j = parse_json(text, "spam-assassin", source);
   Email e;
@@ -249,9 +260,10 @@ Email parse_spam_assassin_json(std::string_view text, const std::string& source)
   const std::string& md5 = string_field(*ck, "value", "spam-assassin", source);
   FOCUS_CHECK(!id.empty() && !e.group.empty() && !md5.empty(), "[spam-assassin] {}: empty id, group or checksum",
               source);
-  FOCUS_CHECK(e.group.find_first_of(" \t\n/") == std::string::npos && id.find_first_of(" \t\n/") == std::string::npos &&
-                  md5.find_first_of(" \t\n/") == std::string::npos,
-              "[spam-assassin] {}: id, group and checksum must not contain spaces or '/'", source);
+  FOCUS_CHECK(is_spam_field(e.group) && is_spam_field(id) && is_spam_field(md5) &&
+                  (e.group + id + md5).find('/') == std::string::npos,
+              "[spam-assassin] {}: id, group and checksum must not contain spaces, control characters or '/'",
+              source);
   e.id = e.group + "/" + id + "." + md5;
   e.spam = e.group.rfind("spam", 0) == 0;
   check_email(e.raw, source);
@@ -280,9 +292,9 @@ std::string format_spam_assassin(const std::vector<Email>& emails) {
   out.reserve(total);
   out += fmt::format("focus-spam-assassin 1 {}\n", emails.size());
   for (const auto& e : emails) {
-    FOCUS_CHECK(!e.id.empty() && !e.group.empty() && e.id.find_first_of(" \t\n") == std::string::npos &&
-                    e.group.find_first_of(" \t\n") == std::string::npos,
-                "[spam-assassin] id '{}' / group '{}' must be non-empty without spaces", e.id, e.group);
+    FOCUS_CHECK(is_spam_field(e.id) && is_spam_field(e.group),
+                "[spam-assassin] id '{}' / group '{}' must be non-empty without spaces or control characters", e.id,
+                e.group);
     out += fmt::format("{} {} {} {}\n", e.id, e.group, e.spam ? "spam" : "ham", e.raw.size());
     out += e.raw;
     out += '\n';
@@ -321,6 +333,9 @@ std::vector<Email> parse_spam_assassin(std::string_view data, const std::string&
     FOCUS_CHECK(f.size() == 4 && (f[2] == "spam" || f[2] == "ham"),
                 "[spam-assassin] {} line {}: expected \"ID GROUP spam|ham BYTES\" (message {} of {})", source,
                 line_no, k + 1, count);
+    FOCUS_CHECK(is_spam_field(f[0]) && is_spam_field(f[1]),
+                "[spam-assassin] {} line {}: id and group must not contain control characters (message {} of {})",
+                source, line_no, k + 1, count);
     const int64_t n = to_int(f[3], "byte count");
     FOCUS_CHECK(static_cast<uint64_t>(n) + 1 <= data.size() - pos,
                 "[spam-assassin] {} line {}: truncated: message {} needs {} bytes, {} left", source, line_no,

@@ -310,6 +310,23 @@ TEST_CASE("spam-assassin: emails.dat round trip and malformed files") {
   check_email("Return-Path: <a@b>\n\nbody", "ok");
   CHECK_THROWS_WITH_AS(parse_spam_assassin_json("{\"id\": \"1\"}", "j.json"),
                        doctest::Contains("j.json: missing field \"group\""), Error);
+  // Fuzz finding: a form feed (or any control byte) in the checksum was accepted, and the
+  // emails.dat line written from it split into five fields, so the cache did not read back.
+  for (const char* field : {"2352f52e\\f6", "ab\\u000bcd", "ab\\rcd", "ab\\u007fcd", "a b", "a/b"}) {
+    const std::string json = fmt::format(
+        "{{\"id\": \"00001\", \"group\": \"easy-ham-2\", \"checksum\": {{\"type\": \"MD5\", \"value\": \"{}\"}}, "
+        "\"text\": \"Subject: x\\n\\nbody\"}}",
+        field);
+    CAPTURE(json);
+    CHECK_THROWS_WITH_AS(parse_spam_assassin_json(json, "c.json"),
+                         doctest::Contains("c.json: id, group and checksum must not contain spaces, control "
+                                           "characters or '/'"),
+                         Error);
+  }
+  Email bad_id{.id = "easy-ham-1/1.a\fb", .group = "easy-ham-1", .spam = false, .raw = "Subject: x\n"};
+  CHECK_THROWS_WITH_AS(parse_spam_assassin("focus-spam-assassin 1 1\na/1\x01 a ham 1\nx\n", "k.dat"),
+                       doctest::Contains("k.dat line 2: id and group must not contain control characters"), Error);
+  CHECK_THROWS_WITH_AS(format_spam_assassin({bad_id}), doctest::Contains("without spaces or control characters"), Error);
 }
 
 TEST_CASE("spam-assassin: fetch --from the package folder and the original corpus folders") {

@@ -15,15 +15,16 @@ namespace {
 
 void round_trip(const zoo::Config& c) {
   std::string json;
-  if (!focus_fuzz::accepts([&] { json = c.to_json(); })) focus_fuzz::fail("an accepted config cannot be written");
+  focus_fuzz::must_succeed([&] { json = c.to_json(); },
+                           "an accepted config cannot be written");
   zoo::Config back;
-  if (!focus_fuzz::accepts([&] { back = zoo::Config::from_json(json); }))
-    focus_fuzz::fail("a written config.json does not read back: " + json);
+  focus_fuzz::must_succeed([&] { back = zoo::Config::from_json(json); },
+                           "a written config.json does not read back: " + json);
   // from_json infers types from JSON (a real 1.0 may come back as an integer, a string "1"
   // stays a string), so the round trip that matters is merge_json into the same keys.
   zoo::Config merged = c;
-  if (!focus_fuzz::accepts([&] { merged.merge_json(json, "config.json"); }))
-    focus_fuzz::fail("a written config.json does not merge back: " + json);
+  focus_fuzz::must_succeed([&] { merged.merge_json(json, "config.json"); },
+                           "a written config.json does not merge back: " + json);
   FUZZ_REQUIRE(merged == c, "config.json round trip changed a value: " + json);
   for (const std::string& k : c.keys()) {
     switch (c.type(k)) {

@@ -48,6 +48,19 @@ bool accepts(F&& f) {
   }
 }
 
+/// Runs f, which must succeed: the second half of a round trip whose first half was
+/// accepted. Any exception is a finding, reported with its message.
+template <class F>
+void must_succeed(F&& f, const std::string& what) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    fail(what + ": " + typeid(e).name() + ": " + e.what());
+  } catch (...) {
+    fail(what + ": a non-std exception");
+  }
+}
+
 /// A per-process scratch folder (removed at exit), for readers that take a path.
 inline const std::filesystem::path& scratch_dir() {
   static const std::filesystem::path dir = [] {

@@ -21,12 +21,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_REQUIRE(d.numel() == t.numel(), name);
   }
   std::vector<uint8_t> again;
-  if (!focus_fuzz::accepts([&] { again = safetensors_serialize(dict, meta); }))
-    focus_fuzz::fail("an accepted file cannot be written back");
+  focus_fuzz::must_succeed([&] { again = safetensors_serialize(dict, meta); },
+                           "an accepted file cannot be written back");
   TensorDict dict2;
   SafetensorsMetadata meta2;
-  if (!focus_fuzz::accepts([&] { dict2 = safetensors_deserialize(again.data(), again.size(), &meta2); }))
-    focus_fuzz::fail("a file written by safetensors_serialize does not parse");
+  focus_fuzz::must_succeed([&] { dict2 = safetensors_deserialize(again.data(), again.size(), &meta2); },
+                           "a file written by safetensors_serialize does not parse");
   FUZZ_REQUIRE(meta == meta2, "metadata changed in the round trip");
   FUZZ_REQUIRE(dict.keys() == dict2.keys(), "names changed in the round trip");
   for (const auto& [name, t] : dict) {

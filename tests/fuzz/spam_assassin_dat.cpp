@@ -10,11 +10,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text = focus_fuzz::as_text(data, size);
   if (!focus_fuzz::accepts([&] { emails = datasets::parse_spam_assassin(text, "emails.dat"); })) return 0;
   std::string again;
-  if (!focus_fuzz::accepts([&] { again = datasets::format_spam_assassin(emails); }))
-    focus_fuzz::fail("accepted messages cannot be written back");
+  focus_fuzz::must_succeed([&] { again = datasets::format_spam_assassin(emails); },
+                           "accepted messages cannot be written back");
   std::vector<datasets::Email> back;
-  if (!focus_fuzz::accepts([&] { back = datasets::parse_spam_assassin(again, "emails.dat"); }))
-    focus_fuzz::fail("a re-written emails.dat does not read back");
+  focus_fuzz::must_succeed([&] { back = datasets::parse_spam_assassin(again, "emails.dat"); },
+                           "a re-written emails.dat does not read back");
   FUZZ_REQUIRE(back.size() == emails.size(), "count");
   for (size_t i = 0; i < back.size(); ++i)
     FUZZ_REQUIRE(back[i].id == emails[i].id && back[i].group == emails[i].group && back[i].spam == emails[i].spam &&

@@ -13,10 +13,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // What `focus data fetch` does with an accepted message: write it to emails.dat, which must
   // read back the same.
   std::string dat;
-  if (!focus_fuzz::accepts([&] { dat = datasets::format_spam_assassin({e}); })) return 0;
+  focus_fuzz::must_succeed([&] { dat = datasets::format_spam_assassin({e}); },
+                           "an accepted message cannot be written to emails.dat");
   std::vector<datasets::Email> back;
-  if (!focus_fuzz::accepts([&] { back = datasets::parse_spam_assassin(dat, "emails.dat"); }))
-    focus_fuzz::fail("emails.dat written from an accepted message does not read back");
+  focus_fuzz::must_succeed([&] { back = datasets::parse_spam_assassin(dat, "emails.dat"); },
+                           "emails.dat written from an accepted message does not read back");
   FUZZ_REQUIRE(back.size() == 1 && back[0].id == e.id && back[0].group == e.group && back[0].spam == e.spam &&
                    back[0].raw == e.raw,
                "emails.dat round trip");

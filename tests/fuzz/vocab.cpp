@@ -15,8 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // An accepted vocabulary is a bijection that survives its own round trip.
     for (int64_t i = 0; i < v.size(); ++i) FUZZ_REQUIRE(v.id(v.token(i)) == i, "id(token(i)) != i");
     data::Vocab back;
-    if (!focus_fuzz::accepts([&] { back = data::Vocab::from_json(v.to_json()); }))
-      focus_fuzz::fail("a vocabulary's own JSON does not read back");
+    focus_fuzz::must_succeed([&] { back = data::Vocab::from_json(v.to_json()); },
+                           "a vocabulary's own JSON does not read back");
     FUZZ_REQUIRE(back == v, "vocabulary round trip");
     std::vector<int64_t> ids;
     for (int64_t i = 0; i < v.size(); ++i) ids.push_back(i);
@@ -45,8 +45,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                                    w == data::Vocab::kEos || w == data::Vocab::kUnk,
                                                "a built vocabulary misses a word");
       data::Vocab back;
-      if (!focus_fuzz::accepts([&] { back = data::Vocab::from_json(v.to_json()); }))
-        focus_fuzz::fail("a built vocabulary's JSON does not read back");
+      focus_fuzz::must_succeed([&] { back = data::Vocab::from_json(v.to_json()); },
+                           "a built vocabulary's JSON does not read back");
       FUZZ_REQUIRE(back == v, "built vocabulary round trip");
     }
   }
