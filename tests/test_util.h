@@ -151,7 +151,7 @@ inline std::string read_file(const std::filesystem::path& p) {
 }
 
 /// A stream buffer that calls `action` once, as soon as the text written to it contains
-/// `needle` (for example: press Ctrl-C, zoo::Run::request_interrupt, when a run prints the
+/// `needle` (for example: press Ctrl-C, training::Run::request_interrupt, when a run prints the
 /// validation line of a given step).
 struct CallOnText : std::stringbuf {
   std::string needle;

@@ -55,3 +55,5 @@
 #include "distributed/distributed.h"
 #include "distributed/ddp.h"
 #include "distributed/zero.h"
+#include "training/config.h"
+#include "training/run.h"

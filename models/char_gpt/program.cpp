@@ -17,14 +17,14 @@ constexpr const char* kModel = "char-gpt";
 constexpr double kTrainFrac = 0.9;  // first 90% of the characters train, last 10% validation
 
 // The text of the configured dataset.
-std::string load_text(const zoo::Config& c) {
+std::string load_text(const training::Config& c) {
   const std::string name = c.str("dataset");
   if (name == "synthetic") return synthetic_text(20000, static_cast<uint64_t>(c.integer("seed")));
   FOCUS_CHECK(name == "moby-dick", "[char-gpt] dataset must be \"moby-dick\" or \"synthetic\", got \"{}\"", name);
   return datasets::load_moby_dick();
 }
 
-GPTConfig gpt_config(const zoo::Config& c, int64_t vocab_size) {
+GPTConfig gpt_config(const training::Config& c, int64_t vocab_size) {
   return GPTConfig()
       .n_layer(c.integer("n_layer"))
       .n_head(c.integer("n_head"))
@@ -35,7 +35,7 @@ GPTConfig gpt_config(const zoo::Config& c, int64_t vocab_size) {
       .bias(c.boolean("bias"));
 }
 
-void check_config(const zoo::Config& c) {
+void check_config(const training::Config& c) {
   for (const char* k : {"batch_size", "steps", "eval_every", "eval_batches", "checkpoint_every"})
     FOCUS_CHECK(c.integer(k) >= 1, "[char-gpt] {} must be >= 1, got {}", k, c.integer(k));
   FOCUS_CHECK(c.integer("warmup_steps") >= 0 && c.integer("sample_length") >= 0,
@@ -47,7 +47,7 @@ void check_config(const zoo::Config& c) {
 }
 
 // nanoGPT's get_lr as a multiple of lr (for LambdaLR): linear warm-up, cosine to min_lr.
-double lr_factor(int64_t it, const zoo::Config& c) {
+double lr_factor(int64_t it, const training::Config& c) {
   const double lr = c.real("lr"), min_lr = c.real("min_lr");
   const int64_t warmup = c.integer("warmup_steps"), steps = c.integer("steps");
   if (it < warmup) return static_cast<double>(it + 1) / static_cast<double>(warmup + 1);
@@ -56,7 +56,7 @@ double lr_factor(int64_t it, const zoo::Config& c) {
   return (min_lr + 0.5 * (1.0 + std::cos(M_PI * ratio)) * (lr - min_lr)) / lr;
 }
 
-std::vector<std::pair<Tensor, Tensor>> fixed_batches(const Tensor& data, const zoo::Config& c, Generator& gen) {
+std::vector<std::pair<Tensor, Tensor>> fixed_batches(const Tensor& data, const training::Config& c, Generator& gen) {
   std::vector<std::pair<Tensor, Tensor>> out;
   for (int64_t i = 0; i < c.integer("eval_batches"); ++i)
     out.push_back(get_batch(data, c.integer("batch_size"), c.integer("block_size"), gen));
@@ -69,13 +69,13 @@ std::string fmt_seconds(double s) {
 
 // A trained model and its vocabulary, loaded from a checkpoint.
 struct Loaded {
-  zoo::Config config;
+  training::Config config;
   data::Vocab vocab;
   std::shared_ptr<GPT> model;
 };
 
-Loaded load(const std::string& path, Device device, const zoo::Config* override_config = nullptr) {
-  const auto meta = zoo::checkpoint_meta(path, kModel);
+Loaded load(const std::string& path, Device device, const training::Config* override_config = nullptr) {
+  const auto meta = training::checkpoint_meta(path, kModel);
   const auto vocab_json = meta.find("vocab");
   FOCUS_CHECK(vocab_json != meta.end(), "[char-gpt] checkpoint {} has no vocabulary (meta \"vocab\")", path);
   Loaded l{override_config ? *override_config : zoo::config_from_checkpoint(path),
@@ -87,10 +87,10 @@ Loaded load(const std::string& path, Device device, const zoo::Config* override_
   return l;
 }
 
-void train(zoo::Run& run) {
-  const zoo::Config& c = run.config();
+void train(training::Run& run) {
+  const training::Config& c = run.config();
   check_config(c);
-  zoo::apply_threads(c, "char-gpt");
+  training::apply_threads(c, "char-gpt");
   const Corpus corpus = make_corpus(load_text(c), kTrainFrac);
   const int64_t B = c.integer("batch_size"), T = c.integer("block_size"), steps = c.integer("steps");
   FOCUS_CHECK(corpus.valid.size(0) > T, "[char-gpt] the validation split ({} characters) is shorter than block_size {}",
@@ -218,11 +218,11 @@ void train(zoo::Run& run) {
 }
 
 void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
-  const zoo::Config config = args.config();
+  const training::Config config = args.config();
   Loaded l = load(args.checkpoint, args.device, &config);
   FOCUS_CHECK(args.split == "test" || args.split == "valid" || args.split == "train",
               "[char-gpt] eval: split must be test, valid or train, got \"{}\"", args.split);
-  zoo::apply_threads(config, "char-gpt");
+  training::apply_threads(config, "char-gpt");
   const std::string text = load_text(config);
   // Encode with the checkpoint's vocabulary: the same text gives the same ids as in training.
   const std::vector<int64_t> ids = encode(l.vocab, text, "[char-gpt] eval:");
@@ -262,8 +262,8 @@ void generate(const zoo::CommandArgs& args, std::ostream& out) {
 
 }  // namespace
 
-zoo::Config default_config() {
-  zoo::Config c;
+training::Config default_config() {
+  training::Config c;
   c.set("dataset", "moby-dick")
       .set("n_layer", 4)
       .set("n_head", 4)
@@ -289,13 +289,13 @@ zoo::Config default_config() {
   return c;
 }
 
-zoo::Config full_config() {
+training::Config full_config() {
   // The default model trained 8x as long (3000 steps of 32 x 128 = 12.3M characters, ~11
   // passes over the training text) with dropout against overfitting: ~30 minutes on one core
   // at ~6,500 characters/s. A larger model does not pay at this budget: 6 layers of width 192
   // (context 256) managed ~1,500 characters/s, and 1000 steps of 16 x 256 left it at ~2.0
   // nats, worse than the default (docs/RESULTS.md).
-  zoo::Config c = default_config();
+  training::Config c = default_config();
   c.set("dropout", 0.1)
       .set("batch_size", 32)
       .set("steps", 3000)

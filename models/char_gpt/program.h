@@ -20,7 +20,7 @@
 /// n_layer, n_head, n_embd, block_size, dropout, bias, batch_size, steps, lr, min_lr,
 /// warmup_steps, weight_decay, beta1, beta2, grad_clip, eval_every, eval_batches,
 /// checkpoint_every, seed, threads (0 = the library's default), sample_length.
-#include "models/zoo/config.h"
+#include "training/config.h"
 #include "models/zoo/registry.h"
 
 namespace focus::models::char_gpt {
@@ -28,10 +28,10 @@ namespace focus::models::char_gpt {
 /// The default configuration: 4 layers, 4 heads, width 128, context 128, batch 16, 1500
 /// steps, one thread (at this size a second thread costs more than it gives on a shared
 /// machine): about 9 minutes; validation loss about 1.64-1.65 nats (2.37 bits/char).
-zoo::Config default_config();
+training::Config default_config();
 /// The longer configuration ("full"): the default model with dropout 0.1, batch 32, 3000
 /// steps (12.3M characters: about 30 minutes on one core).
-zoo::Config full_config();
+training::Config full_config();
 /// The zoo entry: name "char-gpt", presets "default" and "full", train, evaluate, and the
 /// "generate" command.
 zoo::ModelEntry model_entry();

@@ -70,7 +70,7 @@ G2PVocabs build_vocabs(const std::vector<G2PWord>& words) {
           data::Vocab::from_tokens({phonemes.begin(), phonemes.end()})};
 }
 
-G2POptions model_options(const zoo::Config& c, const G2PVocabs& v) {
+G2POptions model_options(const training::Config& c, const G2PVocabs& v) {
   return G2POptions(v.letters.size(), v.phonemes.size())
       .d_model(c.integer("d_model"))
       .nhead(c.integer("nhead"))
@@ -112,7 +112,7 @@ std::vector<Example> make_examples(const std::vector<G2PWord>& words, const G2PV
   return out;
 }
 
-void check_config(const zoo::Config& c) {
+void check_config(const training::Config& c) {
   const std::string ds = c.str("dataset");
   FOCUS_CHECK(ds == "cmudict" || ds == "synthetic", "[g2p] dataset must be cmudict or synthetic, got '{}'", ds);
   for (const char* key : {"steps", "batch_size", "eval_every", "checkpoint_every", "log_every", "beam"})
@@ -219,10 +219,10 @@ void draw_attention(G2PTransformer& model, const G2PVocabs& vocabs, const Predic
 
 // ---- the zoo functions ----------------------------------------------------------------------
 
-void train(zoo::Run& run) {
-  const zoo::Config& c = run.config();
+void train(training::Run& run) {
+  const training::Config& c = run.config();
   check_config(c);
-  zoo::apply_threads(c, "g2p");
+  training::apply_threads(c, "g2p");
   const uint64_t seed = static_cast<uint64_t>(c.integer("seed"));
   manual_seed(seed);
   std::ostream& out = run.out();
@@ -396,8 +396,8 @@ void train(zoo::Run& run) {
 
 void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
   LoadedModel lm = load_model(args.checkpoint, args.overrides, args.device);
-  const zoo::Config& c = lm.config;
-  zoo::apply_threads(c, "g2p");
+  const training::Config& c = lm.config;
+  training::apply_threads(c, "g2p");
   const auto words = load_split(c, args.split);
   const std::vector<G2PWord> known = known_words(words, lm.vocabs.letters);
   FOCUS_CHECK(!known.empty(), "[eval] the {} split of {} is empty", args.split, c.str("dataset"));
@@ -443,8 +443,8 @@ void predict(const zoo::CommandArgs& args, std::ostream& out) {
 
 }  // namespace
 
-zoo::Config default_config() {
-  zoo::Config c;
+training::Config default_config() {
+  training::Config c;
   c.set("dataset", "cmudict")
       .set("synthetic_words", 2000)
       .set("d_model", 128)
@@ -479,8 +479,8 @@ zoo::Config default_config() {
   return c;
 }
 
-zoo::Config full_config() {
-  zoo::Config c = default_config();
+training::Config full_config() {
+  training::Config c = default_config();
   // The anchors' setup (39 phonemes, no stress digits) and the anchor Transformer's size
   // (3 + 3 layers of width 256). 9500 steps (~10 epochs): 1 h 38 min on 2 quiet cores, test
   // PER 7.27% / WER 29.85% with beam 5 (RESULTS.md); 7000 steps gave 7.70% / 31.31%.
@@ -497,7 +497,7 @@ zoo::Config full_config() {
   return c;
 }
 
-std::vector<G2PWord> load_split(const zoo::Config& c, const std::string& split) {
+std::vector<G2PWord> load_split(const training::Config& c, const std::string& split) {
   const data::Split want = data::parse_split(split);
   std::vector<G2PWord> words;
   if (c.str("dataset") == "synthetic") {
@@ -518,7 +518,7 @@ std::vector<G2PWord> load_split(const zoo::Config& c, const std::string& split) 
 }
 
 LoadedModel load_model(const std::string& path, const std::vector<std::string>& config_overrides, Device device) {
-  const auto meta = zoo::checkpoint_meta(path, "g2p");
+  const auto meta = training::checkpoint_meta(path, "g2p");
   for (const char* key : {"config", "letters", "phonemes"})
     FOCUS_CHECK(meta.count(key), "[g2p] {} has no '{}' in its metadata: not a g2p checkpoint written by `focus train g2p`", path, key);
   LoadedModel lm;

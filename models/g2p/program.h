@@ -26,17 +26,17 @@ zoo::ModelEntry model_entry();
 /// steps of 128 pronunciations (1.6 epochs). Measured 2026-12-07 on a quiet 2-core VM (Intel
 /// Xeon, AVX-512) at the default thread count: 1m37s wall including the test evaluation, ~31k
 /// tok/s; test PER 16.4% / WER 51.8% greedy, PER 15.6% / WER 50.7% beam 5 (docs/RESULTS.md).
-zoo::Config default_config();
+training::Config default_config();
 /// The `full` preset, aimed at WER <= 30% / PER <= 7.5% within 2 hours on 2 cores: the
 /// anchors' setup (stress digits stripped: 39 phonemes) and the anchor Transformer's size
 /// (d_model 256, 3+3 layers, 5.5M parameters), 9500 steps of 128 (~10 epochs). Measured runs:
 /// docs/RESULTS.md.
-zoo::Config full_config();
+training::Config full_config();
 
 /// The words of a dataset ("cmudict": the fetched dictionary; "synthetic": the generated
 /// language of synthetic_words(config "synthetic_words", seed 1234)) in one split:
 /// data::hash_split(word, 0.90, 0.05), so all pronunciations of a word share a split.
-std::vector<G2PWord> load_split(const zoo::Config& config, const std::string& split);
+std::vector<G2PWord> load_split(const training::Config& config, const std::string& split);
 
 /// The vocabularies of a model: letters and phonemes (data::Vocab with specials).
 struct G2PVocabs {
@@ -47,7 +47,7 @@ struct G2PVocabs {
 struct LoadedModel {
   std::shared_ptr<G2PTransformer> model;
   G2PVocabs vocabs;
-  zoo::Config config;
+  training::Config config;
 };
 /// Loads path (meta "config", "letters", "phonemes" and the weights) and moves the model to
 /// device; config_overrides are "key=value" changes to the stored config (e.g. beam=8).

@@ -22,7 +22,7 @@
 #include "models/datasets/datasets.h"
 #include "models/spam/email.h"
 #include "models/zoo/pictures.h"
-#include "models/zoo/run.h"
+#include "training/run.h"
 
 namespace focus::models::spam {
 namespace {
@@ -83,11 +83,11 @@ const std::vector<Message>& pick(const SplitMessages& s, const std::string& spli
 struct Loaded {
   std::shared_ptr<SpamClassifier> model;
   data::Vocab vocab;
-  zoo::Config config;
+  training::Config config;
 };
 
-Loaded load_model(const std::string& checkpoint, const zoo::Config& config, Device device) {
-  const auto meta = zoo::checkpoint_meta(checkpoint, kModel);
+Loaded load_model(const std::string& checkpoint, const training::Config& config, Device device) {
+  const auto meta = training::checkpoint_meta(checkpoint, kModel);
   const auto it = meta.find("vocab");
   FOCUS_CHECK(it != meta.end(), "[spam] checkpoint '{}' has no vocabulary (meta \"vocab\")", checkpoint);
   Loaded l;
@@ -191,7 +191,7 @@ void classify_command(const zoo::CommandArgs& args, std::ostream& out) {
 }
 
 void evaluate_command(const zoo::EvalArgs& args, std::ostream& out) {
-  const zoo::Config config = args.config();
+  const training::Config config = args.config();
   Loaded l = load_model(args.checkpoint, config, args.device);
   const SplitMessages splits = split_messages(load_messages(config));
   const std::vector<Example> examples = encode_messages(pick(splits, args.split), l.vocab, l.model->config().max_len_);
@@ -200,9 +200,9 @@ void evaluate_command(const zoo::EvalArgs& args, std::ostream& out) {
   out << format_metrics(args.split, ev);
 }
 
-void train_program(zoo::Run& run) {
-  const zoo::Config& c = run.config();
-  zoo::apply_threads(c, "spam");
+void train_program(training::Run& run) {
+  const training::Config& c = run.config();
+  training::apply_threads(c, "spam");
   const int64_t batch_size = c.integer("batch_size");
   FOCUS_CHECK(batch_size >= 1, "[spam] batch_size must be >= 1, got {}", batch_size);
   FOCUS_CHECK(c.integer("max_len") >= 2, "[spam] max_len must be >= 2, got {}", c.integer("max_len"));
@@ -356,8 +356,8 @@ const std::vector<std::string> kCommonWords{"the", "and", "to",   "of",   "you",
 
 }  // namespace
 
-zoo::Config default_config() {
-  zoo::Config c;
+training::Config default_config() {
+  training::Config c;
   c.set("dataset", "spam-assassin");
   c.set("max_len", 256);
   c.set("min_freq", 2);
@@ -384,8 +384,8 @@ zoo::Config default_config() {
   return c;
 }
 
-zoo::Config full_config() {
-  zoo::Config c = default_config();
+training::Config full_config() {
+  training::Config c = default_config();
   c.set("max_len", 384);
   c.set("vocab_size", 30000);
   c.set("d_model", 128);
@@ -436,7 +436,7 @@ std::vector<Message> synthetic_messages(int64_t n, uint64_t seed) {
   return out;
 }
 
-std::vector<Message> load_messages(const zoo::Config& config) {
+std::vector<Message> load_messages(const training::Config& config) {
   const std::string name = config.str("dataset");
   if (name == "synthetic") return synthetic_messages(400, static_cast<uint64_t>(config.integer("seed")));
   FOCUS_CHECK(name == "spam-assassin", "[spam] unknown dataset \"{}\" (expected \"spam-assassin\" or \"synthetic\")",
@@ -473,7 +473,7 @@ std::vector<int64_t> encode_words(const std::vector<std::string>& words, const d
   return ids;
 }
 
-SpamConfig model_config(const zoo::Config& c, const data::Vocab& vocab) {
+SpamConfig model_config(const training::Config& c, const data::Vocab& vocab) {
   return SpamConfig()
       .vocab_size(vocab.size())
       .max_len(c.integer("max_len"))

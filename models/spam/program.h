@@ -16,7 +16,7 @@
 
 #include "data/vocab.h"
 #include "models/spam/spam.h"
-#include "models/zoo/config.h"
+#include "training/config.h"
 #include "models/zoo/registry.h"
 
 namespace focus::models::spam {
@@ -42,10 +42,10 @@ struct SplitMessages {
 
 /// Every config key with the default configuration's value (trains in a few minutes on 2
 /// CPU cores).
-zoo::Config default_config();
+training::Config default_config();
 /// The "full" preset: a wider model (d_model 128) on longer inputs (384 words), 4 epochs:
 /// about 11 minutes on one core; 98.99% test accuracy (docs/RESULTS.md).
-zoo::Config full_config();
+training::Config full_config();
 
 /// n generated raw messages (headers + body; some multipart, quoted-printable, HTML), half
 /// spam, from a fixed seed. Spam and ham draw their words from different (overlapping)
@@ -54,7 +54,7 @@ std::vector<Message> synthetic_messages(int64_t n, uint64_t seed);
 
 /// The messages of config "dataset" ("spam-assassin" from the dataset cache, or "synthetic");
 /// another name -> focus::Error.
-std::vector<Message> load_messages(const zoo::Config& config);
+std::vector<Message> load_messages(const training::Config& config);
 
 /// Drops repeated bodies (keeping the first) and splits by hash_split(id, train_frac,
 /// valid_frac).
@@ -66,7 +66,7 @@ std::vector<int64_t> encode_words(const std::vector<std::string>& words, const d
                                   int64_t max_len);
 
 /// The model's hyperparameters from a config and a vocabulary.
-SpamConfig model_config(const zoo::Config& config, const data::Vocab& vocab);
+SpamConfig model_config(const training::Config& config, const data::Vocab& vocab);
 
 /// Confusion counts and mean cross-entropy of model on examples (no graph, eval mode; the
 /// training flag is restored), the batches built on the model's device.

@@ -18,7 +18,7 @@
 #include "data/dataloader.h"
 #include "models/datasets/datasets.h"
 #include "models/zoo/pictures.h"
-#include "models/zoo/run.h"
+#include "training/run.h"
 
 namespace focus::models::vit {
 
@@ -159,7 +159,7 @@ std::pair<Tensor, Tensor> synthetic_images(int64_t n, uint64_t seed) {
   return {images, tensor(labels, {n})};
 }
 
-VitData load_data(const zoo::Config& c) {
+VitData load_data(const training::Config& c) {
   const std::string name = c.str("dataset");
   VitData d;
   if (name == "synthetic") {
@@ -185,7 +185,7 @@ VitData load_data(const zoo::Config& c) {
   return d;
 }
 
-ViTConfig vit_config(const zoo::Config& c, int64_t image_size, int64_t num_classes) {
+ViTConfig vit_config(const training::Config& c, int64_t image_size, int64_t num_classes) {
   return ViTConfig()
       .image_size(image_size)
       .patch_size(c.integer("patch_size"))
@@ -252,8 +252,8 @@ std::string per_class_table(const EvalResult& r, const std::vector<std::string>&
 
 // ---- configs --------------------------------------------------------------------------------
 
-zoo::Config default_config() {
-  zoo::Config c;
+training::Config default_config() {
+  training::Config c;
   c.set("dataset", "fashion-mnist")
       .set("valid_size", 5000)
       // model: 7x7 patches (16 tokens + the class token), width 64, 6 pre-norm layers
@@ -290,8 +290,8 @@ zoo::Config default_config() {
   return c;
 }
 
-zoo::Config full_config() {
-  zoo::Config c = default_config();
+training::Config full_config() {
+  training::Config c = default_config();
   // Width 96 (MLP 192) on 7x7 patches, trained long enough that augmentation (random shifts of
   // up to 1 pixel, horizontal flips) pays: without it this model overfits after ~16 epochs
   // (valid 90.1% at epoch 16, 89.35% test after 20). ~80 s per epoch on one core.
@@ -370,7 +370,7 @@ Normalize normalize_from_meta(const std::map<std::string, std::string>& meta, co
   }
 }
 
-void check_training_config(const zoo::Config& c) {
+void check_training_config(const training::Config& c) {
   FOCUS_CHECK(c.integer("epochs") >= 1 || c.integer("steps") >= 1, "[vit] epochs or steps must be positive");
   FOCUS_CHECK(c.integer("batch_size") >= 1, "[vit] batch_size must be positive, got {}", c.integer("batch_size"));
   FOCUS_CHECK(c.real("lr") > 0, "[vit] lr must be positive, got {}", c.real("lr"));
@@ -382,8 +382,8 @@ void check_training_config(const zoo::Config& c) {
   FOCUS_CHECK(att == "last" || att == "rollout", "[vit] attention must be 'last' or 'rollout', got '{}'", att);
 }
 
-void train(zoo::Run& run) {
-  const zoo::Config& c = run.config();
+void train(training::Run& run) {
+  const training::Config& c = run.config();
   check_training_config(c);
   if (c.integer("threads") > 0) set_num_threads(static_cast<int>(c.integer("threads")));
   const auto seed = static_cast<uint64_t>(c.integer("seed"));
@@ -557,14 +557,14 @@ void train(zoo::Run& run) {
 // ---- loading a checkpoint -------------------------------------------------------------------
 
 struct Loaded {
-  zoo::Config config;
+  training::Config config;
   std::shared_ptr<VisionTransformer> model;
   Normalize norm;
   std::vector<std::string> classes;
 };
 
-Loaded load_model(const std::string& checkpoint, const zoo::Config& config, Device device) {
-  const auto meta = zoo::checkpoint_meta(checkpoint, kModel);
+Loaded load_model(const std::string& checkpoint, const training::Config& config, Device device) {
+  const auto meta = training::checkpoint_meta(checkpoint, kModel);
   Loaded l;
   l.config = config;
   l.norm = normalize_from_meta(meta, checkpoint);
@@ -584,7 +584,7 @@ Loaded load_model(const std::string& checkpoint, const zoo::Config& config, Devi
 }
 
 void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
-  const zoo::Config c = args.config();
+  const training::Config c = args.config();
   if (c.integer("threads") > 0) set_num_threads(static_cast<int>(c.integer("threads")));
   Loaded l = load_model(args.checkpoint, c, args.device);
   const VitData d = load_data(c);
@@ -643,7 +643,7 @@ std::vector<uint8_t> read_pgm(const std::string& path, int64_t* h, int64_t* w) {
 }
 
 void classify(const zoo::CommandArgs& args, std::ostream& out) {
-  const zoo::Config c = zoo::config_from_checkpoint(args.checkpoint);
+  const training::Config c = zoo::config_from_checkpoint(args.checkpoint);
   Loaded l = load_model(args.checkpoint, c, args.device);
   const std::string method = args.option("attention");
   FOCUS_CHECK(method == "last" || method == "rollout", "[classify] --attention: expected last or rollout, got '{}'",

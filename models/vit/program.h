@@ -20,7 +20,7 @@
 
 #include "data/dataset.h"
 #include "models/vit/vit.h"
-#include "models/zoo/config.h"
+#include "training/config.h"
 #include "models/zoo/registry.h"
 
 namespace focus::models::vit {
@@ -99,13 +99,13 @@ struct VitData {
 };
 /// config "dataset": "fashion-mnist" (the fetched copy; split as above with "valid_size") or
 /// "synthetic" (generated from "seed"). Unknown names -> focus::Error listing both.
-VitData load_data(const zoo::Config& config);
+VitData load_data(const training::Config& config);
 /// The synthetic task: n 28 x 28 images of 10 classes (class k, named "square <side>" = a
 /// bright centred square of side 6 + 2k on noise; flips and small shifts keep the class), from seed.
 std::pair<Tensor, Tensor> synthetic_images(int64_t n, uint64_t seed);
 
 /// The model described by a config (keys patch_size, dim, depth, heads, mlp_dim, dropout).
-ViTConfig vit_config(const zoo::Config& config, int64_t image_size, int64_t num_classes);
+ViTConfig vit_config(const training::Config& config, int64_t image_size, int64_t num_classes);
 
 /// Accuracy of a model on a set: overall, per class, and the mean cross entropy.
 struct EvalResult {
@@ -123,8 +123,8 @@ std::string per_class_table(const EvalResult& r, const std::vector<std::string>&
 /// Everything the CLI needs: default config, "full" preset, train, evaluate, classify.
 zoo::ModelEntry model_entry();
 /// The default config (trains in <= 10 minutes on 2 cores).
-zoo::Config default_config();
+training::Config default_config();
 /// The "full" preset (targets >= 90% test accuracy within an hour on 2 cores).
-zoo::Config full_config();
+training::Config full_config();
 
 }  // namespace focus::models::vit

@@ -17,6 +17,8 @@
 #include "models/vit/program.h"
 
 namespace focus::zoo {
+
+using training::Config;
 namespace {
 
 /// The built-in models, in the order `focus models` lists them.
@@ -131,6 +133,22 @@ Config EvalArgs::config() const {
   Config c = config_from_checkpoint(checkpoint);
   for (const auto& o : overrides) c.apply(o);
   return c;
+}
+
+Config config_from_checkpoint(const std::string& path) {
+  auto meta = training::checkpoint_meta(path);
+  auto it = meta.find("config");
+  FOCUS_CHECK(it != meta.end(), "[checkpoint] {} has no stored config (not written by `focus train`)", path);
+  const auto model = meta.find("model");
+  if (model != meta.end()) {
+    for (const auto& entry : models()) {
+      if (entry.name != model->second) continue;
+      Config c = entry.default_config();
+      c.merge_json(it->second, path + " (config)");
+      return c;
+    }
+  }
+  return Config::from_json(it->second);
 }
 
 }  // namespace focus::zoo

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "models/zoo/config.h"
-#include "models/zoo/run.h"
+#include "training/config.h"
+#include "training/run.h"
 
 namespace focus::zoo {
 
@@ -60,7 +60,7 @@ struct EvalArgs {
   std::vector<std::string> overrides;  ///< --set key=value, to apply to the stored config
   Device device = kCPU;                ///< where to run the model (--device, checked usable; default the CPU)
   /// The checkpoint's stored config with the overrides applied.
-  Config config() const;
+  training::Config config() const;
 };
 
 struct ModelEntry {
@@ -68,11 +68,11 @@ struct ModelEntry {
   std::string description;  ///< one line for `focus models`
   /// Every key with its default value (including "dataset", "steps", "seed", ...): the
   /// default configuration, which trains in at most ~10 minutes on 2 CPU cores.
-  std::function<Config()> default_config;
-  /// Named configurations for --config NAME ("full", ...); each a complete Config.
-  std::map<std::string, std::function<Config()>> presets;
+  std::function<focus::training::Config()> default_config;
+  /// Named configurations for --config NAME ("full", ...); each a complete training::Config.
+  std::map<std::string, std::function<focus::training::Config()>> presets;
   /// Trains (resuming when run.resuming()), evaluates and writes the report.
-  std::function<void(Run&)> train;
+  std::function<void(focus::training::Run&)> train;
   /// Loads the checkpoint, evaluates on args.split and prints the metrics to out.
   std::function<void(const EvalArgs&, std::ostream& out)> evaluate;
   /// "predict", "generate", "classify", ...
@@ -90,5 +90,10 @@ const ModelEntry& find_model(const std::string& name);
 void add_model(ModelEntry entry);
 /// Removes a model added with add_model (tests); unknown -> no-op.
 void remove_model(const std::string& name);
+
+/// The config stored in a checkpoint by Run::save_checkpoint (meta "config"). For a model of
+/// the registry (meta "model"), the stored values are merged over that model's defaults, so a
+/// checkpoint written before a key was added still loads (the new key takes its default).
+training::Config config_from_checkpoint(const std::string& path);
 
 }  // namespace focus::zoo

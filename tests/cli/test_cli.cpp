@@ -62,15 +62,15 @@ std::pair<Tensor, Tensor> tiny_batch(Generator& gen, int64_t n) {
   return {x, tensor<float>(ys, {n, 1})};
 }
 
-zoo::Config tiny_config() {
-  zoo::Config c;
+training::Config tiny_config() {
+  training::Config c;
   c.set("dataset", "synthetic").set("steps", 6).set("lr", 0.05).set("checkpoint_every", 2).set("eval_every", 3);
   c.set("seed", 1).set("interrupt_at", 0).set("step_ms", 0).set("nan_at", 0);
   return c;
 }
 
-void tiny_train(zoo::Run& run) {
-  const zoo::Config& c = run.config();
+void tiny_train(training::Run& run) {
+  const training::Config& c = run.config();
   FOCUS_CHECK(c.str("dataset") == "synthetic", "[tiny] unknown dataset '{}'", c.str("dataset"));
   manual_seed(c.integer("seed"));
   nn::Linear model(2, 1);
@@ -101,7 +101,7 @@ void tiny_train(zoo::Run& run) {
 }
 
 void tiny_evaluate(const zoo::EvalArgs& args, std::ostream& out) {
-  zoo::Config c = args.config();
+  training::Config c = args.config();
   FOCUS_CHECK(c.str("dataset") == "synthetic", "[tiny] unknown dataset '{}'", c.str("dataset"));
   nn::Linear model(2, 1);
   int64_t step = optim::load_checkpoint(args.checkpoint, model);

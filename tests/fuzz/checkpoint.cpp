@@ -1,5 +1,5 @@
 // Fuzz target: the checkpoint loader (optim/checkpoint.h: load_checkpoint, with the reader
-// of the run metadata in models/zoo/run.h). A tiny model, AdamW (two groups, after one step,
+// of the run metadata in training/run.h). A tiny model, AdamW (two groups, after one step,
 // so it has state), SequentialLR(LinearLR, CosineAnnealingLR), an extra Generator and a
 // GradScaler are built afresh for every input; the input is written as a checkpoint file and
 // loaded into them. A load that fails with focus::Error must leave every object bit for bit
@@ -14,7 +14,7 @@
 
 #include "focus/focus.h"
 #include "fuzz.h"
-#include "models/zoo/run.h"
+#include "training/run.h"
 #include "optim/adam.h"
 #include "optim/checkpoint.h"
 #include "optim/grad_scaler.h"
@@ -179,7 +179,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     path = focus_fuzz::write_scratch("checkpoint.safetensors", data, size);
   }
   // What `focus train --resume` and `focus eval` read first.
-  focus_fuzz::accepts([&] { (void)zoo::checkpoint_meta(path); });
+  focus_fuzz::accepts([&] { (void)training::checkpoint_meta(path); });
   focus_fuzz::accepts([&] { (void)zoo::config_from_checkpoint(path); });
 
   Objects o;

@@ -1,7 +1,7 @@
 #pragma once
 // The zoo programs' shared --device checks, run through the `focus` command line in-process:
 // a device the build or machine cannot use is refused with the clear error of
-// zoo::usable_device before any work (for train: before the run directory is touched), and
+// training::usable_device before any work (for train: before the run directory is touched), and
 // --device cpu is what the commands do without the flag.
 #include <doctest/doctest.h>
 

@@ -12,14 +12,14 @@
 #include <string>
 
 #include "models/zoo/registry.h"
-#include "models/zoo/run.h"
+#include "training/run.h"
 #include "optim/checkpoint.h"
 #include "test_util.h"
 
 namespace focus::testing {
 
 /// Trains `entry` with `config` in `dir`: once straight through ("straight"), once with
-/// zoo::Run::request_interrupt called when the validation line of step `interrupt_at` is
+/// training::Run::request_interrupt called when the validation line of step `interrupt_at` is
 /// printed, then again in the same directory with --resume ("resumed"). Checks that the
 /// interrupted run reports interrupted(), leaves a checkpoint at `interrupt_at` and no
 /// report; that the resumed run says where it resumes; and that both runs end at step
@@ -27,7 +27,7 @@ namespace focus::testing {
 /// the config) is put back. amp: the runs' mixed precision (RunOptions::amp); with "fp16" the
 /// GradScaler's state goes through the checkpoint too. Returns everything the three runs
 /// printed.
-inline std::string check_exact_resume(const zoo::ModelEntry& entry, const zoo::Config& config, const TempDir& dir,
+inline std::string check_exact_resume(const zoo::ModelEntry& entry, const training::Config& config, const TempDir& dir,
                                       int64_t interrupt_at, int64_t final_step, const std::string& amp = "none") {
   struct ThreadsBack {
     int n = get_num_threads();
@@ -35,19 +35,19 @@ inline std::string check_exact_resume(const zoo::ModelEntry& entry, const zoo::C
   } threads_back;
   std::ostringstream log;
   auto options = [&](const std::string& sub, std::ostream* out) {
-    zoo::RunOptions o;
+    training::RunOptions o;
     o.set_dir(dir / sub).set_quiet().set_streams(out, &log).set_amp(amp);
     return o;
   };
   {
-    zoo::Run run(entry.name, config, options("straight", &log));
+    training::Run run(entry.name, config, options("straight", &log));
     entry.train(run);
   }
   {
-    zoo::Run* target = nullptr;
+    training::Run* target = nullptr;
     CallOnText console_buf("step " + std::to_string(interrupt_at) + " ", [&] { target->request_interrupt(); });
     std::ostream console(&console_buf);
-    zoo::Run run(entry.name, config, options("resumed", &console));
+    training::Run run(entry.name, config, options("resumed", &console));
     target = &run;
     entry.train(run);
     CHECK(run.interrupted());
@@ -57,7 +57,7 @@ inline std::string check_exact_resume(const zoo::ModelEntry& entry, const zoo::C
   CHECK(optim::read_checkpoint(ckpt).step == interrupt_at);
   CHECK_FALSE(std::filesystem::exists(dir.path / "resumed/report.json"));
   {
-    zoo::Run run(entry.name, config, options("resumed", &log).set_resume());
+    training::Run run(entry.name, config, options("resumed", &log).set_resume());
     entry.train(run);
   }
   INFO(log.str());

@@ -1,5 +1,5 @@
 // models/char_gpt/program: the zoo entry end to end on generated text (train through a
-// zoo::Run, evaluate, generate) and the generate command's argument errors.
+// training::Run, evaluate, generate) and the generate command's argument errors.
 #include <doctest/doctest.h>
 
 #include <focus/focus.h>
@@ -11,7 +11,7 @@
 
 #include "models/char_gpt/program.h"
 #include "models/zoo/registry.h"
-#include "models/zoo/run.h"
+#include "training/run.h"
 #include "device_check.h"
 #include "resume_check.h"
 #include "test_util.h"
@@ -21,8 +21,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-zoo::Config tiny_config() {
-  zoo::Config c = models::char_gpt::default_config();
+training::Config tiny_config() {
+  training::Config c = models::char_gpt::default_config();
   c.set("dataset", "synthetic")
       .set("n_layer", 1)
       .set("n_head", 2)
@@ -61,23 +61,23 @@ TEST_SUITE("models_char_gpt") {
     CHECK(entry.commands.count("generate") == 1);
     std::ostringstream out, err;
     {
-      zoo::Run run("char-gpt", tiny_config(), zoo::RunOptions().set_dir(dir.string()).set_quiet().set_streams(&out, &err));
+      training::Run run("char-gpt", tiny_config(), training::RunOptions().set_dir(dir.string()).set_quiet().set_streams(&out, &err));
       entry.train(run);
     }
-    const std::string ckpt = (dir / zoo::kCheckpointFile).string();
+    const std::string ckpt = (dir / training::kCheckpointFile).string();
     REQUIRE(fs::exists(ckpt));
-    REQUIRE(fs::exists(dir / zoo::kReportJsonFile));
+    REQUIRE(fs::exists(dir / training::kReportJsonFile));
     const std::string report = out.str();
     MESSAGE(report);
     CHECK(report.find("validation loss") != std::string::npos);
     CHECK(report.find("bits/char") != std::string::npos);
     // Validation lines were logged at steps 20 and 40, and the loss fell below uniform guessing.
-    std::ifstream metrics(dir / zoo::kMetricsFile);
+    std::ifstream metrics(dir / training::kMetricsFile);
     std::string line, all;
     int valid_lines = 0;
     while (std::getline(metrics, line)) valid_lines += line.find("\"valid\"") != std::string::npos;
     CHECK(valid_lines == 2);
-    const std::string report_json = focus::testing::read_file(dir / zoo::kReportJsonFile);
+    const std::string report_json = focus::testing::read_file(dir / training::kReportJsonFile);
     CHECK(report_json.find("valid_bpc") != std::string::npos);
     // The final validation loss is well below uniform guessing over the vocabulary.
     const size_t at = report_json.find("\"valid_loss\":");
@@ -135,11 +135,11 @@ TEST_SUITE("models_char_gpt") {
     focus::testing::check_cpu_same({"eval", "char-gpt", "--checkpoint", ckpt, "--split", "valid"});
 
     // A bad dataset name in the config.
-    zoo::Config bad = tiny_config();
+    training::Config bad = tiny_config();
     bad.set("dataset", "moby");
     {
       std::ostringstream o2, e2;
-      zoo::Run run("char-gpt", bad, zoo::RunOptions().set_dir((dir / "bad").string()).set_quiet().set_streams(&o2, &e2));
+      training::Run run("char-gpt", bad, training::RunOptions().set_dir((dir / "bad").string()).set_quiet().set_streams(&o2, &e2));
       CHECK_THROWS_WITH_AS(entry.train(run), doctest::Contains("dataset must be \"moby-dick\" or \"synthetic\""), Error);
     }
     fs::remove_all(dir);
@@ -147,7 +147,7 @@ TEST_SUITE("models_char_gpt") {
 
   TEST_CASE("an interrupted run with dropout resumes to the same weights as an uninterrupted one") {
     focus::testing::TempDir tmp("char_gpt_resume");
-    zoo::Config c = tiny_config();
+    training::Config c = tiny_config();
     c.set("dropout", 0.1).set("threads", 1).set("sample_length", 0);
     // interrupted at the validation of step 20, before the periodic checkpoint of step 25:
     // the batch sampler, dropout and the learning-rate schedule must continue from there
@@ -156,7 +156,7 @@ TEST_SUITE("models_char_gpt") {
 
   TEST_CASE("--amp bf16 and fp16: mixed-precision runs train and resume exactly (loss scale in the checkpoint)") {
     focus::testing::TempDir tmp("char_gpt_amp");
-    zoo::Config c = tiny_config();
+    training::Config c = tiny_config();
     c.set("dropout", 0.1).set("threads", 1).set("sample_length", 0).set("steps", 20).set("eval_every", 10);
     for (const char* amp : {"bf16", "fp16"}) {
       CAPTURE(amp);

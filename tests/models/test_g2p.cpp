@@ -112,8 +112,8 @@ double mean_of(const std::vector<double>& v, size_t from, size_t to) {
 }
 
 // The synthetic language and a tiny model: trains through the zoo in a few seconds.
-zoo::Config tiny_run_config() {
-  zoo::Config c = default_config();
+training::Config tiny_run_config() {
+  training::Config c = default_config();
   for (const char* kv : {"dataset=synthetic", "synthetic_words=600", "d_model=32", "nhead=4", "encoder_layers=1",
                          "decoder_layers=1", "dim_feedforward=64", "dropout=0.0", "batch_size=32", "steps=120",
                          "warmup=10", "lr=0.003", "eval_every=60", "checkpoint_every=50", "log_every=20", "threads=1",
@@ -334,7 +334,7 @@ TEST_SUITE("models_g2p") {
           std::vector<std::vector<std::string>>{{"P", "R", "AA", "JH", "EH", "K", "T"}, {"P", "R", "AH", "JH", "EH", "K", "T"}});
     CHECK(plain[1].pronunciations == std::vector<std::vector<std::string>>{{"B", "IY"}});
     // the stress key of the config: no digit is left in any split
-    zoo::Config c = model_entry().default_config();
+    training::Config c = model_entry().default_config();
     c.apply("dataset=synthetic");
     c.apply("synthetic_words=300");
     c.apply("stress=false");
@@ -367,7 +367,7 @@ TEST_SUITE("models_g2p") {
     // the hash is FNV-1a: fixed values, the same on every machine
     CHECK(data::stable_hash("") == 14695981039346656037ull);
     CHECK(data::stable_hash("a") == 0xaf63dc4c8601ec8cull);
-    zoo::Config c = default_config();
+    training::Config c = default_config();
     c.set("dataset", "synthetic").set("synthetic_words", 2000);
     const auto train_words = load_split(c, "train"), valid = load_split(c, "valid"), test = load_split(c, "test");
     CHECK(train_words.size() + valid.size() + test.size() == 2000);
@@ -390,19 +390,19 @@ TEST_SUITE("models_g2p") {
     const zoo::ModelEntry entry = model_entry();
     CHECK(entry.name == "g2p");
     CHECK(entry.presets.count("full") == 1);
-    zoo::Config c = tiny_run_config();
+    training::Config c = tiny_run_config();
     std::ostringstream out, err;
     {
-      zoo::Run run("g2p", c, zoo::RunOptions().set_dir(dir.string()).set_quiet().set_streams(&out, &err));
+      training::Run run("g2p", c, training::RunOptions().set_dir(dir.string()).set_quiet().set_streams(&out, &err));
       entry.train(run);
     }
     MESSAGE(out.str());
     CHECK(out.str().find("PER") != std::string::npos);
     CHECK(out.str().find("with stress digits stripped") != std::string::npos);  // the model predicts stress
-    const std::string ckpt = (dir / zoo::kCheckpointFile).string();
+    const std::string ckpt = (dir / training::kCheckpointFile).string();
     REQUIRE(std::filesystem::exists(ckpt));
-    REQUIRE(std::filesystem::exists(dir / zoo::kReportJsonFile));
-    CHECK(focus::testing::read_file(dir / zoo::kReportJsonFile).find("test_wer_beam_no_stress") != std::string::npos);
+    REQUIRE(std::filesystem::exists(dir / training::kReportJsonFile));
+    CHECK(focus::testing::read_file(dir / training::kReportJsonFile).find("test_wer_beam_no_stress") != std::string::npos);
 
     std::ostringstream eval_out;
     zoo::EvalArgs ea;
@@ -450,13 +450,13 @@ TEST_SUITE("models_g2p") {
     focus::testing::check_cpu_same({"predict", "g2p", "CAB", "HEAD", "--checkpoint", ckpt, "--beam", "2"});
     focus::testing::check_cpu_same({"eval", "g2p", "--checkpoint", ckpt, "--split", "valid", "--set", "beam=2"});
     // a bad config value is a clear error
-    zoo::Config bad = c;
+    training::Config bad = c;
     bad.apply("dataset=timit");
-    zoo::Run run2("g2p", bad, zoo::RunOptions().set_dir((dir / "bad").string()).set_quiet().set_streams(&out, &err));
+    training::Run run2("g2p", bad, training::RunOptions().set_dir((dir / "bad").string()).set_quiet().set_streams(&out, &err));
     CHECK_THROWS_WITH_AS(entry.train(run2), doctest::Contains("dataset must be cmudict or synthetic"), focus::Error);
-    zoo::Config tiny_len = c;
+    training::Config tiny_len = c;
     tiny_len.apply("max_len=2");  // no pronunciation fits: an error, not a division by zero
-    zoo::Run run3("g2p", tiny_len, zoo::RunOptions().set_dir((dir / "short").string()).set_quiet().set_streams(&out, &err));
+    training::Run run3("g2p", tiny_len, training::RunOptions().set_dir((dir / "short").string()).set_quiet().set_streams(&out, &err));
     CHECK_THROWS_WITH_AS(entry.train(run3), doctest::Contains("no training batch"), focus::Error);
     std::filesystem::remove_all(dir);
   }
@@ -464,7 +464,7 @@ TEST_SUITE("models_g2p") {
   TEST_CASE("an interrupted run with dropout resumes to the same weights; stress-free reports") {
     OneThread one_thread;
     focus::testing::TempDir tmp("g2p_resume");
-    zoo::Config c = tiny_run_config();
+    training::Config c = tiny_run_config();
     c.apply("dropout=0.1");
     c.apply("stress=false");
     c.apply("steps=40");

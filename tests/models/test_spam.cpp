@@ -315,7 +315,7 @@ TEST_SUITE("models_spam") {
     CHECK(encode_words({"free", "cash", "money", "free"}, vocab, 3) == std::vector<int64_t>{1, 4, 3});
     CHECK(encode_words({}, vocab, 3) == std::vector<int64_t>{1});
     CHECK_THROWS_WITH_AS(encode_words({"free"}, vocab, 0), doctest::Contains("max_len"), focus::Error);
-    zoo::Config c = default_config();
+    training::Config c = default_config();
     c.set("dataset", "nope");
     CHECK_THROWS_WITH_AS(load_messages(c), doctest::Contains("unknown dataset"), focus::Error);
   }
@@ -410,7 +410,7 @@ TEST_SUITE("models_spam") {
 
   TEST_CASE("an interrupted run resumes mid-epoch to the same weights as an uninterrupted one") {
     focus::testing::TempDir tmp("spam_resume");
-    zoo::Config c = default_config();
+    training::Config c = default_config();
     c.set("dataset", "synthetic").set("steps", 25).set("d_model", 16).set("dim_feedforward", 32).set("max_len", 48);
     c.set("dropout", 0.1).set("eval_every", 7).set("checkpoint_every", 0).set("log_every", 5).set("threads", 1);
     // interrupted at the validation of step 7, inside the first epoch

@@ -194,7 +194,7 @@ TEST_SUITE("models_vit") {
   }
 }
 
-// ---- the program: data pipeline, training through zoo::Run, eval and classify ---------------
+// ---- the program: data pipeline, training through training::Run, eval and classify ---------------
 
 #include <unistd.h>
 
@@ -205,7 +205,7 @@ TEST_SUITE("models_vit") {
 #include <nlohmann/json.hpp>
 
 #include "models/vit/program.h"
-#include "models/zoo/run.h"
+#include "training/run.h"
 #include "device_check.h"
 #include "resume_check.h"
 
@@ -227,8 +227,8 @@ struct ThreadsGuard {
 };
 
 // A tiny model on the synthetic task: trains in about a second.
-zoo::Config tiny_program_config() {
-  zoo::Config c = vitp::default_config();
+training::Config tiny_program_config() {
+  training::Config c = vitp::default_config();
   c.set("dataset", "synthetic").set("dim", 32).set("depth", 2).set("heads", 2).set("mlp_dim", 64);
   c.set("epochs", 5).set("batch_size", 50).set("lr", 3e-3).set("warmup_epochs", 0.5).set("attention_images", 2);
   c.set("log_every", 5).set("eval_batch_size", 64).set("threads", 1);
@@ -294,21 +294,21 @@ TEST_SUITE("models_vit") {
                          doctest::Contains("label 10 of image 1 is outside 0..9"), focus::Error);
     const vitp::ImageSet s(zeros({2, 28, 28}, kUInt8), zeros({2}, kInt64), 10);
     CHECK_THROWS_WITH_AS(s.get(2), doctest::Contains("image index 2 out of range"), focus::Error);
-    zoo::Config c = vitp::default_config();
+    training::Config c = vitp::default_config();
     c.set("dataset", "mnist");
     CHECK_THROWS_WITH_AS(vitp::load_data(c), doctest::Contains("unknown dataset 'mnist'"), focus::Error);
   }
 
-  TEST_CASE("train on the synthetic task through zoo::Run, then eval and classify") {
+  TEST_CASE("train on the synthetic task through training::Run, then eval and classify") {
     ThreadsGuard threads;
     VitTempDir tmp;
     const std::string dir = (tmp.path / "run").string();
     std::ostringstream log;
-    zoo::RunOptions opts;
+    training::RunOptions opts;
     opts.set_dir(dir).set_quiet().set_streams(&log, &log);
     const zoo::ModelEntry entry = vitp::model_entry();
     {
-      zoo::Run run("vit", tiny_program_config(), opts);
+      training::Run run("vit", tiny_program_config(), opts);
       entry.train(run);
     }
     const std::string report = read_file(fs::path(dir) / "report.json");
@@ -390,7 +390,7 @@ TEST_SUITE("models_vit") {
 
   TEST_CASE("an interrupted run resumes to the same weights as an uninterrupted one") {
     VitTempDir tmp;
-    zoo::Config c = tiny_program_config();
+    training::Config c = tiny_program_config();
     c.set("epochs", 2).set("attention_images", 0).set("eval_every", 7);  // 20 batches per epoch
     c.set("dropout", 0.1).set("augment", true);
     // interrupted at the first validation (step 7, mid-epoch): dropout and the augmenting

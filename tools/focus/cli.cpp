@@ -25,10 +25,10 @@
 #include "core/threads.h"
 #include "distributed/distributed.h"
 #include "models/datasets/datasets.h"
-#include "models/zoo/config.h"
+#include "training/config.h"
 #include "models/zoo/pictures.h"
 #include "models/zoo/registry.h"
-#include "models/zoo/run.h"
+#include "training/run.h"
 
 
 namespace focus::cli {
@@ -67,8 +67,8 @@ std::vector<std::string> models_with(const std::string& name) {
 
 std::string checkpoint_path(const std::string& given, const std::string& run_dir, const std::string& model) {
   if (!given.empty()) return given;
-  fs::path dir = run_dir.empty() ? zoo::default_run_dir(model) : fs::path(run_dir);
-  return (dir / zoo::kCheckpointFile).string();
+  fs::path dir = run_dir.empty() ? training::default_run_dir(model) : fs::path(run_dir);
+  return (dir / training::kCheckpointFile).string();
 }
 
 /// A checkpoint the command reads must exist and hold `model`.
@@ -80,7 +80,7 @@ void check_checkpoint(const std::string& command, const std::string& path, const
                model);
   }
   FOCUS_CHECK(fs::is_regular_file(path, ec), "[{}] {} is not a file", command, path);
-  (void)zoo::checkpoint_meta(path, model);
+  (void)training::checkpoint_meta(path, model);
 }
 
 /// State of one `focus <command> <model>` subcommand.
@@ -112,11 +112,11 @@ std::string usage_hint(const CLI::App& app) {
 std::string describe_model(const zoo::ModelEntry& m) {
   std::string s = fmt::format("{} - {}\n\nconfig keys (default configuration; change with --set key=value):\n", m.name,
                               m.description);
-  zoo::Config c = m.default_config();
+  training::Config c = m.default_config();
   size_t width = 0;
   for (const auto& k : c.keys()) width = std::max(width, k.size());
   for (const auto& k : c.keys())
-    s += fmt::format("  {:<{}}  {:<7}  {}\n", k, width, zoo::type_name(c.type(k)), c.text(k));
+    s += fmt::format("  {:<{}}  {:<7}  {}\n", k, width, training::type_name(c.type(k)), c.text(k));
   std::vector<std::string> presets{"default"};
   for (const auto& [name, f] : m.presets)
     if (name != "default") presets.push_back(name);
@@ -443,7 +443,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
                   train_nproc, world);
       static std::ostream null_out(nullptr);
       std::ostream& tout = rank0 ? out : null_out;  // rank 0 speaks for the job
-      zoo::Config config = m.default_config();
+      training::Config config = m.default_config();
       if (!train_config.empty()) {
         FOCUS_CHECK(!train_resume,
                     "[train] --config cannot be combined with --resume: a resumed run keeps its stored config (change "
@@ -463,7 +463,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
                      m.name, fmt::join(presets, ", "));
         }
       }
-      zoo::RunOptions opts;
+      training::RunOptions opts;
       opts.set_dir(train_run_dir)
           .set_resume(train_resume)
           .set_overwrite(train_overwrite)
@@ -474,7 +474,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
           .set_overrides(train_sets);
       opts.out = &out;
       opts.err = (&err == &std::cerr) ? nullptr : &err;  // the real stderr may be a terminal
-      zoo::Run run(m.name, config, opts);
+      training::Run run(m.name, config, opts);
       std::string parallel;
       if (world > 1) {
         const int threads = get_num_threads();
@@ -484,7 +484,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
                                   world * run.config().integer("batch_size"));
       }
       tout << fmt::format("training {} in {}{}, device {}{}{}{}", m.name, run.dir().string(),
-                          train_resume ? " (resuming)" : "", zoo::device_description(run.device()),
+                          train_resume ? " (resuming)" : "", training::device_description(run.device()),
                           train_amp == "none" ? "" : ", mixed precision " + train_amp, parallel,
                           train_detect_anomaly ? ", anomaly detection on" : "")
            << std::endl;
@@ -493,7 +493,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
       if (run.interrupted() && !run.reported()) {  // a Ctrl-C after the report: the run is complete
         err << fmt::format(
             "focus: interrupted; the checkpoint is in {}; continue with: focus train {} --resume{}{}\n",
-            (run.dir() / zoo::kCheckpointFile).string(), m.name,
+            (run.dir() / training::kCheckpointFile).string(), m.name,
             train_run_dir.empty() ? "" : " --run-dir " + train_run_dir,
             world > 1 ? fmt::format(" --nproc {}", world) : "");
         return kExitInterrupted;
@@ -514,7 +514,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     if (eval->parsed()) {
       const zoo::ModelEntry& m = zoo::find_model(eval_model);
       zoo::EvalArgs ea;
-      ea.device = zoo::usable_device(eval_device, "eval");  // before any work, as train does
+      ea.device = training::usable_device(eval_device, "eval");  // before any work, as train does
       ea.checkpoint = checkpoint_path(eval_checkpoint, eval_run_dir, m.name);
       check_checkpoint("eval", ea.checkpoint, m.name, !eval_checkpoint.empty());
       ea.split = eval_split;
@@ -528,7 +528,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
       if (!st.app->parsed()) continue;
       zoo::CommandArgs ca;
       ca.command = st.name;
-      ca.device = zoo::usable_device(st.device, st.name);
+      ca.device = training::usable_device(st.device, st.name);
       ca.checkpoint = checkpoint_path(st.checkpoint, "", st.model->name);
       check_checkpoint(st.name, ca.checkpoint, st.model->name, !st.checkpoint.empty());
       ca.inputs = st.inputs;
@@ -568,9 +568,9 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     if (plot->parsed()) {
       std::error_code ec;
       FOCUS_CHECK(fs::is_directory(plot_dir, ec), "[plot] {} is not a run directory (it does not exist)", plot_dir);
-      FOCUS_CHECK(fs::exists(fs::path(plot_dir) / zoo::kMetricsFile, ec),
+      FOCUS_CHECK(fs::exists(fs::path(plot_dir) / training::kMetricsFile, ec),
                   "[plot] {} has no {}: not a run directory, or the run logged nothing yet", plot_dir,
-                  zoo::kMetricsFile);
+                  training::kMetricsFile);
       for (const auto& path : zoo::plot_run(plot_dir)) out << "wrote " << path << "\n";
       return kExitOk;
     }

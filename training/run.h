@@ -4,8 +4,8 @@
 ///
 /// A model's train function (ModelEntry::train) receives a Run made by the command line:
 ///
-///   void train(zoo::Run& run) {
-///     const zoo::Config& c = run.config();
+///   void train(training::Run& run) {
+///     const training::Config& c = run.config();
 ///     auto model = std::make_shared<MyModel>(...);
 ///     model->to(run.device());                   // before the optimizer sees the parameters
 ///     optim::AdamW opt(model->parameters(), ...);
@@ -41,7 +41,7 @@
 #include "autograd/anomaly.h"
 #include "autograd/autocast.h"
 #include "core/tensor.h"
-#include "models/zoo/config.h"
+#include "training/config.h"
 #include "optim/grad_scaler.h"
 
 namespace focus::nn {
@@ -56,7 +56,7 @@ class Optimizer;
 class LRScheduler;
 }  // namespace focus::optim
 
-namespace focus::zoo {
+namespace focus::training {
 
 /// A progress line: "step 120/3000 (4%) | epoch 2 | loss 1.2345 | 12.3k tok/s | ETA 3m12s".
 /// On a terminal it is redrawn in place with '\r'; otherwise (a log file, a pipe) a plain line
@@ -295,9 +295,4 @@ class Run {
 std::map<std::string, std::string> checkpoint_meta(const std::string& path);
 /// checkpoint_meta, checking that it was written by a Run of `model` (meta "model").
 std::map<std::string, std::string> checkpoint_meta(const std::string& path, const std::string& model);
-/// The config stored in a checkpoint by Run::save_checkpoint (meta "config"). For a model of
-/// the registry (meta "model"), the stored values are merged over that model's defaults, so a
-/// checkpoint written before a key was added still loads (the new key takes its default).
-Config config_from_checkpoint(const std::string& path);
-
-}  // namespace focus::zoo
+}  // namespace focus::training

@@ -7,7 +7,7 @@
 /// value of its type; mistakes are focus::Errors that name the key, the bad value and (for
 /// unknown keys) the keys that exist.
 ///
-///   zoo::Config c;
+///   training::Config c;
 ///   c.set("steps", 3000).set("lr", 3e-4).set("dataset", "cmudict").set("bias", false);
 ///   c.apply("steps=500");          // ok
 ///   c.apply("steps=0.5");          // error: [config] steps: expected an integer, got '0.5'
@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-namespace focus::zoo {
+namespace focus::training {
 
 class Config {
  public:
@@ -88,4 +88,4 @@ class Config {
 /// "string", "integer", "real", "boolean".
 const char* type_name(Config::Type type);
 
-}  // namespace focus::zoo
+}  // namespace focus::training

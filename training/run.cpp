@@ -1,6 +1,5 @@
-// models/zoo/run.h: run directories, metrics, checkpoints, progress line, Ctrl-C.
-#include "models/zoo/run.h"
-#include "models/zoo/registry.h"
+// training/run.h: run directories, metrics, checkpoints, progress line, Ctrl-C.
+#include "training/run.h"
 
 #include <unistd.h>
 
@@ -32,7 +31,7 @@
 #include "optim/checkpoint.h"
 #include "optim/clip_grad.h"
 
-namespace focus::zoo {
+namespace focus::training {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
@@ -601,20 +600,4 @@ std::map<std::string, std::string> checkpoint_meta(const std::string& path, cons
   return meta;
 }
 
-Config config_from_checkpoint(const std::string& path) {
-  auto meta = checkpoint_meta(path);
-  auto it = meta.find("config");
-  FOCUS_CHECK(it != meta.end(), "[checkpoint] {} has no stored config (not written by `focus train`)", path);
-  const auto model = meta.find("model");
-  if (model != meta.end()) {
-    for (const auto& entry : models()) {
-      if (entry.name != model->second) continue;
-      Config c = entry.default_config();
-      c.merge_json(it->second, path + " (config)");
-      return c;
-    }
-  }
-  return Config::from_json(it->second);
-}
-
-}  // namespace focus::zoo
+}  // namespace focus::training

@@ -1,5 +1,5 @@
-// models/zoo/config.h: a flat, typed key = value configuration.
-#include "models/zoo/config.h"
+// training/config.h: a flat, typed key = value configuration.
+#include "training/config.h"
 
 #include <cerrno>
 #include <charconv>
@@ -15,7 +15,7 @@
 #include "core/error.h"
 #include "data/vocab.h"  // is_valid_utf8
 
-namespace focus::zoo {
+namespace focus::training {
 namespace {
 
 using json = nlohmann::json;
@@ -267,4 +267,4 @@ Config Config::from_json(const std::string& text) {
   return c;
 }
 
-}  // namespace focus::zoo
+}  // namespace focus::training

@@ -1,4 +1,5 @@
-// models/zoo: Config, Run (run directory rules, metrics.jsonl, checkpoints, report), Progress.
+// training/: Config, Run (run directory rules, metrics.jsonl, checkpoints, report), Progress;
+// and the zoo's config_from_checkpoint on top of them.
 #include <doctest/doctest.h>
 
 #include <unistd.h>
@@ -10,10 +11,10 @@
 
 #include <focus/focus.h>
 
-#include "models/zoo/config.h"
-#include "test_util.h"
-#include "models/zoo/run.h"
 #include "models/zoo/registry.h"
+#include "test_util.h"
+#include "training/config.h"
+#include "training/run.h"
 
 using namespace focus;
 namespace fs = std::filesystem;
@@ -21,7 +22,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct TempDir : focus::testing::TempDir {
-  TempDir() : focus::testing::TempDir("zoo_test") {}
+  TempDir() : focus::testing::TempDir("training_test") {}
 };
 
 using focus::testing::read_file;
@@ -35,14 +36,14 @@ std::vector<std::string> lines_of(const fs::path& p) {
   return out;
 }
 
-zoo::Config sample_config() {
-  zoo::Config c;
+training::Config sample_config() {
+  training::Config c;
   c.set("steps", 3000).set("lr", 3e-4).set("dataset", "cmudict").set("bias", false).set("warmup", 0.5);
   return c;
 }
 
-zoo::RunOptions quiet_options(const std::string& dir, std::ostream& out) {
-  zoo::RunOptions o;
+training::RunOptions quiet_options(const std::string& dir, std::ostream& out) {
+  training::RunOptions o;
   o.set_dir(dir).set_quiet();
   o.set_streams(&out, &out);
   return o;
@@ -50,9 +51,9 @@ zoo::RunOptions quiet_options(const std::string& dir, std::ostream& out) {
 
 }  // namespace
 
-TEST_SUITE("zoo") {
+TEST_SUITE("training") {
   TEST_CASE("Config: typed set and get") {
-    zoo::Config c = sample_config();
+    training::Config c = sample_config();
     CHECK(c.integer("steps") == 3000);
     CHECK(c.real("lr") == doctest::Approx(3e-4));
     CHECK(c.real("steps") == 3000.0);  // an integer is a valid real
@@ -61,10 +62,10 @@ TEST_SUITE("zoo") {
     CHECK(c.contains("lr"));
     CHECK_FALSE(c.contains("nope"));
     CHECK(c.keys() == std::vector<std::string>{"bias", "dataset", "lr", "steps", "warmup"});
-    CHECK(c.type("steps") == zoo::Config::Type::Integer);
-    CHECK(c.type("lr") == zoo::Config::Type::Real);
-    CHECK(c.type("dataset") == zoo::Config::Type::String);
-    CHECK(c.type("bias") == zoo::Config::Type::Boolean);
+    CHECK(c.type("steps") == training::Config::Type::Integer);
+    CHECK(c.type("lr") == training::Config::Type::Real);
+    CHECK(c.type("dataset") == training::Config::Type::String);
+    CHECK(c.type("bias") == training::Config::Type::Boolean);
     CHECK_THROWS_WITH_AS(c.integer("nope"), doctest::Contains("unknown key 'nope'; the keys are: bias, dataset, lr"),
                          focus::Error);
     CHECK_THROWS_WITH_AS(c.integer("lr"), doctest::Contains("lr is a real"), focus::Error);
@@ -73,12 +74,12 @@ TEST_SUITE("zoo") {
   }
 
   TEST_CASE("Config: --set overrides are type-checked against the existing key") {
-    zoo::Config c = sample_config();
+    training::Config c = sample_config();
     c.apply("steps=500");
     CHECK(c.integer("steps") == 500);
     c.apply("lr=1");  // an integer text is a fine real
     CHECK(c.real("lr") == 1.0);
-    CHECK(c.type("lr") == zoo::Config::Type::Real);
+    CHECK(c.type("lr") == training::Config::Type::Real);
     c.apply("lr=2.5e-3");
     CHECK(c.real("lr") == doctest::Approx(2.5e-3));
     c.apply("bias=yes");
@@ -105,31 +106,31 @@ TEST_SUITE("zoo") {
   TEST_CASE("Config: a string value that is not UTF-8 is refused (found by fuzz_config)") {
     // config.json and the checkpoint metadata are JSON: before, the bad byte only surfaced
     // as a nlohmann::json type_error when the run wrote them.
-    zoo::Config c = sample_config();
+    training::Config c = sample_config();
     CHECK_THROWS_WITH_AS(c.apply("dataset=mea\xad"), doctest::Contains("dataset: the value is not valid UTF-8"),
                          focus::Error);
     CHECK(c.str("dataset") == sample_config().str("dataset"));
     CHECK_THROWS_WITH_AS(c.set("name", std::string("\xff")), doctest::Contains("not valid UTF-8"), focus::Error);
     c.apply("dataset=caf\xc3\xa9");  // valid UTF-8 is fine
-    CHECK(zoo::Config::from_json(c.to_json()).str("dataset") == "caf\xc3\xa9");
+    CHECK(training::Config::from_json(c.to_json()).str("dataset") == "caf\xc3\xa9");
   }
 
   TEST_CASE("Config: JSON round trip keeps the types") {
-    zoo::Config c = sample_config();
+    training::Config c = sample_config();
     c.set("whole_real", 2.0);
-    zoo::Config back = zoo::Config::from_json(c.to_json());
+    training::Config back = training::Config::from_json(c.to_json());
     CHECK(back == c);
-    CHECK(back.type("whole_real") == zoo::Config::Type::Real);
-    CHECK(back.type("steps") == zoo::Config::Type::Integer);
-    CHECK_THROWS_WITH_AS(zoo::Config::from_json("[1, 2]"), doctest::Contains("expected a JSON object"), focus::Error);
-    CHECK_THROWS_WITH_AS(zoo::Config::from_json("{\"a\": "), doctest::Contains("not valid JSON"), focus::Error);
-    CHECK_THROWS_WITH_AS(zoo::Config::from_json("{\"a\": [1]}"), doctest::Contains("a must be a string, number or boolean"),
+    CHECK(back.type("whole_real") == training::Config::Type::Real);
+    CHECK(back.type("steps") == training::Config::Type::Integer);
+    CHECK_THROWS_WITH_AS(training::Config::from_json("[1, 2]"), doctest::Contains("expected a JSON object"), focus::Error);
+    CHECK_THROWS_WITH_AS(training::Config::from_json("{\"a\": "), doctest::Contains("not valid JSON"), focus::Error);
+    CHECK_THROWS_WITH_AS(training::Config::from_json("{\"a\": [1]}"), doctest::Contains("a must be a string, number or boolean"),
                          focus::Error);
   }
 
   TEST_CASE("Config: merge_file") {
     TempDir tmp;
-    zoo::Config c = sample_config();
+    training::Config c = sample_config();
     std::ofstream(tmp / "good.json") << R"({"steps": 10, "lr": 0.01, "bias": true, "dataset": "synthetic", "warmup": 1})";
     c.merge_file(tmp / "good.json");
     CHECK(c.integer("steps") == 10);
@@ -158,13 +159,13 @@ TEST_SUITE("zoo") {
     std::ostringstream out;
     const std::string dir = tmp / "run";
     {
-      zoo::Run run("tiny", sample_config(), quiet_options(dir, out).set_overrides({"steps=7"}));
+      training::Run run("tiny", sample_config(), quiet_options(dir, out).set_overrides({"steps=7"}));
       CHECK(run.dir() == fs::path(dir));
       CHECK(run.device() == kCPU);
       CHECK(run.config().integer("steps") == 7);
       CHECK_FALSE(fs::exists(fs::path(dir) / "config.json"));  // written with the first write
       run.log("train", 1, {{"loss", 2.5}});
-      CHECK(zoo::Config::from_json(read_file(fs::path(dir) / "config.json")).integer("steps") == 7);
+      CHECK(training::Config::from_json(read_file(fs::path(dir) / "config.json")).integer("steps") == 7);
       run.log("train", 2, {{"loss", 2.0}, {"lr", 1e-3}});
       run.log("valid", 2, {{"loss", 2.25}, {"acc", 0.5}});
       CHECK(out.str().find("valid  step 2  loss 2.2500  acc 0.5000") != std::string::npos);
@@ -196,43 +197,43 @@ TEST_SUITE("zoo") {
     optim::AdamW opt(model.parameters(), optim::AdamWOptions().lr(0.1));
     Generator gen(5);
     {
-      zoo::Run run("tiny", sample_config(), quiet_options(dir, out));
+      training::Run run("tiny", sample_config(), quiet_options(dir, out));
       CHECK(run.restore(model, &opt, nullptr, &gen, 3000) == 0);  // fresh: nothing to restore
       run.log("train", 4, {{"loss", 1.0}});
       run.log("train", 6, {{"loss", 0.5}});
       run.save_checkpoint(model, &opt, nullptr, 4, &gen, {{"vocab", "[\"a\"]"}});
     }
     const std::string ckpt = (fs::path(dir) / "checkpoint.safetensors").string();
-    auto meta = zoo::checkpoint_meta(ckpt);
+    auto meta = training::checkpoint_meta(ckpt);
     CHECK(meta.at("model") == "tiny");
     CHECK(meta.at("vocab") == "[\"a\"]");
     CHECK(meta.at("format") == "focus-checkpoint");
     CHECK(zoo::config_from_checkpoint(ckpt) == sample_config());
-    CHECK(zoo::checkpoint_meta(ckpt, "tiny").at("model") == "tiny");
-    CHECK_THROWS_WITH_AS(zoo::checkpoint_meta(ckpt, "g2p"), doctest::Contains("holds a 'tiny' model, not 'g2p'"),
+    CHECK(training::checkpoint_meta(ckpt, "tiny").at("model") == "tiny");
+    CHECK_THROWS_WITH_AS(training::checkpoint_meta(ckpt, "g2p"), doctest::Contains("holds a 'tiny' model, not 'g2p'"),
                          focus::Error);
-    CHECK_THROWS_WITH_AS(zoo::checkpoint_meta(tmp / "none.safetensors"), doctest::Contains("no checkpoint at"),
+    CHECK_THROWS_WITH_AS(training::checkpoint_meta(tmp / "none.safetensors"), doctest::Contains("no checkpoint at"),
                          focus::Error);
     std::ofstream(tmp / "junk.safetensors") << "this is not a checkpoint";
-    CHECK_THROWS_WITH_AS(zoo::checkpoint_meta(tmp / "junk.safetensors"), doctest::Contains("not a safetensors checkpoint"),
+    CHECK_THROWS_WITH_AS(training::checkpoint_meta(tmp / "junk.safetensors"), doctest::Contains("not a safetensors checkpoint"),
                          focus::Error);
 
     // Training again into the same directory without --resume/--overwrite: refused, nothing lost.
     const auto before = fs::file_size(ckpt);
-    CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(dir, out)),
+    CHECK_THROWS_WITH_AS(training::Run("tiny", sample_config(), quiet_options(dir, out)),
                          doctest::Contains("already holds a checkpoint of an earlier run"), focus::Error);
     CHECK(fs::file_size(ckpt) == before);
     CHECK(lines_of(fs::path(dir) / "metrics.jsonl").size() == 2);
-    CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(dir, out).set_resume().set_overwrite()),
+    CHECK_THROWS_WITH_AS(training::Run("tiny", sample_config(), quiet_options(dir, out).set_resume().set_overwrite()),
                          doctest::Contains("contradict"), focus::Error);
-    CHECK_THROWS_WITH_AS(zoo::Run("other", sample_config(), quiet_options(dir, out).set_resume()),
+    CHECK_THROWS_WITH_AS(training::Run("other", sample_config(), quiet_options(dir, out).set_resume()),
                          doctest::Contains("holds a checkpoint of model 'tiny', not 'other'"), focus::Error);
 
     // --resume: the stored config comes back, then the overrides; metrics after the step go.
     {
-      zoo::Config changed = sample_config();
+      training::Config changed = sample_config();
       changed.set("steps", 1);  // ignored on resume: the stored config wins
-      zoo::Run run("tiny", changed, quiet_options(dir, out).set_resume().set_overrides({"lr=0.5"}));
+      training::Run run("tiny", changed, quiet_options(dir, out).set_resume().set_overrides({"lr=0.5"}));
       CHECK(run.config().integer("steps") == 3000);
       CHECK(run.config().real("lr") == 0.5);
       nn::Linear fresh(3, 2);
@@ -249,7 +250,7 @@ TEST_SUITE("zoo") {
     // written (it was accepted silently: config.json said 3 steps, the report the checkpoint's 4).
     {
       const std::string config_before = read_file(fs::path(dir) / "config.json");
-      zoo::Run run("tiny", sample_config(), quiet_options(dir, out).set_resume().set_overrides({"steps=3"}));
+      training::Run run("tiny", sample_config(), quiet_options(dir, out).set_resume().set_overrides({"steps=3"}));
       nn::Linear fresh(3, 2);
       optim::AdamW opt2(fresh.parameters(), optim::AdamWOptions().lr(0.1));
       CHECK_THROWS_WITH_AS(run.restore(fresh, &opt2, nullptr, nullptr, run.config().integer("steps")),
@@ -262,17 +263,17 @@ TEST_SUITE("zoo") {
     // run that fails first (bad config, no dataset) leaves the earlier one as it was.
     std::ofstream(fs::path(dir) / "loss.png") << "png";
     {
-      zoo::Config other = sample_config();
+      training::Config other = sample_config();
       other.set("steps", 7);
-      zoo::Run run("tiny", other, quiet_options(dir, out).set_overwrite());
+      training::Run run("tiny", other, quiet_options(dir, out).set_overwrite());
       CHECK(fs::exists(ckpt));  // e.g. the model's config check throws here: nothing is lost
       CHECK(fs::exists(fs::path(dir) / "loss.png"));
       CHECK(zoo::config_from_checkpoint(ckpt).integer("steps") == 3000);
     }
     CHECK(fs::exists(ckpt));
-    CHECK(zoo::Config::from_json(read_file(fs::path(dir) / "config.json")).integer("steps") == 3000);  // the earlier run's
+    CHECK(training::Config::from_json(read_file(fs::path(dir) / "config.json")).integer("steps") == 3000);  // the earlier run's
     {
-      zoo::Run run("tiny", sample_config(), quiet_options(dir, out).set_overwrite());
+      training::Run run("tiny", sample_config(), quiet_options(dir, out).set_overwrite());
       CHECK(run.restore(model, &opt, nullptr, &gen, 3000) == 0);  // the first write of a fresh run
       CHECK_FALSE(fs::exists(ckpt));
       CHECK_FALSE(fs::exists(fs::path(dir) / "metrics.jsonl"));
@@ -283,13 +284,13 @@ TEST_SUITE("zoo") {
     std::filesystem::create_directories(tmp / "mine");
     std::ofstream(fs::path(tmp / "mine") / "holiday.png") << "png";
     {
-      zoo::Run run("tiny", sample_config(), quiet_options(tmp / "mine", out));
+      training::Run run("tiny", sample_config(), quiet_options(tmp / "mine", out));
       run.log("train", 1, {{"loss", 1.0}});
     }
     CHECK(fs::exists(fs::path(tmp / "mine") / "holiday.png"));
     CHECK(fs::exists(fs::path(tmp / "mine") / "config.json"));
     // --resume without a checkpoint.
-    CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(tmp / "empty", out).set_resume()),
+    CHECK_THROWS_WITH_AS(training::Run("tiny", sample_config(), quiet_options(tmp / "empty", out).set_resume()),
                          doctest::Contains("no checkpoint to resume"), focus::Error);
     CHECK_FALSE(fs::exists(tmp / "empty"));
   }
@@ -299,23 +300,23 @@ TEST_SUITE("zoo") {
     std::ostringstream out;
     const std::string dir = tmp / "old";
     nn::Linear model(3, 2);
-    zoo::Config stored;  // as if written before g2p had its other keys (e.g. "stress")
+    training::Config stored;  // as if written before g2p had its other keys (e.g. "stress")
     stored.set("d_model", 64).set("lr", 0.01);
     {
-      zoo::Run run("g2p", stored, quiet_options(dir, out));
+      training::Run run("g2p", stored, quiet_options(dir, out));
       run.save_checkpoint(model, nullptr, nullptr, 1, nullptr, {});
     }
     const std::string ckpt = (fs::path(dir) / "checkpoint.safetensors").string();
-    const zoo::Config c = zoo::config_from_checkpoint(ckpt);
+    const training::Config c = zoo::config_from_checkpoint(ckpt);
     CHECK(c.integer("d_model") == 64);                            // stored values win
     CHECK(c.real("lr") == 0.01);
     CHECK(c.boolean("stress") == true);                           // missing: g2p's default
     CHECK(c.keys() == zoo::find_model("g2p").default_config().keys());
     // a key the model does not have (a stale or foreign checkpoint) is a clear error
-    zoo::Config alien;
+    training::Config alien;
     alien.set("no_such_key", 1);
     {
-      zoo::Run run("g2p", alien, quiet_options(tmp / "alien", out));
+      training::Run run("g2p", alien, quiet_options(tmp / "alien", out));
       run.save_checkpoint(model, nullptr, nullptr, 1, nullptr, {});
     }
     CHECK_THROWS_WITH_AS(zoo::config_from_checkpoint((fs::path(tmp / "alien") / "checkpoint.safetensors").string()),
@@ -325,16 +326,16 @@ TEST_SUITE("zoo") {
   TEST_CASE("Run: devices and bad run directories") {
     TempDir tmp;
     std::ostringstream out;
-    CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(tmp / "r", out).set_device("cuda")),
+    CHECK_THROWS_WITH_AS(training::Run("tiny", sample_config(), quiet_options(tmp / "r", out).set_device("cuda")),
                          doctest::Contains("--device cuda: this device cannot be used"), focus::Error);
-    CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(tmp / "r", out).set_device("tpu")),
+    CHECK_THROWS_WITH_AS(training::Run("tiny", sample_config(), quiet_options(tmp / "r", out).set_device("tpu")),
                          doctest::Contains("expected 'cpu', 'cuda'"), focus::Error);
     std::ofstream(tmp / "file") << "x";
-    CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(tmp / "file", out)),
+    CHECK_THROWS_WITH_AS(training::Run("tiny", sample_config(), quiet_options(tmp / "file", out)),
                          doctest::Contains("is not a directory"), focus::Error);
-    CHECK_THROWS_WITH_AS(zoo::Run("tiny", sample_config(), quiet_options(tmp / "r", out).set_overrides({"nope=1"})),
+    CHECK_THROWS_WITH_AS(training::Run("tiny", sample_config(), quiet_options(tmp / "r", out).set_overrides({"nope=1"})),
                          doctest::Contains("unknown key 'nope'"), focus::Error);
-    CHECK(zoo::default_run_dir("g2p") == fs::path("runs/g2p"));
+    CHECK(training::default_run_dir("g2p") == fs::path("runs/g2p"));
   }
 
   TEST_CASE("Run: a run cleans up the temporaries a killed write left, and I/O errors say why") {
@@ -345,7 +346,7 @@ TEST_SUITE("zoo") {
     nn::Linear model(3, 2);
     optim::SGD opt(model.parameters(), optim::SGDOptions(0.1));
     {
-      zoo::Run run("tiny", sample_config(), quiet_options(dir, out));
+      training::Run run("tiny", sample_config(), quiet_options(dir, out));
       run.save_checkpoint(model, &opt, nullptr, 2, nullptr);
     }
     // What `kill -9` during writes leaves (it stayed for ever, up to a checkpoint's size each).
@@ -355,7 +356,7 @@ TEST_SUITE("zoo") {
     const std::vector<std::string> kept = {"notes.tmp.abcdef", ".hidden", "checkpoint.safetensors.tmp.abcdef"};
     for (const auto& f : kept) std::ofstream(dir / f) << "mine";
     {
-      zoo::Run run("tiny", sample_config(), quiet_options(dir, out).set_resume());
+      training::Run run("tiny", sample_config(), quiet_options(dir, out).set_resume());
       CHECK(run.restore(model, &opt, nullptr, nullptr, 3000) == 2);
     }
     for (const auto& f : stale) CHECK_FALSE(fs::exists(dir / f));
@@ -367,7 +368,7 @@ TEST_SUITE("zoo") {
     fs::create_directories(fresh);
     std::ofstream(fresh / ".config.json.tmp.q1w2e3") << "x";
     {
-      zoo::Run run("tiny", sample_config(), quiet_options(fresh, out));
+      training::Run run("tiny", sample_config(), quiet_options(fresh, out));
       run.log("train", 1, {{"loss", 1.0}});
     }
     CHECK_FALSE(fs::exists(fresh / ".config.json.tmp.q1w2e3"));
@@ -376,7 +377,7 @@ TEST_SUITE("zoo") {
     // only "[run] cannot write .../config.json.tmpNNN").
     fs::create_directories(blocked / "config.json" / "inside");
     {
-      zoo::Run run("tiny", sample_config(), quiet_options(blocked, out));
+      training::Run run("tiny", sample_config(), quiet_options(blocked, out));
       std::string message;
       try {
         run.log("train", 1, {{"loss", 1.0}});
@@ -393,28 +394,28 @@ TEST_SUITE("zoo") {
   }
 
   TEST_CASE("usable_device and device_description: the devices of --device and the run header") {
-    CHECK(zoo::usable_device("cpu", "eval") == kCPU);
-    CHECK(zoo::device_description(kCPU) == "cpu");
-    CHECK_THROWS_WITH_AS(zoo::usable_device("cuda:99", "eval"),
+    CHECK(training::usable_device("cpu", "eval") == kCPU);
+    CHECK(training::device_description(kCPU) == "cpu");
+    CHECK_THROWS_WITH_AS(training::usable_device("cuda:99", "eval"),
                          doctest::Contains("[eval] --device cuda:99: this device cannot be used ("), focus::Error);
-    CHECK_THROWS_WITH_AS(zoo::usable_device("cuda:99", "eval"), doctest::Contains("); use --device cpu"), focus::Error);
-    CHECK_THROWS_WITH_AS(zoo::usable_device("gpu"), doctest::Contains("expected 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+    CHECK_THROWS_WITH_AS(training::usable_device("cuda:99", "eval"), doctest::Contains("); use --device cpu"), focus::Error);
+    CHECK_THROWS_WITH_AS(training::usable_device("gpu"), doctest::Contains("expected 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
                          focus::Error);
     if (cuda::is_available()) {
-      CHECK(zoo::usable_device("cuda", "predict") == Device::cuda(0));
-      CHECK(zoo::device_description(Device::cuda(0)) == "cuda:0 (" + cuda::get_device_name(0) + ")");
+      CHECK(training::usable_device("cuda", "predict") == Device::cuda(0));
+      CHECK(training::device_description(Device::cuda(0)) == "cuda:0 (" + cuda::get_device_name(0) + ")");
     } else {
       MESSAGE("no GPU: --device cuda is checked to be refused, the GPU's name in the header is not checked");
-      CHECK_THROWS_WITH_AS(zoo::usable_device("cuda", "predict"),
+      CHECK_THROWS_WITH_AS(training::usable_device("cuda", "predict"),
                            doctest::Contains("[predict] --device cuda: this device cannot be used"), focus::Error);
-      CHECK(zoo::device_description(Device::cuda(0)) == "cuda:0");  // no name to add, and no error
+      CHECK(training::device_description(Device::cuda(0)) == "cuda:0");  // no name to add, and no error
     }
   }
 
   TEST_CASE("Run: Ctrl-C sets interrupted() while a Run lives") {
     TempDir tmp;
     std::ostringstream out;
-    zoo::Run run("tiny", sample_config(), quiet_options(tmp / "r", out));
+    training::Run run("tiny", sample_config(), quiet_options(tmp / "r", out));
     CHECK_FALSE(run.interrupted());
     std::raise(SIGINT);  // the first Ctrl-C only sets the flag
     CHECK(run.interrupted());
@@ -422,7 +423,7 @@ TEST_SUITE("zoo") {
 
   TEST_CASE("Progress: line contents, plain lines off a terminal, nothing when disabled") {
     std::ostringstream s;
-    zoo::Progress p(s, /*tty=*/false);
+    training::Progress p(s, /*tty=*/false);
     p.interval(0);
     p.start(10, "tok/s");
     p.update(1, 1, 2.5, 100);
@@ -439,7 +440,7 @@ TEST_SUITE("zoo") {
     CHECK(text.find('\r') == std::string::npos);
 
     std::ostringstream t;
-    zoo::Progress tty(t, /*tty=*/true);
+    training::Progress tty(t, /*tty=*/true);
     tty.start(5, "img/s");
     tty.update(1, 0, 1.0, 10);
     tty.clear();
@@ -451,7 +452,7 @@ TEST_SUITE("zoo") {
 
     // A loss given as a tensor is read when a line is drawn (the last one at finish).
     std::ostringstream u;
-    zoo::Progress lazy(u, /*tty=*/false);
+    training::Progress lazy(u, /*tty=*/false);
     lazy.interval(0);
     lazy.start(4, "tok/s");
     lazy.update(1, 1, scalar_tensor(0.75), 8);
@@ -467,7 +468,7 @@ TEST_SUITE("zoo") {
                          focus::Error);
 
     std::ostringstream q;
-    zoo::Progress off(q, false, /*enabled=*/false);
+    training::Progress off(q, false, /*enabled=*/false);
     off.start(5, "tok/s");
     off.update(1, 0, 1.0, 10);
     off.finish();
