@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
+#include <tuple>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -70,28 +72,35 @@ const char* type_name(Config::Type type) {
   return "?";
 }
 
-Config& Config::set(const std::string& key, std::string value) {
+void Config::check_new_key(const std::string& key) const {
   FOCUS_CHECK(!key.empty(), "[config] empty key");
+  const auto old = renamed_.find(key);
+  FOCUS_CHECK(old == renamed_.end(), "[config] set {}: '{}' is the old spelling of '{}'", key, key,
+              old == renamed_.end() ? std::string() : old->second.new_key);
+}
+
+Config& Config::set(const std::string& key, std::string value) {
+  check_new_key(key);
   FOCUS_CHECK(data::is_valid_utf8(key) && data::is_valid_utf8(value), "[config] {}: not valid UTF-8", key);
   values_[key] = Value{Type::String, std::move(value)};
   return *this;
 }
 
 Config& Config::set(const std::string& key, double value) {
-  FOCUS_CHECK(!key.empty(), "[config] empty key");
+  check_new_key(key);
   FOCUS_CHECK(std::isfinite(value), "[config] {}: value must be finite, got {}", key, value);
   values_[key] = Value{Type::Real, real_text(value)};
   return *this;
 }
 
 Config& Config::set(const std::string& key, bool value) {
-  FOCUS_CHECK(!key.empty(), "[config] empty key");
+  check_new_key(key);
   values_[key] = Value{Type::Boolean, value ? "true" : "false"};
   return *this;
 }
 
 Config& Config::set_integer(const std::string& key, int64_t value) {
-  FOCUS_CHECK(!key.empty(), "[config] empty key");
+  check_new_key(key);
   values_[key] = Value{Type::Integer, std::to_string(value)};
   return *this;
 }
@@ -173,11 +182,37 @@ void Config::assign(const std::string& key, const std::string& value) {
   }
 }
 
+Config& Config::rename(const std::string& old_key, const std::string& new_key, Convert convert) {
+  FOCUS_CHECK(contains(new_key), "[config] rename {} -> {}: no key '{}'", old_key, new_key, new_key);
+  FOCUS_CHECK(!contains(old_key) && old_key != new_key, "[config] rename {} -> {}: '{}' is a key", old_key, new_key,
+              old_key);
+  renamed_[old_key] = Renamed{new_key, std::move(convert)};
+  return *this;
+}
+
+std::pair<std::string, std::string> Config::renamed(const std::string& old_key, const std::string& value,
+                                                    const std::string& what) const {
+  const Renamed& r = renamed_.at(old_key);
+  std::string converted = value;
+  if (r.convert) {
+    try {
+      converted = r.convert(value, *this);
+    } catch (const Error& e) {
+      FOCUS_FAIL("[config] {}: {} (the old spelling of {}): {}", what, old_key, r.new_key, e.what());
+    }
+  }
+  std::cerr << fmt::format("[config] note: {}: '{}' is now called '{}'{}\n", what, old_key, r.new_key,
+                           converted == value ? std::string()
+                                              : fmt::format(" ({}={} is {}={})", old_key, value, r.new_key, converted));
+  return {r.new_key, converted};
+}
+
 void Config::apply(const std::string& key_eq_value) {
   auto eq = key_eq_value.find('=');
   FOCUS_CHECK(eq != std::string::npos && eq > 0, "[config] --set expects key=value, got '{}'", key_eq_value);
   std::string key = key_eq_value.substr(0, eq);
   std::string value = key_eq_value.substr(eq + 1);
+  if (!contains(key) && renamed_.count(key)) std::tie(key, value) = renamed(key, value, "--set");
   FOCUS_CHECK(contains(key), "[config] --set {}: unknown key '{}'; the keys are: {}", key_eq_value, key,
               fmt::join(keys(), ", "));
   assign(key, value);
@@ -193,7 +228,19 @@ void Config::merge_json(const std::string& text, const std::string& what) {
   FOCUS_CHECK(j.is_object(), "[config] {}: expected a JSON object of key: value, got a {}", what, j.type_name());
   // Check everything first so that a bad file changes nothing.
   Config next = *this;
+  std::vector<std::pair<std::string, std::string>> old_spellings;  // converted after the other keys
   for (const auto& [key, value] : j.items()) {
+    if (!contains(key) && renamed_.count(key)) {
+      const std::string& new_key = renamed_.at(key).new_key;
+      FOCUS_CHECK(!j.contains(new_key), "[config] {}: both '{}' and its new name '{}'", what, key, new_key);
+      FOCUS_CHECK(value.is_string() || value.is_number() || value.is_boolean(),
+                  "[config] {}: {} must be a string, number or boolean, got {}", what, key, value.dump());
+      old_spellings.emplace_back(key, value.is_string()           ? value.get<std::string>()
+                                      : value.is_boolean()        ? (value.get<bool>() ? "true" : "false")
+                                      : value.is_number_integer() ? value.dump()
+                                                                  : real_text(value.get<double>()));
+      continue;
+    }
     FOCUS_CHECK(contains(key), "[config] {}: unknown key '{}'; the keys are: {}", what, key, fmt::join(keys(), ", "));
     Type t = type(key);
     std::string text_value;
@@ -214,6 +261,14 @@ void Config::merge_json(const std::string& text, const std::string& what) {
     }
     try {
       next.assign(key, text_value);
+    } catch (const Error& e) {
+      FOCUS_FAIL("[config] {}: {}", what, std::string(e.what()).substr(9));
+    }
+  }
+  for (const auto& [old_key, text_value] : old_spellings) {
+    const auto [key, converted] = next.renamed(old_key, text_value, what);
+    try {
+      next.assign(key, converted);
     } catch (const Error& e) {
       FOCUS_FAIL("[config] {}: {}", what, std::string(e.what()).substr(9));
     }

@@ -14,6 +14,7 @@
 ///   int64_t steps = c.integer("steps");
 #include <concepts>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -66,13 +67,23 @@ class Config {
   /// merge_file for JSON text; `what` names the source in errors.
   void merge_json(const std::string& json, const std::string& what = "config");
 
+  /// How an old spelling's value becomes the new key's: the old value's text -> the new
+  /// key's value text, given the config (for a change of unit, such as epochs to steps).
+  using Convert = std::function<std::string(const std::string& old_value, const Config& config)>;
+  /// Declares old_key an old spelling of new_key (which must exist): old_key in a --set, a
+  /// config file or a stored config.json then sets new_key (converted by convert, if given,
+  /// after the other keys of the same file), with a note on stderr. old_key is not a key:
+  /// contains(old_key) is false and it is never written.
+  Config& rename(const std::string& old_key, const std::string& new_key, Convert convert = {});
+
   /// A JSON object, keys sorted, values as JSON numbers/booleans/strings.
   std::string to_json() const;
   /// Parses a JSON object; each value's JSON type gives the key's type (a number with a
   /// fraction or exponent is a real). Bad JSON -> focus::Error.
   static Config from_json(const std::string& json);
 
-  bool operator==(const Config&) const = default;
+  /// Equal values (the old spellings are not compared).
+  bool operator==(const Config& other) const { return values_ == other.values_; }
 
  private:
   struct Value {
@@ -81,8 +92,18 @@ class Config {
     bool operator==(const Value&) const = default;
   };
   Config& set_integer(const std::string& key, int64_t value);
+  void check_new_key(const std::string& key) const;  // set(): not empty, not an old spelling
   const Value& get(const std::string& key) const;
+  struct Renamed {
+    std::string new_key;
+    Convert convert;
+  };
+  // The new key and value text of old_key=value (noting the rename on stderr); `what` names
+  // the source.
+  std::pair<std::string, std::string> renamed(const std::string& old_key, const std::string& value,
+                                              const std::string& what) const;
   std::map<std::string, Value> values_;
+  std::map<std::string, Renamed> renamed_;  // old spelling -> new key
 };
 
 /// "string", "integer", "real", "boolean".

@@ -57,3 +57,4 @@
 #include "distributed/zero.h"
 #include "training/config.h"
 #include "training/run.h"
+#include "training/trainer.h"

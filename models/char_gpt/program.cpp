@@ -8,6 +8,8 @@
 
 #include "models/char_gpt/char_gpt.h"
 #include "models/datasets/datasets.h"
+#include "training/run.h"
+#include "training/trainer.h"
 
 namespace focus::models::char_gpt {
 
@@ -26,9 +28,9 @@ std::string load_text(const training::Config& c) {
 
 GPTConfig gpt_config(const training::Config& c, int64_t vocab_size) {
   return GPTConfig()
-      .n_layer(c.integer("n_layer"))
-      .n_head(c.integer("n_head"))
-      .n_embd(c.integer("n_embd"))
+      .n_layer(c.integer("num_layers"))
+      .n_head(c.integer("nhead"))
+      .n_embd(c.integer("d_model"))
       .block_size(c.integer("block_size"))
       .vocab_size(vocab_size)
       .dropout(c.real("dropout"))
@@ -118,74 +120,38 @@ void train(training::Run& run) {
   };
   const auto valid_batches = to_dev(fixed_batches(corpus.valid, c, eval_gen));
   const auto train_batches = to_dev(fixed_batches(corpus.train, c, eval_gen));
-  const std::map<std::string, std::string> meta{{"vocab", corpus.vocab.to_json()}};
-
   std::ostream& out = run.out();
   out << fmt::format("char-gpt: {} characters ({} distinct), train {} / valid {} (first {:.0f}% / last {:.0f}%); "
                      "{} parameters, {} layers, {} heads, width {}, context {}; {} steps of {}{}x{} characters\n",
                      corpus.train.size(0) + corpus.valid.size(0), corpus.vocab.size(), corpus.train.size(0),
                      corpus.valid.size(0), kTrainFrac * 100, (1 - kTrainFrac) * 100, model->num_parameters(),
-                     c.integer("n_layer"), c.integer("n_head"), c.integer("n_embd"), T, steps,
+                     c.integer("num_layers"), c.integer("nhead"), c.integer("d_model"), T, steps,
                      world > 1 ? fmt::format("{} ranks x ", world) : "", B, T);
-  int64_t step = run.restore(*model, &opt, &sched, &data_gen, steps);
-  if (step > 0) out << fmt::format("resuming at step {}\n", step);
-  auto evaluate_now = [&](int64_t s) {
+  const int64_t per_epoch = std::max<int64_t>(1, corpus.train.size(0) / (world * B * T));
+  training::Trainer trainer(run, *model, opt, &sched,
+                            training::TrainerOptions(steps)
+                                .steps_per_epoch(per_epoch)  // random windows: an epoch is as many characters
+                                .log_every(10)               // nanoGPT's log_interval
+                                .eval_every(c.integer("eval_every"))
+                                .checkpoint_every(c.integer("checkpoint_every"))
+                                .grad_clip(c.real("grad_clip"))
+                                .unit("char/s"));
+  trainer.generator(&data_gen).meta({{"vocab", corpus.vocab.to_json()}});
+  trainer.on_validate([&](int64_t s) {
     const double vl = mean_loss(*model, valid_batches), tl = mean_loss(*model, train_batches);
-    run.progress().clear();
     run.log("valid", s, {{"loss", vl}, {"bpc", bits_per_char(vl)}, {"train_loss", tl}, {"train_bpc", bits_per_char(tl)}});
-  };
-  const auto t_start = std::chrono::steady_clock::now();
-  run.progress().start(steps, "char/s");
-  model->train();
-  // The loss and the gradient norm stay device tensors; they are read on the host on the steps
-  // that log them (every 10th, as nanoGPT's log_interval), and the loss is checked to be finite
-  // there and before each checkpoint (each step's loss is summed in float64 for that check).
-  Tensor unchecked = zeros({}, TensorOptions(kFloat64).device(run.device()));
-  int64_t first_unchecked = step + 1;
-  auto check_finite = [&] {
-    if (first_unchecked > step) return;
-    const double sum = unchecked.item<double>();
-    FOCUS_CHECK(std::isfinite(sum), "[char-gpt] the training loss is not finite ({}) in steps {} .. {}", sum,
-                first_unchecked, step);
-    unchecked = zeros({}, TensorOptions(kFloat64).device(run.device()));
-    first_unchecked = step + 1;
-  };
-  while (step < steps && !run.interrupted()) {
+  });
+  if (const int64_t start = trainer.restore(); start > 0) out << fmt::format("resuming at step {}\n", start);
+  const bool done = trainer.fit([&](int64_t) {
     // Every rank draws the same batch of world x B windows and trains on its own B rows, so
     // N ranks train as one process with N x B.
     auto [x, y] = get_batch(corpus.train, world * B, T, data_gen);
     if (world > 1) x = x.narrow(0, run.rank() * B, B), y = y.narrow(0, run.rank() * B, B);
-    Tensor loss;
-    {
-      AutocastGuard ac = run.autocast();  // --amp: the forward in bfloat16/float16, the loss in float32
-      loss = GPT::loss(model->forward(x.to(run.device())), y.to(run.device()));
-    }
-    opt.zero_grad(true);
-    run.backward(loss);
-    const double lr = opt.lr();
-    const Tensor gnorm = run.step(opt, model->parameters(), c.real("grad_clip"));
-    sched.step();
-    ++step;
-    unchecked = unchecked + loss.detach().to(kFloat64);
-    run.progress().update(step, 1 + (step * world * B * T) / corpus.train.size(0), loss, world * B * T);
-    if (step % 10 == 0 || step == steps) {
-      check_finite();
-      run.log("train", step,
-              {{"loss", run.mean_over_ranks(loss.item<double>())},
-               {"lr", lr},
-               {"grad_norm", gnorm.defined() ? gnorm.item<double>() : 0.0}});
-    }
-    if (step % c.integer("eval_every") == 0 || step == steps) evaluate_now(step);
-    if (step % c.integer("checkpoint_every") == 0 && step < steps) {
-      check_finite();  // never save weights a diverged step wrote
-      run.save_checkpoint(*model, &opt, &sched, step, &data_gen, meta);
-    }
-  }
-  run.progress().finish();
-  check_finite();
-  const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  run.save_checkpoint(*model, &opt, &sched, step, &data_gen, meta);
-  if (run.interrupted()) return;
+    return training::StepOutput(GPT::loss(model->forward(x.to(run.device())), y.to(run.device())), B * T);
+  });
+  if (!done) return;
+  const int64_t step = trainer.step();
+  const double train_seconds = trainer.train_seconds();
 
   out << "evaluating on the whole validation split...\n";
   const double train_loss = mean_loss(*model, train_batches);
@@ -265,9 +231,9 @@ void generate(const zoo::CommandArgs& args, std::ostream& out) {
 training::Config default_config() {
   training::Config c;
   c.set("dataset", "moby-dick")
-      .set("n_layer", 4)
-      .set("n_head", 4)
-      .set("n_embd", 128)
+      .set("num_layers", 4)
+      .set("nhead", 4)
+      .set("d_model", 128)
       .set("block_size", 128)
       .set("dropout", 0.0)
       .set("bias", true)
@@ -286,6 +252,8 @@ training::Config default_config() {
       .set("seed", 1337)
       .set("threads", 0)  // 0 = focus's default: every core
       .set("sample_length", 400);
+  // The spellings before the zoo shared one set of keys (PyTorch's nn.Transformer names).
+  c.rename("n_layer", "num_layers").rename("n_head", "nhead").rename("n_embd", "d_model");
   return c;
 }
 

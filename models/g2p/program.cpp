@@ -14,6 +14,8 @@
 #include "data/split.h"
 #include "models/datasets/datasets.h"
 #include "models/zoo/pictures.h"
+#include "training/run.h"
+#include "training/trainer.h"
 
 namespace focus::models::g2p {
 
@@ -74,8 +76,8 @@ G2POptions model_options(const training::Config& c, const G2PVocabs& v) {
   return G2POptions(v.letters.size(), v.phonemes.size())
       .d_model(c.integer("d_model"))
       .nhead(c.integer("nhead"))
-      .num_encoder_layers(c.integer("encoder_layers"))
-      .num_decoder_layers(c.integer("decoder_layers"))
+      .num_encoder_layers(c.integer("num_encoder_layers"))
+      .num_decoder_layers(c.integer("num_decoder_layers"))
       .dim_feedforward(c.integer("dim_feedforward"))
       .dropout(c.real("dropout"))
       .max_len(c.integer("max_len"))
@@ -117,7 +119,7 @@ void check_config(const training::Config& c) {
   FOCUS_CHECK(ds == "cmudict" || ds == "synthetic", "[g2p] dataset must be cmudict or synthetic, got '{}'", ds);
   for (const char* key : {"steps", "batch_size", "eval_every", "checkpoint_every", "log_every", "beam"})
     FOCUS_CHECK(c.integer(key) >= 1, "[g2p] {} must be at least 1, got {}", key, c.integer(key));
-  FOCUS_CHECK(c.integer("warmup") >= 0, "[g2p] warmup must be >= 0, got {}", c.integer("warmup"));
+  FOCUS_CHECK(c.integer("warmup_steps") >= 0, "[g2p] warmup must be >= 0, got {}", c.integer("warmup_steps"));
   const std::string sched = c.str("schedule");
   FOCUS_CHECK(sched == "cosine" || sched == "inverse_sqrt", "[g2p] schedule must be cosine or inverse_sqrt, got '{}'", sched);
   FOCUS_CHECK(c.real("lr") > 0, "[g2p] lr must be positive, got {}", c.real("lr"));
@@ -264,7 +266,7 @@ void train(training::Run& run) {
   auto [decay, no_decay] = model->decay_groups();
   optim::AdamW opt({optim::ParamGroup(decay), optim::ParamGroup(no_decay).weight_decay(0.0)},
                    optim::AdamWOptions().lr(c.real("lr")).betas({0.9, 0.98}).weight_decay(c.real("weight_decay")));
-  const int64_t steps = c.integer("steps"), warmup = std::min(c.integer("warmup"), steps - 1);
+  const int64_t steps = c.integer("steps"), warmup = std::min(c.integer("warmup_steps"), steps - 1);
   std::unique_ptr<optim::LRScheduler> sched;
   if (c.str("schedule") == "inverse_sqrt") {
     sched = std::make_unique<optim::InverseSqrtLR>(opt, std::max<int64_t>(1, warmup));
@@ -279,78 +281,39 @@ void train(training::Run& run) {
                                                                c.real("lr") * c.real("min_lr_factor")));
     sched = std::make_unique<optim::SequentialLR>(opt, parts, milestones);
   }
-  const std::map<std::string, std::string> meta{{"letters", vocabs.letters.to_json()}, {"phonemes", vocabs.phonemes.to_json()}};
-  int64_t step = run.restore(*model, &opt, sched.get(), nullptr, steps);
-  out << fmt::format("g2p: {} parameters, d_model {}, {}+{} layers; {} steps of {}{} pronunciations ({:.1f} epochs){}\n",
-                     model->num_parameters(), c.integer("d_model"), c.integer("encoder_layers"), c.integer("decoder_layers"),
-                     steps, world > 1 ? fmt::format("{} ranks x ", world) : "", c.integer("batch_size"),
-                     static_cast<double>(steps) / static_cast<double>(std::max<int64_t>(1, loader.num_batches())),
-                     step ? fmt::format(", resuming at step {}", step) : "");
-
   const int64_t nb = loader.num_batches();
   FOCUS_CHECK(nb >= 1, "[g2p] no training batch: {} pronunciations fit max_len {} (batch_size {}); raise max_len",
               dataset->size(), c.integer("max_len"), c.integer("batch_size"));
-  int64_t epoch = step / nb;
-  loader.set_epoch(epoch, step % nb);
-  const double ls = c.real("label_smoothing"), clip = c.real("clip");
-  auto& progress = run.progress();
-  progress.start(steps, "tok/s");
-  // The losses since the last log line, summed on the device in float64 (as host doubles would
-  // add them) and read on the host only when logged or before a checkpoint is written.
-  const TensorOptions f64 = TensorOptions(kFloat64).device(run.device());
-  Tensor loss_sum = zeros({}, f64);
-  int64_t loss_count = 0, first_unchecked = step + 1;
-  auto checked_mean_loss = [&] {
-    const double mean = loss_sum.item<double>() / static_cast<double>(loss_count);
-    FOCUS_CHECK(std::isfinite(mean), "[g2p] the training loss is {} in steps {} .. {}: lower lr or raise warmup", mean,
-                first_unchecked, step);
-    return mean;
-  };
-  model->train();
-  auto validate = [&] {
+  training::Trainer trainer(run, *model, opt, sched.get(),
+                            training::TrainerOptions(steps)
+                                .steps_per_epoch(nb)
+                                .log_every(c.integer("log_every"))
+                                .eval_every(c.integer("eval_every"))
+                                .checkpoint_every(c.integer("checkpoint_every"))
+                                .grad_clip(c.real("grad_clip"))
+                                .unit("tok/s"));
+  trainer.meta({{"letters", vocabs.letters.to_json()}, {"phonemes", vocabs.phonemes.to_json()}});
+  trainer.on_validate([&](int64_t s) {
     const double vl = mean_loss(*model, valid_examples, 256, pad);
     const ErrorRates r = evaluate_words(*model, vocabs, valid_known, 1);
-    model->train();
-    progress.clear();
-    run.log("valid", step, {{"loss", vl}, {"per", r.per()}, {"wer", r.wer()}});
-  };
-  while (step < steps && !run.interrupted()) {
-    for (Batch& b : loader) {
-      const Device dev = run.device();
-      const Tensor src = b.src.to(dev, true), tgt_in = b.tgt_in.to(dev, true), tgt_out = b.tgt_out.to(dev, true);
-      opt.zero_grad();
-      Tensor loss;
-      {
-        AutocastGuard ac = run.autocast();  // --amp
-        loss = model->loss(model->forward(src, tgt_in), tgt_out, ls);
-      }
-      run.backward(loss);
-      run.step(opt, model->parameters(), clip);
-      sched->step();
-      ++step;
-      loss_sum = loss_sum + loss.detach().to(kFloat64);
-      ++loss_count;
-      progress.update(step, epoch, loss, world * b.tokens);  // --nproc: this rank's tokens x the ranks
-      if (step % c.integer("log_every") == 0 || step == steps) {
-        run.log("train", step,
-                {{"loss", run.mean_over_ranks(checked_mean_loss())}, {"lr", opt.param_groups()[0].lr()}});
-        loss_sum = zeros({}, f64);
-        loss_count = 0;
-        first_unchecked = step + 1;
-      }
-      if (step % c.integer("eval_every") == 0 || step == steps) validate();
-      if (step % c.integer("checkpoint_every") == 0 && step < steps) {
-        if (loss_count > 0) (void)checked_mean_loss();  // never save weights a diverged step wrote
-        run.save_checkpoint(*model, &opt, sched.get(), step, nullptr, meta);
-      }
-      if (step >= steps || run.interrupted()) break;
-    }
-    if (step < steps && !run.interrupted()) loader.set_epoch(++epoch);
-  }
-  progress.finish();
-  if (loss_count > 0) (void)checked_mean_loss();
-  run.save_checkpoint(*model, &opt, sched.get(), step, nullptr, meta);
-  if (run.interrupted()) return;
+    run.log("valid", s, {{"loss", vl}, {"per", r.per()}, {"wer", r.wer()}});
+  });
+  const int64_t start = trainer.restore();
+  out << fmt::format("g2p: {} parameters, d_model {}, {}+{} layers; {} steps of {}{} pronunciations ({:.1f} epochs){}\n",
+                     model->num_parameters(), c.integer("d_model"), c.integer("num_encoder_layers"), c.integer("num_decoder_layers"),
+                     steps, world > 1 ? fmt::format("{} ranks x ", world) : "", c.integer("batch_size"),
+                     static_cast<double>(steps) / static_cast<double>(nb),
+                     start ? fmt::format(", resuming at step {}", start) : "");
+  training::BatchStream batches(loader, start);
+  const double ls = c.real("label_smoothing");
+  if (!trainer.fit([&](int64_t) {
+        Batch& b = batches.next();
+        const Device dev = run.device();
+        const Tensor src = b.src.to(dev, true), tgt_in = b.tgt_in.to(dev, true), tgt_out = b.tgt_out.to(dev, true);
+        return training::StepOutput(model->loss(model->forward(src, tgt_in), tgt_out, ls), b.tokens);
+      }))
+    return;
+  const int64_t step = trainer.step();
 
   // the test split, greedy and beam
   const auto test_words = load_split(c, "test");
@@ -449,8 +412,8 @@ training::Config default_config() {
       .set("synthetic_words", 2000)
       .set("d_model", 128)
       .set("nhead", 4)
-      .set("encoder_layers", 2)
-      .set("decoder_layers", 2)
+      .set("num_encoder_layers", 2)
+      .set("num_decoder_layers", 2)
       .set("dim_feedforward", 512)
       .set("dropout", 0.1)
       .set("max_len", 48)
@@ -462,11 +425,11 @@ training::Config default_config() {
       .set("steps", 1500)
       .set("lr", 2e-3)
       .set("schedule", "cosine")
-      .set("warmup", 200)
+      .set("warmup_steps", 200)
       .set("min_lr_factor", 0.02)
       .set("weight_decay", 0.01)
       .set("label_smoothing", 0.1)
-      .set("clip", 1.0)
+      .set("grad_clip", 1.0)
       .set("log_every", 50)
       .set("eval_every", 500)
       .set("eval_words", 1000)
@@ -476,6 +439,9 @@ training::Config default_config() {
       .set("beam", 5)
       .set("length_penalty", 1.0)
       .set("examples", 10);
+  // The spellings before the zoo shared one set of keys (PyTorch's nn.Transformer names).
+  c.rename("clip", "grad_clip").rename("warmup", "warmup_steps");
+  c.rename("encoder_layers", "num_encoder_layers").rename("decoder_layers", "num_decoder_layers");
   return c;
 }
 
@@ -486,12 +452,12 @@ training::Config full_config() {
   // PER 7.27% / WER 29.85% with beam 5 (RESULTS.md); 7000 steps gave 7.70% / 31.31%.
   c.set("stress", false)
       .set("d_model", 256)
-      .set("encoder_layers", 3)
-      .set("decoder_layers", 3)
+      .set("num_encoder_layers", 3)
+      .set("num_decoder_layers", 3)
       .set("dim_feedforward", 1024)
       .set("steps", 9500)
       .set("lr", 1e-3)
-      .set("warmup", 1000)
+      .set("warmup_steps", 1000)
       .set("eval_every", 1000)
       .set("checkpoint_every", 500);
   return c;

@@ -1,5 +1,7 @@
 #include "models/spam/program.h"
 
+#include "training/trainer.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -261,72 +263,37 @@ void train_program(training::Run& run) {
   auto cosine = std::make_shared<optim::CosineAnnealingLR>(opt, std::max<int64_t>(1, steps - warmup));
   optim::SequentialLR sched(opt, {warm, cosine}, {warmup});
 
-  const std::map<std::string, std::string> meta{{"vocab", vocab.to_json()}};
-  int64_t step = run.restore(*model, &opt, &sched, nullptr, steps);
+  training::Trainer trainer(run, *model, opt, &sched,
+                            training::TrainerOptions(steps)
+                                .steps_per_epoch(per_epoch)
+                                .log_every(c.integer("log_every"))
+                                .eval_every(c.integer("eval_every"))
+                                .checkpoint_every(c.integer("checkpoint_every"))
+                                .grad_clip(c.real("grad_clip"))
+                                .unit("tok/s"));
+  trainer.meta({{"vocab", vocab.to_json()}});
+  trainer.on_validate([&](int64_t s) {
+    const Evaluation ev = evaluate_examples(*model, valid, std::max<int64_t>(batch_size, 64));
+    run.log("valid", s, {{"loss", ev.loss}, {"accuracy", ev.metrics.accuracy()}, {"f1", ev.metrics.f1()}});
+  });
+  const int64_t start = trainer.restore();
   run.out() << fmt::format("spam: {} parameters; {} steps ({} per epoch of batch {}{}){}\n", model->num_parameters(),
                            steps, per_epoch, world > 1 ? fmt::format("{} ranks x ", world) : "", batch_size,
-                           step > 0 ? fmt::format(", resuming at step {}", step) : std::string());
-
-  const int64_t eval_every = c.integer("eval_every"), ckpt_every = c.integer("checkpoint_every");
-  const int64_t log_every = std::max<int64_t>(1, c.integer("log_every"));
+                           start > 0 ? fmt::format(", resuming at step {}", start) : std::string());
   nn::CrossEntropyLoss criterion;
-  run.progress().start(steps, "tok/s");
-  // The loss and accuracy since the last log line, summed on the device (the loss in float64,
-  // as host doubles would add it) and read on the host only when logged.
   const Device device = run.device();
-  Tensor loss_sum = zeros({}, TensorOptions(kFloat64).device(device));
-  Tensor correct = zeros({}, TensorOptions(kInt64).device(device));
-  int64_t loss_count = 0, seen = 0;
-  while (step < steps && !run.interrupted()) {
-    const int64_t epoch = step / per_epoch;
-    loader.set_epoch(epoch, step % per_epoch);  // resuming inside an epoch starts at its next batch
-    for (Batch& b : loader) {
-      if (step >= steps || run.interrupted()) break;
-      const Tensor tokens = b.padded.tokens.to(device, true), padding = b.padded.key_padding_mask.to(device, true),
-                   labels = b.labels.to(device, true);
-      model->train();
-      opt.zero_grad();
-      Tensor logits, loss;
-      {
-        AutocastGuard ac = run.autocast();  // --amp
-        logits = model->forward(tokens, padding);
-        loss = criterion(logits, labels);
-      }
-      run.backward(loss);
-      run.step(opt, model->parameters(), c.real("clip_grad"));
-      sched.step();
-      ++step;
-      loss_sum = loss_sum + loss.detach().to(kFloat64);
-      ++loss_count;
-      correct = correct + eq(logits.detach().argmax(-1), labels).to(kInt64).sum();
-      seen += labels.size(0);
-      run.progress().update(step, epoch + 1, loss, world * b.tokens);  // --nproc: this rank's tokens x the ranks
-      if (step % log_every == 0 || step == steps) {
-        // --nproc: the means over the ranks (the accuracy from the ranks' counts); one
-        // collective per statement, so every rank makes them in the same order
-        const double mean_loss = run.mean_over_ranks(loss_sum.item<double>() / loss_count);
-        const double mean_correct = run.mean_over_ranks(double(correct.item<int64_t>()));
-        const double mean_seen = run.mean_over_ranks(double(seen));
-        run.log("train", step, {{"loss", mean_loss},
-                                {"accuracy", mean_correct / mean_seen},
-                                {"lr", opt.param_groups()[0].lr()}, {"epoch", double(step) / double(per_epoch)}});
-        loss_sum = zeros({}, TensorOptions(kFloat64).device(device));
-        correct = zeros({}, TensorOptions(kInt64).device(device));
-        loss_count = 0;
-        seen = 0;
-      }
-      if (eval_every > 0 && (step % eval_every == 0 || step == steps)) {
-        run.progress().clear();
-        const Evaluation ev = evaluate_examples(*model, valid, std::max<int64_t>(batch_size, 64));
-        run.log("valid", step, {{"loss", ev.loss}, {"accuracy", ev.metrics.accuracy()}, {"f1", ev.metrics.f1()}});
-      }
-      if (ckpt_every > 0 && step % ckpt_every == 0 && step < steps)
-        run.save_checkpoint(*model, &opt, &sched, step, nullptr, meta);
-    }
-  }
-  run.progress().finish();
-  run.save_checkpoint(*model, &opt, &sched, step, nullptr, meta);
-  if (run.interrupted()) return;
+  training::BatchStream batches(loader, start);
+  if (!trainer.fit([&](int64_t) {
+        Batch& b = batches.next();
+        const Tensor tokens = b.padded.tokens.to(device, true), padding = b.padded.key_padding_mask.to(device, true),
+                     labels = b.labels.to(device, true);
+        const Tensor logits = model->forward(tokens, padding);
+        training::StepOutput out(criterion(logits, labels), b.tokens);
+        out.add("accuracy", eq(logits.detach().argmax(-1), labels).to(kInt64).sum(), double(labels.size(0)));
+        return out;
+      }))
+    return;
+  const int64_t step = trainer.step();
 
   const Evaluation ev = evaluate_examples(*model, test, std::max<int64_t>(batch_size, 64));
   const BinaryMetrics& m = ev.metrics;
@@ -374,13 +341,15 @@ training::Config default_config() {
   c.set("lr", 1e-3);
   c.set("weight_decay", 0.01);
   c.set("warmup_steps", 50);
-  c.set("clip_grad", 1.0);
+  c.set("grad_clip", 1.0);
   c.set("bucket", 50);
   c.set("eval_every", 100);
   c.set("log_every", 10);
   c.set("checkpoint_every", 200);
   c.set("seed", 0);
   c.set("threads", 0);
+  // The spelling before the zoo shared one set of keys.
+  c.rename("clip_grad", "grad_clip");
   return c;
 }
 

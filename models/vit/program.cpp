@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -19,10 +20,13 @@
 #include "models/datasets/datasets.h"
 #include "models/zoo/pictures.h"
 #include "training/run.h"
+#include "training/trainer.h"
 
 namespace focus::models::vit {
 
 namespace {
+
+constexpr int64_t kSyntheticTrainImages = 1000;  // the synthetic dataset's training images
 
 constexpr const char* kModel = "vit";
 
@@ -164,7 +168,7 @@ VitData load_data(const training::Config& c) {
   VitData d;
   if (name == "synthetic") {
     const auto seed = static_cast<uint64_t>(c.integer("seed"));
-    auto [tr_x, tr_y] = synthetic_images(1000, seed * 3 + 1);
+    auto [tr_x, tr_y] = synthetic_images(kSyntheticTrainImages, seed * 3 + 1);
     auto [va_x, va_y] = synthetic_images(200, seed * 3 + 2);
     auto [te_x, te_y] = synthetic_images(200, seed * 3 + 3);
     d.train = std::make_shared<ImageSet>(tr_x, tr_y, 10, "synthetic train");
@@ -190,10 +194,10 @@ ViTConfig vit_config(const training::Config& c, int64_t image_size, int64_t num_
       .image_size(image_size)
       .patch_size(c.integer("patch_size"))
       .num_classes(num_classes)
-      .dim(c.integer("dim"))
-      .depth(c.integer("depth"))
-      .heads(c.integer("heads"))
-      .mlp_dim(c.integer("mlp_dim"))
+      .dim(c.integer("d_model"))
+      .depth(c.integer("num_layers"))
+      .heads(c.integer("nhead"))
+      .mlp_dim(c.integer("dim_feedforward"))
       .dropout(c.real("dropout"));
 }
 
@@ -252,16 +256,25 @@ std::string per_class_table(const EvalResult& r, const std::vector<std::string>&
 
 // ---- configs --------------------------------------------------------------------------------
 
+namespace {
+// Batches in an epoch of one process, from the config alone (the datasets' sizes are fixed):
+// what an old run's warmup_epochs meant in steps.
+int64_t steps_per_epoch(const training::Config& c) {
+  const int64_t images = c.str("dataset") == "synthetic" ? kSyntheticTrainImages : 60000 - c.integer("valid_size");
+  return std::max<int64_t>(1, images / std::max<int64_t>(1, c.integer("batch_size")));
+}
+}  // namespace
+
 training::Config default_config() {
   training::Config c;
   c.set("dataset", "fashion-mnist")
       .set("valid_size", 5000)
       // model: 7x7 patches (16 tokens + the class token), width 64, 6 pre-norm layers
       .set("patch_size", 7)
-      .set("dim", 64)
-      .set("depth", 6)
-      .set("heads", 4)
-      .set("mlp_dim", 128)
+      .set("d_model", 64)
+      .set("num_layers", 6)
+      .set("nhead", 4)
+      .set("dim_feedforward", 128)
       .set("dropout", 0.0)
       // training
       .set("epochs", 6)
@@ -269,9 +282,9 @@ training::Config default_config() {
       .set("batch_size", 128)
       .set("lr", 2e-3)
       .set("weight_decay", 0.05)
-      .set("warmup_epochs", 1.0)
+      .set("warmup_steps", 429)  // one epoch of the default data: 55,000 images / 128
       .set("label_smoothing", 0.1)
-      .set("clip_grad", 1.0)
+      .set("grad_clip", 1.0)
       .set("augment", false)  // off: in short runs it costs accuracy (see full_config)
       .set("crop_padding", 2)
       .set("flip", true)
@@ -287,6 +300,17 @@ training::Config default_config() {
       .set("threads", 0)
       .set("attention_images", 6)
       .set("attention", "last");  // "last": class token, last layer; "rollout": attention rollout
+  // The spellings before the zoo shared one set of keys (PyTorch's nn.Transformer names).
+  c.rename("clip_grad", "grad_clip").rename("heads", "nhead").rename("depth", "num_layers");
+  c.rename("dim", "d_model").rename("mlp_dim", "dim_feedforward");
+  // Warm-up was in epochs: an old run's value becomes the steps of that many epochs of its data.
+  c.rename("warmup_epochs", "warmup_steps", [](const std::string& epochs, const training::Config& config) {
+    double e = -1;
+    const auto [end, ec] = std::from_chars(epochs.data(), epochs.data() + epochs.size(), e);
+    FOCUS_CHECK(ec == std::errc() && end == epochs.data() + epochs.size() && std::isfinite(e) && e >= 0,
+                "expected a number of epochs >= 0, got '{}'", epochs);
+    return std::to_string(std::llround(e * static_cast<double>(steps_per_epoch(config))));
+  });
   return c;
 }
 
@@ -296,7 +320,7 @@ training::Config full_config() {
   // up to 1 pixel, horizontal flips) pays: without it this model overfits after ~16 epochs
   // (valid 90.1% at epoch 16, 89.35% test after 20). ~80 s per epoch on one core.
   // 16 epochs on 4x4 patches (49 tokens, ~3x the cost per image) gave 89.11% in 75 min.
-  c.set("dim", 96).set("mlp_dim", 192).set("epochs", 36).set("augment", true).set("crop_padding", 1);
+  c.set("d_model", 96).set("dim_feedforward", 192).set("epochs", 36).set("augment", true).set("crop_padding", 1);
   return c;
 }
 
@@ -423,94 +447,48 @@ void train(training::Run& run) {
   auto [decay, no_decay] = model->decay_groups();
   optim::AdamW opt({optim::ParamGroup(decay), optim::ParamGroup(no_decay).weight_decay(0.0)},
                    optim::AdamWOptions().lr(c.real("lr")).weight_decay(c.real("weight_decay")));
-  const int64_t warmup = std::clamp<int64_t>(std::llround(c.real("warmup_epochs") * static_cast<double>(per_epoch)), 1,
+  const int64_t warmup = std::clamp<int64_t>(c.integer("warmup_steps"), 1,
                                              std::max<int64_t>(1, total - 1));
   auto warm = std::make_shared<optim::LinearLR>(opt, 0.01, 1.0, warmup);
   auto cosine = std::make_shared<optim::CosineAnnealingLR>(opt, std::max<int64_t>(1, total - warmup));
   optim::SequentialLR sched(opt, {warm, cosine}, {warmup});
 
-  const auto meta = checkpoint_meta_for(d, norm);
-  int64_t step = run.restore(*model, &opt, &sched, nullptr, total);
+  training::Trainer trainer(run, *model, opt, &sched,
+                            training::TrainerOptions(total)
+                                .steps_per_epoch(per_epoch)
+                                .log_every(std::max<int64_t>(1, c.integer("log_every")))
+                                .eval_every(std::max<int64_t>(0, c.integer("eval_every")))
+                                .checkpoint_every(std::max<int64_t>(0, c.integer("checkpoint_every")))
+                                .grad_clip(c.real("grad_clip"))
+                                .unit("img/s"));
+  trainer.meta(checkpoint_meta_for(d, norm));
+  double last_valid_acc = -1;
+  trainer.on_validate([&](int64_t s) {
+    const EvalResult v = evaluate_set(*model, *d.valid, norm, c.integer("eval_batch_size"), num_classes);
+    run.log("valid", s, {{"loss", v.loss}, {"accuracy", v.accuracy}});
+    last_valid_acc = v.accuracy;
+  });
+  const int64_t start = trainer.restore();
   std::ostream& out = run.out();
-  if (step == 0) {
+  if (start == 0) {
     out << fmt::format("vit: {} parameters; {} train / {} valid / {} test images; {} steps of {}{} ({} per epoch)\n",
                        model->num_parameters(), d.train->size(), d.valid->size(), d.test->size(), total,
                        world > 1 ? fmt::format("{} ranks x ", world) : "", batch, per_epoch);
   } else {
-    out << fmt::format("vit: resuming at step {} of {}\n", step, total);
+    out << fmt::format("vit: resuming at step {} of {}\n", start, total);
   }
-
   const CrossEntropyOptions ce = CrossEntropyOptions().label_smoothing(c.real("label_smoothing"));
-  const double clip = c.real("clip_grad");
-  const int64_t eval_every = c.integer("eval_every"), ckpt_every = c.integer("checkpoint_every"),
-                log_every = std::max<int64_t>(1, c.integer("log_every"));
-  const auto t_start = std::chrono::steady_clock::now();
-  auto t_log = t_start;
-  int64_t images_done = 0, images_since_log = 0;
-  // The losses since the last log line, summed on the device in float64 (as host doubles would
-  // add them) and read on the host only when logged.
-  const TensorOptions f64 = TensorOptions(kFloat64).device(run.device());
-  Tensor loss_since_log = zeros({}, f64);
-  int64_t steps_since_log = 0;
-  double last_valid_acc = -1;
-
-  auto validate = [&] {
-    const EvalResult v = evaluate_set(*model, *d.valid, norm, c.integer("eval_batch_size"), num_classes);
-    run.progress().clear();
-    run.log("valid", step, {{"loss", v.loss}, {"accuracy", v.accuracy}});
-    last_valid_acc = v.accuracy;
-  };
-
-  run.progress().start(total, "img/s");
-  model->train();
-  while (step < total && !run.interrupted()) {
-    const int64_t epoch = step / per_epoch;
-    loader.set_epoch(epoch, step % per_epoch);
-    epoch_now->store(epoch);
-    for (ImageBatch& b : loader) {
-      const Tensor x = b.images.to(run.device(), true), y = b.labels.to(run.device(), true);
-      opt.zero_grad();
-      Tensor loss;
-      {
-        AutocastGuard ac = run.autocast();  // --amp
-        loss = cross_entropy(model->forward(x), y, ce);
-      }
-      run.backward(loss);
-      run.step(opt, model->parameters(), clip);
-      sched.step();
-      ++step;
-      const int64_t bsz = world * x.size(0);  // --nproc: the images of every rank
-      images_done += bsz;
-      images_since_log += bsz;
-      loss_since_log = loss_since_log + loss.detach().to(kFloat64);
-      ++steps_since_log;
-      run.progress().update(step, epoch + 1, loss, bsz);
-      if (step % log_every == 0) {
-        const double mean_loss =
-            run.mean_over_ranks(loss_since_log.item<double>() / static_cast<double>(steps_since_log));
-        const auto now = std::chrono::steady_clock::now();  // after the read: the device has caught up
-        const double dt = std::chrono::duration<double>(now - t_log).count();
-        run.log("train", step,
-                {{"loss", mean_loss},
-                 {"lr", opt.lr()},
-                 {"images_per_s", dt > 0 ? static_cast<double>(images_since_log) / dt : 0.0},
-                 {"epoch", static_cast<double>(step) / static_cast<double>(per_epoch)}});
-        t_log = now;
-        images_since_log = 0;
-        loss_since_log = zeros({}, f64);
-        steps_since_log = 0;
-      }
-      const bool epoch_end = step % per_epoch == 0;
-      if ((eval_every > 0 && step % eval_every == 0) || (eval_every <= 0 && epoch_end) || step == total) validate();
-      if (ckpt_every > 0 && step % ckpt_every == 0 && step < total)
-        run.save_checkpoint(*model, &opt, &sched, step, nullptr, meta);
-      if (step >= total || run.interrupted()) break;
-    }
-  }
-  run.progress().finish();
-  const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  run.save_checkpoint(*model, &opt, &sched, step, nullptr, meta);
-  if (run.interrupted()) return;
+  // The augmentation of a batch depends on its epoch, read by the collate function.
+  training::BatchStream batches(loader, start, [&](int64_t epoch) { epoch_now->store(epoch); });
+  if (!trainer.fit([&](int64_t) {
+        ImageBatch& b = batches.next();
+        const Tensor x = b.images.to(run.device(), true), y = b.labels.to(run.device(), true);
+        return training::StepOutput(cross_entropy(model->forward(x), y, ce), x.size(0));
+      }))
+    return;
+  const int64_t step = trainer.step();
+  const double train_s = trainer.train_seconds();
+  const int64_t images_done = trainer.items_trained();
 
   const auto t_test = std::chrono::steady_clock::now();
   const EvalResult t = evaluate_set(*model, *d.test, norm, c.integer("eval_batch_size"), num_classes);

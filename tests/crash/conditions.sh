@@ -32,7 +32,7 @@ rm -rf "$work" && mkdir -p "$work" || fail "cannot make $work"
 
 # A constant learning rate: 20 steps continued to 40 (--resume --set steps=40) are then the
 # uninterrupted run of 40 steps. Dropout: the generator behind it must be restored too.
-args=(char-gpt -q --set dataset=synthetic --set n_layer=1 --set n_embd=32 --set block_size=32 --set batch_size=8
+args=(char-gpt -q --set dataset=synthetic --set num_layers=1 --set d_model=32 --set block_size=32 --set batch_size=8
       --set dropout=0.1 --set warmup_steps=0 --set lr=1e-3 --set min_lr=1e-3 --set eval_every=10 --set eval_batches=2
       --set sample_length=0 --set threads=1)
 "$focus" train "${args[@]}" --set steps=40 --run-dir "$work/ref" >"$work/ref.log" 2>&1 ||

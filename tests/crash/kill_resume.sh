@@ -23,7 +23,7 @@ fail() { echo "FAILED: $*"; exit 1; }
 # 300 steps, checkpoints at 100 and 200 (and at the end); dropout, so the resumed run must
 # restore the generator behind it. One thread: a step takes 10 ms or more, so the kills below
 # have 70 steps or more (most of a second) of margin.
-args=(char-gpt -q --set dataset=synthetic --set n_layer=2 --set n_embd=64 --set block_size=64 --set dropout=0.1
+args=(char-gpt -q --set dataset=synthetic --set num_layers=2 --set d_model=64 --set block_size=64 --set dropout=0.1
       --set eval_every=50 --set eval_batches=2 --set sample_length=0 --set steps=300 --set checkpoint_every=100
       --set threads=1)
 if [ "$nproc" -gt 1 ]; then

@@ -5,7 +5,7 @@
 set -uo pipefail
 focus=$1 work=$2
 rm -rf "$work" && mkdir -p "$work"
-common=(char-gpt --set dataset=synthetic --set n_layer=1 --set n_embd=32 --set block_size=16 --set eval_every=100000
+common=(char-gpt --set dataset=synthetic --set num_layers=1 --set d_model=32 --set block_size=16 --set eval_every=100000
         --set sample_length=0 --set checkpoint_every=100000 --run-dir "$work/run")
 setsid "$focus" train "${common[@]}" --set steps=100000 --nproc 2 >"$work/out.log" 2>&1 &
 pid=$!

@@ -24,9 +24,9 @@ namespace {
 training::Config tiny_config() {
   training::Config c = models::char_gpt::default_config();
   c.set("dataset", "synthetic")
-      .set("n_layer", 1)
-      .set("n_head", 2)
-      .set("n_embd", 16)
+      .set("num_layers", 1)
+      .set("nhead", 2)
+      .set("d_model", 16)
       .set("block_size", 16)
       .set("batch_size", 8)
       .set("steps", 40)

@@ -114,9 +114,9 @@ double mean_of(const std::vector<double>& v, size_t from, size_t to) {
 // The synthetic language and a tiny model: trains through the zoo in a few seconds.
 training::Config tiny_run_config() {
   training::Config c = default_config();
-  for (const char* kv : {"dataset=synthetic", "synthetic_words=600", "d_model=32", "nhead=4", "encoder_layers=1",
-                         "decoder_layers=1", "dim_feedforward=64", "dropout=0.0", "batch_size=32", "steps=120",
-                         "warmup=10", "lr=0.003", "eval_every=60", "checkpoint_every=50", "log_every=20", "threads=1",
+  for (const char* kv : {"dataset=synthetic", "synthetic_words=600", "d_model=32", "nhead=4", "num_encoder_layers=1",
+                         "num_decoder_layers=1", "dim_feedforward=64", "dropout=0.0", "batch_size=32", "steps=120",
+                         "warmup_steps=10", "lr=0.003", "eval_every=60", "checkpoint_every=50", "log_every=20", "threads=1",
                          "beam=3", "examples=3"})
     c.apply(kv);
   return c;

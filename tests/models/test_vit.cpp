@@ -229,8 +229,8 @@ struct ThreadsGuard {
 // A tiny model on the synthetic task: trains in about a second.
 training::Config tiny_program_config() {
   training::Config c = vitp::default_config();
-  c.set("dataset", "synthetic").set("dim", 32).set("depth", 2).set("heads", 2).set("mlp_dim", 64);
-  c.set("epochs", 5).set("batch_size", 50).set("lr", 3e-3).set("warmup_epochs", 0.5).set("attention_images", 2);
+  c.set("dataset", "synthetic").set("d_model", 32).set("num_layers", 2).set("nhead", 2).set("dim_feedforward", 64);
+  c.set("epochs", 5).set("batch_size", 50).set("lr", 3e-3).set("warmup_steps", 10).set("attention_images", 2);
   c.set("log_every", 5).set("eval_batch_size", 64).set("threads", 1);
   return c;
 }
