@@ -1,6 +1,9 @@
 #include "models/datasets/sha256.h"
 
-#include <cstring>
+#include <nettle/base16.h>
+#include <nettle/sha2.h>
+
+#include <cstdint>
 #include <fstream>
 #include <vector>
 
@@ -8,97 +11,21 @@
 
 namespace focus::datasets {
 
-namespace {
-
-constexpr uint32_t kK[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
-inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
-
-}  // namespace
-
-Sha256::Sha256()
-    : h_{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19} {}
-
-void Sha256::block(const uint8_t* p) {
-  uint32_t w[64];
-  for (int i = 0; i < 16; ++i) {
-    w[i] = (uint32_t(p[4 * i]) << 24) | (uint32_t(p[4 * i + 1]) << 16) | (uint32_t(p[4 * i + 2]) << 8) |
-           uint32_t(p[4 * i + 3]);
-  }
-  for (int i = 16; i < 64; ++i) {
-    const uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
-    const uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
-    w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-  }
-  uint32_t a = h_[0], b = h_[1], c = h_[2], d = h_[3], e = h_[4], f = h_[5], g = h_[6], h = h_[7];
-  for (int i = 0; i < 64; ++i) {
-    const uint32_t s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25);
-    const uint32_t ch = (e & f) ^ (~e & g);
-    const uint32_t t1 = h + s1 + ch + kK[i] + w[i];
-    const uint32_t s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22);
-    const uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
-    const uint32_t t2 = s0 + maj;
-    h = g;
-    g = f;
-    f = e;
-    e = d + t1;
-    d = c;
-    c = b;
-    b = a;
-    a = t1 + t2;
-  }
-  h_[0] += a; h_[1] += b; h_[2] += c; h_[3] += d;
-  h_[4] += e; h_[5] += f; h_[6] += g; h_[7] += h;
-}
+Sha256::Sha256() : ctx_(std::make_unique<sha256_ctx>()) { sha256_init(ctx_.get()); }
+Sha256::~Sha256() = default;
 
 void Sha256::update(const void* data, size_t size) {
   FOCUS_CHECK(!done_, "[sha256] update after hex_digest");
-  const auto* p = static_cast<const uint8_t*>(data);
-  total_ += size;
-  if (buf_len_ > 0) {
-    const size_t take = std::min(size, 64 - buf_len_);
-    std::memcpy(buf_.data() + buf_len_, p, take);
-    buf_len_ += take;
-    p += take;
-    size -= take;
-    if (buf_len_ < 64) return;
-    block(buf_.data());
-    buf_len_ = 0;
-  }
-  while (size >= 64) {
-    block(p);
-    p += 64;
-    size -= 64;
-  }
-  std::memcpy(buf_.data(), p, size);
-  buf_len_ = size;
+  sha256_update(ctx_.get(), size, static_cast<const uint8_t*>(data));
 }
 
 std::string Sha256::hex_digest() {
   FOCUS_CHECK(!done_, "[sha256] hex_digest called twice");
-  const uint64_t bits = total_ * 8;
-  uint8_t pad[72] = {0x80};
-  const size_t pad_len = (buf_len_ < 56 ? 56 - buf_len_ : 120 - buf_len_);
-  for (int i = 0; i < 8; ++i) pad[pad_len + i] = uint8_t(bits >> (56 - 8 * i));
-  update(pad, pad_len + 8);
   done_ = true;
-  static const char* kHex = "0123456789abcdef";
-  std::string out(64, '0');
-  for (int i = 0; i < 8; ++i) {
-    for (int j = 0; j < 4; ++j) {
-      const uint8_t byte = uint8_t(h_[i] >> (24 - 8 * j));
-      out[8 * i + 2 * j] = kHex[byte >> 4];
-      out[8 * i + 2 * j + 1] = kHex[byte & 15];
-    }
-  }
+  uint8_t digest[SHA256_DIGEST_SIZE];
+  sha256_digest(ctx_.get(), SHA256_DIGEST_SIZE, digest);
+  std::string out(BASE16_ENCODE_LENGTH(SHA256_DIGEST_SIZE), '0');
+  base16_encode_update(out.data(), SHA256_DIGEST_SIZE, digest);  // lower-case digits
   return out;
 }
 
@@ -112,7 +39,7 @@ std::string sha256_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   FOCUS_CHECK(in, "[sha256] cannot open {}", path.string());
   Sha256 s;
-  std::vector<char> buf(1 << 20);
+  std::vector<char> buf(kSha256FileChunk);
   while (in) {
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
     const auto n = in.gcount();

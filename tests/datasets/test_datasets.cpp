@@ -88,6 +88,30 @@ TEST_CASE("sha256 matches the FIPS 180-4 / NIST test vectors") {
   CHECK(sha256_hex(std::string(56, 'a')) == "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a");
   CHECK(sha256_hex(std::string(64, 'a')) == "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
   CHECK_THROWS_WITH_AS(sha256_file(tmp.path() / "nope"), doctest::Contains("cannot open"), Error);
+  CHECK_THROWS_WITH_AS(sha256_file(tmp.path()), doctest::Contains("[sha256] error reading"), Error);
+  // A finished digest takes no more bytes and gives no second digest.
+  Sha256 done;
+  done.update("abc");
+  CHECK(done.hex_digest() == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK_THROWS_WITH_AS(done.update("d"), doctest::Contains("[sha256] update after hex_digest"), Error);
+  CHECK_THROWS_WITH_AS(done.hex_digest(), doctest::Contains("[sha256] hex_digest called twice"), Error);
+}
+
+TEST_CASE("sha256_file reads across its chunk boundaries") {
+  TempDataRoot tmp;
+  // One million 'a' span 15 whole chunks and a partial one: the FIPS 180-2 digest.
+  static_assert(1000000 % kSha256FileChunk != 0 && 1000000 / kSha256FileChunk >= 2);
+  dd::write_file(tmp.path() / "million", std::string(1000000, 'a'), "test");
+  CHECK(sha256_file(tmp.path() / "million") == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  // Files of a chunk less one byte, one chunk, one more byte, and two chunks and a bit, with
+  // bytes that differ in every position of a chunk.
+  for (size_t n : {kSha256FileChunk - 1, kSha256FileChunk, kSha256FileChunk + 1, 2 * kSha256FileChunk + 7}) {
+    std::string m(n, '\0');
+    for (size_t i = 0; i < n; ++i) m[i] = static_cast<char>((i * 131 + i / 251) & 0xff);
+    dd::write_file(tmp.path() / "m", m, "test");
+    CAPTURE(n);
+    CHECK(sha256_file(tmp.path() / "m") == sha256_hex(m));
+  }
 }
 
 TEST_CASE("dataset names, data_root and unknown names") {

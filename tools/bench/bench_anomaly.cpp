@@ -5,8 +5,8 @@
 //   ./build/cpu/tools/bench/bench_anomaly --baseline OTHER/bench_anomaly   # plus "off" of another build
 //
 // Off must cost nothing: --baseline names the same program built from the commit before
-// anomaly detection (this source compiles there too: without autograd/anomaly.h it only
-// runs "off"), and its figures are printed beside this build's "off".
+// anomaly detection (this source and bench_util.h compile there too: without
+// autograd/anomaly.h it only runs "off"), and its figures are printed beside this build's "off".
 //
 // Three figures per run, each the median of its repetitions:
 // - gpt_step_ms: one training step of models/gpt's small config (4 layers, 4 heads, width
@@ -225,29 +225,19 @@ int driver(const Args& a) {
 
 int main(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    auto next = [&]() -> std::string {
-      FOCUS_CHECK(i + 1 < argc, "[bench_anomaly] {} needs a value", k);
-      return argv[++i];
-    };
-    if (k == "--worker") a.worker = true;
-    else if (k == "--mode") a.mode = next();
-    else if (k == "--threads") a.threads = std::stoi(next());
-    else if (k == "--rounds") a.rounds = std::stoi(next());
-    else if (k == "--steps") a.steps = std::stoi(next());
-    else if (k == "--warmup") a.warmup = std::stoi(next());
-    else if (k == "--ops") a.ops = std::stoi(next());
-    else if (k == "--baseline") a.baseline = next();
-    else if (k == "--no-torch") a.no_torch = true;
-    else if (k == "--python") a.python = next();
-    else {
-      std::fprintf(stderr,
-                   "usage: bench_anomaly [--rounds 5] [--threads 1] [--steps 20] [--warmup 3] [--ops 100000] "
-                   "[--baseline PATH] [--no-torch] [--python /usr/bin/python3]\n");
-      return 2;
-    }
-  }
+  CLI::App app{"bench_anomaly: what anomaly detection costs, off and on, beside PyTorch's", "bench_anomaly"};
+  bench::add_number(app, "--rounds", a.rounds, "Interleaved rounds (each column once per round)", 1);
+  bench::add_number(app, "--threads", a.threads, "Threads of every run", 1);
+  bench::add_number(app, "--steps", a.steps, "Timed GPT steps per run", 1);
+  bench::add_number(app, "--warmup", a.warmup, "GPT steps before the timed ones", 0);
+  bench::add_number(app, "--ops", a.ops, "Adds per loop (chains: ops / 100)", 1);
+  app.add_option("--baseline", a.baseline, "This program built from another commit: its \"off\" beside this build's")
+      ->type_name("PATH");
+  bench::add_torch_flags(app, a.no_torch, a.python);
+  // The driver runs itself with these for each column.
+  app.add_flag("--worker", a.worker)->group("");
+  app.add_option("--mode", a.mode)->group("");
+  if (auto rc = bench::parse_command_line(app, argc, argv)) return *rc;
   try {
     return a.worker ? worker(a) : driver(a);
   } catch (const std::exception& e) {

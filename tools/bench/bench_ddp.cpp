@@ -206,26 +206,16 @@ int launcher(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  Args a;
+  CLI::App app{"bench_ddp: data-parallel scaling of the medium GPT, focus against PyTorch's DDP (gloo)", "bench_ddp"};
+  bench::add_number(app, "--steps", a.steps, "Timed steps per run", 1);
+  bench::add_number(app, "--warmup", a.warmup, "Steps before the timed ones", 0);
+  bench::add_torch_flags(app, a.no_torch, a.python);
+  // The launcher runs itself with these, under mpirun for --ddp.
+  app.add_flag("--worker", a.worker)->group("");
+  app.add_flag("--ddp", a.ddp)->group("");
+  if (auto rc = bench::parse_command_line(app, argc, argv)) return *rc;
   try {
-    Args a;
-    for (int i = 1; i < argc; ++i) {
-      const std::string k = argv[i];
-      auto val = [&]() -> std::string {
-        FOCUS_CHECK(i + 1 < argc, "[bench_ddp] {} needs a value", k);
-        return argv[++i];
-      };
-      if (k == "--steps") a.steps = std::stoi(val());
-      else if (k == "--warmup") a.warmup = std::stoi(val());
-      else if (k == "--no-torch") a.no_torch = true;
-      else if (k == "--python") a.python = val();
-      else if (k == "--worker") a.worker = true;
-      else if (k == "--ddp") a.ddp = true;
-      else {
-        std::printf("usage: bench_ddp [--steps 8] [--warmup 2] [--no-torch] [--python /usr/bin/python3]\n");
-        return k == "--help" ? 0 : 2;
-      }
-    }
-    FOCUS_CHECK(a.steps >= 1 && a.warmup >= 0, "[bench_ddp] need --steps >= 1 and --warmup >= 0");
     return a.worker ? worker(a) : launcher(a);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_ddp: error: %s\n", e.what());

@@ -485,64 +485,41 @@ void report_threads(const Options& o, const Results& f) {
     }
 }
 
-std::vector<int> parse_threads(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    const int t = std::stoi(item);
-    FOCUS_CHECK(t >= 1, "[bench] --threads needs positive integers, got '{}'", s);
-    out.push_back(t);
-  }
-  FOCUS_CHECK(!out.empty(), "[bench] --threads needs at least one thread count");
-  return out;
-}
-
-void usage() {
-  std::puts(
-      "usage: bench_engine [--threads 1,2] [--sections abcde] [--quick] [--no-torch]\n"
-      "                    [--python /usr/bin/python3] [--torch-script PATH] [--reps 7]\n"
-      "                    [--min-sample 0.05] [--overhead-ops 100000]\n"
-      "  sections: a matmul, b per-op overhead, c elementwise bandwidth, d fused fwd+bwd,\n"
-      "            e thread pool (fork/join latency, speed-up by size; focus only)\n"
-      "  --quick: 3 repetitions, 0.02 s samples, 20000 overhead ops (a smoke run)");
-}
-
 }  // namespace
 
 int main(int argc, char** argv) try {
   Options o;
   o.torch_script = focus::bench::script_beside("bench_engine_torch.py");
   for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      FOCUS_CHECK(i + 1 < argc, "[bench] {} needs a value", a);
-      return argv[++i];
-    };
-    if (a == "--threads") o.threads = parse_threads(next());
-    else if (a == "--sections") o.sections = next();
-    else if (a == "--quick") o.quick = true;
-    else if (a == "--no-torch") o.torch = false;
-    else if (a == "--python") o.python = next();
-    else if (a == "--torch-script") o.torch_script = next();
-    else if (a == "--reps") o.reps = std::stoi(next());
-    else if (a == "--min-sample") o.min_sample = std::stod(next());
-    else if (a == "--overhead-ops") o.overhead_ops = std::stoll(next());
-    else if (a == "-h" || a == "--help") {
-      usage();
-      return 0;
-    } else {
-      usage();
-      return 2;
-    }
-  }
+  CLI::App app{"bench_engine: focus and PyTorch side by side on matmul, per-op overhead, bandwidth, fused ops",
+               "bench_engine"};
+  focus::bench::add_thread_list(app, "--threads", o.threads, "Thread counts; every section runs at each", false);
+  app.add_option("--sections", o.sections, "Any of the letters abcde")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& s) {
+            return !s.empty() && s.find_first_not_of("abcde") == std::string::npos
+                       ? std::string()
+                       : "letters of abcde, got '" + s + "'";
+          },
+          "", "sections"));
+  app.add_flag("--quick", o.quick, "A smoke run: 3 repetitions, 0.02 s samples, 20000 overhead ops");
+  bool no_torch = false;
+  focus::bench::add_torch_flags(app, no_torch, o.python);
+  app.add_option("--torch-script", o.torch_script, "The PyTorch half")->capture_default_str()->type_name("PATH");
+  focus::bench::add_number(app, "--reps", o.reps, "Repetitions; a figure is their median", 1);
+  focus::bench::add_number(app, "--min-sample", o.min_sample, "Seconds of calls per repetition, at least", 0, true);
+  focus::bench::add_number(app, "--overhead-ops", o.overhead_ops, "Adds per loop in section b", 100);
+  app.footer(
+      "sections: a matmul, b per-op overhead, c elementwise bandwidth, d fused fwd+bwd,\n"
+      "          e thread pool (fork/join latency, speed-up by size; focus only)");
+  if (auto rc = focus::bench::parse_command_line(app, argc, argv)) return *rc;
+  o.torch = !no_torch;
   if (o.quick) {
     o.reps = 3;
     o.min_sample = 0.02;
     o.overhead_ops = 20000;
   }
-  FOCUS_CHECK(o.reps >= 1 && o.overhead_ops >= 100, "[bench] --reps must be >= 1 and --overhead-ops >= 100");
   auto has = [&](char c) { return o.sections.find(c) != std::string::npos; };
 
   char date[64];

@@ -71,22 +71,6 @@ struct Args {
   int worker_steps = 0;
 };
 
-// A list of thread counts; "default" is 0 (focus: no set_num_threads call).
-std::vector<int> parse_ints(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream ss(s);
-  std::string tok;
-  while (std::getline(ss, tok, ',')) out.push_back(tok == "default" ? 0 : std::stoi(tok));
-  return out;
-}
-std::vector<std::string> parse_strs(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string tok;
-  while (std::getline(ss, tok, ',')) out.push_back(tok);
-  return out;
-}
-
 std::string run(const std::string& cmd) { return bench::run_command(cmd, "bench_gpt"); }
 
 json result_line(const std::string& out) {
@@ -346,40 +330,34 @@ int driver(const Args& a) {
 
 int main(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    auto val = [&]() -> std::string {
-      FOCUS_CHECK(i + 1 < argc, "[bench_gpt] {} needs a value", k);
-      return argv[++i];
-    };
-    if (k == "--configs") a.configs = parse_strs(val());
-    else if (k == "--threads") a.threads = parse_ints(val());
-    else if (k == "--models") a.models = parse_strs(val());
-    else if (k == "--torch-threads") a.torch_threads = parse_ints(val());
-    else if (k == "--steps-small") a.steps_small = std::stoi(val());
-    else if (k == "--steps-medium") a.steps_medium = std::stoi(val());
-    else if (k == "--warmup") a.warmup = std::stoi(val());
-    else if (k == "--sgemm-peak") a.sgemm_peak = std::stod(val());
-    else if (k == "--no-torch") a.no_torch = true;
-    else if (k == "--python") a.python = val();
-    else if (k == "--torch-script") a.torch_script = val();
-    else if (k == "--workdir") a.workdir = val();
-    else if (k == "--worker") a.worker = true;
-    else if (k == "--data") a.data = val();
-    else if (k == "--steps") a.worker_steps = std::stoi(val());
-    else if (k == "--help" || k == "-h") {
-      std::printf("usage: bench_gpt [--models gpt,modules] [--configs small,medium] [--threads 1,2,default]\n"
-                  "                 [--torch-threads 1,2]\n"
-                  "                 [--steps-small 50] [--steps-medium 16] [--warmup 3] [--no-torch]\n"
-                  "                 [--python /usr/bin/python3] [--torch-script PATH] [--workdir DIR]\n"
-                  "       bench_gpt --worker --data FILE [--threads 1|default] [--steps N] [--warmup 3]\n");
-      return 0;
-    } else {
-      std::fprintf(stderr, "bench_gpt: unknown argument %s (see --help)\n", k.c_str());
-      return 2;
-    }
-    if (k == "--threads" && !a.threads.empty()) a.worker_threads = a.threads[0];
-  }
+  CLI::App app{"bench_gpt: a GPT trained in focus and the identical PyTorch model side by side", "bench_gpt"};
+  bench::add_list(app, "--models", a.models, "gpt (models/gpt), modules (built from nn:: modules)");
+  bench::add_list(app, "--configs", a.configs, "GPT configs (small, medium)");
+  bench::add_thread_list(app, "--threads", a.threads, "focus's thread counts (default: no set_num_threads call)", true);
+  bench::add_thread_list(app, "--torch-threads", a.torch_threads, "PyTorch's thread counts", false);
+  bench::add_number(app, "--steps-small", a.steps_small, "Steps per run of the small config", 1);
+  bench::add_number(app, "--steps-medium", a.steps_medium, "Steps per run of the medium config", 1);
+  bench::add_number(app, "--warmup", a.warmup, "Steps left out of tokens/s", 0);
+  bench::add_number(app, "--sgemm-peak", a.sgemm_peak, "GFLOP/s of sgemm on 1 thread (0: measure it)", 0);
+  bench::add_torch_flags(app, a.no_torch, a.python);
+  app.add_option("--torch-script", a.torch_script, "The PyTorch half (default: the script beside the source)")
+      ->type_name("PATH");
+  app.add_option("--workdir", a.workdir, "Keep the data files here (default: a temporary folder, removed)")
+      ->type_name("DIR");
+  const std::string worker_group =
+      "Worker (one focus run; tools/bench/profile_gpt runs it): bench_gpt --worker --data FILE "
+      "[--threads 1|default] [--steps N] [--warmup 3]";
+  CLI::Option* worker_flag =
+      app.add_flag("--worker", a.worker, "Train on --data's model and batches, print one result line")
+          ->group(worker_group);
+  worker_flag->needs(app.add_option("--data", a.data, "The safetensors file of bench_gpt_torch.py prepare")
+                         ->type_name("FILE")
+                         ->group(worker_group));
+  app.add_option("--steps", a.worker_steps, "Steps (default: every batch in --data)")
+      ->check(bench::at_least(0))
+      ->group(worker_group);
+  if (auto rc = bench::parse_command_line(app, argc, argv)) return *rc;
+  if (app.count("--threads") > 0) a.worker_threads = a.threads[0];
   try {
     return a.worker ? worker(a) : driver(a);
   } catch (const std::exception& e) {

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -1514,16 +1515,8 @@ void write_json(const Options& o, const Results& f, const Results& t, const std:
 
 // ---- driver --------------------------------------------------------------------------------
 
-std::vector<int64_t> parse_int64s(const std::string& s) {
-  std::vector<int64_t> out;
-  std::stringstream ss(s);
-  std::string tok;
-  while (std::getline(ss, tok, ',')) out.push_back(std::stoll(tok));
-  return out;
-}
-
-// "medium:40,gpt2:12:8" -> name:steps[:batch]
-std::vector<GptConfig> parse_gpt(const std::string& s) {
+// "medium:40,gpt2:12:8" -> name:steps[:batch] (flag: --gpt or --amp-gpt)
+std::vector<GptConfig> parse_gpt(const std::string& s, const char* flag) {
   std::vector<GptConfig> out;
   std::stringstream ss(s);
   std::string tok;
@@ -1531,11 +1524,22 @@ std::vector<GptConfig> parse_gpt(const std::string& s) {
     if (tok.empty()) continue;
     GptConfig c;
     std::stringstream ts(tok);
-    std::string part;
     std::getline(ts, c.name, ':');
-    c.steps = std::getline(ts, part, ':') ? std::stoi(part) : 12;
-    c.batch = std::getline(ts, part, ':') ? std::stoi(part) : 0;
-    FOCUS_CHECK(c.steps >= 2, "[bench_gpu] --gpt {}: at least 2 steps", tok);
+    auto number = [&](int fallback) {
+      std::string part;
+      if (!std::getline(ts, part, ':')) return fallback;
+      int v = 0;
+      const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+      FOCUS_CHECK(ec == std::errc() && end == part.data() + part.size(),
+                  "[bench_gpu] {} {}: '{}' is not an integer (expected name:steps[:batch])", flag, tok, part);
+      return v;
+    };
+    c.steps = number(12);
+    c.batch = number(0);
+    FOCUS_CHECK(!c.name.empty() && ts.peek() == std::char_traits<char>::eof(),
+                "[bench_gpu] {} {}: expected name:steps[:batch]", flag, tok);
+    FOCUS_CHECK(c.steps >= 2, "[bench_gpu] {} {}: at least 2 steps", flag, tok);
+    FOCUS_CHECK(c.batch >= 0, "[bench_gpu] {} {}: the batch must be positive (or 0: the config's own)", flag, tok);
     out.push_back(c);
   }
   return out;
@@ -1558,88 +1562,96 @@ std::vector<AttnConfig> parse_attn(const std::string& s) {
   return out;
 }
 
-void usage() {
-  std::puts(
-      "usage: bench_gpu [--device cuda|cpu] [--sections fgae,h,bcd] [--quick] [--no-torch]\n"
-      "                 [--sizes 4096,8192] [--elems 268435456] [--rows 16384] [--cols 4096]\n"
-      "                 [--overhead-ops 20000] [--gpt medium:40,gpt2:12:8] [--gpt-warmup 3]\n"
-      "                 [--gpt-budget 15] [--warmup 3] [--reps 10] [--min-sample 0.02]\n"
-      "                 [--max-measure 4] [--python python3] [--torch-script PATH]\n"
-      "                 [--attention sdpa|math] [--workdir DIR] [--worker-timeout 75] [--budget 300]\n"
-      "                 [--amp-gpt gpt2:12:16] [--attn 1024:4:16,4096:1:16] [--attn-hd 64,128]\n"
-      "                 [--attn-check-len 1000] [--attn-dtype bf16|f32] [--peak-tflops T]\n"
-      "                 [--compile-timeout 150] [--json FILE]\n"
-      "  sections: a matmul (f32, tf32, bf16), b per-op overhead, c elementwise bandwidth,\n"
-      "            d softmax/layer_norm/cross_entropy, e GPT training steps (float32, loss parity),\n"
-      "            f GPT step under bf16 autocast (eager and CUDA graph), g attention (flash, math,\n"
-      "            correctness), h torch.compile of f's step (torch only); commas separate rounds,\n"
-      "            run in order, each focus then torch within its share of --budget\n"
-      "  --gpt, --amp-gpt: configs name:steps[:batch] (tiny, small, medium of bench_gpt_torch.py, gpt2)\n"
-      "  --attn: attention shapes L:B:H (L = S), each at every --attn-hd, causal and not\n"
-      "  --peak-tflops: bf16 dense peak for MFU (default: from the GPU's name, H100/H200 SXM 989)\n"
-      "  --device cpu: the same code paths on the CPU (a smoke run where there is no GPU)\n"
-      "  --budget: seconds for the whole run, shared out among the rounds\n"
-      "  --quick: small sizes and few repetitions");
-}
-
 }  // namespace
 
 int main(int argc, char** argv) try {
   Options o;
   for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
-  bool sizes_set = false, elems_set = false, rows_set = false, cols_set = false, ops_set = false, gpt_set = false;
-  bool amp_set = false, attn_set = false, hd_set = false, check_set = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      FOCUS_CHECK(i + 1 < argc, "[bench_gpu] {} needs a value", a);
-      return argv[++i];
-    };
-    if (a == "--device") o.device = next();
-    else if (a == "--sections") o.sections = next();
-    else if (a == "--quick") o.quick = true;
-    else if (a == "--no-torch") o.torch = false;
-    else if (a == "--sizes") o.sizes = parse_int64s(next()), sizes_set = true;
-    else if (a == "--elems") o.elems = std::stoll(next()), elems_set = true;
-    else if (a == "--rows") o.rows = std::stoll(next()), rows_set = true;
-    else if (a == "--cols") o.cols = std::stoll(next()), cols_set = true;
-    else if (a == "--overhead-ops") o.overhead_ops = std::stoll(next()), ops_set = true;
-    else if (a == "--gpt") o.gpt = parse_gpt(next()), gpt_set = true;
-    else if (a == "--gpt-warmup") o.gpt_warmup = std::stoi(next());
-    else if (a == "--gpt-budget") o.gpt_budget = std::stod(next());
-    else if (a == "--warmup") o.warmup = std::stoi(next());
-    else if (a == "--reps") o.reps = std::stoi(next());
-    else if (a == "--min-sample") o.min_sample = std::stod(next());
-    else if (a == "--max-measure") o.max_measure = std::stod(next());
-    else if (a == "--python") o.python = next();
-    else if (a == "--torch-script") o.torch_script = next();
-    else if (a == "--attention") o.attention = next();
-    else if (a == "--workdir") o.workdir = next();
-    else if (a == "--worker-timeout") o.worker_timeout = std::stod(next());
-    else if (a == "--budget") o.budget = std::stod(next());
-    else if (a == "--worker") o.worker = next();
-    else if (a == "--gpt-name") o.gpt_name = next();
-    else if (a == "--gpt-file") o.gpt_file = next();
-    else if (a == "--amp-gpt") o.amp = parse_gpt(next()), amp_set = true;
-    else if (a == "--attn") o.attn = parse_attn(next()), attn_set = true;
-    else if (a == "--attn-hd") o.attn_hd = parse_int64s(next()), hd_set = true;
-    else if (a == "--attn-check-len") o.attn_check_len = std::stoll(next()), check_set = true;
-    else if (a == "--attn-dtype") o.attn_dtype = next();
-    else if (a == "--peak-tflops") o.peak_tflops = std::stod(next());
-    else if (a == "--compile-timeout") o.compile_timeout = std::stod(next());
-    else if (a == "--json") o.json_path = next();
-    else if (a == "--amp-mode") o.amp_mode = next();
-    else if (a == "--attn-check") o.attn_check = next();
-    else if (a == "-h" || a == "--help") {
-      usage();
-      return 0;
-    } else {
-      std::fprintf(stderr, "bench_gpu: unknown argument %s\n", a.c_str());
-      usage();
-      return 2;
-    }
-  }
-  FOCUS_CHECK(o.device == "cuda" || o.device == "cpu", "[bench_gpu] --device must be cuda or cpu, got {}", o.device);
+  CLI::App app{"bench_gpu: focus on a CUDA GPU against PyTorch on the same GPU, side by side", "bench_gpu"};
+  app.add_option("--device", o.device, "cpu runs the same code paths on the CPU (a smoke run where there is no GPU)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cuda", "cpu"}));
+  app.add_option("--sections", o.sections, "Letters a-h; commas separate rounds, run in order")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& s) {
+            return s.find_first_not_of("abcdefgh,") == std::string::npos ? std::string()
+                                                                         : "letters a-h and commas, got '" + s + "'";
+          },
+          "", "sections"));
+  app.add_flag("--quick", o.quick, "Small sizes and few repetitions");
+  bool no_torch = false;
+  bench::add_torch_flags(app, no_torch, o.python);
+  // Options whose --quick and --device cpu defaults give way to a value on the command line.
+  CLI::Option* sizes_opt = bench::add_list(app, "--sizes", o.sizes, "(a) matmul sizes n")->check(bench::at_least(1));
+  CLI::Option* elems_opt = bench::add_number(app, "--elems", o.elems, "(c) float32 elements per tensor", 1);
+  CLI::Option* rows_opt = bench::add_number(app, "--rows", o.rows, "(d) rows", 1);
+  CLI::Option* cols_opt = bench::add_number(app, "--cols", o.cols, "(d) columns", 2);
+  CLI::Option* ops_opt = bench::add_number(app, "--overhead-ops", o.overhead_ops, "(b) adds per loop", 10);
+  std::string gpt_arg = "medium:40,gpt2:12:8", amp_arg = "gpt2:12:16", attn_arg = "1024:4:16,4096:1:16";
+  CLI::Option* gpt_opt = app.add_option("--gpt", gpt_arg,
+                                        "(e) GPT configs name:steps[:batch] (tiny, small, medium of "
+                                        "bench_gpt_torch.py, gpt2)")
+                             ->capture_default_str()
+                             ->type_name("LIST");
+  CLI::Option* amp_opt =
+      app.add_option("--amp-gpt", amp_arg, "(f), (h) GPT configs under bf16 autocast, name:steps[:batch]")
+          ->capture_default_str()
+          ->type_name("LIST");
+  CLI::Option* attn_opt = app.add_option("--attn", attn_arg,
+                                         "(g) attention shapes L:B:H (L = S), each at every --attn-hd, "
+                                         "causal and not")
+                              ->capture_default_str()
+                              ->type_name("LIST");
+  CLI::Option* hd_opt = bench::add_list(app, "--attn-hd", o.attn_hd, "(g) head sizes")->check(bench::at_least(1));
+  CLI::Option* check_len_opt =
+      bench::add_number(app, "--attn-check-len", o.attn_check_len, "(g) L = S of the correctness cases", 1);
+  app.add_option("--attn-dtype", o.attn_dtype, "(g) dtype (default: bf16; f32 with --device cpu)")
+      ->check(CLI::IsMember({"bf16", "f32"}));
+  bench::add_number(app, "--gpt-warmup", o.gpt_warmup, "GPT steps before the timed ones", 0);
+  bench::add_number(app, "--gpt-budget", o.gpt_budget, "Seconds of timed GPT steps per config and framework, at most",
+                    0, true);
+  bench::add_number(app, "--warmup", o.warmup, "Warm-up calls", 1);
+  bench::add_number(app, "--reps", o.reps, "Repetitions; a figure is their median", 1);
+  bench::add_number(app, "--min-sample", o.min_sample, "Seconds per repetition, at least", 0, true);
+  bench::add_number(app, "--max-measure", o.max_measure, "Seconds per measurement, about (fewer repetitions past it)",
+                    0, true);
+  app.add_option("--torch-script", o.torch_script, "The PyTorch half (default: the script beside the source)")
+      ->type_name("PATH");
+  app.add_option("--attention", o.attention, "torch's attention in the GPT: sdpa (its best) or math")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"sdpa", "math"}));
+  app.add_option("--workdir", o.workdir, "Keep the GPT data files here (default: a temporary folder)")
+      ->type_name("DIR");
+  bench::add_number(app, "--worker-timeout", o.worker_timeout, "Seconds per focus worker process, at most", 0, true);
+  bench::add_number(app, "--budget", o.budget, "Seconds for the whole run, shared out among the rounds", 0, true);
+  app.add_option("--peak-tflops", o.peak_tflops,
+                 "bf16 dense peak for MFU (default: from the GPU's name, H100/H200 SXM 989)")
+      ->check(bench::at_least(0, true));
+  bench::add_number(app, "--compile-timeout", o.compile_timeout, "(h) seconds for torch.compile's run, at most", 0,
+                    true);
+  app.add_option("--json", o.json_path, "Also write everything to this file")->type_name("FILE");
+  // The driver runs itself with these, one worker process per section or GPT config.
+  app.add_option("--worker", o.worker)->group("");
+  app.add_option("--gpt-name", o.gpt_name)->group("");
+  app.add_option("--gpt-file", o.gpt_file)->group("");
+  app.add_option("--amp-mode", o.amp_mode)->group("");
+  app.add_option("--attn-check", o.attn_check)->group("");
+  app.footer(
+      "sections: a matmul (f32, tf32, bf16), b per-op overhead, c elementwise bandwidth,\n"
+      "          d softmax/layer_norm/cross_entropy, e GPT training steps (float32, loss parity),\n"
+      "          f GPT step under bf16 autocast (eager and CUDA graph), g attention (flash, math,\n"
+      "          correctness), h torch.compile of f's step (torch only); commas separate rounds,\n"
+      "          run in order, each focus then torch within its share of --budget");
+  if (auto rc = bench::parse_command_line(app, argc, argv)) return *rc;
+  o.torch = !no_torch;
+  o.gpt = parse_gpt(gpt_arg, "--gpt");
+  o.amp = parse_gpt(amp_arg, "--amp-gpt");
+  o.attn = parse_attn(attn_arg);
+  const bool sizes_set = sizes_opt->count() > 0, elems_set = elems_opt->count() > 0, rows_set = rows_opt->count() > 0;
+  const bool cols_set = cols_opt->count() > 0, ops_set = ops_opt->count() > 0, gpt_set = gpt_opt->count() > 0;
+  const bool amp_set = amp_opt->count() > 0, attn_set = attn_opt->count() > 0, hd_set = hd_opt->count() > 0;
+  const bool check_set = check_len_opt->count() > 0;
   const bool cpu = o.device == "cpu";
   if (o.quick) {
     if (!sizes_set) o.sizes = cpu ? std::vector<int64_t>{256} : std::vector<int64_t>{2048};
@@ -1661,14 +1673,7 @@ int main(int argc, char** argv) try {
     if (!amp_set) o.amp = {{"small", 8, 0}};
     if (!attn_set) o.attn = {{256, 1, 4}};
   }
-  FOCUS_CHECK(o.reps >= 1 && o.warmup >= 1 && o.overhead_ops >= 10 && o.elems >= 1 && o.rows >= 1 && o.cols >= 2,
-              "[bench_gpu] --reps, --warmup >= 1, --overhead-ops >= 10, sizes positive");
-  FOCUS_CHECK(o.attention == "sdpa" || o.attention == "math", "[bench_gpu] --attention must be sdpa or math");
-  FOCUS_CHECK(o.attn_check_len >= 1 && !o.attn_hd.empty(), "[bench_gpu] --attn-check-len >= 1, --attn-hd not empty");
   if (o.attn_dtype.empty()) o.attn_dtype = cpu ? "f32" : "bf16";
-  FOCUS_CHECK(o.attn_dtype == "bf16" || o.attn_dtype == "f32", "[bench_gpu] --attn-dtype must be bf16 or f32");
-  for (char c : o.sections)
-    FOCUS_CHECK(c == ',' || (c >= 'a' && c <= 'h'), "[bench_gpu] --sections: letters a-h and commas, got {}", o.sections);
   if (o.torch_script.empty()) o.torch_script = bench::script_beside("bench_gpu_torch.py");
   if (!o.worker.empty()) {
     g_dev = cpu ? kCPU : Device(DeviceType::CUDA, 0);

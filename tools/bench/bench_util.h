@@ -1,16 +1,82 @@
 #pragma once
-// Helpers shared by the benchmark programs of tools/bench: time, running a command, the
-// PyTorch script beside the sources, the CPU's name.
+// Helpers shared by the benchmark programs of tools/bench: the command line (CLI11), time,
+// running a command, the PyTorch script beside the sources, the CPU's name.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
 
 namespace focus::bench {
+
+/// Parses argv into app's options. Returns std::nullopt to go on, else the status main
+/// returns: 0 after --help (printed on stdout), CLI11's non-zero code after an unknown flag or
+/// a bad value (its message on stderr).
+inline std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return std::nullopt;
+}
+
+/// The PyTorch half's flags, the same in every benchmark: --no-torch (focus only) and
+/// --python PATH (the interpreter that runs the PyTorch script; python keeps its default).
+inline void add_torch_flags(CLI::App& app, bool& no_torch, std::string& python) {
+  app.add_flag("--no-torch", no_torch, "focus only: skip the PyTorch side");
+  app.add_option("--python", python, "Python interpreter for the PyTorch script")->capture_default_str();
+}
+
+/// A check that a flag's value is a number no less than lo (greater than lo where strict);
+/// --help shows it as POSITIVE, NONNEGATIVE or "MIN lo". (CLI11's own PositiveNumber prints
+/// its range, 0 to 1.8e308, in full.)
+inline CLI::Validator at_least(double lo, bool strict = false) {
+  std::string name =
+      lo == 0 ? (strict ? "POSITIVE" : "NONNEGATIVE") : fmt::format("{} {}", strict ? "ABOVE" : "MIN", lo);
+  return CLI::Validator(
+      [lo, strict](std::string& s) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(s, v)) return fmt::format("'{}' is not a number", s);
+        if (strict ? v > lo : v >= lo) return {};
+        return fmt::format("{} must be {} {}", s, strict ? "greater than" : "at least", lo);
+      },
+      name, name);
+}
+
+/// A number option no less than lo (greater than lo where strict), its default shown in --help.
+template <class T>
+CLI::Option* add_number(CLI::App& app, const std::string& name, T& value, const std::string& help, double lo,
+                        bool strict = false) {
+  return app.add_option(name, value, help)->capture_default_str()->check(at_least(lo, strict));
+}
+
+/// A comma-separated list option ("--sizes 4096,8192"); the given values replace the default,
+/// which --help shows.
+template <class T>
+CLI::Option* add_list(CLI::App& app, const std::string& name, std::vector<T>& values, const std::string& help) {
+  std::string shown;
+  for (const T& v : values) shown += (shown.empty() ? "" : ",") + fmt::format("{}", v);
+  return app.add_option(name, values, help)->delimiter(',')->type_name("LIST")->default_str(shown);
+}
+
+/// A list of thread counts ("--threads 1,2"), each at least 1; with allow_default, "default"
+/// is 0 (no set_num_threads call).
+inline CLI::Option* add_thread_list(CLI::App& app, const std::string& name, std::vector<int>& values,
+                                    const std::string& help, bool allow_default) {
+  std::string shown;
+  for (int v : values) shown += (shown.empty() ? "" : ",") + (v == 0 ? std::string("default") : std::to_string(v));
+  CLI::Option* opt = app.add_option(name, values, help)->delimiter(',')->type_name("LIST")->default_str(shown);
+  if (allow_default) opt->transform(CLI::Transformer({{"default", "0"}}).description(""));
+  return opt->check(at_least(allow_default ? 0 : 1).description(""));
+}
 
 /// Seconds on the steady clock.
 inline double now_s() {
