@@ -55,3 +55,5 @@
 #include "distributed/distributed.h"
 #include "distributed/ddp.h"
 #include "distributed/zero.h"
+// Not here: train/ (<focus/train/tensorboard.h>, ...). Its namespace focus::train would clash
+// with the common `using namespace focus;` plus a function named train() in a user's program.
