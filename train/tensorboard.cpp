@@ -398,7 +398,9 @@ const std::string& SummaryWriter::file_path() const {
 
 void SummaryWriter::flusher_loop() {
   std::unique_lock<std::mutex> lock(mutex_);
-  const auto period = std::chrono::duration<double>(options_.flush_secs_);
+  // At most a year: wait_for converts to the clock's int64 nanoseconds, which a huge
+  // flush_secs would overflow; a yearly flush is as good as none.
+  const auto period = std::chrono::duration<double>(std::min(options_.flush_secs_, 3.2e7));
   while (!closed_) {
     wake_.wait_for(lock, period);
     if (closed_) break;

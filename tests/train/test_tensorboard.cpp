@@ -349,6 +349,17 @@ TEST_CASE("buffering: max_queue events, flush(), the background flush every flus
     CHECK_MESSAGE(written, "the background thread did not write the pending event within 2 s");
   }
   {
+    // A huge flush_secs: the background thread waits (no overflow of the clock) and close()
+    // still ends it at once.
+    const auto t0 = std::chrono::steady_clock::now();
+    SummaryWriter w(SummaryWriterOptions(tmp / "huge").flush_secs(1e300));
+    w.add_scalar("a", 1.0, 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    w.close();
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+    CHECK(read_events(w.file_path()).size() == 2);
+  }
+  {
     // The destructor closes, and so writes what is pending.
     std::string path;
     {
