@@ -141,9 +141,8 @@ class SummaryWriter {
   /// Flushes and closes every file; stops the background thread. A second call does nothing.
   void close();
 
-  struct FileWriter;  // one event file (internal)
-
  private:
+  struct FileWriter;  // one event file
   FileWriter& main_writer(const char* op);
   void add_summary(const char* op, FileWriter& writer, const std::string& summary, int64_t step,
                    std::optional<double> walltime);
