@@ -56,5 +56,7 @@
 #include "distributed/ddp.h"
 #include "distributed/zero.h"
 #include "training/config.h"
+#include "training/png.h"
 #include "training/run.h"
+#include "training/tensorboard.h"
 #include "training/trainer.h"

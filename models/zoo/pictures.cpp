@@ -1,7 +1,6 @@
 #include "models/zoo/pictures.h"
 
 #include <fcntl.h>
-#include <png.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +23,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "models/zoo/pictures_font.h"
+#include "training/png.h"
 
 namespace focus::zoo {
 namespace {
@@ -422,21 +422,8 @@ void write_png(const std::string& path, int width, int height, const std::vector
   const fs::path target(path);
   FOCUS_CHECK(target.has_filename(), "[write_png] '{}' names a directory, not a file", path);
 
-  png_image image;
-  std::memset(&image, 0, sizeof image);
-  image.version = PNG_IMAGE_VERSION;
-  image.width = png_uint_32(width);
-  image.height = png_uint_32(height);
-  image.format = PNG_FORMAT_RGB;
-  png_alloc_size_t size = 0;
-  FOCUS_CHECK(png_image_write_get_memory_size(image, size, 0, rgb.data(), 0, nullptr) && size > 0,
-              "[write_png] '{}': libpng cannot encode: {}", path, image.message);
-  std::vector<uint8_t> bytes(size);
-  FOCUS_CHECK(png_image_write_to_memory(&image, bytes.data(), &size, 0, rgb.data(), 0, nullptr),
-              "[write_png] '{}': libpng cannot encode: {}", path, image.message);
-  bytes.resize(size);
-
-  io::write_file_atomic(path, "write_png", std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  const std::string bytes = training::encode_png(rgb.data(), width, height, 3, fmt::format("[write_png] '{}':", path));
+  io::write_file_atomic(path, "write_png", bytes);
 }
 
 // ---------------------------------------------------------------------------------------
