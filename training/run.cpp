@@ -30,6 +30,7 @@
 #include "nn/module.h"
 #include "optim/checkpoint.h"
 #include "optim/clip_grad.h"
+#include "training/tensorboard.h"
 
 namespace focus::training {
 namespace fs = std::filesystem;
@@ -316,6 +317,8 @@ Run::Run(const std::string& model, Config config, RunOptions opts)
   std::tie(rank_, world_) = rank_and_world();
   // The device: parse, and make sure this build and machine can use it.
   device_ = usable_device(opts_.device, "train");
+  FOCUS_CHECK(opts_.tensorboard_every >= 1, "[train] --tensorboard-every must be >= 1, got {}",
+              opts_.tensorboard_every);
   FOCUS_CHECK(opts_.amp == "none" || opts_.amp == "bf16" || opts_.amp == "fp16",
               "[train] --amp must be none, bf16 or fp16, got '{}'", opts_.amp);
   FOCUS_CHECK(!(opts_.resume && opts_.overwrite), "[train] --resume and --overwrite contradict each other: pick one");
@@ -370,6 +373,7 @@ void Run::start_writing() {
     for (const char* f : {kConfigFile, kCheckpointFile, kMetricsFile, kReportJsonFile})
       earlier_run = earlier_run || fs::exists(dir_ / f, ec);
     for (const char* f : {kCheckpointFile, kMetricsFile, kReportJsonFile, kReportTextFile}) fs::remove(dir_ / f, ec);
+    if (earlier_run) fs::remove_all(dir_ / kTensorBoardDir, ec);
     if (earlier_run) {
       std::vector<fs::path> pictures;
       for (const auto& entry : fs::directory_iterator(dir_, ec))
@@ -381,6 +385,18 @@ void Run::start_writing() {
 }
 
 Run::~Run() { remove_sigint_handler(); }
+
+SummaryWriter* Run::tensorboard() {
+  if (!opts_.tensorboard || rank_ != 0) return nullptr;
+  if (!tensorboard_) {
+    start_writing();
+    SummaryWriterOptions o((dir_ / kTensorBoardDir).string());
+    o.flush_secs(10);
+    if (resumed_step_ > 0) o.purge_step(resumed_step_ + 1);  // the steps trained again replace the old ones
+    tensorboard_ = std::make_unique<SummaryWriter>(o);
+  }
+  return tensorboard_.get();
+}
 
 std::ostream& Run::out() const {
   if (rank_ != 0) return null_stream();
@@ -445,6 +461,10 @@ void Run::log(const std::string& split, int64_t step, const std::vector<std::pai
     f.flush();
     FOCUS_CHECK(f.good(), "[run] cannot append to {}: {}", (dir_ / kMetricsFile).string(), io::errno_text());
   }
+  last_logged_step_ = std::max(last_logged_step_, step);
+  if (SummaryWriter* tb = tensorboard()) {
+    for (const auto& [name, value] : metrics) tb->add_scalar(split + "/" + name, value, step);
+  }
   if (split != "train") {
     progress_.clear();
     std::string s = fmt::format("{:<6} step {}", split, step);
@@ -472,7 +492,7 @@ void Run::save_checkpoint(nn::Module& model, optim::Optimizer* opt, optim::LRSch
       char end = 0;
       FOCUS_CHECK(std::sscanf(hook, "%lld:%lld%c", &at_step, &bytes, &end) == 2 && bytes >= 0,
                   "[run] FOCUS_TEST_STOP_IN_CHECKPOINT must be STEP:BYTES, got '{}'", hook);
-      if (at_step == step) detail::set_safetensors_write_stop(bytes);
+      if (at_step == step) focus::detail::set_safetensors_write_stop(bytes);
     }
     optim::save_checkpoint((dir_ / kCheckpointFile).string(), model, opt, sched, step, gen, meta, &scaler_);
   }
@@ -528,6 +548,7 @@ int64_t Run::restore(nn::Module& model, optim::Optimizer* opt, optim::LRSchedule
     time_offset_ = last_time;
     start_ = std::chrono::steady_clock::now();
   }
+  resumed_step_ = step;
   progress_.clear();
   out() << fmt::format("resuming {} from {} at step {}", model_, checkpoint.string(), step) << std::endl;
   return step;
@@ -553,6 +574,17 @@ void Run::report(const std::vector<std::pair<std::string, double>>& metrics, con
   std::string body = text;
   if (!body.empty() && body.back() != '\n') body += '\n';
   write_text_atomic(dir_ / kReportTextFile, body + (metrics.empty() ? "" : "\n" + lines));
+  if (SummaryWriter* tb = tensorboard()) {
+    // The report's text and the pictures the run drew, at the last logged step.
+    tb->add_text("report", "```\n" + body + (metrics.empty() ? "" : "\n" + lines) + "```", last_logged_step_);
+    std::vector<fs::path> pictures;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir_, ec))
+      if (entry.path().extension() == ".png") pictures.push_back(entry.path());
+    std::sort(pictures.begin(), pictures.end());
+    for (const auto& p : pictures) tb->add_png("pictures/" + p.stem().string(), read_text(p), last_logged_step_);
+    tb->flush();
+  }
   reported_ = true;
   progress_.clear();
   out() << body;

@@ -58,6 +58,8 @@ class LRScheduler;
 
 namespace focus::training {
 
+class SummaryWriter;
+
 /// A progress line: "step 120/3000 (4%) | epoch 2 | loss 1.2345 | 12.3k tok/s | ETA 3m12s".
 /// On a terminal it is redrawn in place with '\r'; otherwise (a log file, a pipe) a plain line
 /// is written at most every interval seconds (default 10) and at finish().
@@ -124,6 +126,13 @@ struct RunOptions {
   /// that produces NaN or infinite gradients stops training with an error naming the
   /// backward node and the forward op that recorded it. For debugging: it slows every step.
   bool detect_anomaly = false;
+  /// TensorBoard event files in <dir>/tensorboard (rank 0): every log() line as scalars
+  /// ("train/loss", "valid/accuracy", ...), parameter and gradient histograms every
+  /// tensorboard_every steps (training::Trainer), and at the report its text and the run's
+  /// pictures. A resumed run's events replace those of the steps it trains again.
+  bool tensorboard = false;
+  /// Steps between the histograms of the parameters and gradients (>= 1).
+  int64_t tensorboard_every = 100;
   /// No progress line.
   bool quiet = false;
   /// "key=value" changes applied last (also after the stored config on resume).
@@ -140,6 +149,7 @@ struct RunOptions {
   RunOptions& set_quiet(bool b = true) { quiet = b; return *this; }
   RunOptions& set_amp(std::string a) { amp = std::move(a); return *this; }
   RunOptions& set_detect_anomaly(bool b = true) { detect_anomaly = b; return *this; }
+  RunOptions& set_tensorboard(bool b = true, int64_t every = 100) { tensorboard = b; tensorboard_every = every; return *this; }
   RunOptions& set_overrides(std::vector<std::string> o) { overrides = std::move(o); return *this; }
   RunOptions& set_streams(std::ostream* o, std::ostream* e) { out = o; err = e; return *this; }
 };
@@ -150,6 +160,7 @@ inline constexpr const char* kMetricsFile = "metrics.jsonl";
 inline constexpr const char* kCheckpointFile = "checkpoint.safetensors";
 inline constexpr const char* kReportJsonFile = "report.json";
 inline constexpr const char* kReportTextFile = "report.txt";
+inline constexpr const char* kTensorBoardDir = "tensorboard";
 
 /// The default run directory of a model: runs/<model>.
 std::filesystem::path default_run_dir(const std::string& model);
@@ -218,6 +229,12 @@ class Run {
   void request_interrupt();
 
   Progress& progress() { return progress_; }
+
+  /// The run's TensorBoard writer (RunOptions::tensorboard; nullptr when off and on ranks
+  /// other than 0), made at its first use, in <dir>/tensorboard.
+  SummaryWriter* tensorboard();
+  /// Steps between parameter and gradient histograms (RunOptions::tensorboard_every).
+  int64_t tensorboard_every() const { return opts_.tensorboard_every; }
 
   /// Data-parallel training (`focus train --nproc N`, or the command started under mpirun
   /// with the process group initialized): this process's rank and the number of ranks (0
@@ -288,6 +305,9 @@ class Run {
   int rank_ = 0, world_ = 1;
   std::shared_ptr<nn::DistributedDataParallelBase> ddp_;
   std::optional<autograd::DetectAnomalyGuard> anomaly_;  // with opts_.detect_anomaly
+  std::unique_ptr<SummaryWriter> tensorboard_;             // with opts_.tensorboard, on rank 0
+  int64_t resumed_step_ = 0;                               // restore()'s step
+  int64_t last_logged_step_ = 0;                           // the report's step in TensorBoard
 };
 
 /// The metadata of a checkpoint file (read from its header only). A missing or unreadable

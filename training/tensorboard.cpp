@@ -128,7 +128,8 @@ class Proto {
 
 // Field numbers of tensorboard/compat/proto/{event,summary,tensor,tensor_shape,types}.proto.
 namespace event {
-constexpr int kWallTime = 1, kStep = 2, kFileVersion = 3, kSummary = 5;
+constexpr int kWallTime = 1, kStep = 2, kFileVersion = 3, kSummary = 5, kSessionLog = 6;
+constexpr int kSessionLogStatus = 1, kSessionStart = 1;  // SessionLog.status, SessionLog.START
 }
 namespace value {
 constexpr int kTag = 1, kSimpleValue = 2, kImage = 4, kHisto = 5, kTensor = 8, kMetadata = 9;
@@ -380,6 +381,20 @@ SummaryWriter::SummaryWriter(SummaryWriterOptions options) : options_(std::move(
               "[SummaryWriter] filename_suffix '{}' holds a '/'", options_.filename_suffix_);
   log_dir_ = options_.log_dir_.empty() ? default_log_dir(options_.comment_) : options_.log_dir_;
   main_ = std::make_unique<FileWriter>(log_dir_, options_.filename_suffix_);
+  if (options_.purge_step_) {
+    // PyTorch: Event(step, file_version) and Event(step, session_log=SessionLog(START)).
+    Proto version, start, log;
+    version.double_field(event::kWallTime, now_seconds());
+    version.int_field(event::kStep, *options_.purge_step_);
+    version.bytes_field(event::kFileVersion, "brain.Event:2");
+    log.int_field(event::kSessionLogStatus, event::kSessionStart);
+    start.double_field(event::kWallTime, now_seconds());
+    start.int_field(event::kStep, *options_.purge_step_);
+    start.message_field(event::kSessionLog, log);
+    main_->add(version.bytes());
+    main_->add(start.bytes());
+    main_->write_pending();
+  }
   flusher_ = std::thread([this] { flusher_loop(); });
 }
 
@@ -557,6 +572,11 @@ void SummaryWriter::add_image(const std::string& tag, const Tensor& img, int64_t
     channels = 3;
   }
   const std::string png = encode_png(pixels.data(), int(W), int(H), channels, fmt::format("{}: '{}':", op, tag));
+  add_encoded_image("add_image", tag, png, H, W, channels, global_step, walltime);
+}
+
+void SummaryWriter::add_encoded_image(const char* what, const std::string& tag, const std::string& png, int64_t H,
+                                      int64_t W, int channels, int64_t global_step, std::optional<double> walltime) {
   Proto im;
   im.int_field(image::kHeight, H);
   im.int_field(image::kWidth, W);
@@ -566,7 +586,32 @@ void SummaryWriter::add_image(const std::string& tag, const Tensor& img, int64_t
   v.bytes_field(value::kTag, tag);
   v.message_field(value::kImage, im);
   std::lock_guard<std::mutex> lock(mutex_);
-  add_summary("add_image", main_writer("add_image"), summary_of(v), global_step, walltime);
+  add_summary(what, main_writer(what), summary_of(v), global_step, walltime);
+}
+
+void SummaryWriter::add_png(const std::string& tag, const std::string& png, int64_t global_step,
+                            std::optional<double> walltime) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    main_writer("add_png");
+    check_tag("add_png", tag);
+  }
+  // The signature, then the IHDR chunk: length 13, "IHDR", width, height (big-endian),
+  // bit depth, colour type.
+  static constexpr unsigned char kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  FOCUS_CHECK(png.size() >= 33 && std::memcmp(png.data(), kSignature, 8) == 0 && png.compare(12, 4, "IHDR") == 0,
+              "[SummaryWriter] add_png: '{}': not a PNG file ({} bytes)", tag, png.size());
+  auto be32 = [&](size_t at) {
+    uint32_t v = 0;
+    for (size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(png[at + i]);
+    return int64_t(v);
+  };
+  const int64_t W = be32(16), H = be32(20);
+  const int colour = static_cast<unsigned char>(png[25]);
+  // PNG colour types: 0 gray, 2 RGB, 3 palette, 4 gray + alpha, 6 RGBA.
+  const int channels = colour == 0 ? 1 : colour == 4 ? 2 : colour == 6 ? 4 : 3;
+  FOCUS_CHECK(W >= 1 && H >= 1, "[SummaryWriter] add_png: '{}': a PNG of {}x{} pixels", tag, W, H);
+  add_encoded_image("add_png", tag, png, H, W, channels, global_step, walltime);
 }
 
 void SummaryWriter::add_text(const std::string& tag, const std::string& text_string, int64_t global_step,

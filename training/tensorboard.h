@@ -43,11 +43,16 @@ struct SummaryWriterOptions {
   double flush_secs_ = 120;
   /// Appended to every event file's name.
   std::string filename_suffix_;
+  /// Resuming at this step: the event file starts with a SessionLog START event at it, so
+  /// TensorBoard drops the events of earlier files at this step and after (the steps a
+  /// resumed run trains again), as PyTorch's purge_step.
+  std::optional<int64_t> purge_step_;
   SummaryWriterOptions& log_dir(std::string v) { log_dir_ = std::move(v); return *this; }
   SummaryWriterOptions& comment(std::string v) { comment_ = std::move(v); return *this; }
   SummaryWriterOptions& max_queue(int64_t v) { max_queue_ = v; return *this; }
   SummaryWriterOptions& flush_secs(double v) { flush_secs_ = v; return *this; }
   SummaryWriterOptions& filename_suffix(std::string v) { filename_suffix_ = std::move(v); return *this; }
+  SummaryWriterOptions& purge_step(int64_t step) { purge_step_ = step; return *this; }
 };
 
 /// How add_histogram bins its values (numpy.histogram's `bins`):
@@ -131,6 +136,11 @@ class SummaryWriter {
   /// PyTorch does), 3 (RGB) or 4 (RGBA).
   void add_image(const std::string& tag, const Tensor& img_tensor, int64_t global_step = 0,
                  std::optional<double> walltime = std::nullopt, const std::string& dataformats = "CHW");
+  /// An image already encoded as PNG (a file's bytes), written as it is; its size and
+  /// channels are read from its header. Not in PyTorch (whose add_image takes pixels): for
+  /// pictures a program has drawn to files. Not a PNG -> focus::Error.
+  void add_png(const std::string& tag, const std::string& png, int64_t global_step = 0,
+               std::optional<double> walltime = std::nullopt);
   /// Text (markdown in TensorBoard), under the tag "<tag>/text_summary" as PyTorch: a string
   /// tensor of shape [1] with the text plugin's metadata.
   void add_text(const std::string& tag, const std::string& text_string, int64_t global_step = 0,
@@ -142,6 +152,8 @@ class SummaryWriter {
   void close();
 
  private:
+  void add_encoded_image(const char* what, const std::string& tag, const std::string& png, int64_t height,
+                         int64_t width, int channels, int64_t global_step, std::optional<double> walltime);
   struct FileWriter;  // one event file
   FileWriter& main_writer(const char* op);
   void add_summary(const char* op, FileWriter& writer, const std::string& summary, int64_t step,

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cmath>
 
+#include <nlohmann/json.hpp>
+
 #include "autograd/autocast.h"
 #include "autograd/functions/elementwise.h"
 #include "core/creation.h"
@@ -12,8 +14,14 @@
 #include "optim/lr_scheduler.h"
 #include "optim/optimizer.h"
 #include "training/run.h"
+#include "training/tensorboard.h"
 
 namespace focus::training {
+
+namespace {
+// The checkpoint's metadata key of the sums since the last "train" line.
+constexpr const char* kUnloggedMeta = "trainer_unlogged";
+}  // namespace
 
 StepOutput& StepOutput::add(std::string name, Tensor sum, double count) {
   FOCUS_CHECK(sum.defined() && sum.numel() == 1, "[StepOutput] add '{}': the sum must be a one-element tensor", name);
@@ -54,6 +62,24 @@ int64_t Trainer::restore() {
   restored_ = run_.restore(model_, &opt_, sched_, gen_, opts_.steps_);
   step_ = *restored_;
   first_unlogged_ = step_ + 1;
+  if (step_ > 0) {
+    const auto meta = checkpoint_meta((run_.dir() / kCheckpointFile).string());
+    if (auto it = meta.find(kUnloggedMeta); it != meta.end()) {
+      const nlohmann::json j = nlohmann::json::parse(it->second, nullptr, false);
+      FOCUS_CHECK(j.is_object() && j.contains("loss_sum") && j["loss_sum"].is_number() && j.contains("count") &&
+                      j["count"].is_number_integer() && j["count"].get<int64_t>() >= 0,
+                  "[Trainer] the checkpoint's {} metadata is malformed: {}", kUnloggedMeta, it->second);
+      unlogged_.loaded_loss_sum = j["loss_sum"].get<double>();
+      unlogged_.count = j["count"].get<int64_t>();
+      first_unlogged_ = step_ + 1 - unlogged_.count;
+      for (const auto& s : j.value("sums", nlohmann::json::array())) {
+        FOCUS_CHECK(s.is_array() && s.size() == 3 && s[0].is_string() && s[1].is_number() && s[2].is_number(),
+                    "[Trainer] the checkpoint's {} metadata is malformed: {}", kUnloggedMeta, it->second);
+        unlogged_.sums.emplace_back(s[0].get<std::string>(), full({}, s[1].get<double>(), TensorOptions(kFloat64)),
+                                    s[2].get<double>());
+      }
+    }
+  }
   return step_;
 }
 
@@ -63,7 +89,16 @@ void Trainer::check_finite(double mean_loss) const {
               run_.model(), mean_loss, first_unlogged_, step_);
 }
 
-void Trainer::save() { run_.save_checkpoint(model_, &opt_, sched_, step_, gen_, meta_); }
+void Trainer::save() {
+  std::map<std::string, std::string> meta = meta_;
+  if (unlogged_.count > 0) {
+    // Exact doubles: the resumed run's next line must equal an uninterrupted run's.
+    nlohmann::json j{{"loss_sum", unlogged_.loss_sum.item<double>()}, {"count", unlogged_.count}};
+    for (const auto& [name, sum, count] : unlogged_.sums) j["sums"].push_back({name, sum.item<double>(), count});
+    meta[kUnloggedMeta] = j.dump();
+  }
+  run_.save_checkpoint(model_, &opt_, sched_, step_, gen_, meta);
+}
 
 bool Trainer::fit(const std::function<StepOutput(int64_t)>& training_step) {
   FOCUS_CHECK(static_cast<bool>(training_step), "[Trainer] fit: the training step function is empty");
@@ -74,9 +109,14 @@ bool Trainer::fit(const std::function<StepOutput(int64_t)>& training_step) {
   // What the "train" line averages, summed on the device (the loss in float64, as host doubles
   // would add it) and read on the host only when a line is logged or a checkpoint written.
   const TensorOptions f64 = TensorOptions(kFloat64).device(device);
-  Tensor loss_sum = zeros({}, f64);
-  int64_t loss_count = 0, items_since_log = 0;
-  std::vector<std::tuple<std::string, Tensor, double>> sums;  // name, sum, count since the last line
+  // A run resumed between two log lines goes on with the sums its checkpoint holds, so its
+  // next line equals an uninterrupted run's.
+  Tensor& loss_sum = unlogged_.loss_sum;
+  int64_t& loss_count = unlogged_.count;
+  auto& sums = unlogged_.sums;
+  loss_sum = full({}, unlogged_.loaded_loss_sum, f64);
+  for (auto& [name, sum, count] : sums) sum = sum.to(device);
+  int64_t items_since_log = 0;
   Tensor grad_norm;
   double lr = opt_.lr();
   auto epoch_of = [&](int64_t s) { return per_epoch > 0 ? s / per_epoch : 0; };
@@ -122,6 +162,13 @@ bool Trainer::fit(const std::function<StepOutput(int64_t)>& training_step) {
       }
     }
     progress.update(step_, epoch_of(step_ - 1) + 1, out.loss, items);
+    if (SummaryWriter* tb = run_.tensorboard(); tb && step_ % run_.tensorboard_every() == 0) {
+      // The weights after this step and the (unscaled, clipped) gradients it used.
+      for (const auto& [name, p] : model_.named_parameters()) {
+        tb->add_histogram("parameters/" + name, p, step_);
+        if (p.grad().defined()) tb->add_histogram("gradients/" + name, p.grad(), step_);
+      }
+    }
 
     if (step_ % opts_.log_every_ == 0 || step_ == total) {
       // --nproc: means over the ranks, one collective per value in the same order on every rank

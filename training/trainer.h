@@ -136,6 +136,12 @@ class Trainer {
   std::map<std::string, std::string> meta_;
   std::function<void(int64_t)> validate_;
   std::optional<int64_t> restored_;
+  struct Unlogged {  // what the next "train" line averages, summed since the last one
+    Tensor loss_sum;              // float64, on the run's device
+    double loaded_loss_sum = 0.0;  // from a resumed checkpoint
+    int64_t count = 0;
+    std::vector<std::tuple<std::string, Tensor, double>> sums;  // name, sum, count
+  } unlogged_;
   int64_t step_ = 0;
   int64_t first_unlogged_ = 1;
   double train_seconds_ = 0.0;

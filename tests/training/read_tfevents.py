@@ -114,13 +114,22 @@ def build_classes():
         f.oneof_index = 0
     field(summary, "value", 1, FD.TYPE_MESSAGE, FD.LABEL_REPEATED, ".tensorflow.Summary.Value")
 
+    session_log = fdp.message_type.add(name="SessionLog")
+    status = session_log.enum_type.add(name="SessionStatus")
+    for name, number in [("STATUS_UNSPECIFIED", 0), ("START", 1), ("STOP", 2), ("CHECKPOINT", 3)]:
+        status.value.add(name=name, number=number)
+    field(session_log, "status", 1, FD.TYPE_ENUM, type_name=".tensorflow.SessionLog.SessionStatus")
+    field(session_log, "checkpoint_path", 2, FD.TYPE_STRING)
+    field(session_log, "msg", 3, FD.TYPE_STRING)
+
     event = fdp.message_type.add(name="Event")
     event.oneof_decl.add(name="what")
     field(event, "wall_time", 1, FD.TYPE_DOUBLE)
     field(event, "step", 2, FD.TYPE_INT64)
     for name, number, ftype, tname in [("file_version", 3, FD.TYPE_STRING, None),
                                        ("graph_def", 4, FD.TYPE_BYTES, None),
-                                       ("summary", 5, FD.TYPE_MESSAGE, ".tensorflow.Summary")]:
+                                       ("summary", 5, FD.TYPE_MESSAGE, ".tensorflow.Summary"),
+                                       ("session_log", 6, FD.TYPE_MESSAGE, ".tensorflow.SessionLog")]:
         f = field(event, name, number, ftype, type_name=tname)
         f.oneof_index = 0
 
@@ -212,6 +221,8 @@ def main():
         out = {"wall_time": ev.wall_time, "step": ev.step}
         if ev.HasField("file_version"):
             out["file_version"] = ev.file_version
+        if ev.HasField("session_log"):
+            out["session_log"] = ev.session_log.status
         if ev.HasField("summary"):
             values = []
             for v in ev.summary.value:

@@ -18,6 +18,7 @@
 #include "test_util.h"
 #include "training/png.h"
 #include "training/tensorboard.h"
+#include "models/zoo/pictures.h"
 
 using namespace focus;
 using namespace focus::training;
@@ -493,6 +494,101 @@ TEST_CASE("encode_png: the shared encoder's errors") {
                        Error);
   const std::string png = encode_png(px.data(), 2, 2, 3);
   CHECK(png.substr(0, 8) == std::string("\x89PNG\r\n\x1a\n", 8));
+}
+
+TEST_CASE("purge_step: a SessionLog START event at the step, as PyTorch writes it") {
+  TempDir tmp("tb_purge");
+  {
+    SummaryWriter w(SummaryWriterOptions(tmp / "p").purge_step(41));
+    w.add_scalar("x", 1.0, 41);
+  }
+  const json ev = read_events(event_files(tmp / "p").at(0));
+  REQUIRE(ev.size() == 4);
+  CHECK(ev[1]["step"] == 41);
+  CHECK(ev[1]["file_version"] == "brain.Event:2");
+  CHECK(ev[2]["step"] == 41);
+  CHECK(ev[2]["session_log"] == 1);  // SessionLog.START
+  CHECK(ev[3]["values"][0]["tag"] == "x");
+}
+
+TEST_CASE("a Run with --tensorboard: metrics as scalars, histograms every N steps, report and pictures") {
+  TempDir tmp("tb_run");
+  const std::string dir = tmp / "run";
+  std::ostringstream out;
+  auto train = [&](bool resume, int64_t stop_at) {
+    nn::Linear model(3, 1);
+    optim::SGD opt(model.parameters(), optim::SGDOptions(0.1));
+    training::Config c;
+    c.set("steps", 6);
+    training::RunOptions o;
+    o.set_dir(dir).set_quiet().set_resume(resume).set_overwrite(!resume).set_tensorboard(true, 2);
+    o.set_streams(&out, &out);
+    training::Run run("tiny", c, o);
+    training::Trainer trainer(run, model, opt, nullptr, training::TrainerOptions(6).log_every(1));
+    trainer.on_validate([&](int64_t s) { run.log("valid", s, {{"loss", 0.5}}); });
+    Generator gen(3);
+    trainer.generator(&gen);
+    const bool done = trainer.fit([&](int64_t step) {
+      if (step + 1 == stop_at) run.request_interrupt();
+      const Tensor x = randn({4, 3}, kFloat32, &gen);
+      return training::StepOutput(model.forward(x).pow(2).mean(), 4);
+    });
+    if (done) {
+      zoo::write_png(dir + "/attention.png", 2, 1, {255, 0, 0, 0, 0, 255});
+      run.report({{"final", 1.0}}, "done\n");
+    }
+    return done;
+  };
+  CHECK_FALSE(train(false, 3));  // Ctrl-C in step 3: checkpoint at step 3
+  CHECK(train(true, -1));        // resumed: steps 4..6
+  const auto files = event_files(dir + "/tensorboard");
+  REQUIRE(files.size() == 2);
+  std::map<std::string, std::vector<int64_t>> steps_of;  // tag -> steps, over both files
+  int purges = 0;
+  for (const auto& f : files) {
+    for (const auto& e : read_events(f)) {
+      if (e.contains("session_log")) {
+        ++purges;
+        CHECK(e["step"] == 4);  // the resumed run's events replace those from step 4 on
+      }
+      if (!e.contains("values")) continue;
+      for (const auto& v : e["values"]) steps_of[v["tag"].get<std::string>()].push_back(e["step"].get<int64_t>());
+    }
+  }
+  CHECK(purges == 1);
+  CHECK(steps_of["train/loss"] == std::vector<int64_t>{1, 2, 3, 4, 5, 6});
+  CHECK(steps_of["train/lr"].size() == 6);
+  CHECK(steps_of["valid/loss"] == std::vector<int64_t>{6});
+  CHECK(steps_of["parameters/weight"] == std::vector<int64_t>{2, 4, 6});
+  CHECK(steps_of["gradients/bias"] == std::vector<int64_t>{2, 4, 6});
+  CHECK(steps_of["report/text_summary"] == std::vector<int64_t>{6});
+  CHECK(steps_of["pictures/attention"] == std::vector<int64_t>{6});
+  // A fresh run in the same directory starts the event files afresh.
+  CHECK(train(false, -1));
+  CHECK(event_files(dir + "/tensorboard").size() == 1);
+  CHECK_THROWS_WITH_AS(
+      training::Run("tiny", training::Config().set("steps", 1),
+                    training::RunOptions().set_dir(tmp / "bad").set_tensorboard(true, 0)),
+      doctest::Contains("--tensorboard-every must be >= 1, got 0"), Error);
+}
+
+TEST_CASE("add_png: an encoded PNG as it is; anything else is refused") {
+  TempDir tmp("tb_png");
+  const std::vector<uint8_t> px{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  const std::string png = encode_png(px.data(), 2, 2, 3);
+  {
+    SummaryWriter w(tmp / "p");
+    w.add_png("pic", png, 5);
+    CHECK_THROWS_WITH_AS(w.add_png("pic", "GIF89a", 5), doctest::Contains("add_png: 'pic': not a PNG file"), Error);
+  }
+  const json ev = read_events(event_files(tmp / "p").at(0));
+  REQUIRE(ev.size() == 2);
+  const json& v = ev[1]["values"][0];
+  CHECK(v["kind"] == "image");
+  CHECK(v["width"] == 2);
+  CHECK(v["height"] == 2);
+  CHECK(v["colorspace"] == 3);
+  CHECK(v["png_bytes"] == png.size());
 }
 
 }  // TEST_SUITE

@@ -275,7 +275,9 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     // ---- train ----
     std::string train_model, train_config, train_device = "cpu", train_run_dir, train_amp = "none";
     std::vector<std::string> train_sets;
-    bool train_resume = false, train_overwrite = false, train_quiet = false, train_detect_anomaly = false;
+    bool train_resume = false, train_overwrite = false, train_quiet = false, train_detect_anomaly = false,
+         train_tensorboard = false;
+    int64_t train_tensorboard_every = 100;
     int train_nproc = 1;
     CLI::App* train = app.add_subcommand("train", "Train a model; writes a run directory (default runs/MODEL)");
     train->add_option("MODEL", train_model, "The model (`focus models` lists them)")->required();
@@ -294,6 +296,14 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     train->add_flag("--detect-anomaly", train_detect_anomaly,
                     "Stop at the first NaN or infinite gradient with an error naming the backward node and the "
                     "forward op that made it (autograd anomaly detection; slower, for debugging)");
+    train->add_flag("--tensorboard", train_tensorboard,
+                    "Write TensorBoard event files in RUN_DIR/tensorboard: the metrics, parameter and gradient "
+                    "histograms, the report and the pictures (tensorboard --logdir runs)");
+    train->add_option("--tensorboard-every", train_tensorboard_every,
+                      "Steps between the parameter and gradient histograms of --tensorboard")
+        ->capture_default_str()
+        ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+        ->type_name("N");
     train->add_flag("--resume", train_resume, "Continue from the run directory's checkpoint");
     train->add_flag("--overwrite", train_overwrite, "Start afresh even though the run directory holds a checkpoint");
     train->add_option("--run-dir", train_run_dir, "Run directory (default runs/MODEL)")->type_name("DIR");
@@ -470,6 +480,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
           .set_device(train_device)
           .set_amp(train_amp)
           .set_detect_anomaly(train_detect_anomaly)
+          .set_tensorboard(train_tensorboard, train_tensorboard_every)
           .set_quiet(train_quiet)
           .set_overrides(train_sets);
       opts.out = &out;
@@ -483,10 +494,11 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
           parallel += fmt::format(", effective batch {} x {} = {}", world, run.config().integer("batch_size"),
                                   world * run.config().integer("batch_size"));
       }
-      tout << fmt::format("training {} in {}{}, device {}{}{}{}", m.name, run.dir().string(),
+      tout << fmt::format("training {} in {}{}, device {}{}{}{}{}", m.name, run.dir().string(),
                           train_resume ? " (resuming)" : "", training::device_description(run.device()),
                           train_amp == "none" ? "" : ", mixed precision " + train_amp, parallel,
-                          train_detect_anomaly ? ", anomaly detection on" : "")
+                          train_detect_anomaly ? ", anomaly detection on" : "",
+                          train_tensorboard ? fmt::format(", TensorBoard in {}", (run.dir() / training::kTensorBoardDir).string()) : "")
            << std::endl;
       m.train(run);
       if (!rank0) return run.interrupted() && !run.reported() ? kExitInterrupted : kExitOk;
