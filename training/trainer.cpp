@@ -152,13 +152,15 @@ bool Trainer::fit(const std::function<StepOutput(int64_t)>& training_step) {
     const int64_t items = world * out.items;  // --nproc: every rank's items
     items_since_log += items;
     items_trained_ += items;
-    for (auto& [name, sum, count] : out.sums) {
+    for (const auto& added : out.sums) {
+      const std::string& name = std::get<0>(added);
+      const Tensor sum = std::get<1>(added).detach().to(device).to(kFloat64).reshape({});
       auto it = std::find_if(sums.begin(), sums.end(), [&](const auto& s) { return std::get<0>(s) == name; });
       if (it == sums.end()) {
-        sums.emplace_back(name, sum.detach().to(device).to(kFloat64).reshape({}), count);
+        sums.emplace_back(name, sum, std::get<2>(added));
       } else {
-        std::get<1>(*it) = std::get<1>(*it) + sum.detach().to(device).to(kFloat64).reshape({});
-        std::get<2>(*it) += count;
+        std::get<1>(*it) = std::get<1>(*it) + sum;
+        std::get<2>(*it) += std::get<2>(added);
       }
     }
     progress.update(step_, epoch_of(step_ - 1) + 1, out.loss, items);

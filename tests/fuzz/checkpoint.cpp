@@ -14,6 +14,7 @@
 
 #include "focus/focus.h"
 #include "fuzz.h"
+#include "models/zoo/registry.h"
 #include "training/run.h"
 #include "optim/adam.h"
 #include "optim/checkpoint.h"
