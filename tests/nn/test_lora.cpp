@@ -14,7 +14,7 @@
 using namespace focus;
 using focus::testing::allclose;
 
-TEST_SUITE_BEGIN("lora");
+TEST_SUITE("lora") {
 
 namespace {
 
@@ -433,4 +433,4 @@ TEST_CASE("lora: nn::MultiheadAttention's out_proj is a Linear and adaptable; th
                        doctest::Contains("is a MultiheadAttention, not a Linear"), focus::Error);
 }
 
-TEST_SUITE_END();
+}  // TEST_SUITE

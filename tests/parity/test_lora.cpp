@@ -7,7 +7,7 @@
 
 using namespace focus;
 
-TEST_SUITE_BEGIN("parity_lora");
+TEST_SUITE("parity_lora") {
 
 TEST_CASE("parity: an adapted Linear's forward, backward and merge against PyTorch") {
   for (const std::string tag : {"f32", "f64"}) {
@@ -37,4 +37,4 @@ TEST_CASE("parity: an adapted Linear's forward, backward and merge against PyTor
   }
 }
 
-TEST_SUITE_END();
+}  // TEST_SUITE
