@@ -185,42 +185,45 @@ LoraConfig LoraConfig::from_json(const std::string& text, const std::string& wha
     FOCUS_CHECK(j.at("use_rslora").is_boolean(), "[lora] {}: use_rslora must be true or false", what);
     c.use_rslora_ = j.at("use_rslora").get<bool>();
   }
-  if (has("task_type")) {
-    FOCUS_CHECK(j.at("task_type").is_string(), "[lora] {}: task_type must be a string or null", what);
-    c.task_type_ = j.at("task_type").get<std::string>();
-  }
-  if (has("base_model_name_or_path")) {
-    FOCUS_CHECK(j.at("base_model_name_or_path").is_string(),
-                "[lora] {}: base_model_name_or_path must be a string or null", what);
-    c.base_model_name_or_path_ = j.at("base_model_name_or_path").get<std::string>();
-  }
+  for (auto [key, dst] : {std::pair{"task_type", &c.task_type_}, {"base_model_name_or_path", &c.base_model_name_or_path_}})
+    if (has(key)) {
+      FOCUS_CHECK(j.at(key).is_string(), "[lora] {}: {} must be a string or null", what, key);
+      *dst = j.at(key).get<std::string>();
+    }
   if (has("inference_mode") && j.at("inference_mode").is_boolean()) c.inference_mode_ = j.at("inference_mode");
 
   // Options focus does not implement: refused unless at PEFT's default.
-  const auto refuse_unless = [&](const char* key, const json& default_value, const char* meaning) {
-    if (!j.contains(key)) return;
-    const json& v = j.at(key);
-    const bool is_default = v == default_value || (v.is_null() && default_value.is_null()) ||
-                            (default_value.is_object() && v.is_object() && v.empty()) ||
-                            (default_value.is_null() && (v.is_array() || v.is_object()) && v.empty());
-    FOCUS_CHECK(is_default, "[lora] {}: {} = {} is not supported by focus ({}); expected {}", what, key, v.dump(),
-                meaning, default_value.dump());
+  struct Unsupported {
+    const char* key;
+    json default_value;
+    const char* meaning;
   };
-  refuse_unless("bias", "none", "focus trains no biases");
-  refuse_unless("fan_in_fan_out", false, "focus Linears store [out, in]");
-  refuse_unless("use_dora", false, "DoRA");
-  refuse_unless("lora_bias", false, "a bias in lora_B");
-  refuse_unless("modules_to_save", nullptr, "fully trained extra modules");
-  refuse_unless("layers_to_transform", nullptr, "layer selection by index");
-  refuse_unless("layers_pattern", nullptr, "layer selection by index");
-  refuse_unless("rank_pattern", json::object(), "per-module ranks");
-  refuse_unless("alpha_pattern", json::object(), "per-module alphas");
-  refuse_unless("exclude_modules", nullptr, "excluded modules");
-  refuse_unless("layer_replication", nullptr, "layer replication");
-  refuse_unless("target_parameters", nullptr, "adapted parameters");
-  refuse_unless("trainable_token_indices", nullptr, "trainable tokens");
-  refuse_unless("use_qalora", false, "QA-LoRA");
-  refuse_unless("alora_invocation_tokens", nullptr, "activated LoRA");
+  const Unsupported unsupported[] = {
+      {"bias", "none", "focus trains no biases"},
+      {"fan_in_fan_out", false, "focus Linears store [out, in]"},
+      {"use_dora", false, "DoRA"},
+      {"lora_bias", false, "a bias in lora_B"},
+      {"modules_to_save", nullptr, "fully trained extra modules"},
+      {"layers_to_transform", nullptr, "layer selection by index"},
+      {"layers_pattern", nullptr, "layer selection by index"},
+      {"rank_pattern", json::object(), "per-module ranks"},
+      {"alpha_pattern", json::object(), "per-module alphas"},
+      {"exclude_modules", nullptr, "excluded modules"},
+      {"layer_replication", nullptr, "layer replication"},
+      {"target_parameters", nullptr, "adapted parameters"},
+      {"trainable_token_indices", nullptr, "trainable tokens"},
+      {"use_qalora", false, "QA-LoRA"},
+      {"alora_invocation_tokens", nullptr, "activated LoRA"},
+  };
+  for (const auto& u : unsupported) {
+    if (!j.contains(u.key)) continue;
+    const json& v = j.at(u.key);
+    // An empty list or dict counts as PEFT's null / {} default.
+    const bool is_default = v == u.default_value || ((v.is_array() || v.is_object()) && v.empty() &&
+                                                     (u.default_value.is_null() || u.default_value.is_object()));
+    FOCUS_CHECK(is_default, "[lora] {}: {} = {} is not supported by focus ({}); expected {}", what, u.key, v.dump(),
+                u.meaning, u.default_value.dump());
+  }
   if (j.contains("init_lora_weights"))
     FOCUS_CHECK(j.at("init_lora_weights").is_boolean() || j.at("init_lora_weights").is_string(),
                 "[lora] {}: init_lora_weights must be a boolean or a string", what);
