@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -375,7 +376,14 @@ void LoraModel::load_adapter(const std::string& dir) {
     diffs.push_back(fmt::format("lora_alpha is {} in the file, {} in the model", c.lora_alpha_, config_.lora_alpha_));
   if (c.use_rslora_ != config_.use_rslora_)
     diffs.push_back(fmt::format("use_rslora is {} in the file, {} in the model", c.use_rslora_, config_.use_rslora_));
-  if (c.target_modules_ != config_.target_modules_ || c.target_modules_regex_ != config_.target_modules_regex_)
+  // PEFT keeps target_modules as a set, so the file's order means nothing.
+  const auto sorted = [](std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    return v;
+  };
+  if (sorted(c.target_modules_) != sorted(config_.target_modules_) ||
+      c.target_modules_regex_ != config_.target_modules_regex_)
     diffs.push_back(fmt::format("target_modules are {} in the file, {} in the model", targets_text(c),
                                 targets_text(config_)));
   if (!diffs.empty()) {

@@ -9,7 +9,15 @@ hand in PyTorch, y = F.linear(x, W, b) + (x @ A^T @ B^T) * scaling with scaling 
   weight, bias, lora_A [r, in], lora_B [out, r], x, gy   inputs
   y, grad.x, grad.lora_A, grad.lora_B                   results
   merged                                                 W + scaling * B @ A (PEFT's merge)
+
+and an adapter saved the way PEFT saves one, for Sequential(Linear(4, 6), ReLU(), Linear(6, 3))
+with target_modules ["0", "2"], r = 2, lora_alpha = 6:
+  OUTDIR/lora_peft_adapter/adapter_model.safetensors   base_model.model.<0|2>.lora_<A|B>.weight
+                                                        (lora_B in float16, as a half model saves)
+  OUTDIR/lora_peft_adapter/adapter_config.json         PEFT 0.13's layout (sorted, indent 2)
+  OUTDIR/lora_peft_base.safetensors                     the base state_dict, x and the adapted y
 """
+import json
 import os
 import sys
 
@@ -40,6 +48,41 @@ def main():
             "weight": base.weight.detach(), "bias": base.bias.detach(), "lora_A": a.detach(), "lora_B": b.detach(),
             "x": x.detach(), "gy": gy, "y": y.detach(), "grad.x": x.grad, "grad.lora_A": a.grad,
             "grad.lora_B": b.grad, "merged": merged})
+    peft_adapter(out)
+
+
+def peft_adapter(out):
+    torch.manual_seed(23)
+    base = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    r, alpha = 2, 6
+    adapter, factors = {}, {}
+    for name, layer in (("0", base[0]), ("2", base[2])):
+        a = torch.randn(r, layer.in_features) * 0.5
+        b = (torch.randn(layer.out_features, r) * 0.5).half()  # PEFT saves in the adapter's dtype
+        adapter[f"base_model.model.{name}.lora_A.weight"] = a
+        adapter[f"base_model.model.{name}.lora_B.weight"] = b
+        factors[name] = (a, b.float())
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        def adapted(name, layer, h):
+            a, b = factors[name]
+            return layer(h) + (h @ a.t() @ b.t()) * (alpha / r)
+        y = adapted("2", base[2], torch.relu(adapted("0", base[0], x)))
+    d = os.path.join(out, "lora_peft_adapter")
+    os.makedirs(d, exist_ok=True)
+    st.save(os.path.join(d, "adapter_model.safetensors"), adapter, {"format": "pt"})
+    config = {
+        "alpha_pattern": {}, "auto_mapping": None, "base_model_name_or_path": "tiny-mlp", "bias": "none",
+        "fan_in_fan_out": False, "inference_mode": True, "init_lora_weights": True, "layer_replication": None,
+        "layers_pattern": None, "layers_to_transform": None, "loftq_config": {}, "lora_alpha": alpha,
+        "lora_dropout": 0.1, "megatron_config": None, "megatron_core": "megatron.core", "modules_to_save": None,
+        "peft_type": "LORA", "r": r, "rank_pattern": {}, "revision": None, "target_modules": ["2", "0"],
+        "task_type": None, "use_dora": False, "use_rslora": False,
+    }
+    with open(os.path.join(d, "adapter_config.json"), "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+    st.save(os.path.join(out, "lora_peft_base.safetensors"),
+            {**{k: v for k, v in base.state_dict().items()}, "x": x, "y": y})
 
 
 if __name__ == "__main__":

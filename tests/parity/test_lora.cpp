@@ -37,4 +37,24 @@ TEST_CASE("parity: an adapted Linear's forward, backward and merge against PyTor
   }
 }
 
+TEST_CASE("parity: an adapter saved in PEFT's layout by Python loads into focus and gives PyTorch's output") {
+  // gen_lora.py: Sequential(Linear(4, 6), ReLU(), Linear(6, 3)), target_modules ["2", "0"],
+  // r 2, lora_alpha 6, lora_B stored as float16; adapter_config.json as PEFT 0.13 writes it.
+  const TensorDict base = parity::load("lora_peft_base");
+  auto net = std::make_shared<nn::Sequential>(std::make_shared<nn::Linear>(4, 6), std::make_shared<nn::ReLU>(),
+                                              std::make_shared<nn::Linear>(6, 3));
+  TensorDict weights = base;
+  weights.erase("x");
+  weights.erase("y");
+  net->load_state_dict(weights);
+  auto lora = nn::LoraModel::from_pretrained(net, parity::dir() + "/lora_peft_adapter");
+  CHECK(lora.targeted_module_names() == std::vector<std::string>{"0", "2"});
+  CHECK(lora.config().scaling() == 3.0);
+  CHECK(lora.config().lora_dropout_ == 0.1);
+  CHECK(lora.config().base_model_name_or_path_ == "tiny-mlp");
+  CHECK(lora.adapted_layers()[1]->lora_B()->weight().dtype() == kFloat32);
+  net->eval();
+  CHECK(focus::testing::allclose(net->forward(base.at("x")), base.at("y"), 1e-5, 1e-6));
+}
+
 }  // TEST_SUITE
