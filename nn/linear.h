@@ -19,6 +19,13 @@ struct LinearOptions {
 /// Parameters "weight" [out_features, in_features] and "bias" [out_features] (if bias),
 /// both U(-1/sqrt(in_features), 1/sqrt(in_features)) as PyTorch (kaiming_uniform_ with
 /// a = sqrt(5) for the weight).
+///
+/// A Linear may carry one LoRA adapter (nn/lora.h, PEFT's lora.Linear folded into the layer
+/// so that models holding shared_ptr<Linear> need no change): children "lora_A" =
+/// Linear(in_features, r, bias=false) and "lora_B" = Linear(r, out_features, bias=false),
+/// a scaling and a dropout probability; forward then returns
+/// linear(x, W, b) + lora_B(lora_A(dropout(x))) * scaling, or linear(x, W + scaling B A, b)
+/// once merged. Without an adapter the forward is the plain one (one pointer test).
 class Linear : public Module {
  public:
   explicit Linear(const LinearOptions& options);
@@ -38,10 +45,39 @@ class Linear : public Module {
   const Tensor& bias() const { return bias_; }
   const LinearOptions& options() const { return options_; }
 
+  // ---- LoRA adapter (use nn::LoraModel in nn/lora.h; these are its building blocks) ----
+  /// Attaches an adapter of rank r: lora_A kaiming_uniform_(a = sqrt(5)), lora_B zeros (so
+  /// the output is unchanged), on the weight's device and dtype; lora_dropout in [0, 1) is
+  /// applied to the adapter's input in training. An error if one is attached already.
+  void add_lora(int64_t r, double scaling, double lora_dropout = 0.0);
+  /// Removes the adapter (its children and state); a merged adapter's update stays in the
+  /// weight (PEFT's merge_and_unload). An error without an adapter.
+  void remove_lora();
+  bool has_lora() const { return lora_A_ != nullptr; }
+  /// The adapter's factors: lora_A()->weight() [r, in_features], lora_B()->weight()
+  /// [out_features, r]; null without an adapter.
+  const std::shared_ptr<Linear>& lora_A() const { return lora_A_; }
+  const std::shared_ptr<Linear>& lora_B() const { return lora_B_; }
+  double lora_scaling() const { return lora_scaling_; }
+  double lora_dropout() const { return lora_dropout_; }
+  /// weight += scaling * lora_B.weight @ lora_A.weight (no grad); forward then uses the
+  /// weight alone. An error without an adapter or when merged already (PEFT's merge).
+  void merge_lora();
+  /// weight -= scaling * lora_B.weight @ lora_A.weight, as PEFT's unmerge (restores the
+  /// weight up to float rounding). An error without an adapter or when not merged.
+  void unmerge_lora();
+  bool lora_merged() const { return lora_merged_; }
+
  private:
+  Tensor lora_delta() const;
+
   LinearOptions options_;
   Tensor weight_;
   Tensor bias_;
+  std::shared_ptr<Linear> lora_A_, lora_B_;
+  double lora_scaling_ = 0.0;
+  double lora_dropout_ = 0.0;
+  bool lora_merged_ = false;
 };
 
 /// Identity: returns its input (a placeholder in Sequential, as torch.nn.Identity).

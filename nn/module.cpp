@@ -57,6 +57,15 @@ void Module::replace_module_impl(const std::string& name, std::shared_ptr<Module
   FOCUS_FAIL("[{}] no child module named '{}'", name_, name);
 }
 
+void Module::unregister_module(const std::string& name) {
+  for (auto it = children_.begin(); it != children_.end(); ++it)
+    if (it->first == name) {
+      children_.erase(it);
+      return;
+    }
+  FOCUS_FAIL("[{}] no child module named '{}'", name_, name);
+}
+
 // ---- traversal --------------------------------------------------------------------------
 
 void Module::collect_named_modules(const std::string& prefix,

@@ -57,6 +57,10 @@ class Module : public std::enable_shared_from_this<Module> {
     return m;
   }
 
+  /// Removes the child registered under name (as `del module.name` in PyTorch); an error
+  /// when there is none. Used by nn::LoraModel::merge_and_unload to drop adapters.
+  void unregister_module(const std::string& name);
+
   /// Parameters of this module and (recurse) its descendants, each tensor once (tied
   /// parameters are listed under their first name), in registration order, depth first.
   std::vector<Tensor> parameters(bool recurse = true) const;

@@ -38,6 +38,7 @@
 #include "nn/attention.h"
 #include "nn/transformer.h"
 #include "nn/loss.h"
+#include "nn/lora.h"
 #include "data/collate.h"
 #include "data/dataloader.h"
 #include "data/dataset.h"
