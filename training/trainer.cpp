@@ -13,6 +13,7 @@
 #include "nn/module.h"
 #include "optim/lr_scheduler.h"
 #include "optim/optimizer.h"
+#include "training/config.h"
 #include "training/run.h"
 #include "training/tensorboard.h"
 
@@ -22,6 +23,15 @@ namespace {
 // The checkpoint's metadata key of the sums since the last "train" line.
 constexpr const char* kUnloggedMeta = "trainer_unlogged";
 }  // namespace
+
+TrainerOptions TrainerOptions::from_config(const Config& c, int64_t steps) {
+  TrainerOptions o(steps);
+  if (c.contains("log_every")) o.log_every(c.integer("log_every"));
+  if (c.contains("eval_every")) o.eval_every(c.integer("eval_every"));
+  if (c.contains("checkpoint_every")) o.checkpoint_every(c.integer("checkpoint_every"));
+  if (c.contains("grad_clip")) o.grad_clip(c.real("grad_clip"));
+  return o;
+}
 
 StepOutput& StepOutput::add(std::string name, Tensor sum, double count) {
   FOCUS_CHECK(sum.defined() && sum.numel() == 1, "[StepOutput] add '{}': the sum must be a one-element tensor", name);

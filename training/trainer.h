@@ -40,6 +40,7 @@ class LRScheduler;
 
 namespace focus::training {
 
+class Config;
 class Run;
 
 /// What one training step returns (Lightning's training_step): the loss to minimize, the
@@ -64,6 +65,10 @@ struct StepOutput {
 struct TrainerOptions {
   /// steps: the run's total number of optimizer steps (>= 1).
   explicit TrainerOptions(int64_t steps) : steps_(steps) {}
+  /// The options a config's shared keys give, where it has them: log_every, eval_every,
+  /// checkpoint_every, grad_clip (the zoo's spelling, docs/CLI.md); the others keep their
+  /// defaults.
+  static TrainerOptions from_config(const Config& config, int64_t steps);
   /// Batches in an epoch (0: training is not in epochs): the epoch of the progress line and
   /// the log, and the validation at every epoch's end when eval_every is 0.
   TrainerOptions& steps_per_epoch(int64_t n) { steps_per_epoch_ = n; return *this; }

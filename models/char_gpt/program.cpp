@@ -129,12 +129,9 @@ void train(training::Run& run) {
                      world > 1 ? fmt::format("{} ranks x ", world) : "", B, T);
   const int64_t per_epoch = std::max<int64_t>(1, corpus.train.size(0) / (world * B * T));
   training::Trainer trainer(run, *model, opt, &sched,
-                            training::TrainerOptions(steps)
+                            training::TrainerOptions::from_config(c, steps)
                                 .steps_per_epoch(per_epoch)  // random windows: an epoch is as many characters
                                 .log_every(10)               // nanoGPT's log_interval
-                                .eval_every(c.integer("eval_every"))
-                                .checkpoint_every(c.integer("checkpoint_every"))
-                                .grad_clip(c.real("grad_clip"))
                                 .unit("char/s"));
   trainer.generator(&data_gen).meta({{"vocab", corpus.vocab.to_json()}});
   trainer.on_validate([&](int64_t s) {

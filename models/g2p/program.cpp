@@ -285,12 +285,8 @@ void train(training::Run& run) {
   FOCUS_CHECK(nb >= 1, "[g2p] no training batch: {} pronunciations fit max_len {} (batch_size {}); raise max_len",
               dataset->size(), c.integer("max_len"), c.integer("batch_size"));
   training::Trainer trainer(run, *model, opt, sched.get(),
-                            training::TrainerOptions(steps)
+                            training::TrainerOptions::from_config(c, steps)
                                 .steps_per_epoch(nb)
-                                .log_every(c.integer("log_every"))
-                                .eval_every(c.integer("eval_every"))
-                                .checkpoint_every(c.integer("checkpoint_every"))
-                                .grad_clip(c.real("grad_clip"))
                                 .unit("tok/s"));
   trainer.meta({{"letters", vocabs.letters.to_json()}, {"phonemes", vocabs.phonemes.to_json()}});
   trainer.on_validate([&](int64_t s) {

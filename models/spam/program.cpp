@@ -264,12 +264,8 @@ void train_program(training::Run& run) {
   optim::SequentialLR sched(opt, {warm, cosine}, {warmup});
 
   training::Trainer trainer(run, *model, opt, &sched,
-                            training::TrainerOptions(steps)
+                            training::TrainerOptions::from_config(c, steps)
                                 .steps_per_epoch(per_epoch)
-                                .log_every(c.integer("log_every"))
-                                .eval_every(c.integer("eval_every"))
-                                .checkpoint_every(c.integer("checkpoint_every"))
-                                .grad_clip(c.real("grad_clip"))
                                 .unit("tok/s"));
   trainer.meta({{"vocab", vocab.to_json()}});
   trainer.on_validate([&](int64_t s) {

@@ -454,12 +454,8 @@ void train(training::Run& run) {
   optim::SequentialLR sched(opt, {warm, cosine}, {warmup});
 
   training::Trainer trainer(run, *model, opt, &sched,
-                            training::TrainerOptions(total)
+                            training::TrainerOptions::from_config(c, total)
                                 .steps_per_epoch(per_epoch)
-                                .log_every(std::max<int64_t>(1, c.integer("log_every")))
-                                .eval_every(std::max<int64_t>(0, c.integer("eval_every")))
-                                .checkpoint_every(std::max<int64_t>(0, c.integer("checkpoint_every")))
-                                .grad_clip(c.real("grad_clip"))
                                 .unit("img/s"));
   trainer.meta(checkpoint_meta_for(d, norm));
   double last_valid_acc = -1;
