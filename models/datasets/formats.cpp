@@ -40,6 +40,18 @@ std::vector<std::string_view> split_fields(std::string_view s) {
   return out;
 }
 
+/// Calls f(line, 1-based line number) for each '\n'-separated line of text (without the
+/// newline; a last line without one too).
+template <class F>
+void for_each_line(std::string_view text, F&& f) {
+  int64_t line_no = 0;
+  for (size_t pos = 0; pos < text.size();) {
+    const size_t end = std::min(text.find('\n', pos), text.size());
+    f(text.substr(pos, end - pos), ++line_no);
+    pos = end + 1;
+  }
+}
+
 /// 1-based line of byte offset `pos` in text.
 int64_t line_of(std::string_view text, size_t pos) {
   pos = std::min(pos, text.size());
@@ -137,16 +149,9 @@ const std::vector<std::string>& arpabet_symbols() {
 
 std::vector<CmudictEntry> parse_cmudict(std::string_view text, const std::string& source) {
   std::vector<CmudictEntry> out;
-  int64_t line_no = 0;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
-    pos = end + 1;
-    ++line_no;
+  for_each_line(text, [&](std::string_view line, int64_t line_no) {
     line = trim(line);
-    if (line.empty() || line.substr(0, 3) == ";;;") continue;
+    if (line.empty() || line.substr(0, 3) == ";;;") return;
     auto fields = split_fields(line);
     // A trailing comment ("word  W ER1 D # note", cmudict.dict style) after the first field.
     for (size_t k = 1; k < fields.size(); ++k) {
@@ -182,7 +187,7 @@ std::vector<CmudictEntry> parse_cmudict(std::string_view text, const std::string
       e.phonemes.emplace_back(fields[k]);
     }
     out.push_back(std::move(e));
-  }
+  });
   FOCUS_CHECK(!out.empty(), "[cmudict] {}: no entries (empty dictionary)", source);
   return out;
 }
@@ -267,17 +272,11 @@ std::string format_sotu(const std::vector<Speech>& speeches) {
 
 std::vector<Speech> parse_sotu(std::string_view text, const std::string& source) {
   std::vector<Speech> out;
-  int64_t line_no = 0;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    const size_t end = std::min(text.find('\n', pos), text.size());
-    ++line_no;
-    const std::string_view line = text.substr(pos, end - pos);
-    pos = end + 1;
-    if (trim(line).empty()) continue;
-    out.push_back(speech_of(parse_json(line, "sotu", fmt::format("{} line {}", source, line_no)),
-                            fmt::format("{} line {}", source, line_no)));
-  }
+  for_each_line(text, [&](std::string_view line, int64_t line_no) {
+    if (trim(line).empty()) return;
+    const std::string where = fmt::format("{} line {}", source, line_no);
+    out.push_back(speech_of(parse_json(line, "sotu", where), where));
+  });
   FOCUS_CHECK(!out.empty(), "[sotu] {}: no speeches", source);
   return out;
 }
