@@ -4,7 +4,7 @@ namespace focus {
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case kBool: case kUInt8: return 1;
+    case kBool: case kUInt8: case kInt8: return 1;
     case kFloat16: case kBFloat16: return 2;
     case kInt32: case kFloat32: return 4;
     case kInt64: case kFloat64: return 8;
@@ -16,6 +16,7 @@ std::string_view dtype_name(DType t) {
   switch (t) {
     case kBool: return "bool";
     case kUInt8: return "uint8";
+    case kInt8: return "int8";
     case kInt32: return "int32";
     case kInt64: return "int64";
     case kFloat16: return "float16";
@@ -42,8 +43,11 @@ DType promote_types(DType a, DType b) {
     if ((a == kFloat16 && b == kBFloat16) || (a == kBFloat16 && b == kFloat16)) return kFloat32;
     return static_cast<uint8_t>(a) > static_cast<uint8_t>(b) ? a : b;
   }
-  // Integers: uint8 with a signed type gives the signed type (int8 is not supported).
-  return static_cast<uint8_t>(a) > static_cast<uint8_t>(b) ? a : b;
+  // Integers: the wider one; uint8 with a signed type gives the signed type. int8 with uint8
+  // is int16 in PyTorch, which focus lacks: the next wider, int32.
+  if ((a == kInt8 && b == kUInt8) || (a == kUInt8 && b == kInt8)) return kInt32;
+  auto rank = [](DType t) { return t == kInt64 ? 3 : t == kInt32 ? 2 : 1; };
+  return rank(a) >= rank(b) ? a : b;
 }
 
 }  // namespace focus

@@ -41,6 +41,7 @@ const char* st_dtype_name(DType t) {
     case kInt64: return "I64";
     case kInt32: return "I32";
     case kUInt8: return "U8";
+    case kInt8: return "I8";
     case kBool: return "BOOL";
     case kFloat16: return "F16";
     case kBFloat16: return "BF16";
@@ -51,7 +52,7 @@ const char* st_dtype_name(DType t) {
 bool parse_st_dtype(const std::string& s, DType* out) {
   static const std::pair<const char*, DType> table[] = {
       {"F32", kFloat32}, {"F64", kFloat64}, {"I64", kInt64},     {"I32", kInt32},
-      {"U8", kUInt8},    {"BOOL", kBool},   {"F16", kFloat16},   {"BF16", kBFloat16}};
+      {"U8", kUInt8},    {"I8", kInt8},    {"BOOL", kBool},   {"F16", kFloat16},   {"BF16", kBFloat16}};
   for (const auto& [name, t] : table)
     if (s == name) {
       *out = t;

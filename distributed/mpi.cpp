@@ -65,6 +65,7 @@ MPI_Datatype mpi_type(DType t) {
   switch (t) {
     case kBool:
     case kUInt8: return MPI_UINT8_T;
+    case kInt8: return MPI_INT8_T;
     case kInt32: return MPI_INT32_T;
     case kInt64: return MPI_INT64_T;
     case kFloat32: return MPI_FLOAT;

@@ -55,6 +55,7 @@ ncclDataType_t nccl_type(const char* op, DType t) {
     case kBFloat16: return ncclBfloat16;
     case kInt32: return ncclInt32;
     case kInt64: return ncclInt64;
+    case kInt8: return ncclInt8;
     case kUInt8:
     case kBool: return ncclUint8;  // bool: one byte holding 0 or 1 (max is or, min is and)
   }

@@ -1,11 +1,13 @@
 #include "nn/linear.h"
 
 #include <cmath>
+#include <mutex>
 
 #include "autograd/autocast.h"
 #include "autograd/functions/dropout.h"
 #include "autograd/functions/elementwise.h"
 #include "autograd/functions/linalg.h"
+#include "autograd/functions/quantized.h"
 #include "autograd/node.h"
 #include "core/creation.h"
 #include "nn/init.h"
@@ -22,6 +24,7 @@ Linear::Linear(const LinearOptions& options) : Module("Linear"), options_(option
 }
 
 void Linear::reset_parameters() {
+  FOCUS_CHECK(!quantized_, "[Linear] reset_parameters: the layer is quantized to int8");
   init::kaiming_uniform_(weight_, std::sqrt(5.0));
   if (bias_.defined()) {
     const int64_t fan_in = options_.in_features_;
@@ -46,6 +49,7 @@ void check_input(const Tensor& x, const LinearOptions& o, const Tensor& weight) 
 }  // namespace
 
 Tensor Linear::forward(const Tensor& x) const {
+  if (quantized_) return forward_int8(x);
   check_input(x, options_, weight_);
   Tensor y = linear(x, weight_, bias_);
   if (lora_A_ != nullptr && !lora_merged_) {
@@ -57,6 +61,7 @@ Tensor Linear::forward(const Tensor& x) const {
 }
 
 Tensor Linear::forward_gelu(const Tensor& x, std::string_view approximate) const {
+  if (quantized_) return gelu(forward_int8(x), approximate);
   check_input(x, options_, weight_);
   // An unmerged adapter adds its term before the activation, so the fused epilogue can't be used.
   if (lora_A_ != nullptr && !lora_merged_) return gelu(forward(x), approximate);
@@ -66,6 +71,7 @@ Tensor Linear::forward_gelu(const Tensor& x, std::string_view approximate) const
 std::string Linear::extra_repr() const {
   std::string s = fmt::format("in_features={}, out_features={}, bias={}", options_.in_features_,
                               options_.out_features_, py_bool(bias_.defined()));
+  if (quantized_) s += ", dtype=qint8, qscheme=per_channel_symmetric";
   if (lora_A_ != nullptr)
     s += fmt::format(", lora_r={}, lora_scaling={}, lora_dropout={}{}", lora_A_->options().out_features_,
                      py_float(lora_scaling_), py_float(lora_dropout_), lora_merged_ ? ", merged=True" : "");
@@ -131,6 +137,70 @@ void Linear::unmerge_lora() {
   NoGradGuard no_grad;
   weight_.sub_(lora_delta());
   lora_merged_ = false;
+}
+
+// ---- int8 -------------------------------------------------------------------------------
+
+struct Linear::Int8Cache {
+  std::mutex mutex;
+  // What the packed weight was made from: the storages and their versions.
+  const void* weight_storage = nullptr;
+  const void* scale_storage = nullptr;
+  uint64_t weight_version = 0, scale_version = 0;
+  Int8PackedWeight packed;
+};
+
+void Linear::quantize_int8() {
+  FOCUS_CHECK(!quantized_, "[Linear] quantize_int8: the layer is quantized already");
+  FOCUS_CHECK(lora_A_ == nullptr || lora_merged_,
+              "[Linear] quantize_int8: the layer has an unmerged LoRA adapter; merge it first (merge_and_unload)");
+  FOCUS_CHECK(weight_.device().is_cpu(),
+              "[Linear] quantize_int8: int8 layers run on the CPU only (as PyTorch's quantize_dynamic); the weight is "
+              "on {}", weight_.device());
+  NoGradGuard no_grad;
+  auto [q, scale] = quantize_per_channel_int8(weight_);
+  // Packing checks the sizes (in_features <= 66000) before anything changes.
+  auto cache = std::make_shared<Int8Cache>();
+  cache->packed = pack_int8(q, scale);
+  cache->weight_storage = q.storage().get();
+  cache->scale_storage = scale.storage().get();
+  cache->weight_version = q.version();
+  cache->scale_version = scale.version();
+  unregister_tensor("weight");
+  weight_ = register_buffer("weight", q);
+  weight_scale_ = register_buffer("weight_scale", scale);
+  if (bias_.defined()) {
+    unregister_tensor("bias");
+    bias_ = register_buffer("bias", bias_.detach().to(kFloat32));
+  }
+  int8_cache_ = std::move(cache);
+  quantized_ = true;
+}
+
+Tensor Linear::forward_int8(const Tensor& x) const {
+  FOCUS_CHECK(x.defined(), "[Linear] the input is undefined");
+  FOCUS_CHECK(x.dim() >= 1 && x.size(-1) == options_.in_features_,
+              "[Linear] expected input with last dimension {} (in_features), got shape {}", options_.in_features_,
+              x.shape());
+  Int8PackedWeight packed;
+  {
+    // load_state_dict and to() write the buffers in place: repack when they changed.
+    Int8Cache& c = *int8_cache_;
+    std::lock_guard<std::mutex> lock(c.mutex);
+    const void* ws = weight_.storage().get();
+    const void* ss = weight_scale_.storage().get();
+    if (ws != c.weight_storage || ss != c.scale_storage || weight_.version() != c.weight_version ||
+        weight_scale_.version() != c.scale_version) {
+      c.packed = pack_int8(weight_, weight_scale_);
+      c.weight_storage = ws;
+      c.scale_storage = ss;
+      c.weight_version = weight_.version();
+      c.scale_version = weight_scale_.version();
+    }
+    packed = c.packed;
+  }
+  const Tensor b = bias_.defined() && bias_.dtype() != kFloat32 ? bias_.to(kFloat32) : bias_;
+  return linear_int8(x, packed, b);
 }
 
 }  // namespace focus::nn

@@ -26,6 +26,13 @@ struct LinearOptions {
 /// a scaling and a dropout probability; forward then returns
 /// linear(x, W, b) + lora_B(lora_A(dropout(x))) * scaling, or linear(x, W + scaling B A, b)
 /// once merged. Without an adapter the forward is the plain one (one pointer test).
+///
+/// A Linear may be quantized to int8 for inference (quantize_int8, or nn::quantize_dynamic
+/// in nn/quantized.h, as torch.ao.quantization.quantize_dynamic): "weight" becomes an int8
+/// buffer [out_features, in_features] and "weight_scale" a float32 buffer [out_features]
+/// (one scale per output channel), "bias" a float32 buffer; the forward quantizes its input
+/// per row at run time and computes in int8 with int32 sums (focus::linear_int8). CPU only,
+/// no backward, float32 inputs.
 class Linear : public Module {
  public:
   explicit Linear(const LinearOptions& options);
@@ -68,8 +75,20 @@ class Linear : public Module {
   void unmerge_lora();
   bool lora_merged() const { return lora_merged_; }
 
+  // ---- int8 dynamic quantization ----------------------------------------------------------
+  /// Quantizes the weight per output channel (max|row| / 127, round to [-127, 127]) and makes
+  /// weight, weight_scale and bias buffers: the layer then has no parameters. An error when
+  /// quantized already, with an unmerged LoRA adapter (merge it first), off the CPU, or with
+  /// in_features above 66000.
+  void quantize_int8();
+  bool is_quantized() const { return quantized_; }
+  /// The per-channel scales [out_features] float32 of a quantized layer (undefined otherwise).
+  const Tensor& weight_scale() const { return weight_scale_; }
+
  private:
   Tensor lora_delta() const;
+  Tensor forward_int8(const Tensor& x) const;
+  struct Int8Cache;
 
   LinearOptions options_;
   Tensor weight_;
@@ -78,6 +97,10 @@ class Linear : public Module {
   double lora_scaling_ = 0.0;
   double lora_dropout_ = 0.0;
   bool lora_merged_ = false;
+  bool quantized_ = false;
+  Tensor weight_scale_;
+  // The packed int8 weight, rebuilt when weight or weight_scale changes (load_state_dict).
+  std::shared_ptr<Int8Cache> int8_cache_;
 };
 
 /// Identity: returns its input (a placeholder in Sequential, as torch.nn.Identity).

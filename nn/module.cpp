@@ -66,6 +66,20 @@ void Module::unregister_module(const std::string& name) {
   FOCUS_FAIL("[{}] no child module named '{}'", name_, name);
 }
 
+void Module::unregister_tensor(const std::string& name) {
+  for (auto it = params_.begin(); it != params_.end(); ++it)
+    if (it->name == name) {
+      params_.erase(it);
+      return;
+    }
+  for (auto it = buffers_.begin(); it != buffers_.end(); ++it)
+    if (it->name == name) {
+      buffers_.erase(it);
+      return;
+    }
+  FOCUS_FAIL("[{}] no parameter or buffer named '{}'", name_, name);
+}
+
 // ---- traversal --------------------------------------------------------------------------
 
 void Module::collect_named_modules(const std::string& prefix,

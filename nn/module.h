@@ -60,6 +60,9 @@ class Module : public std::enable_shared_from_this<Module> {
   /// Removes the child registered under name (as `del module.name` in PyTorch); an error
   /// when there is none. Used by nn::LoraModel::merge_and_unload to drop adapters.
   void unregister_module(const std::string& name);
+  /// Removes the parameter or buffer registered under name (as `del module.name`); an error
+  /// when there is none. Used by Linear::quantize_int8 to turn its weight into a buffer.
+  void unregister_tensor(const std::string& name);
 
   /// Parameters of this module and (recurse) its descendants, each tensor once (tied
   /// parameters are listed under their first name), in registration order, depth first.

@@ -36,6 +36,12 @@ class CpuBackend final : public Backend {
   void matmul(const TensorView& out, const TensorView& a, const TensorView& b, double alpha,
               double beta) override;
 
+  // ---- int8 dynamic quantization: int8.cpp ------------------------------------------------
+  void quantize_int8_weight(const TensorView& q, const TensorView& scale, const TensorView& weight) override;
+  void pack_int8_weight(const TensorView& packed, const TensorView& colsum, const TensorView& q) override;
+  void linear_int8(const TensorView& out, const TensorView& x, const TensorView& packed, const TensorView& colsum,
+                   const TensorView& scale, const TensorView& bias, int64_t n_begin) override;
+
   // ---- shape and indexing: indexing.cpp -----------------------------------------------------
   IndexScan scan_indices(const TensorView& index, int64_t lo, int64_t hi) override;
   void check_indices(const TensorView& index, int64_t lo, int64_t hi, int64_t skip, const char* op,

@@ -161,6 +161,7 @@ template <typename F> decltype(auto) dispatch_storage(DType t, const char* op, F
     case kInt64: return f(int64_t{});
     case kInt32: return f(int32_t{});
     case kUInt8: return f(uint8_t{});
+    case kInt8: return f(int8_t{});
     case kBool: return f(bool{});
   }
   FOCUS_FAIL("[{}] unknown dtype on cuda", op);

@@ -1,0 +1,291 @@
+// CPU kernels of dynamic int8 quantization: weight quantization and packing, and the int8
+// GEMM of linear_int8 (backends/cpu/int8.h says how the kernels and the layout go).
+#include "backends/cpu/int8.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "backends/common/int8_math.h"
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/gemm.h"
+#include "backends/cpu/parallel.h"
+#include "core/error.h"
+
+namespace focus::cpu {
+
+namespace {
+
+using common::Int8RowParams;
+constexpr int64_t kBN = common::kInt8BlockN;  // output channels per block
+constexpr int64_t kGK = common::kInt8GroupK;  // k per group
+constexpr int kMR = 4;                        // rows per register tile
+constexpr int kNB = 4;                        // blocks per register tile (64 channels)
+
+enum KernelChoice : int { kAuto = 0, kGeneric = 1, kVnni = 2 };
+std::atomic<int> g_choice{kAuto};
+
+// The activations of x quantized per row: q [M, K4] (the padding zero) and each row's
+// parameters; a row with NaN or infinity is marked bad (its output is NaN).
+struct QuantizedRows {
+  std::vector<uint8_t> q;
+  std::vector<Int8RowParams> params;
+  std::vector<uint8_t> bad;
+};
+
+void quantize_rows(const float* x, int64_t M, int64_t K, int64_t K4, QuantizedRows& r) {
+  r.q.assign(static_cast<size_t>(M * K4), 0);
+  r.params.resize(static_cast<size_t>(M));
+  r.bad.assign(static_cast<size_t>(M), 0);
+  parallel_for(0, M, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, K)), [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const float* xr = x + m * K;
+      float lo = 0.0f, hi = 0.0f;
+      bool nan = false;
+      for (int64_t k = 0; k < K; ++k) {
+        const float v = xr[k];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+        nan |= v != v;
+      }
+      if (nan || !std::isfinite(hi - lo)) {
+        r.bad[static_cast<size_t>(m)] = 1;
+        r.params[static_cast<size_t>(m)] = Int8RowParams{1.0f, 1.0f, 0};
+        continue;
+      }
+      const Int8RowParams p = common::int8_row_params(lo, hi);
+      r.params[static_cast<size_t>(m)] = p;
+      uint8_t* qr = r.q.data() + m * K4;
+      for (int64_t k = 0; k < K; ++k) qr[k] = common::int8_quantize_activation(xr[k], p);
+    }
+  });
+}
+
+// Everything a tile needs.
+struct GemmArgs {
+  const QuantizedRows* rows;
+  const int8_t* packed;  // the whole packed weight
+  const int32_t* colsum;
+  const float* scale;
+  const float* bias;  // null: none
+  float* out;
+  int64_t M, Nc, K4, G, n_begin;
+};
+
+// The epilogue of one output element (both kernels: fmaf is one rounding either way).
+inline float finish(const GemmArgs& a, int64_t m, int64_t n, int32_t acc) {
+  if (a.rows->bad[static_cast<size_t>(m)]) return std::numeric_limits<float>::quiet_NaN();
+  return common::int8_output(acc, a.colsum[n], a.rows->params[static_cast<size_t>(m)], a.scale[n],
+                             a.bias ? a.bias[n] : 0.0f);
+}
+
+// Rows m0 .. m0 + mr - 1, blocks b0 .. b0 + nb - 1 (relative to n_begin), plain C++.
+void tile_generic(const GemmArgs& a, int64_t m0, int mr, int64_t b0, int nb) {
+  for (int r = 0; r < mr; ++r) {
+    const int64_t m = m0 + r;
+    const uint8_t* u = a.rows->q.data() + m * a.K4;
+    for (int b = 0; b < nb; ++b) {
+      const int64_t block = a.n_begin / kBN + b0 + b;
+      const int8_t* w = a.packed + block * a.G * kBN * kGK;
+      int32_t acc[kBN] = {};
+      for (int64_t g = 0; g < a.G; ++g) {
+        const uint8_t* ug = u + g * kGK;
+        const int8_t* wg = w + g * kBN * kGK;
+        for (int64_t j = 0; j < kBN; ++j) {
+          int32_t s = 0;
+          for (int64_t t = 0; t < kGK; ++t) s += static_cast<int32_t>(ug[t]) * static_cast<int32_t>(wg[j * kGK + t]);
+          acc[j] += s;
+        }
+      }
+      const int64_t c0 = (b0 + b) * kBN;  // first output column of the block
+      for (int64_t j = 0; j < kBN && c0 + j < a.Nc; ++j)
+        a.out[m * a.Nc + c0 + j] = finish(a, m, a.n_begin + c0 + j, acc[j]);
+    }
+  }
+}
+
+#if defined(__x86_64__)
+#define FOCUS_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
+
+template <int MR, int NB>
+FOCUS_VNNI void tile_vnni_fixed(const GemmArgs& a, int64_t m0, int64_t b0) {
+  __m512i acc[MR][NB];
+  for (int r = 0; r < MR; ++r)
+    for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_setzero_si512();
+  const int64_t block0 = a.n_begin / kBN + b0;
+  const int8_t* w = a.packed + block0 * a.G * kBN * kGK;
+  const int64_t wstride = a.G * kBN * kGK;  // bytes from one block to the next
+  const uint8_t* u[MR];
+  for (int r = 0; r < MR; ++r) u[r] = a.rows->q.data() + (m0 + r) * a.K4;
+  for (int64_t g = 0; g < a.G; ++g) {
+    __m512i wv[NB];
+    for (int b = 0; b < NB; ++b) wv[b] = _mm512_loadu_si512(w + b * wstride + g * kBN * kGK);
+    for (int r = 0; r < MR; ++r) {
+      int32_t four;
+      std::memcpy(&four, u[r] + g * kGK, sizeof four);
+      const __m512i av = _mm512_set1_epi32(four);
+      for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], av, wv[b]);
+    }
+  }
+  for (int b = 0; b < NB; ++b) {
+    const int64_t c0 = (b0 + b) * kBN;
+    const int64_t n0 = a.n_begin + c0;
+    const int64_t valid = std::min<int64_t>(kBN, a.Nc - c0);
+    const __mmask16 mask = valid >= kBN ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1u);
+    const __m512i cs = _mm512_loadu_si512(a.colsum + n0);
+    const __m512 sw = _mm512_loadu_ps(a.scale + n0);
+    const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(mask, a.bias + n0) : _mm512_setzero_ps();
+    for (int r = 0; r < MR; ++r) {
+      const int64_t m = m0 + r;
+      float* dst = a.out + m * a.Nc + c0;
+      if (a.rows->bad[static_cast<size_t>(m)]) {
+        _mm512_mask_storeu_ps(dst, mask, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
+        continue;
+      }
+      const Int8RowParams& p = a.rows->params[static_cast<size_t>(m)];
+      const __m512i centred = _mm512_sub_epi32(acc[r][b], _mm512_mullo_epi32(_mm512_set1_epi32(p.zero_point), cs));
+      const __m512 s = _mm512_mul_ps(_mm512_set1_ps(p.scale), sw);
+      _mm512_mask_storeu_ps(dst, mask, _mm512_fmadd_ps(_mm512_mask_cvtepi32_ps(_mm512_setzero_ps(), 0xFFFF, centred), s, bias));
+    }
+  }
+}
+
+template <int MR>
+FOCUS_VNNI void tile_vnni_rows(const GemmArgs& a, int64_t m0, int64_t b0, int nb) {
+  switch (nb) {
+    case 4: tile_vnni_fixed<MR, 4>(a, m0, b0); break;
+    case 3: tile_vnni_fixed<MR, 3>(a, m0, b0); break;
+    case 2: tile_vnni_fixed<MR, 2>(a, m0, b0); break;
+    default: tile_vnni_fixed<MR, 1>(a, m0, b0); break;
+  }
+}
+
+void tile_vnni(const GemmArgs& a, int64_t m0, int mr, int64_t b0, int nb) {
+  switch (mr) {
+    case 4: tile_vnni_rows<4>(a, m0, b0, nb); break;
+    case 3: tile_vnni_rows<3>(a, m0, b0, nb); break;
+    case 2: tile_vnni_rows<2>(a, m0, b0, nb); break;
+    default: tile_vnni_rows<1>(a, m0, b0, nb); break;
+  }
+}
+#endif
+
+bool detect_vnni() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+bool use_vnni() {
+  const int c = g_choice.load(std::memory_order_relaxed);
+  if (c == kGeneric) return false;
+  return cpu_has_avx512_vnni();
+}
+
+}  // namespace
+
+bool cpu_has_avx512_vnni() {
+  static const bool has = detect_vnni();
+  return has;
+}
+
+std::string int8_kernel() { return use_vnni() ? "avx512-vnni" : "generic"; }
+
+void set_int8_kernel(const std::string& name) {
+  if (name == "auto") {
+    g_choice = kAuto;
+  } else if (name == "generic") {
+    g_choice = kGeneric;
+  } else if (name == "avx512-vnni") {
+    FOCUS_CHECK(cpu_has_avx512_vnni(), "[set_int8_kernel] this CPU has no AVX-512 VNNI");
+    g_choice = kVnni;
+  } else {
+    FOCUS_FAIL("[set_int8_kernel] expected \"auto\", \"generic\" or \"avx512-vnni\", got \"{}\"", name);
+  }
+}
+
+void CpuBackend::quantize_int8_weight(const TensorView& q, const TensorView& scale, const TensorView& weight) {
+  const int64_t N = weight.sizes[0], K = weight.sizes[1];
+  const float* w = weight.ptr<float>();
+  int8_t* qp = q.ptr<int8_t>();
+  float* sp = scale.ptr<float>();
+  parallel_for(0, N, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, K)), [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      float amax = 0.0f;
+      for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(w[n * K + k]));
+      const float s = common::int8_weight_scale(amax);
+      sp[n] = s;
+      for (int64_t k = 0; k < K; ++k) qp[n * K + k] = common::int8_quantize_weight(w[n * K + k], s);
+    }
+  });
+}
+
+void CpuBackend::pack_int8_weight(const TensorView& packed, const TensorView& colsum, const TensorView& q) {
+  const int64_t N = q.sizes[0], K = q.sizes[1];
+  const int64_t N16 = common::int8_round_up(N, kBN), G = common::int8_round_up(K, kGK) / kGK;
+  const int8_t* src = q.ptr<int8_t>();
+  int8_t* dst = packed.ptr<int8_t>();
+  int32_t* cs = colsum.ptr<int32_t>();
+  std::memset(dst, 0, static_cast<size_t>(N16 * G * kGK));
+  for (int64_t n = 0; n < N16; ++n) {
+    int32_t sum = 0;
+    if (n < N) {
+      const int64_t block = n / kBN, j = n % kBN;
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t g = k / kGK, t = k % kGK;
+        dst[((block * G + g) * kBN + j) * kGK + t] = src[n * K + k];
+        sum += src[n * K + k];
+      }
+    }
+    cs[n] = sum;
+  }
+}
+
+void CpuBackend::linear_int8(const TensorView& out, const TensorView& x, const TensorView& packed,
+                             const TensorView& colsum, const TensorView& scale, const TensorView& bias,
+                             int64_t n_begin) {
+  const int64_t M = x.sizes[0], K = x.sizes[1], Nc = out.sizes[1];
+  const int64_t K4 = common::int8_round_up(K, kGK);
+  QuantizedRows rows;
+  quantize_rows(x.ptr<float>(), M, K, K4, rows);
+  const GemmArgs a{&rows, packed.ptr<int8_t>(), colsum.ptr<int32_t>(), scale.ptr<float>(),
+                   bias.data ? bias.ptr<float>() : nullptr, out.ptr<float>(), M, Nc, K4, K4 / kGK, n_begin};
+  const int64_t row_tiles = (M + kMR - 1) / kMR;
+  const int64_t blocks = (Nc + kBN - 1) / kBN;
+  const int64_t col_tiles = (blocks + kNB - 1) / kNB;
+  const bool vnni = use_vnni();
+  // A tile is kMR x kNB * 16 outputs of K4 products; int8 runs ~4x the products of sgemm per
+  // cycle, so the sgemm threshold (kGemmGrain) is scaled by 4.
+  const int64_t tile_work = kMR * kNB * kBN * K4;
+  const int64_t grain = std::max<int64_t>(1, 4 * kGemmGrain / tile_work);
+  // Tiles in column-major order: consecutive tiles share one panel of the weight.
+  parallel_for(0, row_tiles * col_tiles, grain, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t ct = t / row_tiles, rt = t % row_tiles;
+      const int64_t m0 = rt * kMR, b0 = ct * kNB;
+      const int mr = static_cast<int>(std::min<int64_t>(kMR, M - m0));
+      const int nb = static_cast<int>(std::min<int64_t>(kNB, blocks - b0));
+#if defined(__x86_64__)
+      if (vnni) {
+        tile_vnni(a, m0, mr, b0, nb);
+        continue;
+      }
+#endif
+      tile_generic(a, m0, mr, b0, nb);
+    }
+  });
+  (void)vnni;
+}
+
+}  // namespace focus::cpu
