@@ -11,6 +11,7 @@
 #include "autograd/functions/linalg.h"
 #include "autograd/functions/attention.h"
 #include "autograd/functions/reduce.h"
+#include "autograd/node.h"
 #include "core/creation.h"
 #include "nn/init.h"
 
@@ -134,29 +135,20 @@ std::tuple<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, cons
 
   // ---- input projections: one matmul for self-attention, views for q, k, v ----
   Tensor q, k, v;  // [L, N, E] / [S, N, E] (or batch first)
-  auto bias_part = [&](int64_t i, int64_t n) {
-    return in_proj_bias_.defined() ? in_proj_bias_.narrow(0, i * E, n * E) : Tensor();
-  };
-  if (same_dim_) {
-    if (self_attn) {
-      const auto qkv = unbind(linear(q_in, in_proj_weight_, in_proj_bias_).unflatten(-1, {3, E}), 2);
-      q = qkv[0];
-      k = qkv[1];
-      v = qkv[2];
-    } else if (kv_same) {
-      q = linear(q_in, in_proj_weight_.narrow(0, 0, E), bias_part(0, 1));
-      const auto kv = unbind(linear(k_in, in_proj_weight_.narrow(0, E, 2 * E), bias_part(1, 2)).unflatten(-1, {2, E}), 2);
-      k = kv[0];
-      v = kv[1];
-    } else {
-      q = linear(q_in, in_proj_weight_.narrow(0, 0, E), bias_part(0, 1));
-      k = linear(k_in, in_proj_weight_.narrow(0, E, E), bias_part(1, 1));
-      v = linear(v_in, in_proj_weight_.narrow(0, 2 * E, E), bias_part(2, 1));
-    }
+  if (same_dim_ && self_attn) {
+    const auto qkv = unbind(in_projection(q_in, 0, 3).unflatten(-1, {3, E}), 2);
+    q = qkv[0];
+    k = qkv[1];
+    v = qkv[2];
+  } else if (same_dim_ && kv_same) {
+    q = in_projection(q_in, 0, 1);
+    const auto kv = unbind(in_projection(k_in, 1, 2).unflatten(-1, {2, E}), 2);
+    k = kv[0];
+    v = kv[1];
   } else {
-    q = linear(q_in, q_proj_weight_, bias_part(0, 1));
-    k = linear(k_in, k_proj_weight_, bias_part(1, 1));
-    v = linear(v_in, v_proj_weight_, bias_part(2, 1));
+    q = in_projection(q_in, 0, 1);
+    k = in_projection(k_in, 1, 1);
+    v = in_projection(v_in, 2, 1);
   }
 
   // ---- extra key/value rows: bias_k / bias_v, then a zero row ----
@@ -231,6 +223,55 @@ std::tuple<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, cons
     w = Tensor();
   }
   return {out, w};
+}
+
+Tensor MultiheadAttention::in_projection(const Tensor& x, int64_t first, int64_t count) const {
+  const int64_t E = options_.embed_dim_;
+  FOCUS_CHECK(first >= 0 && count >= 1 && first + count <= 3,
+              "[MultiheadAttention] in_projection: parts {} .. {} of (q, k, v) do not exist", first, first + count - 1);
+  FOCUS_CHECK(same_dim_ || count == 1,
+              "[MultiheadAttention] in_projection: with separate q, k, v weights (kdim or vdim != embed_dim) project "
+              "one part at a time, got {}", count);
+  if (same_dim_) {
+    if (quantized_) return int8_[0].linear(x, in_proj_bias_, first * E, count * E);
+    if (count == 3) return linear(x, in_proj_weight_, in_proj_bias_);
+    return linear(x, in_proj_weight_.narrow(0, first * E, count * E),
+                  in_proj_bias_.defined() ? in_proj_bias_.narrow(0, first * E, count * E) : Tensor());
+  }
+  const Tensor b = in_proj_bias_.defined() ? in_proj_bias_.narrow(0, first * E, E) : Tensor();
+  if (quantized_) return int8_[first].linear(x, b);
+  return linear(x, first == 0 ? q_proj_weight_ : first == 1 ? k_proj_weight_ : v_proj_weight_, b);
+}
+
+void MultiheadAttention::quantize_int8() {
+  FOCUS_CHECK(!quantized_, "[MultiheadAttention] quantize_int8: the input projections are quantized already");
+  const char* names[3] = {"q_proj_weight", "k_proj_weight", "v_proj_weight"};
+  Tensor* weights[3] = {&q_proj_weight_, &k_proj_weight_, &v_proj_weight_};
+  // Quantize (and check) everything first, then change the module.
+  Int8Weight q[3];
+  if (same_dim_) {
+    q[0] = Int8Weight::quantize(in_proj_weight_, "MultiheadAttention");
+  } else {
+    for (int i = 0; i < 3; ++i) q[i] = Int8Weight::quantize(*weights[i], "MultiheadAttention");
+  }
+  if (same_dim_) {
+    unregister_tensor("in_proj_weight");
+    in_proj_weight_ = register_buffer("in_proj_weight", q[0].values());
+    register_buffer("in_proj_weight_scale", q[0].scales());
+  } else {
+    for (int i = 0; i < 3; ++i) {
+      unregister_tensor(names[i]);
+      *weights[i] = register_buffer(names[i], q[i].values());
+      register_buffer(std::string(names[i]) + "_scale", q[i].scales());
+    }
+  }
+  if (in_proj_bias_.defined()) {
+    unregister_tensor("in_proj_bias");
+    NoGradGuard no_grad;
+    in_proj_bias_ = register_buffer("in_proj_bias", in_proj_bias_.detach().to(kFloat32));
+  }
+  for (int i = 0; i < 3; ++i) int8_[i] = std::move(q[i]);
+  quantized_ = true;
 }
 
 }  // namespace focus::nn

@@ -93,8 +93,24 @@ class MultiheadAttention : public Module {
   const Tensor& bias_v() const { return bias_v_; }
   const std::shared_ptr<Linear>& out_proj() const { return out_proj_; }
 
+  /// The input projection of parts first .. first + count - 1 of (q, k, v): x [..., dim of
+  /// those parts' input] -> [..., count * E] = x W_parts^T + b_parts, as forward computes it
+  /// (int8 when quantized). With separate q/k/v weights (kdim or vdim != E) count must be 1.
+  /// For models that run attention step by step with a cache (the zoo's g2p decoder).
+  Tensor in_projection(const Tensor& x, int64_t first, int64_t count) const;
+
+  /// Quantizes the input projection weights to int8 per output channel, as Linear's
+  /// quantize_int8 (nn::quantize_dynamic calls both): "in_proj_weight" (or q/k/v_proj_weight)
+  /// becomes an int8 buffer with "<name>_scale" beside it, in_proj_bias a float32 buffer;
+  /// out_proj is a Linear of its own. PyTorch's quantize_dynamic leaves these float (they are
+  /// not a Linear); here they are most of a decoder step's products. CPU only, no backward.
+  void quantize_int8();
+  bool is_quantized() const { return quantized_; }
+
  private:
   MultiheadAttentionOptions options_;
+  bool quantized_ = false;
+  Int8Weight int8_[3];  // quantized: [0] the packed in_proj_weight, or q, k, v
   bool same_dim_ = true;
   Tensor in_proj_weight_, q_proj_weight_, k_proj_weight_, v_proj_weight_, in_proj_bias_, bias_k_, bias_v_;
   std::shared_ptr<Linear> out_proj_;

@@ -1,13 +1,11 @@
 #include "nn/linear.h"
 
 #include <cmath>
-#include <mutex>
 
 #include "autograd/autocast.h"
 #include "autograd/functions/dropout.h"
 #include "autograd/functions/elementwise.h"
 #include "autograd/functions/linalg.h"
-#include "autograd/functions/quantized.h"
 #include "autograd/node.h"
 #include "core/creation.h"
 #include "nn/init.h"
@@ -141,39 +139,20 @@ void Linear::unmerge_lora() {
 
 // ---- int8 -------------------------------------------------------------------------------
 
-struct Linear::Int8Cache {
-  std::mutex mutex;
-  // What the packed weight was made from: the storages and their versions.
-  const void* weight_storage = nullptr;
-  const void* scale_storage = nullptr;
-  uint64_t weight_version = 0, scale_version = 0;
-  Int8PackedWeight packed;
-};
-
 void Linear::quantize_int8() {
   FOCUS_CHECK(!quantized_, "[Linear] quantize_int8: the layer is quantized already");
   FOCUS_CHECK(lora_A_ == nullptr || lora_merged_,
               "[Linear] quantize_int8: the layer has an unmerged LoRA adapter; merge it first (merge_and_unload)");
-  FOCUS_CHECK(weight_.device().is_cpu(),
-              "[Linear] quantize_int8: int8 layers run on the CPU only (as PyTorch's quantize_dynamic); the weight is "
-              "on {}", weight_.device());
-  NoGradGuard no_grad;
-  auto [q, scale] = quantize_per_channel_int8(weight_);
-  // Packing checks the sizes (in_features <= 66000) before anything changes.
-  auto cache = std::make_shared<Int8Cache>();
-  cache->packed = pack_int8(q, scale);
-  cache->weight_storage = q.storage().get();
-  cache->scale_storage = scale.storage().get();
-  cache->weight_version = q.version();
-  cache->scale_version = scale.version();
+  Int8Weight w = Int8Weight::quantize(weight_, "Linear");
   unregister_tensor("weight");
-  weight_ = register_buffer("weight", q);
-  weight_scale_ = register_buffer("weight_scale", scale);
+  weight_ = register_buffer("weight", w.values());
+  weight_scale_ = register_buffer("weight_scale", w.scales());
   if (bias_.defined()) {
     unregister_tensor("bias");
+    NoGradGuard no_grad;
     bias_ = register_buffer("bias", bias_.detach().to(kFloat32));
   }
-  int8_cache_ = std::move(cache);
+  int8_ = std::move(w);
   quantized_ = true;
 }
 
@@ -182,25 +161,7 @@ Tensor Linear::forward_int8(const Tensor& x) const {
   FOCUS_CHECK(x.dim() >= 1 && x.size(-1) == options_.in_features_,
               "[Linear] expected input with last dimension {} (in_features), got shape {}", options_.in_features_,
               x.shape());
-  Int8PackedWeight packed;
-  {
-    // load_state_dict and to() write the buffers in place: repack when they changed.
-    Int8Cache& c = *int8_cache_;
-    std::lock_guard<std::mutex> lock(c.mutex);
-    const void* ws = weight_.storage().get();
-    const void* ss = weight_scale_.storage().get();
-    if (ws != c.weight_storage || ss != c.scale_storage || weight_.version() != c.weight_version ||
-        weight_scale_.version() != c.scale_version) {
-      c.packed = pack_int8(weight_, weight_scale_);
-      c.weight_storage = ws;
-      c.scale_storage = ss;
-      c.weight_version = weight_.version();
-      c.scale_version = weight_scale_.version();
-    }
-    packed = c.packed;
-  }
-  const Tensor b = bias_.defined() && bias_.dtype() != kFloat32 ? bias_.to(kFloat32) : bias_;
-  return linear_int8(x, packed, b);
+  return int8_.linear(x, bias_);
 }
 
 }  // namespace focus::nn

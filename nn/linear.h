@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "nn/module.h"
+#include "nn/quantized.h"
 
 namespace focus::nn {
 
@@ -88,7 +89,6 @@ class Linear : public Module {
  private:
   Tensor lora_delta() const;
   Tensor forward_int8(const Tensor& x) const;
-  struct Int8Cache;
 
   LinearOptions options_;
   Tensor weight_;
@@ -99,8 +99,7 @@ class Linear : public Module {
   bool lora_merged_ = false;
   bool quantized_ = false;
   Tensor weight_scale_;
-  // The packed int8 weight, rebuilt when weight or weight_scale changes (load_state_dict).
-  std::shared_ptr<Int8Cache> int8_cache_;
+  Int8Weight int8_;  // holds weight_ and weight_scale_ once quantized
 };
 
 /// Identity: returns its input (a placeholder in Sequential, as torch.nn.Identity).

@@ -40,30 +40,104 @@ struct QuantizedRows {
   std::vector<uint8_t> bad;
 };
 
-void quantize_rows(const float* x, int64_t M, int64_t K, int64_t K4, QuantizedRows& r) {
-  r.q.assign(static_cast<size_t>(M * K4), 0);
+// One row: its parameters, or false when it holds NaN or infinity.
+bool row_params_generic(const float* xr, int64_t K, Int8RowParams& p) {
+  float lo = 0.0f, hi = 0.0f;
+  bool nan = false;
+  for (int64_t k = 0; k < K; ++k) {
+    const float v = xr[k];
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+    nan |= v != v;
+  }
+  if (nan || !std::isfinite(hi - lo)) return false;
+  p = common::int8_row_params(lo, hi);
+  return true;
+}
+
+void quantize_row_generic(const float* xr, int64_t K, const Int8RowParams& p, uint8_t* qr) {
+  for (int64_t k = 0; k < K; ++k) qr[k] = common::int8_quantize_activation(xr[k], p);
+}
+
+#if defined(__x86_64__)
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as the unused source of their masked
+// builtins, which -Wmaybe-uninitialized reports in every caller (GCC bug 105593, fixed in 13).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define FOCUS_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
+
+// The same as row_params_generic / quantize_row_generic, 16 lanes at a time: min and max are
+// exact, and cvtps_epi32 rounds to nearest even (MXCSR's default) as nearbyintf does.
+FOCUS_VNNI bool row_params_avx512(const float* xr, int64_t K, Int8RowParams& p) {
+  __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+  __mmask16 nan = 0;
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const __m512 v = _mm512_loadu_ps(xr + k);
+    lo = _mm512_min_ps(lo, v);
+    hi = _mm512_max_ps(hi, v);
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  }
+  if (k < K) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (K - k)) - 1u);
+    const __m512 v = _mm512_maskz_loadu_ps(m, xr + k);  // zeros elsewhere: 0 is in the range anyway
+    lo = _mm512_min_ps(lo, v);
+    hi = _mm512_max_ps(hi, v);
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  }
+  alignas(64) float los[16], his[16];
+  _mm512_store_ps(los, lo);
+  _mm512_store_ps(his, hi);
+  float l = 0.0f, h = 0.0f;
+  for (int i = 0; i < 16; ++i) {
+    l = std::min(l, los[i]);
+    h = std::max(h, his[i]);
+  }
+  if (nan || !std::isfinite(h - l)) return false;
+  p = common::int8_row_params(l, h);
+  return true;
+}
+
+FOCUS_VNNI void quantize_row_avx512(const float* xr, int64_t K, const Int8RowParams& p, uint8_t* qr) {
+  const __m512 inv = _mm512_set1_ps(p.inv_scale);
+  const __m512i zp = _mm512_set1_epi32(p.zero_point), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
+  for (int64_t k = 0; k < K; k += 16) {
+    const __mmask16 m = K - k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (K - k)) - 1u);
+    const __m512 v = _mm512_maskz_loadu_ps(m, xr + k);
+    __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inv)), zp);
+    q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+    _mm_mask_storeu_epi8(qr + k, m, _mm512_cvtepi32_epi8(q));
+  }
+}
+#endif
+
+// Scratch reused by each thread's calls (no allocation per product once warm).
+thread_local QuantizedRows tl_rows;
+
+void quantize_rows(const float* x, int64_t M, int64_t K, int64_t K4, bool avx512, QuantizedRows& r) {
+  const auto need = static_cast<size_t>(M * K4);
+  if (r.q.size() < need) r.q.resize(need);
   r.params.resize(static_cast<size_t>(M));
-  r.bad.assign(static_cast<size_t>(M), 0);
+  r.bad.resize(static_cast<size_t>(M));
   parallel_for(0, M, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, K)), [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
       const float* xr = x + m * K;
-      float lo = 0.0f, hi = 0.0f;
-      bool nan = false;
-      for (int64_t k = 0; k < K; ++k) {
-        const float v = xr[k];
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-        nan |= v != v;
-      }
-      if (nan || !std::isfinite(hi - lo)) {
-        r.bad[static_cast<size_t>(m)] = 1;
-        r.params[static_cast<size_t>(m)] = Int8RowParams{1.0f, 1.0f, 0};
-        continue;
-      }
-      const Int8RowParams p = common::int8_row_params(lo, hi);
-      r.params[static_cast<size_t>(m)] = p;
       uint8_t* qr = r.q.data() + m * K4;
-      for (int64_t k = 0; k < K; ++k) qr[k] = common::int8_quantize_activation(xr[k], p);
+      std::memset(qr + K, 0, static_cast<size_t>(K4 - K));
+      Int8RowParams p{1.0f, 1.0f, 0};
+      bool ok = false;
+#if defined(__x86_64__)
+      if (avx512) {
+        ok = row_params_avx512(xr, K, p);
+        if (ok) quantize_row_avx512(xr, K, p, qr);
+      }
+#endif
+      if (!avx512) {
+        ok = row_params_generic(xr, K, p);
+        if (ok) quantize_row_generic(xr, K, p, qr);
+      }
+      if (!ok) std::memset(qr, 0, static_cast<size_t>(K));
+      r.bad[static_cast<size_t>(m)] = ok ? 0 : 1;
+      r.params[static_cast<size_t>(m)] = ok ? p : Int8RowParams{1.0f, 1.0f, 0};
     }
   });
 }
@@ -112,8 +186,6 @@ void tile_generic(const GemmArgs& a, int64_t m0, int mr, int64_t b0, int nb) {
 }
 
 #if defined(__x86_64__)
-#define FOCUS_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
-
 template <int MR, int NB>
 FOCUS_VNNI void tile_vnni_fixed(const GemmArgs& a, int64_t m0, int64_t b0) {
   __m512i acc[MR][NB];
@@ -257,14 +329,14 @@ void CpuBackend::linear_int8(const TensorView& out, const TensorView& x, const T
                              int64_t n_begin) {
   const int64_t M = x.sizes[0], K = x.sizes[1], Nc = out.sizes[1];
   const int64_t K4 = common::int8_round_up(K, kGK);
-  QuantizedRows rows;
-  quantize_rows(x.ptr<float>(), M, K, K4, rows);
+  const bool vnni = use_vnni();
+  QuantizedRows& rows = tl_rows;
+  quantize_rows(x.ptr<float>(), M, K, K4, vnni, rows);
   const GemmArgs a{&rows, packed.ptr<int8_t>(), colsum.ptr<int32_t>(), scale.ptr<float>(),
                    bias.data ? bias.ptr<float>() : nullptr, out.ptr<float>(), M, Nc, K4, K4 / kGK, n_begin};
   const int64_t row_tiles = (M + kMR - 1) / kMR;
   const int64_t blocks = (Nc + kBN - 1) / kBN;
   const int64_t col_tiles = (blocks + kNB - 1) / kNB;
-  const bool vnni = use_vnni();
   // A tile is kMR x kNB * 16 outputs of K4 products; int8 runs ~4x the products of sgemm per
   // cycle, so the sgemm threshold (kGemmGrain) is scaled by 4.
   const int64_t tile_work = kMR * kNB * kBN * K4;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <iostream>
 #include <memory>
 #include <ostream>
 #include <sstream>
@@ -183,6 +184,7 @@ void train(training::Run& run) {
 void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
   const training::Config config = args.config();
   Loaded l = load(args.checkpoint, args.device, &config);
+  zoo::quantize_if_asked(args.int8, *l.model, args.device, "eval", out);
   FOCUS_CHECK(args.split == "test" || args.split == "valid" || args.split == "train",
               "[char-gpt] eval: split must be test, valid or train, got \"{}\"", args.split);
   training::apply_threads(config, "char-gpt");
@@ -216,6 +218,7 @@ void generate(const zoo::CommandArgs& args, std::ostream& out) {
   std::string prompt = args.option("prompt");
   if (prompt.empty()) prompt = "\n";
   Loaded l = load(args.checkpoint, args.device);
+  zoo::quantize_if_asked(zoo::int8_requested(args), *l.model, args.device, "generate", std::cerr);
   const std::vector<int64_t> ids = encode(l.vocab, prompt, "[generate] --prompt:");
   Generator gen(static_cast<uint64_t>(seed));
   out << prompt << std::flush;
@@ -285,7 +288,8 @@ zoo::ModelEntry model_entry() {
                  {"length", "characters to generate", "500"},
                  {"temperature", "divide the logits by this (> 0; lower = more conservative)", "0.8"},
                  {"top-k", "sample only among the k most likely characters (0 = all; 1 = greedy)", "0"},
-                 {"seed", "random seed of the sampler", "1337"}};
+                 {"seed", "random seed of the sampler", "1337"},
+                 zoo::int8_option()};
   gen.run = generate;
   e.commands["generate"] = gen;
   return e;

@@ -13,10 +13,6 @@ constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
 Tensor activate(const std::string& a, const Tensor& x) { return a == "relu" ? relu(x) : gelu(x); }
 
-Tensor maybe_narrow(const Tensor& t, int64_t start, int64_t length) {
-  return t.defined() ? t.narrow(0, start, length) : Tensor();
-}
-
 // [B, L, E] -> [B, H, L, hd] (a view)
 Tensor split_heads(const Tensor& x, int64_t H) {
   const int64_t B = x.size(0), L = x.size(1), E = x.size(2);
@@ -116,8 +112,8 @@ G2PDecoderLayer::G2PDecoderLayer(const nn::TransformerLayerOptions& o) : nn::Mod
 // Self-attention of h [B, L, E] (target positions offset .. offset + L - 1) over the keys and
 // values kv (positions 0 .. offset + L - 1, h's own already appended).
 Tensor G2PDecoderLayer::self_block(const Tensor& h, const KVCache& kv, int64_t offset) const {
-  const int64_t E = options_.d_model_, H = options_.nhead_, L = h.size(1), S = kv.k.size(2);
-  const Tensor q = split_heads(linear(h, self_attn_->in_proj_weight().narrow(0, 0, E), maybe_narrow(self_attn_->in_proj_bias(), 0, E)), H);
+  const int64_t H = options_.nhead_, L = h.size(1), S = kv.k.size(2);
+  const Tensor q = split_heads(self_attn_->in_projection(h, 0, 1), H);
   AttentionOptions ao;
   ao.dropout_p(is_training() ? options_.dropout_ : 0.0);
   if (offset == 0 && L == S) {
@@ -133,9 +129,8 @@ Tensor G2PDecoderLayer::self_block(const Tensor& h, const KVCache& kv, int64_t o
 }
 
 Tensor G2PDecoderLayer::cross_block(const Tensor& h, const KVCache& kv, const Tensor& memory_mask, Tensor* weights) const {
-  const int64_t E = options_.d_model_, H = options_.nhead_;
-  const Tensor q = split_heads(
-      linear(h, multihead_attn_->in_proj_weight().narrow(0, 0, E), maybe_narrow(multihead_attn_->in_proj_bias(), 0, E)), H);
+  const int64_t H = options_.nhead_;
+  const Tensor q = split_heads(multihead_attn_->in_projection(h, 0, 1), H);
   AttentionOptions ao;
   ao.dropout_p(is_training() ? options_.dropout_ : 0.0).need_weights(weights != nullptr);
   if (memory_mask.defined()) ao.attn_mask(memory_mask);
@@ -152,8 +147,7 @@ KVCache G2PDecoderLayer::project_memory(const Tensor& memory) const {
   const int64_t E = options_.d_model_, H = options_.nhead_;
   FOCUS_CHECK(memory.dim() == 3 && memory.size(2) == E, "[G2PDecoderLayer] expected memory [B, S, {}], got {}", E,
               memory.shape());
-  const Tensor kv = linear(memory, multihead_attn_->in_proj_weight().narrow(0, E, 2 * E),
-                           maybe_narrow(multihead_attn_->in_proj_bias(), E, 2 * E));  // [B, S, 2E]
+  const Tensor kv = multihead_attn_->in_projection(memory, 1, 2);  // [B, S, 2E]
   return {split_heads(kv.narrow(2, 0, E), H), split_heads(kv.narrow(2, E, E), H)};
 }
 
@@ -171,7 +165,7 @@ Tensor G2PDecoderLayer::forward_cached(const Tensor& x, KVCache& self_cache, con
     FOCUS_CHECK(self_cache.k.size(0) == x.size(0), "[G2PDecoderLayer] the cache holds {} rows but x has {}",
                 self_cache.k.size(0), x.size(0));
   Tensor h = norm1_->forward(x);
-  const Tensor kv = linear(h, self_attn_->in_proj_weight().narrow(0, E, 2 * E), maybe_narrow(self_attn_->in_proj_bias(), E, 2 * E));
+  const Tensor kv = self_attn_->in_projection(h, 1, 2);
   const Tensor k = split_heads(kv.narrow(2, 0, E), H), v = split_heads(kv.narrow(2, E, E), H);
   if (offset == 0) {
     self_cache = {k, v};

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <iostream>
 #include <filesystem>
 #include <numeric>
 #include <ostream>
@@ -355,6 +356,7 @@ void train(training::Run& run) {
 
 void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
   LoadedModel lm = load_model(args.checkpoint, args.overrides, args.device);
+  zoo::quantize_if_asked(args.int8, *lm.model, args.device, "eval", out);
   const training::Config& c = lm.config;
   training::apply_threads(c, "g2p");
   const auto words = load_split(c, args.split);
@@ -377,6 +379,7 @@ void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
 
 void predict(const zoo::CommandArgs& args, std::ostream& out) {
   LoadedModel lm = load_model(args.checkpoint, {}, args.device);
+  zoo::quantize_if_asked(zoo::int8_requested(args), *lm.model, args.device, "predict", std::cerr);
   const int64_t beam = args.integer("beam");
   FOCUS_CHECK(beam >= 1 && beam <= 64, "[predict] --beam must be in 1 .. 64, got {}", beam);
   const std::string attention = args.option("attention");
@@ -555,7 +558,8 @@ zoo::ModelEntry model_entry() {
   p.inputs = "WORD";
   p.options = {{"beam", "beam width (1 = greedy)", "5", false},
                {"attention", "write the cross-attention heatmap (phonemes x letters) to this PNG file "
-                             "(several words: FILE-word.png)", "", false}};
+                             "(several words: FILE-word.png)", "", false},
+               zoo::int8_option()};
   p.run = predict;
   e.commands["predict"] = std::move(p);
   return e;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <iostream>
 #include <memory>
 #include <ostream>
 #include <random>
@@ -150,6 +151,7 @@ void classify_command(const zoo::CommandArgs& args, std::ostream& out) {
   std::vector<InputFile> messages;
   for (const std::string& f : args.inputs) messages.push_back(read_message(f, "classify"));
   Loaded l = load_model(args.checkpoint, zoo::config_from_checkpoint(args.checkpoint), args.device);
+  zoo::quantize_if_asked(zoo::int8_requested(args), *l.model, args.device, "classify", std::cerr);
   const int64_t max_len = l.model->config().max_len_;
   NoGradGuard no_grad;
   for (size_t i = 0; i < messages.size(); ++i) {
@@ -195,6 +197,7 @@ void classify_command(const zoo::CommandArgs& args, std::ostream& out) {
 void evaluate_command(const zoo::EvalArgs& args, std::ostream& out) {
   const training::Config config = args.config();
   Loaded l = load_model(args.checkpoint, config, args.device);
+  zoo::quantize_if_asked(args.int8, *l.model, args.device, "eval", out);
   const SplitMessages splits = split_messages(load_messages(config));
   const std::vector<Example> examples = encode_messages(pick(splits, args.split), l.vocab, l.model->config().max_len_);
   FOCUS_CHECK(!examples.empty(), "[eval] the {} split of {} is empty", args.split, config.str("dataset"));
@@ -496,7 +499,8 @@ zoo::ModelEntry model_entry() {
   classify.options = {{"attention",
                        "write a PNG of the words the classifier attended to (attention rollout); with several "
                        "files, PATH-1.png, PATH-2.png, ...",
-                       "", false}};
+                       "", false},
+                      zoo::int8_option()};
   classify.run = classify_command;
   e.commands["classify"] = classify;
   return e;

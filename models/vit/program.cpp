@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <iostream>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -561,6 +562,7 @@ void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
   const training::Config c = args.config();
   if (c.integer("threads") > 0) set_num_threads(static_cast<int>(c.integer("threads")));
   Loaded l = load_model(args.checkpoint, c, args.device);
+  zoo::quantize_if_asked(args.int8, *l.model, args.device, "eval", out);
   const VitData d = load_data(c);
   const ImageSet* set = args.split == "test" ? d.test.get() : args.split == "valid" ? d.valid.get()
                         : args.split == "train" ? d.train.get() : nullptr;
@@ -619,6 +621,7 @@ std::vector<uint8_t> read_pgm(const std::string& path, int64_t* h, int64_t* w) {
 void classify(const zoo::CommandArgs& args, std::ostream& out) {
   const training::Config c = zoo::config_from_checkpoint(args.checkpoint);
   Loaded l = load_model(args.checkpoint, c, args.device);
+  zoo::quantize_if_asked(zoo::int8_requested(args), *l.model, args.device, "classify", std::cerr);
   const std::string method = args.option("attention");
   FOCUS_CHECK(method == "last" || method == "rollout", "[classify] --attention: expected last or rollout, got '{}'",
               method);
@@ -714,7 +717,8 @@ zoo::ModelEntry model_entry() {
   cls.inputs = "INDEX|FILE.pgm";
   cls.inputs_required = false;
   cls.options = {{"attention", "last (class token, last layer) or rollout (attention rollout)", "last", false},
-                 {"out", "folder for the attention pictures (\"\" = none)", "vit_attention", false}};
+                 {"out", "folder for the attention pictures (\"\" = none)", "vit_attention", false},
+                 zoo::int8_option()};
   cls.run = classify;
   e.commands["classify"] = cls;
   return e;

@@ -4,11 +4,13 @@
 #include <algorithm>
 #include <cmath>
 #include <mutex>
+#include <ostream>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "nn/quantized.h"
 
 // Each model's entry point (models/<name>/program.h) is included here as the models land.
 #include "models/g2p/program.h"
@@ -133,6 +135,23 @@ Config EvalArgs::config() const {
   Config c = config_from_checkpoint(checkpoint);
   for (const auto& o : overrides) c.apply(o);
   return c;
+}
+
+CommandOption int8_option() {
+  return {"int8", "run the model with int8 weights (dynamic quantization of the Linear layers and attention projections)",
+          "false", true};
+}
+
+bool int8_requested(const CommandArgs& args) { return args.options.count("int8") != 0 && args.flag("int8"); }
+
+void quantize_if_asked(bool int8, nn::Module& model, Device device, const std::string& command, std::ostream& note) {
+  if (!int8) return;
+  FOCUS_CHECK(device.is_cpu(), "[{}] --int8 runs on the CPU only (as PyTorch's quantize_dynamic), not on {}", command,
+              device);
+  const int64_t n = nn::quantize_dynamic(model);
+  note << fmt::format("int8: {} layers quantized (Linear layers and attention input projections: int8 weights per "
+                      "output channel, activations per row)\n",
+                      n);
 }
 
 Config config_from_checkpoint(const std::string& path) {

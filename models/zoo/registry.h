@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "nn/module.h"
 #include "training/config.h"
 #include "training/run.h"
 
@@ -59,6 +60,7 @@ struct EvalArgs {
   std::string split = "test";          ///< "test", "valid" or "train"
   std::vector<std::string> overrides;  ///< --set key=value, to apply to the stored config
   Device device = kCPU;                ///< where to run the model (--device, checked usable; default the CPU)
+  bool int8 = false;                   ///< --int8: evaluate the model quantized (quantize_if_asked)
   /// The checkpoint's stored config with the overrides applied.
   training::Config config() const;
 };
@@ -78,6 +80,17 @@ struct ModelEntry {
   /// "predict", "generate", "classify", ...
   std::map<std::string, ModelCommand> commands;
 };
+
+/// The --int8 flag of the inference commands (predict, generate, classify): the model runs
+/// with int8 weights (nn::quantize_dynamic). Read it with int8_requested.
+CommandOption int8_option();
+/// Whether args ask for --int8 (absent from args.options, as when a program calls the
+/// command directly: no).
+bool int8_requested(const CommandArgs& args);
+/// With int8, quantizes model (nn::quantize_dynamic: every Linear and attention projection)
+/// and says so on note (a line "int8: N layers quantized ..."); an error naming command unless
+/// device is the CPU (int8 layers run there only, as PyTorch's).
+void quantize_if_asked(bool int8, nn::Module& model, Device device, const std::string& command, std::ostream& note);
 
 /// The command names a model may register (the CLI has a subcommand for each).
 const std::vector<std::string>& command_names();

@@ -87,6 +87,8 @@ double max_abs(const Tensor& t) {
   return m;
 }
 
+bool same_bits(const Tensor& a, const Tensor& b) { return same(a.contiguous(), b.contiguous()); }
+
 bool all_nan(const Tensor& t) {
   for (float v : t.to_vector<float>())
     if (!std::isnan(v)) return false;
@@ -335,8 +337,62 @@ TEST_CASE("quantize_dynamic on the zoo's GPT: every Linear, or those named; save
   CHECK(nn::quantize_dynamic(*some, {"lm_head", "h.0.mlp.c_fc"}) == 2);
   CHECK(nn::quantized_layer_names(some->state_dict()) ==
         std::vector<std::string>{"h.0.mlp.c_fc", "lm_head"});
-  CHECK_THROWS_WITH_AS(nn::quantize_dynamic(*some, {"wte"}), doctest::Contains("not the name of a Linear"),
+  CHECK_THROWS_WITH_AS(nn::quantize_dynamic(*some, {"wte"}), doctest::Contains("not the name of a Linear or MultiheadAttention"),
                        Error);
+}
+
+TEST_CASE("MultiheadAttention::quantize_int8: in_projection, forward, separate q/k/v weights, state_dict") {
+  manual_seed(4);
+  Generator gen(4);
+  for (bool same : {true, false}) {
+    CAPTURE(same);
+    auto o = nn::MultiheadAttentionOptions(24, 3).batch_first(true);
+    if (!same) o.kdim(16).vdim(8);
+    nn::MultiheadAttention mha(o);
+    mha.eval();
+    const Tensor q = randn({2, 5, 24}, TensorOptions(kFloat32), &gen);
+    const Tensor k = randn({2, 7, same ? 24 : 16}, TensorOptions(kFloat32), &gen);
+    const Tensor v = randn({2, 7, same ? 24 : 8}, TensorOptions(kFloat32), &gen);
+    NoGradGuard no_grad;
+    const auto [y, w] = mha.forward(q, k, v);
+    // The float in_projection is what forward computes.
+    if (same) {
+      CHECK(same_bits(mha.in_projection(q, 0, 3).narrow(2, 0, 24), mha.in_projection(q, 0, 1)));
+    }
+    CHECK(nn::quantize_dynamic(mha) == 2);  // the attention and its out_proj
+    CHECK(mha.is_quantized());
+    CHECK(mha.parameters().size() == (same ? 0u : 0u));
+    const TensorDict sd = mha.state_dict();
+    if (same) {
+      CHECK(sd.at("in_proj_weight").dtype() == kInt8);
+      CHECK(sd.at("in_proj_weight_scale").shape() == Shape{72});
+    } else {
+      for (const char* n : {"q_proj_weight", "k_proj_weight", "v_proj_weight"}) {
+        CHECK(sd.at(n).dtype() == kInt8);
+        CHECK(sd.at(std::string(n) + "_scale").shape() == Shape{24});
+      }
+    }
+    CHECK(sd.at("in_proj_bias").dtype() == kFloat32);
+    CHECK(sd.at("out_proj.weight").dtype() == kInt8);
+    const auto [yq, wq] = mha.forward(q, k, v);
+    CHECK(max_abs(yq - y) <= 0.05 * max_abs(y) + 1e-3);
+    CHECK(max_abs(wq - w) <= 0.05);
+    // A slice of the packed projection that does not start at a multiple of 16 (k: rows
+    // 24 .. 47) equals that part of the whole product.
+    if (same) {
+      CHECK(same_bits(mha.in_projection(q, 1, 1), mha.in_projection(q, 0, 3).narrow(2, 24, 24)));
+      CHECK_THROWS_WITH_AS(mha.in_projection(q, 2, 2), doctest::Contains("do not exist"), Error);
+    } else {
+      CHECK_THROWS_WITH_AS(mha.in_projection(k, 1, 2), doctest::Contains("one part at a time"), Error);
+    }
+    CHECK_THROWS_WITH_AS(mha.quantize_int8(), doctest::Contains("quantized already"), Error);
+    // Loaded into another quantized attention: the same outputs.
+    nn::MultiheadAttention other(o);
+    other.eval();
+    nn::quantize_dynamic(other);
+    other.load_state_dict(sd);
+    CHECK(same_bits(std::get<0>(other.forward(q, k, v)), yq));
+  }
 }
 
 }  // TEST_SUITE

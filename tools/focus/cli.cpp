@@ -335,6 +335,9 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
         ->allow_extra_args(false)
         ->type_name("KEY=VALUE");
     eval->add_option("--device", eval_device, "cpu, cuda or cuda:N")->capture_default_str()->type_name("DEVICE");
+    bool eval_int8 = false;
+    eval->add_flag("--int8", eval_int8,
+                   "Evaluate the model with int8 weights (dynamic quantization of every Linear, CPU only)");
 
     // ---- model commands: focus <command> <model> ... ----
     std::deque<ModelCommandState> states;
@@ -527,6 +530,7 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
       const zoo::ModelEntry& m = zoo::find_model(eval_model);
       zoo::EvalArgs ea;
       ea.device = training::usable_device(eval_device, "eval");  // before any work, as train does
+      ea.int8 = eval_int8;
       ea.checkpoint = checkpoint_path(eval_checkpoint, eval_run_dir, m.name);
       check_checkpoint("eval", ea.checkpoint, m.name, !eval_checkpoint.empty());
       ea.split = eval_split;
