@@ -718,7 +718,8 @@ zoo::ModelCommand finetune_command() {
       {"data", "the data to adapt to: sotu (the State of the Union speeches, the only one for now)", "sotu"},
       {"lora", "LoRA instead of full fine-tuning: KEY=VALUE,... with r (8), alpha (2r), dropout (0), "
                "target (c_attn,c_proj,c_fc), rslora (false)", ""},
-      {"set", "change one config key: --set steps=500 (repeatable; `focus models char-gpt` lists the keys)", ""},
+      {"set", "change one config key: --set steps=500 (repeatable; char-gpt's keys, `focus models char-gpt`, and "
+              "from, method, lora_r, lora_alpha, lora_dropout, lora_target, lora_rslora)", ""},
       {"run-dir", "run directory (default runs/char-gpt-finetune-lora, or -full without --lora)", ""},
       {"resume", "continue from the run directory's checkpoint", "false", true},
       {"overwrite", "start afresh even though the run directory holds a checkpoint", "false", true},

@@ -18,8 +18,9 @@
 /// fixed training batches, a sample text, all in the run's report. The checkpoint holds the
 /// vocabulary (meta "vocab") so eval and generate need only the checkpoint.
 ///
-/// Config keys: dataset ("moby-dick" | "synthetic": a small generated text, no download),
-/// n_layer, n_head, n_embd, block_size, dropout, bias, batch_size, steps, lr, min_lr,
+/// Config keys: dataset ("moby-dick" | "synthetic": a small generated text, no download |
+/// "sotu": the State of the Union speeches, speeches_text, mapped into a checkpoint's
+/// vocabulary by eval as fine-tuning does), num_layers, nhead, d_model, block_size, dropout, bias, batch_size, steps, lr, min_lr,
 /// warmup_steps, weight_decay, beta1, beta2, grad_clip, eval_every, eval_batches,
 /// checkpoint_every, seed, threads (0 = the library's default), sample_length.
 #include <map>
