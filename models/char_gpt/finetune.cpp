@@ -271,7 +271,11 @@ void finetune(const zoo::CommandArgs& args, std::ostream& out) {
   if (resume) {
     FOCUS_CHECK(c.contains("from") && c.contains("method"), "{} --resume: {} is not a fine-tuning run", kTag, run_dir);
     const auto same = [&](const char* key) {
-      FOCUS_CHECK(c.text(key) == config.text(key),
+      std::error_code ec1, ec2;  // the base's path may be spelled another way ("./runs/base")
+      const bool same_file = std::string(key) == "from" &&
+                             fs::weakly_canonical(c.str(key), ec1) == fs::weakly_canonical(config.str(key), ec2) &&
+                             !ec1 && !ec2;
+      FOCUS_CHECK(same_file || c.text(key) == config.text(key),
                   "{} --resume: the run in {} was started with {}={}, this command asks for {}; a resumed run keeps its "
                   "settings (drop the option, or start a new run with --overwrite)",
                   kTag, run_dir, key, c.text(key), config.text(key));

@@ -252,8 +252,12 @@ TEST_SUITE("cli_finetune") {
     CHECK(r.rc == 1);
     CHECK(has(r.err, "[finetune] char-gpt: --resume: the run in"));
     CHECK(has(r.err, "was started with lora_r=2, this command asks for 4"));
-    // The same command with --resume continues it.
-    std::vector<std::string> again = finetune_args(base, dir, lora);
+    fs::copy(base, tmp / "base2", fs::copy_options::recursive);
+    r = focus_cli(finetune_args(tmp / "base2", dir, {"--lora", "r=2,dropout=0.1", "--resume"}));
+    CHECK(r.rc == 1);  // another base (a copy, but another run)
+    CHECK(has(r.err, "was started with from=" + base + "/checkpoint.safetensors"));
+    // The same command with --resume continues it (the base spelled another way is the same).
+    std::vector<std::string> again = finetune_args((fs::path(base) / "." / "checkpoint.safetensors").string(), dir, lora);
     again.push_back("--resume");
     r = focus_cli(again);
     INFO(r.err);
