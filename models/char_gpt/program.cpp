@@ -8,24 +8,17 @@
 #include <sstream>
 
 #include "models/char_gpt/char_gpt.h"
+#include "models/char_gpt/finetune.h"
 #include "models/datasets/datasets.h"
 #include "training/run.h"
 #include "training/trainer.h"
 
 namespace focus::models::char_gpt {
 
-namespace {
+namespace detail {
 
 constexpr const char* kModel = "char-gpt";
 constexpr double kTrainFrac = 0.9;  // first 90% of the characters train, last 10% validation
-
-// The text of the configured dataset.
-std::string load_text(const training::Config& c) {
-  const std::string name = c.str("dataset");
-  if (name == "synthetic") return synthetic_text(20000, static_cast<uint64_t>(c.integer("seed")));
-  FOCUS_CHECK(name == "moby-dick", "[char-gpt] dataset must be \"moby-dick\" or \"synthetic\", got \"{}\"", name);
-  return datasets::load_moby_dick();
-}
 
 GPTConfig gpt_config(const training::Config& c, int64_t vocab_size) {
   return GPTConfig()
@@ -59,6 +52,51 @@ double lr_factor(int64_t it, const training::Config& c) {
   return (min_lr + 0.5 * (1.0 + std::cos(M_PI * ratio)) * (lr - min_lr)) / lr;
 }
 
+Loaded load(const std::string& path, Device device, const training::Config* override_config) {
+  const auto meta = training::checkpoint_meta(path, kModel);
+  const auto vocab_json = meta.find("vocab");
+  FOCUS_CHECK(vocab_json != meta.end(), "[char-gpt] checkpoint {} has no vocabulary (meta \"vocab\")", path);
+  Loaded l{override_config ? *override_config : zoo::config_from_checkpoint(path),
+           data::Vocab::from_json(vocab_json->second), nullptr};
+  l.model = std::make_shared<GPT>(gpt_config(l.config, l.vocab.size()));
+  load_weights(*l.model, path, meta);
+  l.model->to(device);
+  l.model->eval();
+  return l;
+}
+
+void load_weights(GPT& model, const std::string& path, const std::map<std::string, std::string>& meta) {
+  const auto lora = meta.find("lora");
+  if (lora == meta.end()) {
+    model.load_state_dict(optim::read_checkpoint(path).model);
+    return;
+  }
+  // A LoRA fine-tune's checkpoint: the base weights and the adapters (unmerged, as trained).
+  // Loaded into an adapted model and merged, the model is a plain GPT again.
+  std::shared_ptr<nn::Module> handle(&model, [](nn::Module*) {});  // LoraModel holds a shared_ptr; model outlives it
+  nn::LoraModel adapted(handle, nn::LoraConfig::from_json(lora->second, path + " (meta \"lora\")"));
+  model.load_state_dict(optim::read_checkpoint(path).model);
+  adapted.merge_and_unload();
+  for (auto& p : model.parameters()) p.requires_grad_(true);  // as a plain checkpoint loads
+}
+
+}  // namespace detail
+
+using namespace detail;
+
+namespace {
+
+
+// The text of the configured dataset.
+std::string load_text(const training::Config& c) {
+  const std::string name = c.str("dataset");
+  if (name == "synthetic") return synthetic_text(20000, static_cast<uint64_t>(c.integer("seed")));
+  if (name == "sotu") return speeches_text(datasets::load_sotu());
+  FOCUS_CHECK(name == "moby-dick", "[char-gpt] dataset must be \"moby-dick\", \"sotu\" or \"synthetic\", got \"{}\"",
+              name);
+  return datasets::load_moby_dick();
+}
+
 std::vector<std::pair<Tensor, Tensor>> fixed_batches(const Tensor& data, const training::Config& c, Generator& gen) {
   std::vector<std::pair<Tensor, Tensor>> out;
   for (int64_t i = 0; i < c.integer("eval_batches"); ++i)
@@ -68,26 +106,6 @@ std::vector<std::pair<Tensor, Tensor>> fixed_batches(const Tensor& data, const t
 
 std::string fmt_seconds(double s) {
   return s < 120 ? fmt::format("{:.0f}s", s) : fmt::format("{:.0f}m{:02.0f}s", std::floor(s / 60), std::fmod(s, 60));
-}
-
-// A trained model and its vocabulary, loaded from a checkpoint.
-struct Loaded {
-  training::Config config;
-  data::Vocab vocab;
-  std::shared_ptr<GPT> model;
-};
-
-Loaded load(const std::string& path, Device device, const training::Config* override_config = nullptr) {
-  const auto meta = training::checkpoint_meta(path, kModel);
-  const auto vocab_json = meta.find("vocab");
-  FOCUS_CHECK(vocab_json != meta.end(), "[char-gpt] checkpoint {} has no vocabulary (meta \"vocab\")", path);
-  Loaded l{override_config ? *override_config : zoo::config_from_checkpoint(path),
-           data::Vocab::from_json(vocab_json->second), nullptr};
-  l.model = std::make_shared<GPT>(gpt_config(l.config, l.vocab.size()));
-  l.model->load_state_dict(optim::read_checkpoint(path).model);
-  l.model->to(device);
-  l.model->eval();
-  return l;
 }
 
 void train(training::Run& run) {
@@ -188,18 +206,20 @@ void evaluate(const zoo::EvalArgs& args, std::ostream& out) {
   FOCUS_CHECK(args.split == "test" || args.split == "valid" || args.split == "train",
               "[char-gpt] eval: split must be test, valid or train, got \"{}\"", args.split);
   training::apply_threads(config, "char-gpt");
-  const std::string text = load_text(config);
   // Encode with the checkpoint's vocabulary: the same text gives the same ids as in training.
-  const std::vector<int64_t> ids = encode(l.vocab, text, "[char-gpt] eval:");
+  // The speeches (a fine-tuned model's dataset) are mapped into it as fine-tuning maps them.
+  const std::vector<int64_t> ids = config.str("dataset") == "sotu"
+                                       ? map_to_vocab(load_text(config), l.vocab, "[char-gpt] eval:").ids
+                                       : encode(l.vocab, load_text(config), "[char-gpt] eval:");
   const auto n = static_cast<int64_t>(ids.size());
   const auto n_train = static_cast<int64_t>(std::floor(static_cast<double>(n) * kTrainFrac));
   const Tensor all = tensor(ids, TensorOptions(kInt64));
   const bool train_split = args.split == "train";
   const Tensor data = train_split ? all.narrow(0, 0, n_train).contiguous() : all.narrow(0, n_train, n - n_train).contiguous();
   const double loss = split_loss(*l.model, data, config.integer("batch_size"));
-  out << fmt::format("char-gpt {} split ({}, {} characters{}): loss {:.4f} nats, {:.4f} bits/char\n", args.split,
-                     train_split ? "first 90%" : "last 10%", data.size(0),
-                     args.split == "test" ? "; the book's held-out text is the validation split" : "", loss,
+  out << fmt::format("char-gpt {} split of {} ({}, {} characters{}): loss {:.4f} nats, {:.4f} bits/char\n",
+                     args.split, config.str("dataset"), train_split ? "first 90%" : "last 10%", data.size(0),
+                     args.split == "test" ? "; the held-out text is the validation split" : "", loss,
                      bits_per_char(loss));
 }
 
@@ -292,6 +312,11 @@ zoo::ModelEntry model_entry() {
                  zoo::int8_option()};
   gen.run = generate;
   e.commands["generate"] = gen;
+  e.commands["finetune"] = finetune_command();
+  // A fine-tuning run's checkpoint stores the fine-tuning config (more keys than train's).
+  e.checkpoint_config = [](const std::map<std::string, std::string>& meta) {
+    return meta.count("finetune") ? finetune_default_config() : default_config();
+  };
   return e;
 }
 

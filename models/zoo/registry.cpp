@@ -131,6 +131,20 @@ bool CommandArgs::flag(const std::string& name) const {
   FOCUS_FAIL("[{}] --{}: expected true or false, got '{}'", command.empty() ? "command" : command, name, v);
 }
 
+std::vector<std::string> CommandArgs::list(const std::string& name) const {
+  const std::string& v = option(name);
+  std::vector<std::string> out;
+  if (v.empty()) return out;
+  size_t start = 0;
+  while (true) {
+    const size_t nl = v.find('\n', start);
+    out.push_back(v.substr(start, nl == std::string::npos ? std::string::npos : nl - start));
+    if (nl == std::string::npos) break;
+    start = nl + 1;
+  }
+  return out;
+}
+
 Config EvalArgs::config() const {
   Config c = config_from_checkpoint(checkpoint);
   for (const auto& o : overrides) c.apply(o);
@@ -162,7 +176,7 @@ Config config_from_checkpoint(const std::string& path) {
   if (model != meta.end()) {
     for (const auto& entry : models()) {
       if (entry.name != model->second) continue;
-      Config c = entry.default_config();
+      Config c = entry.checkpoint_config ? entry.checkpoint_config(meta) : entry.default_config();
       c.merge_json(it->second, path + " (config)");
       return c;
     }

@@ -5,6 +5,7 @@
 #include <functional>
 #include <iosfwd>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,9 @@ struct CommandOption {
   std::string help;
   std::string default_value;  ///< text; a flag's default is "false"
   bool flag = false;          ///< takes no value; "true" when given
+  /// May be given more than once (`--set a=1 --set b=2`): the values are joined by '\n'
+  /// (CommandArgs::list splits them).
+  bool repeat = false;
 };
 
 /// What a model command receives.
@@ -35,10 +39,21 @@ struct CommandArgs {
   int64_t integer(const std::string& name) const;
   double real(const std::string& name) const;
   bool flag(const std::string& name) const;
+  /// A repeatable option's values, in order (none when not given).
+  std::vector<std::string> list(const std::string& name) const;
   /// Name used in errors ("predict").
   std::string command;
   /// Where to run the model (--device, checked usable by the command line; default the CPU).
   Device device = kCPU;
+  /// The command line's error stream, for progress lines (nullptr: std::cerr).
+  std::ostream* err = nullptr;
+};
+
+/// Thrown by a model command that stopped on Ctrl-C after saving its state (a training
+/// command's checkpoint): the command line prints "focus: interrupted; " + what() on stderr
+/// and exits with status 130, as `focus train` does.
+struct Interrupted : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 /// A model-specific command: `focus <command> <model> [INPUT ...] [--checkpoint F] [--device D] [--opt value ...]`.
@@ -50,6 +65,10 @@ struct ModelCommand {
   std::string inputs;
   /// With inputs != "": whether at least one input is required.
   bool inputs_required = true;
+  /// Whether the command reads a trained checkpoint: the command line adds --checkpoint
+  /// (default runs/<model>/checkpoint.safetensors, checked to exist before the command runs).
+  /// false: no --checkpoint (a command that finds its inputs itself, such as finetune --from).
+  bool reads_checkpoint = true;
   std::vector<CommandOption> options;
   std::function<void(const CommandArgs&, std::ostream& out)> run;
 };
@@ -79,6 +98,10 @@ struct ModelEntry {
   std::function<void(const EvalArgs&, std::ostream& out)> evaluate;
   /// "predict", "generate", "classify", ...
   std::map<std::string, ModelCommand> commands;
+  /// The config a checkpoint's stored config is merged over (config_from_checkpoint), from
+  /// the checkpoint's metadata; unset: default_config(). For checkpoints written by a
+  /// model's own commands with other config keys (char-gpt's finetune runs).
+  std::function<focus::training::Config(const std::map<std::string, std::string>& meta)> checkpoint_config;
 };
 
 /// The --int8 flag of the inference commands (predict, generate, classify): the model runs
@@ -105,8 +128,9 @@ void add_model(ModelEntry entry);
 void remove_model(const std::string& name);
 
 /// The config stored in a checkpoint by Run::save_checkpoint (meta "config"). For a model of
-/// the registry (meta "model"), the stored values are merged over that model's defaults, so a
-/// checkpoint written before a key was added still loads (the new key takes its default).
+/// the registry (meta "model"), the stored values are merged over that model's defaults
+/// (ModelEntry::checkpoint_config when set), so a checkpoint written before a key was added
+/// still loads (the new key takes its default).
 training::Config config_from_checkpoint(const std::string& path);
 
 }  // namespace focus::zoo

@@ -140,7 +140,7 @@ TEST_SUITE("models_char_gpt") {
     {
       std::ostringstream o2, e2;
       training::Run run("char-gpt", bad, training::RunOptions().set_dir((dir / "bad").string()).set_quiet().set_streams(&o2, &e2));
-      CHECK_THROWS_WITH_AS(entry.train(run), doctest::Contains("dataset must be \"moby-dick\" or \"synthetic\""), Error);
+      CHECK_THROWS_WITH_AS(entry.train(run), doctest::Contains("dataset must be \"moby-dick\", \"sotu\" or \"synthetic\""), Error);
     }
     fs::remove_all(dir);
   }

@@ -354,9 +354,10 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
         st.command = &it->second;
         st.name = cname;
         st.app = c->add_subcommand(m.name, it->second.help);
-        st.app->add_option("--checkpoint", st.checkpoint,
-                           fmt::format("Checkpoint file (default runs/{}/checkpoint.safetensors)", m.name))
-            ->type_name("FILE");
+        if (it->second.reads_checkpoint)
+          st.app->add_option("--checkpoint", st.checkpoint,
+                             fmt::format("Checkpoint file (default runs/{}/checkpoint.safetensors)", m.name))
+              ->type_name("FILE");
         st.app->add_option("--device", st.device, "cpu, cuda or cuda:N")->capture_default_str()->type_name("DEVICE");
         if (!it->second.inputs.empty()) {
           auto* o = st.app->add_option(it->second.inputs, st.inputs, "Inputs");
@@ -373,7 +374,8 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
             st.values[opt.name] = opt.default_value;
             std::string help = opt.help;
             if (!opt.default_value.empty()) help += fmt::format(" (default {})", opt.default_value);
-            st.app->add_option(flag_name, st.values[opt.name], help)->type_name("VALUE");
+            auto* o = st.app->add_option(flag_name, st.values[opt.name], help)->type_name("VALUE");
+            if (opt.repeat) o->join();  // every value, joined by '\n' (CommandArgs::list)
           }
         }
       }
@@ -545,8 +547,11 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
       zoo::CommandArgs ca;
       ca.command = st.name;
       ca.device = training::usable_device(st.device, st.name);
-      ca.checkpoint = checkpoint_path(st.checkpoint, "", st.model->name);
-      check_checkpoint(st.name, ca.checkpoint, st.model->name, !st.checkpoint.empty());
+      if (st.command->reads_checkpoint) {
+        ca.checkpoint = checkpoint_path(st.checkpoint, "", st.model->name);
+        check_checkpoint(st.name, ca.checkpoint, st.model->name, !st.checkpoint.empty());
+      }
+      ca.err = (&err == &std::cerr) ? nullptr : &err;
       ca.inputs = st.inputs;
       ca.options = st.values;
       for (const auto& [name, on] : st.flags) ca.options[name] = on ? "true" : "false";
@@ -610,6 +615,9 @@ int run(const std::vector<std::string>& args_in, std::ostream& out, std::ostream
     }
     err << "focus: error: no command given\nRun `focus --help` for usage.\n";
     return kExitUsage;
+  } catch (const zoo::Interrupted& e) {  // a model command stopped by Ctrl-C, its state saved
+    err << "focus: interrupted; " << e.what() << std::endl;
+    return kExitInterrupted;
   } catch (const Error& e) {
     // A failing rank ends the whole job at once: the others would wait for it.
     if (distributed::is_initialized() && distributed::get_world_size() > 1)
