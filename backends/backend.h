@@ -222,17 +222,16 @@ class Backend {
   virtual void quantize_int8_weight(const TensorView& q, const TensorView& scale, const TensorView& weight) {
     unsupported("quantize_int8_weight");
   }
-  /// Lays q [N, K] int8 (contiguous) out for linear_int8: packed, int8 of
-  /// round_up(N, kInt8BlockN) * round_up(K, kInt8GroupK) elements, and colsum [round_up(N,
-  /// kInt8BlockN)] int32 (sum over k of each row of q; the padding is zeros). The layout is
-  /// the device's own: only its linear_int8 reads it.
+  /// Lays q [N, K] int8 (contiguous) out for linear_int8: packed, int8 of int8_padded_n(N) *
+  /// int8_padded_k(K) elements, and colsum [int8_padded_n(N)] int32 (sum over k of each row
+  /// of q; the padding is zeros). The layout is the device's own: only its linear_int8 reads it.
   virtual void pack_int8_weight(const TensorView& packed, const TensorView& colsum, const TensorView& q) {
     unsupported("pack_int8_weight");
   }
   /// out [M, Nc] float32 (contiguous) = x [M, K] float32 (contiguous) quantized per row,
   /// times the packed weight's rows n_begin .. n_begin + Nc - 1 (n_begin a multiple of
-  /// kInt8BlockN), dequantized with scale [round_up(N, kInt8BlockN)] float32 (padded like
-  /// colsum) and plus bias [N] float32 (data null = none): int8_output of every element. A row of x holding NaN or infinity gives a row of
+  /// kInt8BlockN), dequantized with scale [int8_padded_n(N)] float32 (padded like colsum) and
+  /// plus bias [N] float32 (data null = none): int8_output of every element. A row of x holding NaN or infinity gives a row of
   /// NaN. M, Nc, K >= 1; K <= kMaxInt8K.
   virtual void linear_int8(const TensorView& out, const TensorView& x, const TensorView& packed,
                            const TensorView& colsum, const TensorView& scale, const TensorView& bias,

@@ -29,6 +29,12 @@ inline constexpr int64_t kInt8BlockN = 16;
 inline constexpr int64_t kInt8GroupK = 4;
 
 FOCUS_HD int64_t int8_round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+/// The packed weight's rows: whole blocks of 16 and one block of zeros more (the AMX kernel
+/// takes blocks two at a time, starting at any block).
+FOCUS_HD int64_t int8_padded_n(int64_t n) { return int8_round_up(n, kInt8BlockN) + kInt8BlockN; }
+/// The packed weight's columns (and the quantized activations' row length): whole AMX tiles
+/// of 64 bytes, the padding zeros.
+FOCUS_HD int64_t int8_padded_k(int64_t k) { return int8_round_up(k, 64); }
 
 /// The scale of one weight row from its largest magnitude.
 FOCUS_HD float int8_weight_scale(float amax) {

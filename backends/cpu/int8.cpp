@@ -10,7 +10,10 @@
 #include <vector>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 #include "backends/common/int8_math.h"
@@ -29,11 +32,12 @@ constexpr int64_t kGK = common::kInt8GroupK;  // k per group
 constexpr int kMR = 4;                        // rows per register tile
 constexpr int kNB = 4;                        // blocks per register tile (64 channels)
 
-enum KernelChoice : int { kAuto = 0, kGeneric = 1, kVnni = 2 };
+enum KernelChoice : int { kAuto = 0, kGeneric = 1, kVnni = 2, kAmx = 3 };
 std::atomic<int> g_choice{kAuto};
 
-// The activations of x quantized per row: q [M, K4] (the padding zero) and each row's
-// parameters; a row with NaN or infinity is marked bad (its output is NaN).
+// The activations of x quantized per row: q [rows, Kp] (Kp = int8_padded_k(K); the padding,
+// and the rows past M, zero) and each row's parameters; a row with NaN or infinity is marked
+// bad (its output is NaN).
 struct QuantizedRows {
   std::vector<uint8_t> q;
   std::vector<Int8RowParams> params;
@@ -113,9 +117,11 @@ FOCUS_VNNI void quantize_row_avx512(const float* xr, int64_t K, const Int8RowPar
 // Scratch reused by each thread's calls (no allocation per product once warm).
 thread_local QuantizedRows tl_rows;
 
-void quantize_rows(const float* x, int64_t M, int64_t K, int64_t K4, bool avx512, QuantizedRows& r) {
-  const auto need = static_cast<size_t>(M * K4);
+// rows >= M: the AMX kernel reads whole tiles of 16 rows (the extra rows are zeros).
+void quantize_rows(const float* x, int64_t M, int64_t rows, int64_t K, int64_t K4, bool avx512, QuantizedRows& r) {
+  const auto need = static_cast<size_t>(rows * K4);
   if (r.q.size() < need) r.q.resize(need);
+  std::memset(r.q.data() + M * K4, 0, static_cast<size_t>((rows - M) * K4));
   r.params.resize(static_cast<size_t>(M));
   r.bad.resize(static_cast<size_t>(M));
   parallel_for(0, M, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, K)), [&](int64_t m0, int64_t m1) {
@@ -186,6 +192,27 @@ void tile_generic(const GemmArgs& a, int64_t m0, int mr, int64_t b0, int nb) {
 }
 
 #if defined(__x86_64__)
+// The epilogue of 16 outputs of row m from column c0 (relative to n_begin): the same
+// arithmetic as finish(), 16 lanes at a time.
+FOCUS_VNNI inline void store_row_avx512(const GemmArgs& a, int64_t m, int64_t c0, __m512i acc) {
+  const int64_t n0 = a.n_begin + c0;
+  const int64_t valid = std::min<int64_t>(kBN, a.Nc - c0);
+  if (valid <= 0) return;
+  const __mmask16 mask = valid >= kBN ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1u);
+  float* dst = a.out + m * a.Nc + c0;
+  if (a.rows->bad[static_cast<size_t>(m)]) {
+    _mm512_mask_storeu_ps(dst, mask, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
+    return;
+  }
+  const __m512i cs = _mm512_loadu_si512(a.colsum + n0);
+  const __m512 sw = _mm512_loadu_ps(a.scale + n0);
+  const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(mask, a.bias + n0) : _mm512_setzero_ps();
+  const Int8RowParams& p = a.rows->params[static_cast<size_t>(m)];
+  const __m512i centred = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(p.zero_point), cs));
+  const __m512 s = _mm512_mul_ps(_mm512_set1_ps(p.scale), sw);
+  _mm512_mask_storeu_ps(dst, mask, _mm512_fmadd_ps(_mm512_mask_cvtepi32_ps(_mm512_setzero_ps(), 0xFFFF, centred), s, bias));
+}
+
 template <int MR, int NB>
 FOCUS_VNNI void tile_vnni_fixed(const GemmArgs& a, int64_t m0, int64_t b0) {
   __m512i acc[MR][NB];
@@ -206,27 +233,8 @@ FOCUS_VNNI void tile_vnni_fixed(const GemmArgs& a, int64_t m0, int64_t b0) {
       for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], av, wv[b]);
     }
   }
-  for (int b = 0; b < NB; ++b) {
-    const int64_t c0 = (b0 + b) * kBN;
-    const int64_t n0 = a.n_begin + c0;
-    const int64_t valid = std::min<int64_t>(kBN, a.Nc - c0);
-    const __mmask16 mask = valid >= kBN ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1u);
-    const __m512i cs = _mm512_loadu_si512(a.colsum + n0);
-    const __m512 sw = _mm512_loadu_ps(a.scale + n0);
-    const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(mask, a.bias + n0) : _mm512_setzero_ps();
-    for (int r = 0; r < MR; ++r) {
-      const int64_t m = m0 + r;
-      float* dst = a.out + m * a.Nc + c0;
-      if (a.rows->bad[static_cast<size_t>(m)]) {
-        _mm512_mask_storeu_ps(dst, mask, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
-        continue;
-      }
-      const Int8RowParams& p = a.rows->params[static_cast<size_t>(m)];
-      const __m512i centred = _mm512_sub_epi32(acc[r][b], _mm512_mullo_epi32(_mm512_set1_epi32(p.zero_point), cs));
-      const __m512 s = _mm512_mul_ps(_mm512_set1_ps(p.scale), sw);
-      _mm512_mask_storeu_ps(dst, mask, _mm512_fmadd_ps(_mm512_mask_cvtepi32_ps(_mm512_setzero_ps(), 0xFFFF, centred), s, bias));
-    }
-  }
+  for (int b = 0; b < NB; ++b)
+    for (int r = 0; r < MR; ++r) store_row_avx512(a, m0 + r, (b0 + b) * kBN, acc[r][b]);
 }
 
 template <int MR>
@@ -247,6 +255,74 @@ void tile_vnni(const GemmArgs& a, int64_t m0, int mr, int64_t b0, int nb) {
     default: tile_vnni_rows<1>(a, m0, b0, nb); break;
   }
 }
+
+// ---- AMX (Sapphire Rapids and later): 16 x 64 int8 tiles, 2 x 2 tiles of 16 x 16 sums ----
+#define FOCUS_AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vnni")))
+
+// The tile configuration: tiles 0-3 the sums (16 rows of 16 int32), 4-5 activations (16 rows
+// of 64 bytes), 6-7 weights (16 groups of 4 k for 16 channels: 64 bytes a row, the packed
+// layout as it is).
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+FOCUS_AMX void amx_begin() {
+  TileConfig c;
+  for (int t = 0; t < 8; ++t) {
+    c.colsb[t] = 64;
+    c.rows[t] = 16;
+  }
+  _tile_loadconfig(&c);
+}
+
+FOCUS_AMX void amx_end() { _tile_release(); }
+
+// Rows m0 .. m0 + 31 (the rows past M are zeros), blocks b0, b0 + 1 (relative to n_begin).
+FOCUS_AMX void tile_amx(const GemmArgs& a, int64_t m0, int64_t b0) {
+  const int64_t block0 = a.n_begin / kBN + b0;
+  const int8_t* w0 = a.packed + block0 * a.G * kBN * kGK;
+  const int8_t* w1 = w0 + a.G * kBN * kGK;
+  const uint8_t* u0 = a.rows->q.data() + m0 * a.K4;
+  const uint8_t* u1 = u0 + 16 * a.K4;
+  const auto stride = static_cast<long>(a.K4);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (int64_t k = 0; k < a.K4; k += 64) {
+    _tile_loadd(4, u0 + k, stride);
+    _tile_loadd(5, u1 + k, stride);
+    _tile_loadd(6, w0 + k * kBN, 64);  // 16 groups of 4 k: k / 4 * 64 bytes in
+    _tile_loadd(7, w1 + k * kBN, 64);
+    _tile_dpbusd(0, 4, 6);
+    _tile_dpbusd(1, 4, 7);
+    _tile_dpbusd(2, 5, 6);
+    _tile_dpbusd(3, 5, 7);
+  }
+  alignas(64) int32_t sums[4][16 * 16];
+  _tile_stored(0, sums[0], 64);
+  _tile_stored(1, sums[1], 64);
+  _tile_stored(2, sums[2], 64);
+  _tile_stored(3, sums[3], 64);
+  for (int t = 0; t < 4; ++t) {
+    const int64_t mt = m0 + (t / 2) * 16, c0 = (b0 + t % 2) * kBN;
+    for (int r = 0; r < 16 && mt + r < a.M; ++r) store_row_avx512(a, mt + r, c0, _mm512_load_si512(sums[t] + r * 16));
+  }
+}
+
+// Whether the CPU has AMX-INT8 and Linux lets this process use the tile registers.
+bool detect_amx() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  const bool tile = (edx >> 24) & 1u, int8 = (edx >> 25) & 1u;
+  if (!tile || !int8) return false;
+  constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;  // asm/prctl.h
+  return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+}
 #endif
 
 bool detect_vnni() {
@@ -259,10 +335,20 @@ bool detect_vnni() {
 #endif
 }
 
-bool use_vnni() {
+bool has_amx() {
+#if defined(__x86_64__)
+  static const bool has = cpu_has_avx512_vnni() && detect_amx();
+  return has;
+#else
+  return false;
+#endif
+}
+
+// The kernel to run now.
+int kernel() {
   const int c = g_choice.load(std::memory_order_relaxed);
-  if (c == kGeneric) return false;
-  return cpu_has_avx512_vnni();
+  if (c != kAuto) return c;
+  return has_amx() ? kAmx : cpu_has_avx512_vnni() ? kVnni : kGeneric;
 }
 
 }  // namespace
@@ -272,7 +358,12 @@ bool cpu_has_avx512_vnni() {
   return has;
 }
 
-std::string int8_kernel() { return use_vnni() ? "avx512-vnni" : "generic"; }
+std::string int8_kernel() {
+  const int k = kernel();
+  return k == kAmx ? "amx" : k == kVnni ? "avx512-vnni" : "generic";
+}
+
+bool cpu_has_amx() { return has_amx(); }
 
 void set_int8_kernel(const std::string& name) {
   if (name == "auto") {
@@ -282,8 +373,11 @@ void set_int8_kernel(const std::string& name) {
   } else if (name == "avx512-vnni") {
     FOCUS_CHECK(cpu_has_avx512_vnni(), "[set_int8_kernel] this CPU has no AVX-512 VNNI");
     g_choice = kVnni;
+  } else if (name == "amx") {
+    FOCUS_CHECK(has_amx(), "[set_int8_kernel] this CPU (or the kernel's permission) gives no AMX-INT8");
+    g_choice = kAmx;
   } else {
-    FOCUS_FAIL("[set_int8_kernel] expected \"auto\", \"generic\" or \"avx512-vnni\", got \"{}\"", name);
+    FOCUS_FAIL("[set_int8_kernel] expected \"auto\", \"generic\", \"avx512-vnni\" or \"amx\", got \"{}\"", name);
   }
 }
 
@@ -305,12 +399,12 @@ void CpuBackend::quantize_int8_weight(const TensorView& q, const TensorView& sca
 
 void CpuBackend::pack_int8_weight(const TensorView& packed, const TensorView& colsum, const TensorView& q) {
   const int64_t N = q.sizes[0], K = q.sizes[1];
-  const int64_t N16 = common::int8_round_up(N, kBN), G = common::int8_round_up(K, kGK) / kGK;
+  const int64_t Np = common::int8_padded_n(N), G = common::int8_padded_k(K) / kGK;
   const int8_t* src = q.ptr<int8_t>();
   int8_t* dst = packed.ptr<int8_t>();
   int32_t* cs = colsum.ptr<int32_t>();
-  std::memset(dst, 0, static_cast<size_t>(N16 * G * kGK));
-  for (int64_t n = 0; n < N16; ++n) {
+  std::memset(dst, 0, static_cast<size_t>(Np * G * kGK));
+  for (int64_t n = 0; n < Np; ++n) {
     int32_t sum = 0;
     if (n < N) {
       const int64_t block = n / kBN, j = n % kBN;
@@ -328,24 +422,39 @@ void CpuBackend::linear_int8(const TensorView& out, const TensorView& x, const T
                              const TensorView& colsum, const TensorView& scale, const TensorView& bias,
                              int64_t n_begin) {
   const int64_t M = x.sizes[0], K = x.sizes[1], Nc = out.sizes[1];
-  const int64_t K4 = common::int8_round_up(K, kGK);
-  const bool vnni = use_vnni();
+  const int64_t Kp = common::int8_padded_k(K);
+  int k = kernel();
+  // AMX computes 32 rows at a time: for a few rows (decoding one token) VNNI is faster.
+  if (k == kAmx && g_choice.load(std::memory_order_relaxed) == kAuto && M < 16) k = kVnni;
+  const bool amx = k == kAmx, vnni = k == kVnni;
   QuantizedRows& rows = tl_rows;
-  quantize_rows(x.ptr<float>(), M, K, K4, vnni, rows);
+  const int64_t padded_rows = amx ? common::int8_round_up(M, 32) : M;
+  quantize_rows(x.ptr<float>(), M, padded_rows, K, Kp, amx || vnni, rows);
   const GemmArgs a{&rows, packed.ptr<int8_t>(), colsum.ptr<int32_t>(), scale.ptr<float>(),
-                   bias.data ? bias.ptr<float>() : nullptr, out.ptr<float>(), M, Nc, K4, K4 / kGK, n_begin};
-  const int64_t row_tiles = (M + kMR - 1) / kMR;
+                   bias.data ? bias.ptr<float>() : nullptr, out.ptr<float>(), M, Nc, Kp, Kp / kGK, n_begin};
   const int64_t blocks = (Nc + kBN - 1) / kBN;
-  const int64_t col_tiles = (blocks + kNB - 1) / kNB;
-  // A tile is kMR x kNB * 16 outputs of K4 products; int8 runs ~4x the products of sgemm per
-  // cycle, so the sgemm threshold (kGemmGrain) is scaled by 4.
-  const int64_t tile_work = kMR * kNB * kBN * K4;
-  const int64_t grain = std::max<int64_t>(1, 4 * kGemmGrain / tile_work);
+  // A tile's rows and blocks: AMX 32 x 2 (2 x 2 tiles of 16 x 16), the others kMR x kNB.
+  const int64_t tile_m = amx ? 32 : kMR, tile_b = amx ? 2 : kNB;
+  const int64_t row_tiles = (M + tile_m - 1) / tile_m;
+  const int64_t col_tiles = (blocks + tile_b - 1) / tile_b;
+  // Below kGemmGrain products sgemm runs on one thread; int8 does ~2x (VNNI) to ~8x (AMX) the
+  // products per cycle, so the threshold grows by as much.
+  const int64_t tile_work = tile_m * tile_b * kBN * Kp;
+  const int64_t grain = std::max<int64_t>(1, (amx ? 8 : 2) * kGemmGrain / tile_work);
   // Tiles in column-major order: consecutive tiles share one panel of the weight.
   parallel_for(0, row_tiles * col_tiles, grain, [&](int64_t t0, int64_t t1) {
+#if defined(__x86_64__)
+    if (amx) amx_begin();  // each thread configures its own tile registers
+#endif
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t ct = t / row_tiles, rt = t % row_tiles;
-      const int64_t m0 = rt * kMR, b0 = ct * kNB;
+      const int64_t m0 = rt * tile_m, b0 = ct * tile_b;
+#if defined(__x86_64__)
+      if (amx) {
+        tile_amx(a, m0, b0);
+        continue;
+      }
+#endif
       const int mr = static_cast<int>(std::min<int64_t>(kMR, M - m0));
       const int nb = static_cast<int>(std::min<int64_t>(kNB, blocks - b0));
 #if defined(__x86_64__)
@@ -356,8 +465,10 @@ void CpuBackend::linear_int8(const TensorView& out, const TensorView& x, const T
 #endif
       tile_generic(a, m0, mr, b0, nb);
     }
+#if defined(__x86_64__)
+    if (amx) amx_end();
+#endif
   });
-  (void)vnni;
 }
 
 }  // namespace focus::cpu

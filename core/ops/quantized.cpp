@@ -46,13 +46,13 @@ Int8PackedWeight pack_int8(const Tensor& q, const Tensor& scale, const char* op)
               "accumulator's bound)", op, K, common::kMaxInt8K);
   FOCUS_CHECK(scale.is_floating_point() && scale.dim() == 1 && scale.size(0) == N,
               "[{}] expected floating scales [{}], got {} {}", op, N, scale.dtype(), scale.shape());
-  const int64_t N16 = common::int8_round_up(N, common::kInt8BlockN), K4 = common::int8_round_up(K, common::kInt8GroupK);
+  const int64_t Np = common::int8_padded_n(N), Kp = common::int8_padded_k(K);
   Int8PackedWeight w;
   w.out_features = N;
   w.in_features = K;
-  w.packed = empty({N16 * K4}, kInt8, kCPU);
-  w.colsum = empty({N16}, kInt32, kCPU);
-  w.scale = zeros({N16}, TensorOptions(kFloat32));
+  w.packed = empty({Np * Kp}, kInt8, kCPU);
+  w.colsum = empty({Np}, kInt32, kCPU);
+  w.scale = zeros({Np}, TensorOptions(kFloat32));
   copy_(w.scale.narrow(0, 0, N), scale);
   const float* s = w.scale.data_ptr<float>();
   for (int64_t n = 0; n < N; ++n)

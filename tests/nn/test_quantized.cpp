@@ -29,7 +29,12 @@ template <typename F> void for_each_kernel(const F& f) {
   if (cpu::cpu_has_avx512_vnni()) {
     kernels.push_back("avx512-vnni");
   } else {
-    MESSAGE("this CPU has no AVX-512 VNNI: only the generic int8 kernel is tested");
+    MESSAGE("this CPU has no AVX-512 VNNI: the VNNI int8 kernel is not tested");
+  }
+  if (cpu::cpu_has_amx()) {
+    kernels.push_back("amx");
+  } else {
+    MESSAGE("this CPU (or Linux) gives no AMX-INT8: the AMX int8 kernel is not tested");
   }
   for (const auto& k : kernels) {
     cpu::set_int8_kernel(k);
@@ -248,7 +253,7 @@ TEST_CASE("linear_int8: a slice of the output channels, batch dims, non-finite r
   CHECK_THROWS_WITH_AS(pack_int8(zeros({2, 66001}, TensorOptions(kInt8)), ones({2})),
                        doctest::Contains("more than the int8 kernels take"), Error);
   CHECK_THROWS_WITH_AS(pack_int8(q, ones({48}) * 0.0), doctest::Contains("not a positive finite"), Error);
-  CHECK_THROWS_WITH_AS(cpu::set_int8_kernel("amx"), doctest::Contains("expected \"auto\""), Error);
+  CHECK_THROWS_WITH_AS(cpu::set_int8_kernel("sse2"), doctest::Contains("expected \"auto\", \"generic\""), Error);
 }
 
 TEST_CASE("Linear::quantize_int8: buffers, no parameters, close outputs, state_dict round trip") {
