@@ -66,8 +66,10 @@ void quantize_row_generic(const float* xr, int64_t K, const Int8RowParams& p, ui
 #if defined(__x86_64__)
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as the unused source of their masked
 // builtins, which -Wmaybe-uninitialized reports in every caller (GCC bug 105593, fixed in 13).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#define FOCUS_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
+#endif
+#define FOCUS_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 
 // The same as row_params_generic / quantize_row_generic, 16 lanes at a time: min and max are
 // exact, and cvtps_epi32 rounds to nearest even (MXCSR's default) as nearbyintf does.
@@ -257,7 +259,7 @@ void tile_vnni(const GemmArgs& a, int64_t m0, int mr, int64_t b0, int nb) {
 }
 
 // ---- AMX (Sapphire Rapids and later): 16 x 64 int8 tiles, 2 x 2 tiles of 16 x 16 sums ----
-#define FOCUS_AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vnni")))
+#define FOCUS_AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 // The tile configuration: tiles 0-3 the sums (16 rows of 16 int32), 4-5 activations (16 rows
 // of 64 bytes), 6-7 weights (16 groups of 4 k for 16 channels: 64 bytes a row, the packed
@@ -329,7 +331,7 @@ bool detect_vnni() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vnni");
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 #else
   return false;
 #endif
