@@ -70,8 +70,9 @@ template <typename F> decltype(auto) dispatch_all(DType t, const char* op, F&& f
     case kInt32: return f(int32_t{});
     case kUInt8: return f(uint8_t{});
     case kBool: return f(bool{});
+    case kInt8: break;  // a storage dtype (quantized weights): copy and fill only
   }
-  FOCUS_FAIL("[{}] unknown dtype on cuda", op);
+  FOCUS_FAIL("[{}] not implemented for {} tensors on cuda", op, t);
 }
 
 template <typename F> decltype(auto) dispatch_index(DType t, const char* op, F&& f) {
