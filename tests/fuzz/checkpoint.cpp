@@ -140,7 +140,7 @@ std::vector<uint8_t> edited_checkpoint(const uint8_t* data, size_t size, bool* o
     if (keys.empty()) break;
     const std::string& key = keys[c[1] % keys.size()];
     const Tensor old = d.at(key);
-    const auto dtype = static_cast<DType>(c[2] % 8);
+    const auto dtype = static_cast<DType>(c[2] % 9);  // every DType, int8 included
     if (op == 0 || op == 1) {
       Tensor t = zeros(op == 0 ? Shape{} : old.shape(), TensorOptions().dtype(dtype));
       auto* p = static_cast<uint8_t*>(t.data_ptr());
