@@ -103,10 +103,10 @@ int64_t quantize_dynamic(Module& module, const std::vector<std::string>& names) 
                 "[quantize_dynamic] int8 layers run on the CPU only (as PyTorch's); Linear '{}' is on {}", shown,
                 linear->weight().device());
     FOCUS_CHECK(linear->options().in_features_ >= 1 && linear->options().out_features_ >= 1 &&
-                    linear->options().in_features_ <= 66000,
-                "[quantize_dynamic] Linear '{}' has in_features {} and out_features {}: int8 layers need 1 .. 66000 "
+                    linear->options().in_features_ <= common::kMaxInt8K,
+                "[quantize_dynamic] Linear '{}' has in_features {} and out_features {}: int8 layers need 1 .. {} "
                 "and at least 1",
-                shown, linear->options().in_features_, linear->options().out_features_);
+                shown, linear->options().in_features_, linear->options().out_features_, common::kMaxInt8K);
     todo.emplace_back(name, linear);
   }
   for (const auto& n : wanted)

@@ -20,6 +20,7 @@
 #include "core/cuda.h"
 #include "models/char_gpt/char_gpt.h"
 #include "models/char_gpt/program.h"
+#include "models/zoo/parse.h"
 #include "models/zoo/pictures.h"
 #include "training/run.h"
 #include "training/trainer.h"
@@ -131,28 +132,6 @@ std::string counts_text(const std::map<std::string, int64_t>& counts, size_t lim
 }
 
 // ---- --lora -----------------------------------------------------------------------------
-
-bool parse_integer(const std::string& s, int64_t* out) {
-  if (s.empty()) return false;
-  size_t pos = 0;
-  try {
-    *out = std::stoll(s, &pos);
-  } catch (...) {
-    return false;
-  }
-  return pos == s.size();
-}
-
-bool parse_real(const std::string& s, double* out) {
-  if (s.empty()) return false;
-  size_t pos = 0;
-  try {
-    *out = std::stod(s, &pos);
-  } catch (...) {
-    return false;
-  }
-  return pos == s.size() && std::isfinite(*out);
-}
 
 std::string trim(const std::string& s) {
   const size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");
@@ -614,14 +593,14 @@ nn::LoraConfig parse_lora_spec(const std::string& spec, const std::string& what)
     seen.push_back(key);
     last_key = key;
     if (key == "r") {
-      FOCUS_CHECK(parse_integer(value, &r) && r >= 1, "{} '{}': r must be a positive integer, got '{}'", what, spec,
+      FOCUS_CHECK(zoo::parse_int(value, &r) && r >= 1, "{} '{}': r must be a positive integer, got '{}'", what, spec,
                   value);
     } else if (key == "alpha") {
       double a = 0;
-      FOCUS_CHECK(parse_real(value, &a) && a > 0, "{} '{}': alpha must be a number > 0, got '{}'", what, spec, value);
+      FOCUS_CHECK(zoo::parse_real(value, &a) && a > 0, "{} '{}': alpha must be a number > 0, got '{}'", what, spec, value);
       alpha = a;
     } else if (key == "dropout") {
-      FOCUS_CHECK(parse_real(value, &dropout) && dropout >= 0 && dropout < 1,
+      FOCUS_CHECK(zoo::parse_real(value, &dropout) && dropout >= 0 && dropout < 1,
                   "{} '{}': dropout must be a number in [0, 1), got '{}'", what, spec, value);
     } else if (key == "target") {
       FOCUS_CHECK(!value.empty(), "{} '{}': target needs module names (e.g. target=c_attn,c_fc)", what, spec);

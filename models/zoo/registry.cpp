@@ -10,6 +10,7 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "models/zoo/parse.h"
 #include "nn/quantized.h"
 
 // Each model's entry point (models/<name>/program.h) is included here as the models land.
@@ -44,17 +45,6 @@ std::vector<ModelEntry>& registry() {
     return v;
   }();
   return all;
-}
-
-bool parse_int(const std::string& s, int64_t* out) {
-  if (s.empty()) return false;
-  size_t pos = 0;
-  try {
-    *out = std::stoll(s, &pos);
-  } catch (...) {
-    return false;
-  }
-  return pos == s.size();
 }
 
 }  // namespace
@@ -109,17 +99,8 @@ int64_t CommandArgs::integer(const std::string& name) const {
 
 double CommandArgs::real(const std::string& name) const {
   const std::string& v = option(name);
-  size_t pos = 0;
   double out = 0;
-  bool ok = !v.empty();
-  if (ok) {
-    try {
-      out = std::stod(v, &pos);
-    } catch (...) {
-      ok = false;
-    }
-  }
-  FOCUS_CHECK(ok && pos == v.size() && std::isfinite(out), "[{}] --{}: expected a number, got '{}'",
+  FOCUS_CHECK(parse_real(v, &out), "[{}] --{}: expected a number, got '{}'",
               command.empty() ? "command" : command, name, v);
   return out;
 }
