@@ -217,6 +217,18 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   return out;
 }
 
+const Tensor& index_select_out(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& index) {
+  raw::check_defined(out, "index_select_out", "out");
+  raw::check_defined(x, "index_select_out", "input");
+  FOCUS_CHECK(!needs_grad(x, out),
+              "[index_select_out] functions with out= arguments do not support autograd, but the {} requires grad; "
+              "use index_select, or run under NoGradGuard",
+              needs_grad(x) ? "input" : "out tensor");
+  raw::index_select_out(out, x, dim, index);
+  out.bump_version();
+  return out;
+}
+
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   Tensor out = raw::gather(x, dim, index);
   if (needs_grad(x)) {

@@ -25,6 +25,11 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
 Tensor repeat(const Tensor& x, const Shape& repeats);
 /// Rows of x along dim at index (1-D).
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+/// index_select into an existing tensor, as torch.index_select(x, dim, index, out=out): out
+/// has the result's shape, x's dtype and device (a view, such as a narrow() of a bigger
+/// buffer, is fine) and shares no memory with x or index. Not differentiable: refused while
+/// grad mode is on and x or out requires grad. Returns out.
+const Tensor& index_select_out(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& index);
 /// out[i][j] = x[index[i][j]][j] for dim 0, and so on (index has x's rank).
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
 /// x with src added at index along dim (out-of-place).

@@ -117,25 +117,63 @@ Tensor repeat(const Tensor& x, const Shape& repeats) {
   return out;
 }
 
-Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
-  check_defined(x, "index_select", "input");
-  check_defined(index, "index_select", "index");
-  check_same_device(x, index, "index_select");
-  FOCUS_CHECK(index.dim() <= 1, "[index_select] index must be 0-d or 1-d, got shape {}", index.shape());
-  check_index_dtype(index, "index_select");
-  const int64_t d = wrap_dim(dim, x.dim(), "index_select");
+namespace {
+
+// index_select's checks: x [.., S, ..], index 0-d or 1-d with every value in [0, S). Returns
+// the wrapped dim (0 for a 0-d x).
+int64_t check_index_select(const Tensor& x, int64_t dim, const Tensor& index, const char* op) {
+  check_defined(x, op, "input");
+  check_defined(index, op, "index");
+  check_same_device(x, index, op);
+  FOCUS_CHECK(index.dim() <= 1, "[{}] index must be 0-d or 1-d, got shape {}", op, index.shape());
+  check_index_dtype(index, op);
+  const int64_t d = wrap_dim(dim, x.dim(), op);
   if (x.dim() == 0) {
-    FOCUS_CHECK(index.numel() == 1, "[index_select] index into a 0-d tensor must have exactly one value, got {}",
+    FOCUS_CHECK(index.numel() == 1, "[{}] index into a 0-d tensor must have exactly one value, got {}", op,
                 index.numel());
-    check_index_values(index, 1, 0, "index_select");
-    return clone(x);
+    check_index_values(index, 1, 0, op);
+    return 0;
   }
-  check_index_values(index, x.shape()[d], d, "index_select");
+  check_index_values(index, x.shape()[d], d, op);
+  return d;
+}
+
+Shape index_select_shape(const Tensor& x, int64_t d, const Tensor& index) {
   Shape shape = x.shape();
-  shape[d] = index.numel();
-  Tensor out = empty(shape, x.dtype(), x.device());
+  if (x.dim() > 0) shape[d] = index.numel();
+  return shape;
+}
+
+}  // namespace
+
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
+  const int64_t d = check_index_select(x, dim, index, "index_select");
+  if (x.dim() == 0) return clone(x);
+  Tensor out = empty(index_select_shape(x, d, index), x.dtype(), x.device());
   if (out.numel() > 0) backend_of(x).index_select(make_view(out), make_view(x), static_cast<int>(d), make_view(index));
   return out;
+}
+
+void index_select_out(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& index) {
+  constexpr const char* op = "index_select_out";
+  check_defined(out, op, "out");
+  const int64_t d = check_index_select(x, dim, index, op);
+  check_same_device(out, x, op);
+  FOCUS_CHECK(out.dtype() == x.dtype(), "[{}] out has dtype {} but the input has {}", op, out.dtype(), x.dtype());
+  const Shape shape = index_select_shape(x, d, index);
+  FOCUS_CHECK(out.shape() == shape, "[{}] out must have shape {} (the input's with {} rows along dim {}), got {}", op,
+              shape, index.numel(), d, out.shape());
+  // Rows are read while others are written: out may not share memory with the input (or
+  // the index), as in PyTorch.
+  FOCUS_CHECK(out.storage() != x.storage() && out.storage() != index.storage(),
+              "[{}] out shares memory with the {}; write into a tensor of its own", op,
+              out.storage() == x.storage() ? "input" : "index");
+  if (out.numel() == 0) return;
+  if (x.dim() == 0) {
+    copy_(out, x);
+    return;
+  }
+  backend_of(x).index_select(make_view(out), make_view(x), static_cast<int>(d), make_view(index));
 }
 
 void index_add_(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src, int64_t skip) {

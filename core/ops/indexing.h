@@ -18,6 +18,9 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
 Tensor repeat(const Tensor& x, const Shape& repeats);
 /// x [.., S, ..] at index [n] (or 0-d) along dim -> [.., n, ..].
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+/// index_select writing into out (x's dtype and device, the result's shape; may be a
+/// strided view; must not share memory with x or index).
+void index_select_out(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& index);
 /// self.index_add_(dim, index, src) in place: index [n], src [.., n, ..]; entries whose
 /// index equals skip (when skip >= 0) are ignored.
 void index_add_(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src, int64_t skip = -1);

@@ -67,18 +67,108 @@ bool banned(const G2POptions& o, int64_t id) { return id == o.pad_id_ || id == o
 
 }  // namespace
 
-// ---- DecoderState ---------------------------------------------------------------------------
+// ---- KVCache and DecoderState ---------------------------------------------------------------
 
-void DecoderState::reorder(const Tensor& index) {
-  for (auto& c : self_attn) {
-    c.k = index_select(c.k, 0, index);
-    c.v = index_select(c.v, 0, index);
+void KVCache::append(const Tensor& k_new, const Tensor& v_new, int64_t reserve) {
+  FOCUS_CHECK(k_new.dim() == 4 && v_new.dim() == 4 && k_new.size(0) == v_new.size(0) && k_new.size(1) == v_new.size(1) &&
+                  k_new.size(2) == v_new.size(2),
+              "[KVCache] expected keys and values [B, H, L, head_dim] of one B, H and L, got {} and {}", k_new.shape(),
+              v_new.shape());
+  const int64_t len = length(), L = k_new.size(2);
+  if (len > 0)
+    FOCUS_CHECK(k_new.size(0) == k.size(0) && k_new.size(1) == k.size(1) && k_new.size(3) == k.size(3) &&
+                    v_new.size(3) == v.size(3),
+                "[KVCache] cannot append keys {} and values {} to a cache of keys {} and values {}", k_new.shape(),
+                v_new.shape(), k.shape(), v.shape());
+  // While autograd records (teacher forcing in training), the keys and values stay the
+  // differentiable tensors: the first as they are, later ones joined by cat.
+  const bool recording = GradMode::is_enabled() && (k_new.requires_grad() || v_new.requires_grad() ||
+                                                    (len > 0 && (k.requires_grad() || v.requires_grad())));
+  if (recording || (len == 0 && reserve <= L)) {
+    k = len == 0 ? k_new : cat({k, k_new}, 2);
+    v = len == 0 ? v_new : cat({v, v_new}, 2);
+    k_buffer = v_buffer = Tensor();
+    return;
   }
-  for (auto& c : cross_attn) {
-    c.k = index_select(c.k, 0, index);
-    c.v = index_select(c.v, 0, index);
+  // New buffers when these are full, or when a copy of this cache (sharing the buffers) has
+  // written past our length since our last append: positions < len are never overwritten.
+  const bool shared_write = k_buffer.defined() && (k_buffer.version() != k_written_ || v_buffer.version() != v_written_);
+  if (!k_buffer.defined() || len + L > k_buffer.size(2) || shared_write) {
+    const int64_t cap = std::max(reserve, 2 * (len + L));
+    Shape ks = k_new.shape(), vs = v_new.shape();
+    ks[2] = cap;
+    vs[2] = cap;
+    Tensor kb = empty(ks, k_new.options()), vb = empty(vs, v_new.options());
+    if (len > 0) {
+      kb.narrow(2, 0, len).copy_(k);
+      vb.narrow(2, 0, len).copy_(v);
+    }
+    k_buffer = kb;
+    v_buffer = vb;
   }
-  if (memory_mask.defined()) memory_mask = index_select(memory_mask, 0, index);
+  k_buffer.narrow(2, len, L).copy_(k_new);
+  v_buffer.narrow(2, len, L).copy_(v_new);
+  k_written_ = k_buffer.version();
+  v_written_ = v_buffer.version();
+  k = k_buffer.narrow(2, 0, len + L);
+  v = v_buffer.narrow(2, 0, len + L);
+}
+
+void KVCache::select_rows(const Tensor& index) {
+  if (!k.defined()) return;
+  const int64_t len = length(), n = index.numel();
+  Shape ks = k.shape(), vs = v.shape();
+  ks[0] = vs[0] = n;
+  ks[2] = vs[2] = capacity();
+  Tensor kb = empty(ks, k.options()), vb = empty(vs, v.options());
+  // straight into the new buffers: one copy of the kept rows
+  index_select_out(kb.narrow(2, 0, len), k, 0, index);
+  index_select_out(vb.narrow(2, 0, len), v, 0, index);
+  k_buffer = kb;
+  v_buffer = vb;
+  k_written_ = k_buffer.version();
+  v_written_ = v_buffer.version();
+  k = k_buffer.narrow(2, 0, len);
+  v = v_buffer.narrow(2, 0, len);
+}
+
+int64_t DecoderState::rows() const {
+  FOCUS_CHECK(!cross_attn.empty() && cross_attn[0].k.defined(), "[DecoderState] the state was not made by start()");
+  return cross_attn[0].k.size(0) * group;
+}
+
+void DecoderState::reorder(const std::vector<int64_t>& rows_kept) {
+  const int64_t n = rows(), G = group, kept = static_cast<int64_t>(rows_kept.size());
+  FOCUS_CHECK(kept % G == 0, "[DecoderState] reorder: {} rows are not whole groups of {}", kept, G);
+  std::vector<int64_t> sources;  // the old group of each new group
+  bool identity = kept == n, same_sources = kept == n;
+  for (int64_t i = 0; i < kept; ++i) {
+    const int64_t r = rows_kept[static_cast<size_t>(i)];
+    FOCUS_CHECK(r >= 0 && r < n, "[DecoderState] reorder: row {} is outside 0 .. {}", r, n - 1);
+    identity = identity && r == i;
+    if (i % G == 0) {
+      sources.push_back(r / G);
+      same_sources = same_sources && r / G == i / G;
+    } else {
+      FOCUS_CHECK(r / G == sources.back(),
+                  "[DecoderState] reorder: new rows {} .. {} form one group and must come from one old group of {} "
+                  "rows, but they take rows {} and {}",
+                  i / G * G, i / G * G + G - 1, G, rows_kept[static_cast<size_t>(i / G * G)], r);
+    }
+  }
+  const TensorOptions ids = TensorOptions(kInt64).device(cross_attn[0].k.device());
+  if (!identity && length > 0) {
+    const Tensor index = tensor(rows_kept, {kept}, ids);
+    for (auto& c : self_attn) c.select_rows(index);
+  }
+  if (!same_sources) {
+    const Tensor index = tensor(sources, {kept / G}, ids);
+    for (auto& c : cross_attn) {
+      c.k = index_select(c.k, 0, index);
+      c.v = index_select(c.v, 0, index);
+    }
+    if (memory_mask.defined()) memory_mask = index_select(memory_mask, 0, index);
+  }
 }
 
 // ---- G2PDecoderLayer ------------------------------------------------------------------------
@@ -128,15 +218,25 @@ Tensor G2PDecoderLayer::self_block(const Tensor& h, const KVCache& kv, int64_t o
   return dropout1_->forward(self_attn_->out_proj()->forward(merge_heads(y)));
 }
 
-Tensor G2PDecoderLayer::cross_block(const Tensor& h, const KVCache& kv, const Tensor& memory_mask, Tensor* weights) const {
-  const int64_t H = options_.nhead_;
-  const Tensor q = split_heads(multihead_attn_->in_projection(h, 0, 1), H);
+// Cross-attention of h [N, L, E] over kv [N / group, H, S, hd]: the group rows that share a
+// source attend as group * L queries of one batch entry (no copy of the keys per row).
+Tensor G2PDecoderLayer::cross_block(const Tensor& h, const KVCache& kv, const Tensor& memory_mask, Tensor* weights,
+                                    int64_t group) const {
+  const int64_t H = options_.nhead_, N = h.size(0), L = h.size(1), E = h.size(2), B = N / group;
+  const Tensor hg = group == 1 ? h : h.reshape({B, group * L, E});
+  const Tensor q = split_heads(multihead_attn_->in_projection(hg, 0, 1), H);
   AttentionOptions ao;
   ao.dropout_p(is_training() ? options_.dropout_ : 0.0).need_weights(weights != nullptr);
   if (memory_mask.defined()) ao.attn_mask(memory_mask);
   auto [y, w] = scaled_dot_product_attention(q, kv.k, kv.v, ao);
-  if (weights) *weights = w;
-  return dropout2_->forward(multihead_attn_->out_proj()->forward(merge_heads(y)));
+  if (weights) {
+    // [B, H, group * L, S] -> [N, H, L, S]
+    const int64_t S = w.size(3);
+    *weights = group == 1 ? w : w.view({B, H, group, L, S}).permute({0, 2, 1, 3, 4}).reshape({N, H, L, S});
+  }
+  Tensor out = multihead_attn_->out_proj()->forward(merge_heads(y));  // [B, group * L, E]
+  if (group > 1) out = out.view({N, L, E});
+  return dropout2_->forward(out);
 }
 
 Tensor G2PDecoderLayer::ff_block(const Tensor& h) const {
@@ -148,7 +248,10 @@ KVCache G2PDecoderLayer::project_memory(const Tensor& memory) const {
   FOCUS_CHECK(memory.dim() == 3 && memory.size(2) == E, "[G2PDecoderLayer] expected memory [B, S, {}], got {}", E,
               memory.shape());
   const Tensor kv = multihead_attn_->in_projection(memory, 1, 2);  // [B, S, 2E]
-  return {split_heads(kv.narrow(2, 0, E), H), split_heads(kv.narrow(2, E, E), H)};
+  KVCache c;
+  c.k = split_heads(kv.narrow(2, 0, E), H);
+  c.v = split_heads(kv.narrow(2, E, E), H);
+  return c;
 }
 
 Tensor G2PDecoderLayer::forward(const Tensor& x, const Tensor& memory, const Tensor& memory_mask, Tensor* cross_weights) {
@@ -157,23 +260,22 @@ Tensor G2PDecoderLayer::forward(const Tensor& x, const Tensor& memory, const Ten
 }
 
 Tensor G2PDecoderLayer::forward_cached(const Tensor& x, KVCache& self_cache, const KVCache& cross_cache,
-                                       const Tensor& memory_mask, Tensor* cross_weights) {
+                                       const Tensor& memory_mask, Tensor* cross_weights, int64_t group, int64_t reserve) {
   const int64_t E = options_.d_model_, H = options_.nhead_;
-  FOCUS_CHECK(x.dim() == 3 && x.size(2) == E, "[G2PDecoderLayer] expected x [B, T, {}], got {}", E, x.shape());
-  const int64_t offset = self_cache.k.defined() ? self_cache.k.size(2) : 0;
+  FOCUS_CHECK(x.dim() == 3 && x.size(2) == E, "[G2PDecoderLayer] expected x [N, L, {}], got {}", E, x.shape());
+  FOCUS_CHECK(group >= 1 && cross_cache.k.defined() && cross_cache.k.size(0) * group == x.size(0),
+              "[G2PDecoderLayer] x has {} rows but the cross keys and values {} serve {} (groups of {})", x.size(0),
+              cross_cache.k.defined() ? fmt::format("{}", cross_cache.k.shape()) : "(none)",
+              cross_cache.k.defined() ? cross_cache.k.size(0) * group : 0, group);
+  const int64_t offset = self_cache.length();
   if (offset > 0)
     FOCUS_CHECK(self_cache.k.size(0) == x.size(0), "[G2PDecoderLayer] the cache holds {} rows but x has {}",
                 self_cache.k.size(0), x.size(0));
   Tensor h = norm1_->forward(x);
   const Tensor kv = self_attn_->in_projection(h, 1, 2);
-  const Tensor k = split_heads(kv.narrow(2, 0, E), H), v = split_heads(kv.narrow(2, E, E), H);
-  if (offset == 0) {
-    self_cache = {k, v};
-  } else {
-    self_cache = {cat({self_cache.k, k}, 2), cat({self_cache.v, v}, 2)};
-  }
+  self_cache.append(split_heads(kv.narrow(2, 0, E), H), split_heads(kv.narrow(2, E, E), H), reserve);
   Tensor out = x + self_block(h, self_cache, offset);
-  out = out + cross_block(norm2_->forward(out), cross_cache, memory_mask, cross_weights);
+  out = out + cross_block(norm2_->forward(out), cross_cache, memory_mask, cross_weights, group);
   return out + ff_block(norm3_->forward(out));
 }
 
@@ -286,9 +388,16 @@ Tensor G2PTransformer::forward(const Tensor& src, const Tensor& tgt_in) const {
   return decode(tgt_in, memory, memory_mask_of(pad, any_pad));
 }
 
-DecoderState G2PTransformer::start(const Tensor& memory, const Tensor& memory_mask) const {
+DecoderState G2PTransformer::start(const Tensor& memory, const Tensor& memory_mask, int64_t group, int64_t reserve) const {
+  FOCUS_CHECK(group >= 1, "[G2PTransformer] start: group must be at least 1, got {}", group);
+  FOCUS_CHECK(reserve >= 0, "[G2PTransformer] start: reserve must be non-negative, got {}", reserve);
+  if (memory_mask.defined())
+    FOCUS_CHECK(memory.dim() == 3 && memory_mask.dim() == 4 && memory_mask.size(0) == memory.size(0),
+                "[G2PTransformer] start: memory_mask {} does not match memory {}", memory_mask.shape(), memory.shape());
   DecoderState state;
   state.memory_mask = memory_mask;
+  state.group = group;
+  state.reserve = reserve;
   state.self_attn.resize(layers_.size());
   for (const auto& layer : layers_) state.cross_attn.push_back(layer->project_memory(memory));
   return state;
@@ -297,12 +406,13 @@ DecoderState G2PTransformer::start(const Tensor& memory, const Tensor& memory_ma
 Tensor G2PTransformer::step(DecoderState& state, const Tensor& tokens, std::vector<Tensor>* cross_weights) const {
   FOCUS_CHECK(state.cross_attn.size() == layers_.size(), "[G2PTransformer] step needs a state made by start()");
   Tensor x = embed_target(tokens, state.length);
-  FOCUS_CHECK(state.cross_attn[0].k.size(0) == tokens.size(0), "[G2PTransformer] the state holds {} rows but tokens have {}",
-              state.cross_attn[0].k.size(0), tokens.size(0));
+  FOCUS_CHECK(state.rows() == tokens.size(0), "[G2PTransformer] the state holds {} rows but tokens have {}", state.rows(),
+              tokens.size(0));
   if (cross_weights) cross_weights->clear();
   for (size_t i = 0; i < layers_.size(); ++i) {
     Tensor w;
-    x = layers_[i]->forward_cached(x, state.self_attn[i], state.cross_attn[i], state.memory_mask, cross_weights ? &w : nullptr);
+    x = layers_[i]->forward_cached(x, state.self_attn[i], state.cross_attn[i], state.memory_mask, cross_weights ? &w : nullptr,
+                                   state.group, state.reserve);
     if (cross_weights) cross_weights->push_back(w);
   }
   state.length += tokens.size(1);
@@ -340,32 +450,35 @@ std::vector<Hypothesis> greedy_decode(G2PTransformer& model, const Tensor& src_i
   const int64_t B = src.size(0), V = o.tgt_vocab_size_;
   std::vector<Hypothesis> out(static_cast<size_t>(B));
   if (B == 0) return out;
-  const Tensor memory = model.encode(src);
-  DecoderState state = model.start(memory, model.memory_mask(src));
   const int64_t steps = max_decode_steps(o, src.size(1));
-  std::vector<int64_t> next(static_cast<size_t>(B), o.bos_id_);
-  std::vector<bool> done(static_cast<size_t>(B), false);
-  int64_t remaining = B;
-  for (int64_t t = 0; t < steps && remaining > 0; ++t) {
-    const Tensor logits = model.step(state, tensor(next, {B, 1}, ids));
+  DecoderState state = model.start(model.encode(src), model.memory_mask(src), 1, steps);
+  // The rows still decoding, by source; a source that ends leaves the batch.
+  std::vector<int64_t> live(static_cast<size_t>(B)), next(static_cast<size_t>(B), o.bos_id_);
+  std::iota(live.begin(), live.end(), 0);
+  for (int64_t t = 0; t < steps && !live.empty(); ++t) {
+    const int64_t n = static_cast<int64_t>(live.size());
+    const Tensor logits = model.step(state, tensor(next, {n, 1}, ids));
     const std::vector<float> lp = log_softmax(logits.select(1, 0), -1).to_vector<float>();
-    for (int64_t b = 0; b < B; ++b) {
-      const float* row = lp.data() + b * V;
+    std::vector<int64_t> kept, new_live, new_next;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* row = lp.data() + i * V;
       int64_t best = -1;
       for (int64_t v = 0; v < V; ++v)
         if (!banned(o, v) && (best < 0 || row[v] > row[best])) best = v;
-      next[static_cast<size_t>(b)] = best;
-      if (done[static_cast<size_t>(b)]) continue;
-      Hypothesis& h = out[static_cast<size_t>(b)];
+      Hypothesis& h = out[static_cast<size_t>(live[static_cast<size_t>(i)])];
       h.log_prob += row[best];
       if (best == o.eos_id_) {
         h.finished = true;
-        done[static_cast<size_t>(b)] = true;
-        --remaining;
-      } else {
-        h.tokens.push_back(best);
+        continue;
       }
+      h.tokens.push_back(best);
+      kept.push_back(i);
+      new_live.push_back(live[static_cast<size_t>(i)]);
+      new_next.push_back(best);
     }
+    if (!new_live.empty() && static_cast<int64_t>(kept.size()) < n) state.reorder(kept);
+    live = std::move(new_live);
+    next = std::move(new_next);
   }
   for (auto& h : out)
     h.score = h.log_prob / static_cast<double>(std::max<size_t>(1, h.tokens.size() + (h.finished ? 1 : 0)));
@@ -385,117 +498,116 @@ std::vector<std::vector<Hypothesis>> beam_search(G2PTransformer& model, const Te
   FOCUS_CHECK(std::isfinite(options.length_penalty_), "[beam_search] length_penalty must be finite, got {}",
               options.length_penalty_);
   const G2POptions& o = model.options();
-  const int64_t B = src.size(0), V = o.tgt_vocab_size_, N = B * K;
+  const int64_t B = src.size(0), V = o.tgt_vocab_size_;
   std::vector<std::vector<Hypothesis>> finished(static_cast<size_t>(B));
   if (B == 0) return finished;
   auto norm_score = [&](double log_prob, size_t length) {
     return log_prob / std::pow(static_cast<double>(std::max<size_t>(1, length)), options.length_penalty_);
   };
-
-  std::vector<int64_t> expand(static_cast<size_t>(N));
-  for (int64_t i = 0; i < N; ++i) expand[static_cast<size_t>(i)] = i / K;
-  const Tensor expand_index = tensor(expand, {N}, ids);
-  const Tensor memory = index_select(model.encode(src), 0, expand_index);
-  Tensor mask = model.memory_mask(src);
-  if (mask.defined()) mask = index_select(mask, 0, expand_index);
-  DecoderState state = model.start(memory, mask);
-
-  // Live beams: row b * K + k. At the start only beam 0 of each source is live, so the first
-  // step does not pick the same continuation k times.
-  std::vector<double> scores(static_cast<size_t>(N), kNegInf);
-  for (int64_t b = 0; b < B; ++b) scores[static_cast<size_t>(b * K)] = 0.0;
-  std::vector<std::vector<int64_t>> tokens(static_cast<size_t>(N));
-  std::vector<int64_t> next(static_cast<size_t>(N), o.bos_id_);
-  std::vector<bool> done(static_cast<size_t>(B), false);
-  int64_t remaining = B;
   const int64_t steps = max_decode_steps(o, src.size(1));
+  // K rows per source, the K rows of a source reading its memory once (group K).
+  DecoderState state = model.start(model.encode(src), model.memory_mask(src), K, steps);
+
+  // live: the sources still decoding, in row order: source live[a] owns rows a * K .. a * K
+  // + K - 1. A source that is done leaves the batch. At the start only beam 0 of each source
+  // is live (score 0, the others -inf), so the first step does not pick the same
+  // continuation k times.
+  std::vector<int64_t> live(static_cast<size_t>(B));
+  std::iota(live.begin(), live.end(), 0);
+  std::vector<double> scores(static_cast<size_t>(B * K), kNegInf);
+  for (int64_t b = 0; b < B; ++b) scores[static_cast<size_t>(b * K)] = 0.0;
+  std::vector<std::vector<int64_t>> tokens(static_cast<size_t>(B * K));
+  std::vector<int64_t> next(static_cast<size_t>(B * K), o.bos_id_);
 
   struct Candidate {
     double score;
     int64_t flat;  // k * V + v
   };
   std::vector<Candidate> cands;
-  std::vector<int64_t> origin(static_cast<size_t>(N));
-  std::vector<double> new_scores(static_cast<size_t>(N));
-  std::vector<int64_t> new_next(static_cast<size_t>(N));
-  for (int64_t t = 0; t < steps && remaining > 0; ++t) {
-    const Tensor logits = model.step(state, tensor(next, {N, 1}, ids));
+  std::vector<int64_t> origin, new_live, new_next;
+  std::vector<double> new_scores;
+  for (int64_t t = 0; t < steps && !live.empty(); ++t) {
+    const int64_t n = static_cast<int64_t>(live.size()) * K;
+    const Tensor logits = model.step(state, tensor(next, {n, 1}, ids));
     const std::vector<float> lp = log_softmax(logits.select(1, 0), -1).to_vector<float>();
-    for (int64_t b = 0; b < B; ++b) {
-      int64_t live = 0;
-      if (!done[static_cast<size_t>(b)]) {
-        cands.clear();
-        for (int64_t k = 0; k < K; ++k) {
-          const double base = scores[static_cast<size_t>(b * K + k)];
-          if (base == kNegInf) continue;
-          const float* row = lp.data() + (b * K + k) * V;
-          for (int64_t v = 0; v < V; ++v)
-            if (!banned(o, v) && std::isfinite(row[v])) cands.push_back({base + row[v], k * V + v});
-        }
-        const size_t top = std::min(cands.size(), static_cast<size_t>(2 * K));
-        auto better = [](const Candidate& a, const Candidate& c) {
-          return a.score > c.score || (a.score == c.score && a.flat < c.flat);
-        };
-        std::partial_sort(cands.begin(), cands.begin() + static_cast<std::ptrdiff_t>(top), cands.end(), better);
-        for (size_t i = 0; i < top && live < K; ++i) {
-          const int64_t k = cands[i].flat / V, v = cands[i].flat % V;
-          const int64_t from = b * K + k;
-          if (v == o.eos_id_) {
-            if (static_cast<int64_t>(i) < K) {
-              Hypothesis h;
-              h.tokens = tokens[static_cast<size_t>(from)];
-              h.log_prob = cands[i].score;
-              h.score = norm_score(h.log_prob, h.tokens.size() + 1);
-              h.finished = true;
-              finished[static_cast<size_t>(b)].push_back(std::move(h));
-            }
-            continue;
+    origin.clear();
+    new_live.clear();
+    new_next.clear();
+    new_scores.clear();
+    for (size_t a = 0; a < live.size(); ++a) {
+      const int64_t b = live[a], first = static_cast<int64_t>(a) * K;
+      auto& done_b = finished[static_cast<size_t>(b)];
+      cands.clear();
+      for (int64_t k = 0; k < K; ++k) {
+        const double base = scores[static_cast<size_t>(first + k)];
+        if (base == kNegInf) continue;
+        const float* row = lp.data() + (first + k) * V;
+        for (int64_t v = 0; v < V; ++v)
+          if (!banned(o, v) && std::isfinite(row[v])) cands.push_back({base + row[v], k * V + v});
+      }
+      const size_t top = std::min(cands.size(), static_cast<size_t>(2 * K));
+      auto better = [](const Candidate& x, const Candidate& y) {
+        return x.score > y.score || (x.score == y.score && x.flat < y.flat);
+      };
+      std::partial_sort(cands.begin(), cands.begin() + static_cast<std::ptrdiff_t>(top), cands.end(), better);
+      const size_t rows_before = origin.size();
+      int64_t kept = 0;
+      for (size_t i = 0; i < top && kept < K; ++i) {
+        const int64_t k = cands[i].flat / V, v = cands[i].flat % V;
+        if (v == o.eos_id_) {
+          if (static_cast<int64_t>(i) < K) {
+            Hypothesis h;
+            h.tokens = tokens[static_cast<size_t>(first + k)];
+            h.log_prob = cands[i].score;
+            h.score = norm_score(h.log_prob, h.tokens.size() + 1);
+            h.finished = true;
+            done_b.push_back(std::move(h));
           }
-          const size_t row = static_cast<size_t>(b * K + live);
-          origin[row] = from;
-          new_scores[row] = cands[i].score;
-          new_next[row] = v;
-          ++live;
+          continue;
         }
-        if (static_cast<int64_t>(finished[static_cast<size_t>(b)].size()) >= K) {
-          done[static_cast<size_t>(b)] = true;
-          --remaining;
-        }
+        origin.push_back(first + k);
+        new_scores.push_back(cands[i].score);
+        new_next.push_back(v);
+        ++kept;
       }
-      for (int64_t k = live; k < K; ++k) {  // dead rows: nothing to continue
-        const size_t row = static_cast<size_t>(b * K + k);
-        origin[row] = b * K;
-        new_scores[row] = kNegInf;
-        new_next[row] = o.eos_id_;
+      // Done (K finished), or nothing left to continue: the source leaves the batch.
+      if (static_cast<int64_t>(done_b.size()) >= K || kept == 0) {
+        origin.resize(rows_before);
+        new_scores.resize(rows_before);
+        new_next.resize(rows_before);
+        continue;
       }
-      if (done[static_cast<size_t>(b)])
-        for (int64_t k = 0; k < K; ++k) new_scores[static_cast<size_t>(b * K + k)] = kNegInf;
+      for (int64_t k = kept; k < K; ++k) {  // dead rows of a live source: nothing to continue
+        origin.push_back(first);
+        new_scores.push_back(kNegInf);
+        new_next.push_back(o.eos_id_);
+      }
+      new_live.push_back(b);
     }
-    if (remaining == 0) break;
-    std::vector<std::vector<int64_t>> new_tokens(static_cast<size_t>(N));
-    for (int64_t i = 0; i < N; ++i) {
-      if (new_scores[static_cast<size_t>(i)] == kNegInf) continue;
-      new_tokens[static_cast<size_t>(i)] = tokens[static_cast<size_t>(origin[static_cast<size_t>(i)])];
-      new_tokens[static_cast<size_t>(i)].push_back(new_next[static_cast<size_t>(i)]);
+    std::vector<std::vector<int64_t>> new_tokens(origin.size());
+    for (size_t i = 0; i < origin.size(); ++i) {
+      if (new_scores[i] == kNegInf) continue;
+      new_tokens[i] = tokens[static_cast<size_t>(origin[i])];
+      new_tokens[i].push_back(new_next[i]);
     }
     tokens = std::move(new_tokens);
     scores = new_scores;
     next = new_next;
-    state.reorder(tensor(origin, {N}, ids));
+    live = new_live;
+    if (!live.empty()) state.reorder(origin);
   }
-  for (int64_t b = 0; b < B; ++b) {
-    auto& f = finished[static_cast<size_t>(b)];
-    if (!done[static_cast<size_t>(b)]) {  // length limit: live beams compete unfinished
-      for (int64_t k = 0; k < K; ++k) {
-        const size_t row = static_cast<size_t>(b * K + k);
-        if (scores[row] == kNegInf) continue;
-        Hypothesis h;
-        h.tokens = tokens[row];
-        h.log_prob = scores[row];
-        h.score = norm_score(h.log_prob, h.tokens.size());
-        f.push_back(std::move(h));
-      }
+  // At the length limit the sources still live join their live beams, unfinished.
+  for (size_t a = 0; a < live.size(); ++a)
+    for (int64_t k = 0; k < K; ++k) {
+      const size_t row = a * static_cast<size_t>(K) + static_cast<size_t>(k);
+      if (scores[row] == kNegInf) continue;
+      Hypothesis h;
+      h.tokens = tokens[row];
+      h.log_prob = scores[row];
+      h.score = norm_score(h.log_prob, h.tokens.size());
+      finished[static_cast<size_t>(live[a])].push_back(std::move(h));
     }
+  for (auto& f : finished) {
     std::stable_sort(f.begin(), f.end(), [](const Hypothesis& a, const Hypothesis& c) { return a.score > c.score; });
     if (f.size() > static_cast<size_t>(options.nbest_)) f.resize(static_cast<size_t>(options.nbest_));
     if (f.empty()) f.push_back(Hypothesis{});

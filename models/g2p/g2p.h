@@ -58,19 +58,43 @@ struct G2POptions {
   G2POptions& unk_id(int64_t v) { unk_id_ = v; return *this; }
 };
 
-/// Keys and values one attention layer has seen: [B, H, S, head_dim] each.
+/// Keys and values one attention layer has seen: k, v [B, H, S, head_dim]. A self-attention
+/// cache lives in buffers with room for more positions (k and v are views of their first S),
+/// so a decoding step writes only its own keys and values.
 struct KVCache {
   Tensor k, v;
+  Tensor k_buffer, v_buffer;  // [B, H, capacity, head_dim] (undefined: k and v are tensors of their own)
+  int64_t length() const { return k.defined() ? k.size(2) : 0; }
+  int64_t capacity() const { return k_buffer.defined() ? k_buffer.size(2) : length(); }
+  /// Appends k_new, v_new [B, H, L, head_dim] at positions length() .. + L - 1. When the
+  /// buffers are full it moves to new ones with room for max(reserve, 2 * (length() + L)).
+  /// A first append with reserve <= L, and any append while autograd records, keeps the
+  /// tensors themselves (joined by cat) instead: no buffers.
+  void append(const Tensor& k_new, const Tensor& v_new, int64_t reserve = 0);
+  /// Keeps rows index [N'] (int64, on the cache's device) in that order: a gather into new
+  /// buffers of the same capacity.
+  void select_rows(const Tensor& index);
+
+ private:
+  uint64_t k_written_ = 0, v_written_ = 0;  // the buffers' versions after this cache's last write
 };
 
-/// Everything incremental decoding keeps between steps.
+/// Everything incremental decoding keeps between steps. The decoded rows come in groups of
+/// `group` consecutive rows that read one source (beam search: a source's beams), so the
+/// cross-attention keys and values are kept once per source, not once per row.
 struct DecoderState {
-  std::vector<KVCache> self_attn;   // per layer, grows by the tokens of each step
-  std::vector<KVCache> cross_attn;  // per layer, the projected memory (computed once)
-  Tensor memory_mask;               // [B, 1, 1, S] bool, true = attend (undefined: no padding)
+  std::vector<KVCache> self_attn;   // per layer: [N, H, length, head_dim], N = rows decoded
+  std::vector<KVCache> cross_attn;  // per layer: [N / group, H, S, head_dim], the projected memory
+  Tensor memory_mask;               // [N / group, 1, 1, S] bool, true = attend (undefined: no padding)
   int64_t length = 0;               // target positions decoded so far
-  /// Keeps rows index [N] (int64) of every cached tensor, in that order (beam reordering).
-  void reorder(const Tensor& index);
+  int64_t group = 1;                // decoded rows per source
+  int64_t reserve = 0;              // target positions the self caches make room for at once
+  /// Decoded rows now (N).
+  int64_t rows() const;
+  /// Row i continues old row rows[i] (beam reordering), for i < rows.size(): the rows of a
+  /// group must all come from one old group, and old groups left out are dropped (finished
+  /// sources), with their cross keys and values. rows.size() is a multiple of group.
+  void reorder(const std::vector<int64_t>& rows);
 };
 
 /// A pre-norm Transformer decoder layer with the children of nn::TransformerDecoderLayer
@@ -83,10 +107,12 @@ class G2PDecoderLayer : public nn::Module {
   /// [B, 1, 1, S] bool (true = attend) or undefined -> [B, T, E]. When cross_weights is
   /// given it receives the cross-attention weights [B, H, T, S].
   Tensor forward(const Tensor& x, const Tensor& memory, const Tensor& memory_mask, Tensor* cross_weights = nullptr);
-  /// Incremental: x [B, L, E] holds target positions self_cache.k.size(2) .. + L - 1; appends
-  /// their keys and values to self_cache and attends to the cached cross keys / values.
+  /// Incremental: x [N, L, E] holds target positions self_cache.length() .. + L - 1; appends
+  /// their keys and values to self_cache (making room for `reserve` positions when it grows)
+  /// and attends to the cross keys / values [N / group, H, S, head_dim], which row r reads
+  /// at r / group. cross_weights, when given, receives [N, H, L, S].
   Tensor forward_cached(const Tensor& x, KVCache& self_cache, const KVCache& cross_cache, const Tensor& memory_mask,
-                        Tensor* cross_weights = nullptr);
+                        Tensor* cross_weights = nullptr, int64_t group = 1, int64_t reserve = 0);
   /// The cross-attention keys and values of memory [B, S, E]: [B, H, S, head_dim] each.
   KVCache project_memory(const Tensor& memory) const;
   const nn::TransformerLayerOptions& options() const { return options_; }
@@ -95,7 +121,7 @@ class G2PDecoderLayer : public nn::Module {
 
  private:
   Tensor self_block(const Tensor& h, const KVCache& kv, int64_t offset) const;
-  Tensor cross_block(const Tensor& h, const KVCache& kv, const Tensor& memory_mask, Tensor* weights) const;
+  Tensor cross_block(const Tensor& h, const KVCache& kv, const Tensor& memory_mask, Tensor* weights, int64_t group) const;
   Tensor ff_block(const Tensor& h) const;
   nn::TransformerLayerOptions options_;
   std::shared_ptr<nn::MultiheadAttention> self_attn_, multihead_attn_;
@@ -121,9 +147,12 @@ class G2PTransformer : public nn::Module {
   /// encode + decode: src [B, S], tgt_in [B, T] -> logits [B, T, Vt].
   Tensor forward(const Tensor& src, const Tensor& tgt_in) const;
   Tensor operator()(const Tensor& src, const Tensor& tgt_in) const { return forward(src, tgt_in); }
-  /// Starts incremental decoding over memory [B, S, E] (projects the cross keys / values).
-  DecoderState start(const Tensor& memory, const Tensor& memory_mask) const;
-  /// Feeds tokens [B, L] (the next L target positions) -> logits [B, L, Vt]; extends the cache.
+  /// Starts incremental decoding over memory [B, S, E] (projects the cross keys / values)
+  /// for B * group rows, row r reading source r / group; the self caches make room for
+  /// `reserve` positions at once (0: they grow as needed).
+  DecoderState start(const Tensor& memory, const Tensor& memory_mask, int64_t group = 1, int64_t reserve = 0) const;
+  /// Feeds tokens [N, L] (the next L target positions of the state's N rows) -> logits
+  /// [N, L, Vt]; extends the cache.
   Tensor step(DecoderState& state, const Tensor& tokens, std::vector<Tensor>* cross_weights = nullptr) const;
   /// Label-smoothed cross entropy of logits [B, T, Vt] against tgt_out [B, T] (pad ignored) -> 0-d.
   Tensor loss(const Tensor& logits, const Tensor& tgt_out, double label_smoothing = 0.0) const;

@@ -181,7 +181,7 @@ TEST_SUITE("models_g2p") {
     // reordering the cache keeps each row's continuation
     DecoderState swapped = model.start(memory, mask);
     model.step(swapped, tgt_in.narrow(1, 0, 2));
-    swapped.reorder(tensor<int64_t>({1, 0}));
+    swapped.reorder({1, 0});
     const Tensor next = model.step(swapped, index_select(tgt_in, 0, tensor<int64_t>({1, 0})).narrow(1, 2, 1));
     CHECK(allclose(next.select(0, 0), full.select(0, 1).narrow(0, 2, 1), 1e-4, 1e-5));
   }

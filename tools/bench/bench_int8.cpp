@@ -2,7 +2,8 @@
 // trained models and on the products alone, with PyTorch's quantized Linear beside it.
 //
 //   ./build/cpu/tools/bench/bench_int8 --g2p runs/g2p/checkpoint.safetensors \
-//       --char-gpt runs/char-gpt/checkpoint.safetensors [--threads 2] [--words 2000]
+//       --char-gpt runs/char-gpt/checkpoint.safetensors [--threads 2] [--words 2000] \
+//       [--parts products,g2p,char-gpt,sizes] [--precision both|float32|int8]
 //
 // 1. products: y = x W^T + b for the zoo's layer shapes (M rows): focus float32 (OpenBLAS),
 //    focus int8 (backends/cpu/int8.cpp), and PyTorch's float32 and dynamically quantized
@@ -16,9 +17,11 @@
 //    layers' weights alone.
 // The quality of the int8 models is `focus eval g2p|char-gpt --int8` (docs/PERFORMANCE.md).
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -91,6 +94,8 @@ int main(int argc, char** argv) {
   int threads = 2, repeats = 3, words_n = 2000, length = 2000;
   bool no_torch = false;
   std::string python = "/usr/bin/python3";
+  std::vector<std::string> parts{"products", "g2p", "char-gpt", "sizes"};
+  std::string precision = "both";
   CLI::App app("bench_int8: int8 dynamic quantization against float32 (focus and PyTorch)");
   app.add_option("--g2p", g2p_ckpt, "g2p checkpoint (a `focus train g2p` run's)")->capture_default_str();
   app.add_option("--char-gpt", gpt_ckpt, "char-gpt checkpoint")->capture_default_str();
@@ -99,94 +104,123 @@ int main(int argc, char** argv) {
   bench::add_number(app, "--words", words_n, "g2p test words decoded", 1);
   bench::add_number(app, "--length", length, "characters char-gpt samples", 1);
   bench::add_torch_flags(app, no_torch, python);
+  app.add_option("--parts", parts, "what to measure: products, g2p, char-gpt, sizes (all by default)")
+      ->check(CLI::IsMember({"products", "g2p", "char-gpt", "sizes"}))
+      ->delimiter(',');
+  app.add_option("--precision", precision, "which models sections 2 and 3 run (for profiling one of them)")
+      ->check(CLI::IsMember({"both", "float32", "int8"}))
+      ->capture_default_str();
   if (auto rc = bench::parse_command_line(app, argc, argv)) return *rc;
   try {
     set_num_threads(threads);
     fmt::print("bench_int8: {} thread(s); CPU {}; int8 kernel {}\n\n", threads, bench::cpu_model(), cpu::int8_kernel());
     NoGradGuard no_grad;
+    auto part = [&](const char* name) { return std::find(parts.begin(), parts.end(), name) != parts.end(); };
+    const bool run_f32 = precision != "int8", run_i8 = precision != "float32";
+    // best_time of what runs; a precision left out reads as NaN
+    auto time_if = [&](bool run, const auto& f) { return run ? best_time(repeats, f) : std::nan(""); };
 
-    // ---- 1. products ----
-    const std::vector<Shape3> shapes{{1, 128, 384},   {1, 128, 512},   {1, 512, 128},  {5, 128, 768},
-                                     {640, 128, 512}, {640, 512, 128}, {1024, 256, 1024}};
-    json torch_rows = json::array();
-    if (!no_torch) {
-      std::string list;
-      for (const auto& s : shapes) list += fmt::format("{}{}x{}x{}", list.empty() ? "" : ",", s.m, s.k, s.n);
-      const std::string out = bench::run_command(
-          fmt::format("{} {} --shapes {} --threads {} --repeats {}", bench::shell_quote(python),
-                      bench::shell_quote(bench::script_beside("bench_int8_torch.py")), list, threads, repeats),
-          "bench_int8");
-      torch_rows = json::parse(out.substr(out.find('[')));
-    }
-    fmt::print("1. y = x W^T + b, microseconds per product (best of {}); speed-up of int8 over float32\n", repeats);
-    fmt::print("  {:>16} {:>10} {:>10} {:>7} {:>12} {:>12} {:>7}\n", "M x K x N", "focus f32", "focus i8", "x",
-               "torch f32", "torch i8", "x");
-    Generator gen(1);
-    for (size_t i = 0; i < shapes.size(); ++i) {
-      const auto& s = shapes[i];
-      const Tensor x = randn({s.m, s.k}, TensorOptions(kFloat32), &gen);
-      const Tensor w = randn({s.n, s.k}, TensorOptions(kFloat32), &gen), b = randn({s.n}, TensorOptions(kFloat32), &gen);
-      auto [q, scale] = quantize_per_channel_int8(w);
-      const Int8PackedWeight packed = pack_int8(q, scale);
-      const int reps = s.m * s.k * s.n < 1000000 ? 200 : 20;
-      const double tf = best_time(repeats, [&] {
-                          for (int r = 0; r < reps; ++r) (void)linear(x, w, b);
-                        }) / reps;
-      const double ti = best_time(repeats, [&] {
-                          for (int r = 0; r < reps; ++r) (void)linear_int8(x, packed, b);
-                        }) / reps;
-      std::string torch_part;
-      if (i < torch_rows.size())
-        torch_part = fmt::format("{:>12.1f} {:>12.1f} {:>6.2f}x", torch_rows[i]["f32_us"].get<double>(),
-                                 torch_rows[i]["i8_us"].get<double>(),
-                                 torch_rows[i]["f32_us"].get<double>() / torch_rows[i]["i8_us"].get<double>());
-      fmt::print("  {:>16} {:>10.1f} {:>10.1f} {:>6.2f}x {}\n", fmt::format("{}x{}x{}", s.m, s.k, s.n), tf * 1e6,
-                 ti * 1e6, tf / ti, torch_part);
+    if (part("products")) {
+      // ---- 1. products ----
+      const std::vector<Shape3> shapes{{1, 128, 384},   {1, 128, 512},   {1, 512, 128},  {5, 128, 768},
+                                       {640, 128, 512}, {640, 512, 128}, {1024, 256, 1024}};
+      json torch_rows = json::array();
+      if (!no_torch) {
+        std::string list;
+        for (const auto& s : shapes) list += fmt::format("{}{}x{}x{}", list.empty() ? "" : ",", s.m, s.k, s.n);
+        const std::string out = bench::run_command(
+            fmt::format("{} {} --shapes {} --threads {} --repeats {}", bench::shell_quote(python),
+                        bench::shell_quote(bench::script_beside("bench_int8_torch.py")), list, threads, repeats),
+            "bench_int8");
+        torch_rows = json::parse(out.substr(out.find('[')));
+      }
+      fmt::print("1. y = x W^T + b, microseconds per product (best of {}); speed-up of int8 over float32\n", repeats);
+      fmt::print("  {:>16} {:>10} {:>10} {:>7} {:>12} {:>12} {:>7}\n", "M x K x N", "focus f32", "focus i8", "x",
+                 "torch f32", "torch i8", "x");
+      Generator gen(1);
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        const auto& s = shapes[i];
+        const Tensor x = randn({s.m, s.k}, TensorOptions(kFloat32), &gen);
+        const Tensor w = randn({s.n, s.k}, TensorOptions(kFloat32), &gen), b = randn({s.n}, TensorOptions(kFloat32), &gen);
+        auto [q, scale] = quantize_per_channel_int8(w);
+        const Int8PackedWeight packed = pack_int8(q, scale);
+        const int reps = s.m * s.k * s.n < 1000000 ? 200 : 20;
+        const double tf = best_time(repeats, [&] {
+                            for (int r = 0; r < reps; ++r) (void)linear(x, w, b);
+                          }) / reps;
+        const double ti = best_time(repeats, [&] {
+                            for (int r = 0; r < reps; ++r) (void)linear_int8(x, packed, b);
+                          }) / reps;
+        std::string torch_part;
+        if (i < torch_rows.size())
+          torch_part = fmt::format("{:>12.1f} {:>12.1f} {:>6.2f}x", torch_rows[i]["f32_us"].get<double>(),
+                                   torch_rows[i]["i8_us"].get<double>(),
+                                   torch_rows[i]["f32_us"].get<double>() / torch_rows[i]["i8_us"].get<double>());
+        fmt::print("  {:>16} {:>10.1f} {:>10.1f} {:>6.2f}x {}\n", fmt::format("{}x{}x{}", s.m, s.k, s.n), tf * 1e6,
+                   ti * 1e6, tf / ti, torch_part);
+      }
     }
 
     // ---- 2. g2p beam search ----
-    auto g2p_float = models::g2p::load_model(g2p_ckpt);
-    auto g2p_int8 = models::g2p::load_model(g2p_ckpt);
-    g2p_float.model->eval();
-    g2p_int8.model->eval();
-    const int64_t g2p_layers = nn::quantize_dynamic(*g2p_int8.model);
-    std::vector<std::string> words;
-    for (const auto& w : models::g2p::load_split(g2p_float.config, "test")) {
-      bool known = true;
-      for (char c : w.word) known = known && g2p_float.vocabs.letters.contains(std::string(1, c));
-      if (known) words.push_back(w.word);
-      if (static_cast<int>(words.size()) == words_n) break;
+    const bool need_g2p = part("g2p") || part("sizes"), need_gpt = part("char-gpt") || part("sizes");
+    std::optional<models::g2p::LoadedModel> g2p_float, g2p_int8;
+    int64_t g2p_layers = 0;
+    if (need_g2p) {
+      g2p_float = models::g2p::load_model(g2p_ckpt);
+      g2p_int8 = models::g2p::load_model(g2p_ckpt);
+      g2p_float->model->eval();
+      g2p_int8->model->eval();
+      g2p_layers = nn::quantize_dynamic(*g2p_int8->model);
     }
-    const double lp = g2p_float.config.real("length_penalty");
-    const double g2p_tf = best_time(repeats, [&] { models::g2p::predict_words(*g2p_float.model, g2p_float.vocabs, words, 5, lp); });
-    const double g2p_ti = best_time(repeats, [&] { models::g2p::predict_words(*g2p_int8.model, g2p_int8.vocabs, words, 5, lp); });
-    fmt::print("\n2. g2p beam search (beam 5), {} test words, {} layers quantized\n", words.size(), g2p_layers);
-    fmt::print("  float32 {:8.0f} words/s   int8 {:8.0f} words/s   {:.2f}x\n", words.size() / g2p_tf,
-               words.size() / g2p_ti, g2p_tf / g2p_ti);
+    if (part("g2p")) {
+      std::vector<std::string> words;
+      for (const auto& w : models::g2p::load_split(g2p_float->config, "test")) {
+        bool known = true;
+        for (char c : w.word) known = known && g2p_float->vocabs.letters.contains(std::string(1, c));
+        if (known) words.push_back(w.word);
+        if (static_cast<int>(words.size()) == words_n) break;
+      }
+      const double lp = g2p_float->config.real("length_penalty");
+      auto decode = [&](const models::g2p::LoadedModel& m) {
+        return [&] { models::g2p::predict_words(*m.model, m.vocabs, words, 5, lp); };
+      };
+      const double tf = time_if(run_f32, decode(*g2p_float)), ti = time_if(run_i8, decode(*g2p_int8));
+      fmt::print("\n2. g2p beam search (beam 5), {} test words, {} layers quantized\n", words.size(), g2p_layers);
+      fmt::print("  float32 {:8.0f} words/s   int8 {:8.0f} words/s   {:.2f}x\n", words.size() / tf, words.size() / ti,
+                 tf / ti);
+    }
 
     // ---- 3. char-gpt sampling ----
-    auto gpt_float = models::char_gpt::detail::load(gpt_ckpt, kCPU);
-    auto gpt_int8 = models::char_gpt::detail::load(gpt_ckpt, kCPU);
-    const int64_t gpt_layers = nn::quantize_dynamic(*gpt_int8.model);
-    const auto opts = models::SampleOptions().temperature(0.8);
-    const std::vector<int64_t> prompt{gpt_float.vocab.id("\n")};
-    auto sample = [&](const models::GPT& m) {
-      Generator g(1337);
-      int64_t count = 0;
-      m.generate_stream(prompt, length, opts, &g, [&](int64_t) { ++count; });
-    };
-    const double gpt_tf = best_time(repeats, [&] { sample(*gpt_float.model); });
-    const double gpt_ti = best_time(repeats, [&] { sample(*gpt_int8.model); });
-    fmt::print("\n3. char-gpt sampling, {} characters, {} layers quantized\n", length, gpt_layers);
-    fmt::print("  float32 {:8.0f} chars/s   int8 {:8.0f} chars/s   {:.2f}x\n", length / gpt_tf, length / gpt_ti,
-               gpt_tf / gpt_ti);
+    std::optional<models::char_gpt::detail::Loaded> gpt_float, gpt_int8;
+    int64_t gpt_layers = 0;
+    if (need_gpt) {
+      gpt_float = models::char_gpt::detail::load(gpt_ckpt, kCPU);
+      gpt_int8 = models::char_gpt::detail::load(gpt_ckpt, kCPU);
+      gpt_layers = nn::quantize_dynamic(*gpt_int8->model);
+    }
+    if (part("char-gpt")) {
+      const auto opts = models::SampleOptions().temperature(0.8);
+      const std::vector<int64_t> prompt{gpt_float->vocab.id("\n")};
+      auto sample = [&](const models::GPT& m) {
+        return [&] {
+          Generator g(1337);
+          int64_t count = 0;
+          m.generate_stream(prompt, length, opts, &g, [&](int64_t) { ++count; });
+        };
+      };
+      const double tf = time_if(run_f32, sample(*gpt_float->model)), ti = time_if(run_i8, sample(*gpt_int8->model));
+      fmt::print("\n3. char-gpt sampling, {} characters, {} layers quantized\n", length, gpt_layers);
+      fmt::print("  float32 {:8.0f} chars/s   int8 {:8.0f} chars/s   {:.2f}x\n", length / tf, length / ti, tf / ti);
+    }
 
     // ---- 4. sizes ----
-    fmt::print("\n4. state_dict as safetensors, float32 -> int8\n");
-    print_sizes("g2p", saved_size(*g2p_float.model, "g2p_f32"), saved_size(*g2p_int8.model, "g2p_i8"),
-                quantizable_bytes(g2p_float.model->state_dict()), quantizable_bytes(g2p_int8.model->state_dict()));
-    print_sizes("char-gpt", saved_size(*gpt_float.model, "gpt_f32"), saved_size(*gpt_int8.model, "gpt_i8"),
-                quantizable_bytes(gpt_float.model->state_dict()), quantizable_bytes(gpt_int8.model->state_dict()));
+    if (part("sizes")) {
+      fmt::print("\n4. state_dict as safetensors, float32 -> int8\n");
+      print_sizes("g2p", saved_size(*g2p_float->model, "g2p_f32"), saved_size(*g2p_int8->model, "g2p_i8"),
+                  quantizable_bytes(g2p_float->model->state_dict()), quantizable_bytes(g2p_int8->model->state_dict()));
+      print_sizes("char-gpt", saved_size(*gpt_float->model, "gpt_f32"), saved_size(*gpt_int8->model, "gpt_i8"),
+                  quantizable_bytes(gpt_float->model->state_dict()), quantizable_bytes(gpt_int8->model->state_dict()));
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_int8: %s\n", e.what());
     return 1;
