@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
+#include <map>
 #include <mutex>
 #include <new>
 #include <type_traits>
@@ -27,8 +29,12 @@ namespace {
 // Large blocks go through a small caching allocator: a fresh multi-megabyte block is fresh
 // memory from the kernel, so every large op would pay page faults and kernel zeroing (about
 // as much time as the op itself for a 64 MB add). Freed large blocks are kept in free lists
-// keyed by their exact (page-rounded) size and handed out again; small blocks stay on
-// malloc, which already recycles them.
+// keyed by their (page-rounded) size and handed out again; small blocks stay on malloc,
+// which already recycles them. A request takes the smallest free block of its size or up to
+// a quarter larger (kSlack): sizes that drift (a decoder's caches as finished rows leave
+// the batch, shorter sources after longer ones) reuse resident blocks instead of mapping
+// and faulting fresh ones (g2p beam search: about 1,100 mmap/munmap pairs per 2,000 words
+// before). A block handed out for a smaller request remembers its size until it is freed.
 //
 // The cached blocks come straight from mmap and go back with munmap. A request that no
 // cached block fits, and that would take the memory held (in use + cached) past the most
@@ -42,6 +48,7 @@ namespace {
 // returned to the system at exit.
 constexpr size_t kCacheMinBytes = size_t{1} << 20;
 constexpr size_t kPage = 4096;
+constexpr size_t kSlack = 4;  // a free block serves requests down to (1 - 1/5) of its size
 
 // Trivially destructible, so still valid while other static objects (tensors held in
 // statics) are destroyed after the cache.
@@ -77,27 +84,32 @@ class BlockCache {
     cache_destroyed.store(true);
   }
 
-  // A cached block of exactly this size, or a new mapping. A new mapping that would take
-  // the memory held (in use + cached) past the most ever in use first returns cached
-  // blocks of other sizes to the system: held memory grows only with the live tensors, and
-  // in a training loop that happens once per step, at its peak, for a few blocks.
+  // The smallest cached block of at least this size and at most a quarter more, or a new
+  // mapping. A new mapping that would take the memory held (in use + cached) past the most
+  // ever in use first returns cached blocks to the system: held memory grows only with the
+  // live tensors, and in a training loop that happens once per step, at its peak, for a few
+  // blocks.
   void* take(size_t size) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = free_.find(size);
-      if (it != free_.end() && !it->second.empty()) {
+      auto it = free_.lower_bound(size);
+      if (it != free_.end() && it->first <= size + size / kSlack) {
         void* p = it->second.back();
+        const size_t have = it->first;
         it->second.pop_back();
-        cached_ -= size;
-        note_in_use(size);
+        if (it->second.empty()) free_.erase(it);
+        cached_ -= have;
+        if (have != size) larger_[p] = have;
+        note_in_use(have);
         return p;
       }
-      for (auto f = free_.begin(); f != free_.end() && in_use_ + cached_ + size > peak_in_use_; ++f)
-        while (!f->second.empty() && in_use_ + cached_ + size > peak_in_use_) {
-          unmap_block(f->second.back(), f->first);
-          f->second.pop_back();
-          cached_ -= f->first;
-        }
+      while (!free_.empty() && in_use_ + cached_ + size > peak_in_use_) {
+        auto f = std::prev(free_.end());  // the biggest first: fewest unmaps
+        unmap_block(f->second.back(), f->first);
+        cached_ -= f->first;
+        f->second.pop_back();
+        if (f->second.empty()) free_.erase(f);
+      }
       note_in_use(size);
     }
     void* p = map_block(size);
@@ -108,10 +120,15 @@ class BlockCache {
     return p;
   }
 
-  // Keeps the block for reuse; unmaps it when the cache would exceed its bound.
+  // Keeps the block for reuse (size: the size it was requested with); unmaps it when the
+  // cache would exceed its bound.
   void give(void* p, size_t size) {
     {
       std::lock_guard<std::mutex> lock(mu_);
+      if (auto l = larger_.find(p); l != larger_.end()) {
+        size = l->second;
+        larger_.erase(l);
+      }
       in_use_ -= size;
       if (cached_ + size <= limit_) {
         free_[size].push_back(p);
@@ -129,7 +146,8 @@ class BlockCache {
   }
 
   std::mutex mu_;
-  std::unordered_map<size_t, std::vector<void*>> free_;
+  std::map<size_t, std::vector<void*>> free_;        // by size; no empty lists
+  std::unordered_map<void*, size_t> larger_;         // blocks in use bigger than their request
   size_t cached_ = 0;       // bytes in free_
   size_t in_use_ = 0;       // bytes of cache-managed blocks handed out
   size_t peak_in_use_ = 0;  // the most in_use_ has been
@@ -175,6 +193,8 @@ void CpuBackend::deallocate(void* ptr, size_t nbytes) {
   if (!ptr) return;
   const size_t size = block_size(nbytes);
   if (cached_block(size)) {
+    // After the cache is gone (exit), a block it handed out for a smaller request loses only
+    // its first `size` bytes here; the process is ending.
     if (cache_destroyed.load(std::memory_order_relaxed)) unmap_block(ptr, size);
     else block_cache().give(ptr, size);
     return;

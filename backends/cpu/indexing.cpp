@@ -199,6 +199,10 @@ void CpuBackend::index_select(const TensorView& out, const TensorView& x, int di
             std::memcpy(l.base[0] + rb * es, l.base[1] + rb * es, static_cast<size_t>((re - rb) * es));
           } else {
             l.run_range(rb, re, [](char** p, const int64_t* s, int64_t m) {
+              if (s[0] == sizeof(T) && s[1] == sizeof(T)) {  // a contiguous run of a strided slice
+                std::memcpy(p[0], p[1], static_cast<size_t>(m) * sizeof(T));
+                return;
+              }
               for (int64_t i = 0; i < m; ++i)
                 *reinterpret_cast<T*>(p[0] + i * s[0]) = *reinterpret_cast<const T*>(p[1] + i * s[1]);
             });

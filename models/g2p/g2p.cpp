@@ -74,10 +74,9 @@ void KVCache::append(const Tensor& k_new, const Tensor& v_new, int64_t reserve) 
                   k_new.size(2) == v_new.size(2),
               "[KVCache] expected keys and values [B, H, L, head_dim] of one B, H and L, got {} and {}", k_new.shape(),
               v_new.shape());
-  const int64_t len = length(), L = k_new.size(2);
+  const int64_t len = length(), n = k_new.size(0), L = k_new.size(2);
   if (len > 0)
-    FOCUS_CHECK(k_new.size(0) == k.size(0) && k_new.size(1) == k.size(1) && k_new.size(3) == k.size(3) &&
-                    v_new.size(3) == v.size(3),
+    FOCUS_CHECK(n == k.size(0) && k_new.size(1) == k.size(1) && k_new.size(3) == k.size(3) && v_new.size(3) == v.size(3),
                 "[KVCache] cannot append keys {} and values {} to a cache of keys {} and values {}", k_new.shape(),
                 v_new.shape(), k.shape(), v.shape());
   // While autograd records (teacher forcing in training), the keys and values stay the
@@ -87,49 +86,51 @@ void KVCache::append(const Tensor& k_new, const Tensor& v_new, int64_t reserve) 
   if (recording || (len == 0 && reserve <= L)) {
     k = len == 0 ? k_new : cat({k, k_new}, 2);
     v = len == 0 ? v_new : cat({v, v_new}, 2);
-    k_buffer = v_buffer = Tensor();
+    k_store_ = v_store_ = Tensor();
     return;
   }
   // New buffers when these are full, or when a copy of this cache (sharing the buffers) has
-  // written past our length since our last append: positions < len are never overwritten.
-  const bool shared_write = k_buffer.defined() && (k_buffer.version() != k_written_ || v_buffer.version() != v_written_);
-  if (!k_buffer.defined() || len + L > k_buffer.size(2) || shared_write) {
+  // written into them since our last write: positions < len are never overwritten.
+  const bool shared_write = k_store_.defined() && (k_store_.version() != k_written_ || v_store_.version() != v_written_);
+  if (!k_store_.defined() || len + L > k_store_.size(2) || shared_write) {
     const int64_t cap = std::max(reserve, 2 * (len + L));
     Shape ks = k_new.shape(), vs = v_new.shape();
-    ks[2] = cap;
-    vs[2] = cap;
+    ks[2] = vs[2] = cap;
     Tensor kb = empty(ks, k_new.options()), vb = empty(vs, v_new.options());
     if (len > 0) {
       kb.narrow(2, 0, len).copy_(k);
       vb.narrow(2, 0, len).copy_(v);
     }
-    k_buffer = kb;
-    v_buffer = vb;
+    k_store_ = kb;
+    v_store_ = vb;
   }
-  k_buffer.narrow(2, len, L).copy_(k_new);
-  v_buffer.narrow(2, len, L).copy_(v_new);
-  k_written_ = k_buffer.version();
-  v_written_ = v_buffer.version();
-  k = k_buffer.narrow(2, 0, len + L);
-  v = v_buffer.narrow(2, 0, len + L);
+  const Tensor kb = k_store_.narrow(0, 0, n), vb = v_store_.narrow(0, 0, n);
+  kb.narrow(2, len, L).copy_(k_new);
+  vb.narrow(2, len, L).copy_(v_new);
+  k_written_ = k_store_.version();
+  v_written_ = v_store_.version();
+  k = kb.narrow(2, 0, len + L);
+  v = vb.narrow(2, 0, len + L);
 }
 
 void KVCache::select_rows(const Tensor& index) {
   if (!k.defined()) return;
   const int64_t len = length(), n = index.numel();
+  // The buffers keep their row count while the batch shrinks: what a decode frees is what
+  // its next step takes.
+  const int64_t rows = std::max(n, k_store_.defined() ? k_store_.size(0) : k.size(0));
   Shape ks = k.shape(), vs = v.shape();
-  ks[0] = vs[0] = n;
+  ks[0] = vs[0] = rows;
   ks[2] = vs[2] = capacity();
   Tensor kb = empty(ks, k.options()), vb = empty(vs, v.options());
-  // straight into the new buffers: one copy of the kept rows
-  index_select_out(kb.narrow(2, 0, len), k, 0, index);
-  index_select_out(vb.narrow(2, 0, len), v, 0, index);
-  k_buffer = kb;
-  v_buffer = vb;
-  k_written_ = k_buffer.version();
-  v_written_ = v_buffer.version();
-  k = k_buffer.narrow(2, 0, len);
-  v = v_buffer.narrow(2, 0, len);
+  index_select_out(kb.narrow(0, 0, n).narrow(2, 0, len), k, 0, index);
+  index_select_out(vb.narrow(0, 0, n).narrow(2, 0, len), v, 0, index);
+  k_store_ = kb;
+  v_store_ = vb;
+  k_written_ = k_store_.version();
+  v_written_ = v_store_.version();
+  k = kb.narrow(0, 0, n).narrow(2, 0, len);
+  v = vb.narrow(0, 0, n).narrow(2, 0, len);
 }
 
 int64_t DecoderState::rows() const {
@@ -199,19 +200,18 @@ G2PDecoderLayer::G2PDecoderLayer(const nn::TransformerLayerOptions& o) : nn::Mod
   dropout3_ = register_module("dropout3", std::make_shared<nn::Dropout>(o.dropout_));
 }
 
-// Self-attention of h [B, L, E] (target positions offset .. offset + L - 1) over the keys and
-// values kv (positions 0 .. offset + L - 1, h's own already appended).
-Tensor G2PDecoderLayer::self_block(const Tensor& h, const KVCache& kv, int64_t offset) const {
-  const int64_t H = options_.nhead_, L = h.size(1), S = kv.k.size(2);
-  const Tensor q = split_heads(self_attn_->in_projection(h, 0, 1), H);
+// Self-attention of the queries q [B, H, L, hd] (target positions offset .. offset + L - 1)
+// over the keys and values kv (positions 0 .. offset + L - 1, the queries' own appended).
+Tensor G2PDecoderLayer::self_block(const Tensor& q, const KVCache& kv, int64_t offset) const {
+  const int64_t L = q.size(2), S = kv.k.size(2);
   AttentionOptions ao;
   ao.dropout_p(is_training() ? options_.dropout_ : 0.0);
   if (offset == 0 && L == S) {
     if (L > 1) ao.is_causal(true);
   } else if (L > 1) {
     // query i (position offset + i) may see keys 0 .. offset + i
-    const Tensor cols = arange(S, TensorOptions(kInt64).device(h.device())).view({1, S});
-    const Tensor rows = arange(offset, offset + L, 1, TensorOptions(kInt64).device(h.device())).view({L, 1});
+    const Tensor cols = arange(S, TensorOptions(kInt64).device(q.device())).view({1, S});
+    const Tensor rows = arange(offset, offset + L, 1, TensorOptions(kInt64).device(q.device())).view({L, 1});
     ao.attn_mask(le(cols, rows));
   }
   const Tensor y = std::get<0>(scaled_dot_product_attention(q, kv.k, kv.v, ao));
@@ -271,10 +271,10 @@ Tensor G2PDecoderLayer::forward_cached(const Tensor& x, KVCache& self_cache, con
   if (offset > 0)
     FOCUS_CHECK(self_cache.k.size(0) == x.size(0), "[G2PDecoderLayer] the cache holds {} rows but x has {}",
                 self_cache.k.size(0), x.size(0));
-  Tensor h = norm1_->forward(x);
-  const Tensor kv = self_attn_->in_projection(h, 1, 2);
-  self_cache.append(split_heads(kv.narrow(2, 0, E), H), split_heads(kv.narrow(2, E, E), H), reserve);
-  Tensor out = x + self_block(h, self_cache, offset);
+  // q, k and v in one product: [N, L, 3E]
+  const Tensor qkv = self_attn_->in_projection(norm1_->forward(x), 0, 3);
+  self_cache.append(split_heads(qkv.narrow(2, E, E), H), split_heads(qkv.narrow(2, 2 * E, E), H), reserve);
+  Tensor out = x + self_block(split_heads(qkv.narrow(2, 0, E), H), self_cache, offset);
   out = out + cross_block(norm2_->forward(out), cross_cache, memory_mask, cross_weights, group);
   return out + ff_block(norm3_->forward(out));
 }

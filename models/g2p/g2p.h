@@ -59,24 +59,27 @@ struct G2POptions {
 };
 
 /// Keys and values one attention layer has seen: k, v [B, H, S, head_dim]. A self-attention
-/// cache lives in buffers with room for more positions (k and v are views of their first S),
-/// so a decoding step writes only its own keys and values.
+/// cache keeps them in buffers with room for more positions (k and v are views of the
+/// buffers' first rows and positions), so a decoding step writes only its own keys and
+/// values, and a beam reorder gathers the kept rows straight into the other pair of buffers.
 struct KVCache {
   Tensor k, v;
-  Tensor k_buffer, v_buffer;  // [B, H, capacity, head_dim] (undefined: k and v are tensors of their own)
   int64_t length() const { return k.defined() ? k.size(2) : 0; }
-  int64_t capacity() const { return k_buffer.defined() ? k_buffer.size(2) : length(); }
+  /// Positions the buffers hold (length() when there are none).
+  int64_t capacity() const { return k_store_.defined() ? k_store_.size(2) : length(); }
   /// Appends k_new, v_new [B, H, L, head_dim] at positions length() .. + L - 1. When the
   /// buffers are full it moves to new ones with room for max(reserve, 2 * (length() + L)).
   /// A first append with reserve <= L, and any append while autograd records, keeps the
   /// tensors themselves (joined by cat) instead: no buffers.
   void append(const Tensor& k_new, const Tensor& v_new, int64_t reserve = 0);
-  /// Keeps rows index [N'] (int64, on the cache's device) in that order: a gather into new
-  /// buffers of the same capacity.
+  /// Keeps rows index [N'] (int64, on the cache's device) in that order, gathered into new
+  /// buffers of the same size (rows beyond N' unused), so that the buffers a decode frees
+  /// and takes stay of one size as its batch shrinks.
   void select_rows(const Tensor& index);
 
  private:
-  uint64_t k_written_ = 0, v_written_ = 0;  // the buffers' versions after this cache's last write
+  Tensor k_store_, v_store_;                // [R, H, capacity, head_dim], R >= B
+  uint64_t k_written_ = 0, v_written_ = 0;  // their versions after this cache's last write
 };
 
 /// Everything incremental decoding keeps between steps. The decoded rows come in groups of
@@ -120,7 +123,7 @@ class G2PDecoderLayer : public nn::Module {
   const std::shared_ptr<nn::MultiheadAttention>& multihead_attn() const { return multihead_attn_; }
 
  private:
-  Tensor self_block(const Tensor& h, const KVCache& kv, int64_t offset) const;
+  Tensor self_block(const Tensor& q, const KVCache& kv, int64_t offset) const;
   Tensor cross_block(const Tensor& h, const KVCache& kv, const Tensor& memory_mask, Tensor* weights, int64_t group) const;
   Tensor ff_block(const Tensor& h) const;
   nn::TransformerLayerOptions options_;
