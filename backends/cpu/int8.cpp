@@ -90,15 +90,10 @@ FOCUS_VNNI bool row_params_avx512(const float* xr, int64_t K, Int8RowParams& p) 
     hi = _mm512_max_ps(hi, v);
     nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
   }
-  alignas(64) float los[16], his[16];
-  _mm512_store_ps(los, lo);
-  _mm512_store_ps(his, hi);
-  float l = 0.0f, h = 0.0f;
-  for (int i = 0; i < 16; ++i) {
-    l = std::min(l, los[i]);
-    h = std::max(h, his[i]);
-  }
-  if (nan || !std::isfinite(h - l)) return false;
+  if (nan) return false;
+  // exact either way: min and max do not round (lanes started at 0, in the range anyway)
+  const float l = _mm512_reduce_min_ps(lo), h = _mm512_reduce_max_ps(hi);
+  if (!std::isfinite(h - l)) return false;
   p = common::int8_row_params(l, h);
   return true;
 }
