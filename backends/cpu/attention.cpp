@@ -7,10 +7,6 @@
 // D = rowsum(dO * O) for the softmax backward. Only need_weights makes the forward write
 // [B, L, S] (the returned weights).
 //
-// Blocks of at most kDirectRows query rows (decoding) compute Q K^T and W V with plain
-// vectorized loops instead of BLAS calls, in the forward and the backward's recomputed
-// scores alike.
-//
 // Each batch entry runs in blocks of kBlockRows query rows, so the block's scores stay in
 // cache from the product that makes them to the product that uses them; with is_causal a
 // block only computes the keys its rows may see (j <= its last row), about half the work
@@ -153,97 +149,6 @@ constexpr int64_t kBlockRows = 64;
 // Keys a block of query rows [l0, l0 + lb) uses: all S, or with is_causal only j < l0 + lb.
 int64_t block_keys(int64_t l0, int64_t lb, int64_t S, bool is_causal) { return is_causal ? std::min(S, l0 + lb) : S; }
 
-// Query rows up to which a block's products run as plain loops instead of BLAS calls: a
-// decoding step has one row per sequence (or a beam group's few), and its products of a few
-// thousand flops per head would be dominated by a BLAS call's fixed cost.
-constexpr int64_t kDirectRows = 8;
-
-// a * b + c, fused where the target has FMA (otherwise std::fma would be a libm call).
-template <typename T> FOCUS_VEC_INLINE T fmadd(T a, T b, T c) {
-#if defined(__FMA__)
-  return std::fma(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-
-// The decoding products below use one 64-byte vector (kLanes elements) as their unit.
-template <typename T> struct Lanes {
-  static constexpr int64_t n = 64 / static_cast<int64_t>(sizeof(T));
-  typedef T Vec __attribute__((vector_size(64)));
-  static FOCUS_VEC_INLINE Vec load(const T* p) {
-    Vec v;
-    std::memcpy(&v, p, sizeof(Vec));
-    return v;
-  }
-  static FOCUS_VEC_INLINE void store(T* p, const Vec& v) { std::memcpy(p, &v, sizeof(Vec)); }
-};
-
-// Dot products of q with the rows k_0 .. k_{R-1} (row stride ldk) over E, R at a time so
-// their chains overlap. Each is the same computation: a vector of partial sums over whole
-// vectors of E (one rounding per term where the target fuses multiply-adds, as BLAS
-// kernels do), its lanes summed pairwise, then the rest of E one term at a time.
-template <typename T, int R> FOCUS_VEC_INLINE void dots(const T* q, const T* k, int64_t ldk, int64_t E, T* out) {
-  using L = Lanes<T>;
-  typename L::Vec acc[R] = {};
-  int64_t e = 0;
-  for (; e + L::n <= E; e += L::n) {
-    const typename L::Vec a = L::load(q + e);
-    for (int r = 0; r < R; ++r) acc[r] += a * L::load(k + r * ldk + e);
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int64_t w = L::n / 2; w > 0; w /= 2)
-      for (int64_t l = 0; l < w; ++l) acc[r][l] += acc[r][l + w];
-    T sum = acc[r][0];
-    for (int64_t t = e; t < E; ++t) sum = fmadd(q[t], k[r * ldk + t], sum);
-    out[r] = sum;
-  }
-}
-
-// C [lb, n] (row stride ldc) = alpha * A [lb, m] B^T, B [n, m] (rows ldb): the scores' Q K^T.
-template <typename T>
-void small_abt(int64_t lb, int64_t n, int64_t m, T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
-               int64_t ldc) {
-  for (int64_t r = 0; r < lb; ++r) {
-    T* c = C + r * ldc;
-    int64_t j = 0;
-    for (; j + 4 <= n; j += 4) dots<T, 4>(A + r * lda, B + j * ldb, ldb, m, c + j);
-    for (; j < n; ++j) dots<T, 1>(A + r * lda, B + j * ldb, ldb, m, c + j);
-    for (j = 0; j < n; ++j) c[j] *= alpha;
-  }
-}
-
-// C [lb, n] = A [lb, m] B, B [m, n] (rows ldb): the output's W V. Each element is one
-// multiply-add chain over m in order; two vectors of a row at a time, kept in registers.
-template <typename T>
-void small_ab(int64_t lb, int64_t n, int64_t m, const T* A, int64_t lda, const T* B, int64_t ldb, T* C, int64_t ldc) {
-  using L = Lanes<T>;
-  for (int64_t r = 0; r < lb; ++r) {
-    const T* a = A + r * lda;
-    T* c = C + r * ldc;
-    int64_t i = 0;
-    for (; i + 2 * L::n <= n; i += 2 * L::n) {
-      typename L::Vec c0 = {}, c1 = {};
-      for (int64_t j = 0; j < m; ++j) {
-        c0 += a[j] * L::load(B + j * ldb + i);
-        c1 += a[j] * L::load(B + j * ldb + i + L::n);
-      }
-      L::store(c + i, c0);
-      L::store(c + i + L::n, c1);
-    }
-    for (; i + L::n <= n; i += L::n) {
-      typename L::Vec c0 = {};
-      for (int64_t j = 0; j < m; ++j) c0 += a[j] * L::load(B + j * ldb + i);
-      L::store(c + i, c0);
-    }
-    for (; i < n; ++i) {
-      T s = 0;
-      for (int64_t j = 0; j < m; ++j) s = fmadd(a[j], B[j * ldb + i], s);
-      c[i] = s;
-    }
-  }
-}
-
 // The attention scores of rows [l0, l0 + lb) of batch entry b against keys [0, sk), the
 // same in forward and backward: Z [lb, sk] (row stride sk) = scale * Q K^T, then -inf where
 // the bool mask is false (or + the additive mask), then -inf above the diagonal when causal
@@ -253,10 +158,7 @@ void scores(T* Z, const Mat<T>& Q, const Mat<T>& K, int64_t l0, int64_t lb, int6
             const TensorView& mask, int nb, int64_t b, bool is_causal) {
   const T ninf = -std::numeric_limits<T>::infinity();
   // Z = scale * Q[l0 : l0 + lb] K[0 : sk]^T : [lb, E] x [E, sk]
-  if (lb <= kDirectRows)
-    small_abt<T>(lb, sk, E, static_cast<T>(scale), Q.p + l0 * Q.ld, Q.ld, K.p, K.ld, Z, sk);
-  else
-    gemm_k0<T>(false, true, lb, sk, E, static_cast<T>(scale), Q.p + l0 * Q.ld, Q.ld, K.p, K.ld, T(0), Z, sk);
+  gemm_k0<T>(false, true, lb, sk, E, static_cast<T>(scale), Q.p + l0 * Q.ld, Q.ld, K.p, K.ld, T(0), Z, sk);
   if (mask.data) {
     const int64_t mo = batch_offset(mask, nb, b), ms = mask.strides[nb + 1];
     for (int64_t r = 0; r < lb; ++r) {
@@ -343,11 +245,8 @@ void CpuBackend::attention_forward(const TensorView& out, const TensorView& lse,
           if (want_weights) write_rows(weights.ptr<T>() + (b * L + l0) * S, P, lb, sk, S);
         }
         // out rows = W V : [lb, sk] x [sk, Ev]
-        if (lb <= kDirectRows)
-          small_ab<T>(lb, Ev, sk, P, sk, V.p, V.ld, out_b + l0 * Ev, Ev);
-        else
-          gemm_k0<T>(false, false, lb, Ev, sk, T(1), P, std::max<int64_t>(sk, 1), V.p, V.ld, T(0), out_b + l0 * Ev,
-                     std::max<int64_t>(Ev, 1));
+        gemm_k0<T>(false, false, lb, Ev, sk, T(1), P, std::max<int64_t>(sk, 1), V.p, V.ld, T(0), out_b + l0 * Ev,
+                   std::max<int64_t>(Ev, 1));
       }
     });
   });
