@@ -288,6 +288,62 @@ TEST_CASE("index_select gradients and errors") {
                        "[index_select] index into a 0-d tensor must have exactly one value, got 2", Error);
 }
 
+TEST_CASE("index_select_out: into views of a bigger buffer, as index_select; errors") {
+  auto equal = [](const Tensor& a, const Tensor& b) {
+    return a.shape() == b.shape() && a.to_vector<double>() == b.to_vector<double>();
+  };
+  Generator gen(3);
+  const Tensor x = randn({5, 3, 4, 6}, TensorOptions(kFloat32), &gen);
+  const Tensor idx = longs({4, 0, 0, 2});
+  // out: the first 4 rows and 3 of 8 positions of a buffer [6, 3, 8, 6] (strided in dims 0 and 2)
+  const Tensor buffer = full({6, 3, 8, 6}, -7.0, TensorOptions(kFloat32));
+  const Tensor view = buffer.narrow(0, 0, 4).narrow(2, 0, 4);
+  const uint64_t version = buffer.version();
+  const Tensor& r = index_select_out(view, x, 0, idx);
+  CHECK(&r == &view);
+  CHECK(buffer.version() > version);  // an in-place write
+  CHECK(equal(view, index_select(x, 0, idx)));
+  // nothing outside the view was touched
+  CHECK(equal(buffer.narrow(2, 4, 4), full({6, 3, 4, 6}, -7.0, TensorOptions(kFloat32))));
+  CHECK(equal(buffer.narrow(0, 4, 2), full({2, 3, 8, 6}, -7.0, TensorOptions(kFloat32))));
+  // other dims, int32 and 0-d indices, short slices, a strided input
+  const Tensor y = arange(24, kFloat64).view({2, 3, 4});
+  Tensor o = empty({2, 2, 4}, kFloat64);
+  index_select_out(o, y, 1, tensor<int32_t>({2, 0}));
+  CHECK(equal(o, index_select(y, 1, longs({2, 0}))));
+  Tensor o2 = zeros({4, 1}, kFloat64);
+  index_select_out(o2, y.select(0, 1).t(), 1, scalar_tensor(1, kInt64));
+  CHECK(equal(o2, index_select(y.select(0, 1).t(), 1, scalar_tensor(1, kInt64))));
+  Tensor s = zeros({}, kFloat64);
+  index_select_out(s, scalar_tensor(2.5, kFloat64), 0, longs({0}));
+  CHECK(s.item<double>() == 2.5);
+  index_select_out(empty({0, 3, 4, 6}, kFloat32), x, 0, zeros({0}, kInt64));  // nothing to write
+  // errors
+  CHECK_THROWS_WITH_AS(index_select_out(empty({3, 3, 4, 6}, kFloat32), x, 0, idx),
+                       "[index_select_out] out must have shape [4, 3, 4, 6] (the input's with 4 rows along dim 0), got "
+                       "[3, 3, 4, 6]",
+                       Error);
+  CHECK_THROWS_WITH_AS(index_select_out(empty({4, 3, 4, 6}, kFloat64), x, 0, idx),
+                       "[index_select_out] out has dtype float64 but the input has float32", Error);
+  CHECK_THROWS_WITH_AS(index_select_out(x.narrow(0, 1, 4), x, 0, idx),
+                       "[index_select_out] out shares memory with the input; write into a tensor of its own", Error);
+  CHECK_THROWS_WITH_AS(index_select_out(empty({4, 3, 4, 6}, kFloat32), x, 0, longs({4, 5, 0, 0})),
+                       "[index_select_out] index 5 is out of bounds for dim 0 with size 5", Error);
+  CHECK_THROWS_WITH_AS(index_select_out(Tensor(), x, 0, idx), "[index_select_out] argument 'out' is an undefined tensor", Error);
+  // not differentiable
+  const Tensor xg = randn({5, 2}, kFloat64).requires_grad_();
+  CHECK_THROWS_WITH_AS(index_select_out(empty({1, 2}, kFloat64), xg, 0, longs({1})),
+                       "[index_select_out] functions with out= arguments do not support autograd, but the input requires "
+                       "grad; use index_select, or run under NoGradGuard",
+                       Error);
+  {
+    NoGradGuard no_grad;
+    Tensor o3 = empty({1, 2}, kFloat64);
+    index_select_out(o3, xg, 0, longs({1}));
+    CHECK(equal(o3, xg.detach().narrow(0, 1, 1)));
+  }
+}
+
 // ---- gather / scatter_add ------------------------------------------------------------------
 
 TEST_CASE("gather: values") {

@@ -186,6 +186,70 @@ TEST_SUITE("models_g2p") {
     CHECK(allclose(next.select(0, 0), full.select(0, 1).narrow(0, 2, 1), 1e-4, 1e-5));
   }
 
+  TEST_CASE("grouped decoding: a group of rows reads its source's memory once; reorder keeps groups, drops sources") {
+    manual_seed(6);
+    G2PTransformer model(tiny_options());
+    model.eval();
+    NoGradGuard no_grad;
+    const Tensor src = tensor<int64_t>({4, 5, 6, 7, 8, 9, 5, 4, 0, 0}, {2, 5});
+    const Tensor memory = model.encode(src), mask = model.memory_mask(src);
+    // the reference: each source's memory copied for its 3 rows (group 1)
+    const Tensor expand = tensor<int64_t>({0, 0, 0, 1, 1, 1});
+    DecoderState ref = model.start(index_select(memory, 0, expand), index_select(mask, 0, expand));
+    DecoderState grouped = model.start(memory, mask, 3, 4);
+    CHECK(grouped.rows() == 6);
+    CHECK(grouped.cross_attn[0].k.size(0) == 2);
+    auto step_both = [&](const std::vector<int64_t>& tokens) {
+      const Tensor t = tensor(tokens, {static_cast<int64_t>(tokens.size()), 1});
+      std::vector<Tensor> wr, wg;
+      const Tensor lr = model.step(ref, t, &wr), lg = model.step(grouped, t, &wg);
+      CHECK(allclose(lg, lr, 1e-5, 1e-6));
+      REQUIRE(wg.size() == wr.size());
+      for (size_t i = 0; i < wg.size(); ++i) {
+        CHECK(wg[i].shape() == wr[i].shape());  // [N, H, 1, S]
+        CHECK(allclose(wg[i], wr[i], 1e-5, 1e-6));
+      }
+    };
+    step_both({1, 1, 1, 1, 1, 1});
+    CHECK(grouped.self_attn[0].capacity() == 4);  // reserved at once
+    step_both({4, 5, 6, 7, 8, 9});
+    // beams change places within their sources
+    ref.reorder({2, 2, 0, 4, 3, 3});
+    grouped.reorder({2, 2, 0, 4, 3, 3});
+    step_both({10, 11, 12, 4, 5, 6});
+    // a copy of the state shares its buffers: when the original has written a position
+    // since, the copy's step moves to buffers of its own instead of overwriting it
+    DecoderState copy = grouped;
+    step_both({7, 8, 9, 10, 11, 12});
+    model.step(copy, tensor<int64_t>({9, 9, 9, 9, 9, 9}, {6, 1}));
+    CHECK(copy.self_attn[0].capacity() == 8);
+    CHECK(grouped.length == 4);
+    CHECK(grouped.self_attn[0].capacity() == 4);
+    // source 0 is done: its rows leave, and with them its cross keys and mask
+    ref.reorder({5, 4, 3});
+    grouped.reorder({5, 4, 3});
+    CHECK(grouped.rows() == 3);
+    CHECK(grouped.cross_attn[1].k.size(0) == 1);
+    CHECK(grouped.memory_mask.size(0) == 1);
+    step_both({4, 6, 8});  // past the 4 positions reserved: the buffers grow to 2 x 5
+    CHECK(grouped.self_attn[0].length() == 5);
+    CHECK(grouped.self_attn[0].capacity() == 10);
+    step_both({5, 7, 9});
+    // errors
+    CHECK_THROWS_WITH_AS(grouped.reorder({0, 1}), "[DecoderState] reorder: 2 rows are not whole groups of 3", Error);
+    CHECK_THROWS_WITH_AS(grouped.reorder({0, 1, 3}), "[DecoderState] reorder: row 3 is outside 0 .. 2", Error);
+    DecoderState two = model.start(memory, mask, 3);
+    model.step(two, tensor<int64_t>({1, 1, 1, 1, 1, 1}, {6, 1}));
+    CHECK_THROWS_WITH_AS(two.reorder({0, 1, 3, 3, 4, 5}),
+                         "[DecoderState] reorder: new rows 0 .. 2 form one group and must come from one old group of 3 "
+                         "rows, but they take rows 0 and 3",
+                         Error);
+    CHECK_THROWS_WITH_AS(model.step(two, tensor<int64_t>({1, 1, 1}, {3, 1})),
+                         "[G2PTransformer] the state holds 6 rows but tokens have 3", Error);
+    CHECK_THROWS_WITH_AS(model.start(memory, mask, 0), "[G2PTransformer] start: group must be at least 1, got 0", Error);
+    CHECK_THROWS_WITH_AS(DecoderState().rows(), "[DecoderState] the state was not made by start()", Error);
+  }
+
   TEST_CASE("training a few steps on the synthetic language lowers the loss") {
     manual_seed(7);
     Generator gen(7);
