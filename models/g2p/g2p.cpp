@@ -274,9 +274,10 @@ Tensor G2PDecoderLayer::forward_cached(const Tensor& x, KVCache& self_cache, con
   // q, k and v in one product: [N, L, 3E]
   const Tensor qkv = self_attn_->in_projection(norm1_->forward(x), 0, 3);
   self_cache.append(split_heads(qkv.narrow(2, E, E), H), split_heads(qkv.narrow(2, 2 * E, E), H), reserve);
-  Tensor out = x + self_block(split_heads(qkv.narrow(2, 0, E), H), self_cache, offset);
-  out = out + cross_block(norm2_->forward(out), cross_cache, memory_mask, cross_weights, group);
-  return out + ff_block(norm3_->forward(out));
+  // each residual add and the norm after it in one fused op (forward_add), as nn::TransformerDecoderLayer
+  auto [h1, n2] = norm2_->forward_add(x, self_block(split_heads(qkv.narrow(2, 0, E), H), self_cache, offset));
+  auto [h2, n3] = norm3_->forward_add(h1, cross_block(n2, cross_cache, memory_mask, cross_weights, group));
+  return h2 + ff_block(n3);
 }
 
 // ---- G2PTransformer -------------------------------------------------------------------------

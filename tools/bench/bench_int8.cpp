@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
   bool no_torch = false;
   std::string python = "/usr/bin/python3";
   std::vector<std::string> parts{"products", "g2p", "char-gpt", "sizes"};
-  std::string precision = "both";
+  std::string precision = "both", kernel = "auto";
   CLI::App app("bench_int8: int8 dynamic quantization against float32 (focus and PyTorch)");
   app.add_option("--g2p", g2p_ckpt, "g2p checkpoint (a `focus train g2p` run's)")->capture_default_str();
   app.add_option("--char-gpt", gpt_ckpt, "char-gpt checkpoint")->capture_default_str();
@@ -128,9 +128,12 @@ int main(int argc, char** argv) {
   app.add_option("--precision", precision, "which models sections 2 and 3 run (for profiling one of them)")
       ->check(CLI::IsMember({"both", "float32", "int8"}))
       ->capture_default_str();
+  app.add_option("--kernel", kernel, "int8 kernel: auto, amx, avx512-vnni or generic (cpu::set_int8_kernel)")
+      ->capture_default_str();
   if (auto rc = bench::parse_command_line(app, argc, argv)) return *rc;
   try {
     set_num_threads(threads);
+    cpu::set_int8_kernel(kernel);
     fmt::print("bench_int8: {} thread(s); CPU {}; int8 kernel {}\n\n", threads, bench::cpu_model(), cpu::int8_kernel());
     NoGradGuard no_grad;
     auto part = [&](const char* name) { return std::find(parts.begin(), parts.end(), name) != parts.end(); };
