@@ -233,18 +233,18 @@ Tensor MultiheadAttention::in_projection(const Tensor& x, int64_t first, int64_t
               "[MultiheadAttention] in_projection: with separate q, k, v weights (kdim or vdim != embed_dim) project "
               "one part at a time, got {}", count);
   if (same_dim_) {
-    if (quantized_) return int8_[0].linear(x, in_proj_bias_, first * E, count * E);
+    if (is_quantized()) return int8_[0].linear(x, in_proj_bias_, first * E, count * E);
     if (count == 3) return linear(x, in_proj_weight_, in_proj_bias_);
     return linear(x, in_proj_weight_.narrow(0, first * E, count * E),
                   in_proj_bias_.defined() ? in_proj_bias_.narrow(0, first * E, count * E) : Tensor());
   }
   const Tensor b = in_proj_bias_.defined() ? in_proj_bias_.narrow(0, first * E, E) : Tensor();
-  if (quantized_) return int8_[first].linear(x, b);
+  if (is_quantized()) return int8_[first].linear(x, b);
   return linear(x, first == 0 ? q_proj_weight_ : first == 1 ? k_proj_weight_ : v_proj_weight_, b);
 }
 
 void MultiheadAttention::quantize_int8() {
-  FOCUS_CHECK(!quantized_, "[MultiheadAttention] quantize_int8: the input projections are quantized already");
+  FOCUS_CHECK(!is_quantized(), "[MultiheadAttention] quantize_int8: the input projections are quantized already");
   const char* names[3] = {"q_proj_weight", "k_proj_weight", "v_proj_weight"};
   Tensor* weights[3] = {&q_proj_weight_, &k_proj_weight_, &v_proj_weight_};
   // Quantize (and check) everything first, then change the module.
@@ -255,23 +255,16 @@ void MultiheadAttention::quantize_int8() {
     for (int i = 0; i < 3; ++i) q[i] = Int8Weight::quantize(*weights[i], "MultiheadAttention");
   }
   if (same_dim_) {
-    unregister_tensor("in_proj_weight");
-    in_proj_weight_ = register_buffer("in_proj_weight", q[0].values());
+    in_proj_weight_ = replace_with_buffer("in_proj_weight", q[0].values());
     register_buffer("in_proj_weight_scale", q[0].scales());
   } else {
     for (int i = 0; i < 3; ++i) {
-      unregister_tensor(names[i]);
-      *weights[i] = register_buffer(names[i], q[i].values());
+      *weights[i] = replace_with_buffer(names[i], q[i].values());
       register_buffer(std::string(names[i]) + "_scale", q[i].scales());
     }
   }
-  if (in_proj_bias_.defined()) {
-    unregister_tensor("in_proj_bias");
-    NoGradGuard no_grad;
-    in_proj_bias_ = register_buffer("in_proj_bias", in_proj_bias_.detach().to(kFloat32));
-  }
+  if (in_proj_bias_.defined()) in_proj_bias_ = replace_with_buffer("in_proj_bias", Int8Weight::bias_buffer(in_proj_bias_));
   for (int i = 0; i < 3; ++i) int8_[i] = std::move(q[i]);
-  quantized_ = true;
 }
 
 }  // namespace focus::nn

@@ -105,12 +105,11 @@ class MultiheadAttention : public Module {
   /// out_proj is a Linear of its own. PyTorch's quantize_dynamic leaves these float (they are
   /// not a Linear); here they are most of a decoder step's products. CPU only, no backward.
   void quantize_int8();
-  bool is_quantized() const { return quantized_; }
+  bool is_quantized() const { return int8_[0].defined(); }
 
  private:
   MultiheadAttentionOptions options_;
-  bool quantized_ = false;
-  Int8Weight int8_[3];  // quantized: [0] the packed in_proj_weight, or q, k, v
+  Int8Weight int8_[3];  // once quantized: [0] the packed in_proj_weight, or q, k, v
   bool same_dim_ = true;
   Tensor in_proj_weight_, q_proj_weight_, k_proj_weight_, v_proj_weight_, in_proj_bias_, bias_k_, bias_v_;
   std::shared_ptr<Linear> out_proj_;

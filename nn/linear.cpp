@@ -22,7 +22,7 @@ Linear::Linear(const LinearOptions& options) : Module("Linear"), options_(option
 }
 
 void Linear::reset_parameters() {
-  FOCUS_CHECK(!quantized_, "[Linear] reset_parameters: the layer is quantized to int8");
+  FOCUS_CHECK(!is_quantized(), "[Linear] reset_parameters: the layer is quantized to int8");
   init::kaiming_uniform_(weight_, std::sqrt(5.0));
   if (bias_.defined()) {
     const int64_t fan_in = options_.in_features_;
@@ -47,7 +47,7 @@ void check_input(const Tensor& x, const LinearOptions& o, const Tensor& weight) 
 }  // namespace
 
 Tensor Linear::forward(const Tensor& x) const {
-  if (quantized_) return forward_int8(x);
+  if (is_quantized()) return forward_int8(x);
   check_input(x, options_, weight_);
   Tensor y = linear(x, weight_, bias_);
   if (lora_A_ != nullptr && !lora_merged_) {
@@ -59,7 +59,7 @@ Tensor Linear::forward(const Tensor& x) const {
 }
 
 Tensor Linear::forward_gelu(const Tensor& x, std::string_view approximate) const {
-  if (quantized_) return gelu(forward_int8(x), approximate);
+  if (is_quantized()) return gelu(forward_int8(x), approximate);
   check_input(x, options_, weight_);
   // An unmerged adapter adds its term before the activation, so the fused epilogue can't be used.
   if (lora_A_ != nullptr && !lora_merged_) return gelu(forward(x), approximate);
@@ -69,7 +69,7 @@ Tensor Linear::forward_gelu(const Tensor& x, std::string_view approximate) const
 std::string Linear::extra_repr() const {
   std::string s = fmt::format("in_features={}, out_features={}, bias={}", options_.in_features_,
                               options_.out_features_, py_bool(bias_.defined()));
-  if (quantized_) s += ", dtype=qint8, qscheme=per_channel_symmetric";
+  if (is_quantized()) s += ", dtype=qint8, qscheme=per_channel_symmetric";
   if (lora_A_ != nullptr)
     s += fmt::format(", lora_r={}, lora_scaling={}, lora_dropout={}{}", lora_A_->options().out_features_,
                      py_float(lora_scaling_), py_float(lora_dropout_), lora_merged_ ? ", merged=True" : "");
@@ -140,20 +140,14 @@ void Linear::unmerge_lora() {
 // ---- int8 -------------------------------------------------------------------------------
 
 void Linear::quantize_int8() {
-  FOCUS_CHECK(!quantized_, "[Linear] quantize_int8: the layer is quantized already");
+  FOCUS_CHECK(!is_quantized(), "[Linear] quantize_int8: the layer is quantized already");
   FOCUS_CHECK(lora_A_ == nullptr || lora_merged_,
               "[Linear] quantize_int8: the layer has an unmerged LoRA adapter; merge it first (merge_and_unload)");
   Int8Weight w = Int8Weight::quantize(weight_, "Linear");
-  unregister_tensor("weight");
-  weight_ = register_buffer("weight", w.values());
-  weight_scale_ = register_buffer("weight_scale", w.scales());
-  if (bias_.defined()) {
-    unregister_tensor("bias");
-    NoGradGuard no_grad;
-    bias_ = register_buffer("bias", bias_.detach().to(kFloat32));
-  }
+  weight_ = replace_with_buffer("weight", w.values());
+  register_buffer("weight_scale", w.scales());
+  if (bias_.defined()) bias_ = replace_with_buffer("bias", Int8Weight::bias_buffer(bias_));
   int8_ = std::move(w);
-  quantized_ = true;
 }
 
 Tensor Linear::forward_int8(const Tensor& x) const {

@@ -82,9 +82,9 @@ class Linear : public Module {
   /// quantized already, with an unmerged LoRA adapter (merge it first), off the CPU, or with
   /// in_features above 66000.
   void quantize_int8();
-  bool is_quantized() const { return quantized_; }
+  bool is_quantized() const { return int8_.defined(); }
   /// The per-channel scales [out_features] float32 of a quantized layer (undefined otherwise).
-  const Tensor& weight_scale() const { return weight_scale_; }
+  const Tensor& weight_scale() const { return int8_.scales(); }
 
  private:
   Tensor lora_delta() const;
@@ -97,9 +97,7 @@ class Linear : public Module {
   double lora_scaling_ = 0.0;
   double lora_dropout_ = 0.0;
   bool lora_merged_ = false;
-  bool quantized_ = false;
-  Tensor weight_scale_;
-  Int8Weight int8_;  // holds weight_ and weight_scale_ once quantized
+  Int8Weight int8_;  // once quantized: weight_ and the "weight_scale" buffer (defined only then)
 };
 
 /// Identity: returns its input (a placeholder in Sequential, as torch.nn.Identity).

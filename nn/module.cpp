@@ -80,6 +80,11 @@ void Module::unregister_tensor(const std::string& name) {
   FOCUS_FAIL("[{}] no parameter or buffer named '{}'", name_, name);
 }
 
+Tensor Module::replace_with_buffer(const std::string& name, Tensor t) {
+  unregister_tensor(name);
+  return register_buffer(name, std::move(t));
+}
+
 // ---- traversal --------------------------------------------------------------------------
 
 void Module::collect_named_modules(const std::string& prefix,

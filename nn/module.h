@@ -61,8 +61,12 @@ class Module : public std::enable_shared_from_this<Module> {
   /// when there is none. Used by nn::LoraModel::merge_and_unload to drop adapters.
   void unregister_module(const std::string& name);
   /// Removes the parameter or buffer registered under name (as `del module.name`); an error
-  /// when there is none. Used by Linear::quantize_int8 to turn its weight into a buffer.
+  /// when there is none.
   void unregister_tensor(const std::string& name);
+  /// Puts a buffer holding t in place of the parameter or buffer registered under name (as
+  /// `del module.name; module.register_buffer(name, t)`) and returns it. Used by the int8
+  /// quantization of Linear and MultiheadAttention, whose weights become buffers.
+  Tensor replace_with_buffer(const std::string& name, Tensor t);
 
   /// Parameters of this module and (recurse) its descendants, each tensor once (tied
   /// parameters are listed under their first name), in registration order, depth first.

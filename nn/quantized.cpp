@@ -39,6 +39,11 @@ Int8Weight Int8Weight::quantize(const Tensor& weight, const char* op) {
   return w;
 }
 
+Tensor Int8Weight::bias_buffer(const Tensor& bias) {
+  NoGradGuard no_grad;
+  return bias.detach().to(kFloat32);
+}
+
 Tensor Int8Weight::linear(const Tensor& x, const Tensor& bias, int64_t rows_begin, int64_t rows) const {
   FOCUS_CHECK(defined(), "[linear_int8] the int8 weight is undefined");
   Int8PackedWeight packed;

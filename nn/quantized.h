@@ -31,6 +31,9 @@ class Int8Weight {
   Int8Weight() = default;
   /// Quantizes weight [N, K] per output channel (quantize_per_channel_int8) and packs it.
   static Int8Weight quantize(const Tensor& weight, const char* op);
+  /// The bias buffer an int8 layer keeps in place of its bias parameter: a float32 copy
+  /// that records no autograd history.
+  static Tensor bias_buffer(const Tensor& bias);
   bool defined() const { return q_.defined(); }
   /// The int8 values [N, K] and the scales [N]: register these as the module's buffers.
   const Tensor& values() const { return q_; }

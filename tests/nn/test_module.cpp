@@ -189,6 +189,24 @@ TEST_CASE("registration errors") {
   CHECK(m.num_parameters() == 2);
 }
 
+TEST_CASE("unregister_tensor and replace_with_buffer: a parameter removed, or turned into a buffer") {
+  nn::Module m("Custom");
+  m.register_parameter("w", ones({2}));
+  m.register_parameter("b", zeros({2}));
+  m.register_buffer("n", zeros({1}, kInt64));
+  const Tensor w8 = tensor<int64_t>({1, -1}).to(kInt8);
+  const Tensor r = m.replace_with_buffer("w", w8);
+  CHECK(r.unsafe_impl() == w8.unsafe_impl());
+  CHECK(names_of(m.named_parameters()) == std::vector<std::string>{"b"});
+  CHECK(names_of(m.named_buffers()) == std::vector<std::string>{"n", "w"});
+  CHECK(m.state_dict().at("w").dtype() == kInt8);
+  m.unregister_tensor("b");
+  CHECK(m.parameters().empty());
+  CHECK(m.replace_with_buffer("n", ones({1}, kInt64)).item<int64_t>() == 1);  // a buffer replaced
+  CHECK_THROWS_WITH_AS(m.unregister_tensor("b"), "[Custom] no parameter or buffer named 'b'", focus::Error);
+  CHECK_THROWS_WITH_AS(m.replace_with_buffer("x", zeros({1})), "[Custom] no parameter or buffer named 'x'", focus::Error);
+}
+
 TEST_CASE("printing like PyTorch's repr") {
   auto seq = std::make_shared<nn::Sequential>(std::make_shared<nn::Linear>(4, 2), std::make_shared<nn::ReLU>(),
                                               std::make_shared<nn::Dropout>(0.1),
