@@ -62,6 +62,8 @@ struct G2POptions {
 /// cache keeps them in buffers with room for more positions (k and v are views of the
 /// buffers' first rows and positions), so a decoding step writes only its own keys and
 /// values, and a beam reorder gathers the kept rows straight into the other pair of buffers.
+/// Copies of a cache (of a DecoderState) share the buffers but never overwrite each other:
+/// a copy that appends after another has written moves to buffers of its own.
 struct KVCache {
   Tensor k, v;
   int64_t length() const { return k.defined() ? k.size(2) : 0; }
