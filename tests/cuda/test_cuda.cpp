@@ -352,6 +352,18 @@ TEST_SUITE("cuda") {
     CHECK(after.sum().item<float>() == 3);
   }
 
+  TEST_CASE("index_select_out gathers into a strided view on CUDA as on the CPU") {
+    if (!have_cuda()) return;
+    NoGradGuard no_grad;
+    const Tensor x = randn({5, 3, 4, 6}), idx = tensor<int64_t>({4, 0, 0, 2});
+    // rows 0 .. 3 and positions 0 .. 3 of a [6, 3, 8, 6] buffer (a decoder cache's layout)
+    const Tensor on_cpu = full({6, 3, 8, 6}, -7.0, TensorOptions(kFloat32));
+    const Tensor on_gpu = full({6, 3, 8, 6}, -7.0, TensorOptions(kFloat32).device(kGpu));
+    index_select_out(on_cpu.narrow(0, 0, 4).narrow(2, 0, 4), x, 0, idx);
+    index_select_out(on_gpu.narrow(0, 0, 4).narrow(2, 0, 4), x.to(kGpu), 0, idx.to(kGpu));
+    CHECK(allclose(on_gpu.to(kCPU), on_cpu, 0, 0));
+  }
+
   TEST_CASE("the caching allocator's figures") {
     if (!have_cuda()) return;
     cuda::synchronize();
