@@ -7,28 +7,28 @@
 
 namespace focus::zoo {
 
-/// s as an integer; false when empty, not a number, out of range or followed by anything.
-inline bool parse_int(const std::string& s, int64_t* out) {
+/// *out = convert(s, &pos) when that reads all of s; false when s is empty, convert throws
+/// (not a number, out of range) or something follows the number.
+template <typename T, typename Convert> bool parse_whole(const std::string& s, T* out, Convert convert) {
   if (s.empty()) return false;
   size_t pos = 0;
   try {
-    *out = std::stoll(s, &pos);
+    *out = convert(s, &pos);
   } catch (...) {
     return false;
   }
   return pos == s.size();
 }
 
+/// s as an integer; false when empty, not a number, out of range or followed by anything.
+inline bool parse_int(const std::string& s, int64_t* out) {
+  return parse_whole(s, out, [](const std::string& t, size_t* pos) { return std::stoll(t, pos); });
+}
+
 /// s as a finite number; false when empty, not a number, not finite or followed by anything.
 inline bool parse_real(const std::string& s, double* out) {
-  if (s.empty()) return false;
-  size_t pos = 0;
-  try {
-    *out = std::stod(s, &pos);
-  } catch (...) {
-    return false;
-  }
-  return pos == s.size() && std::isfinite(*out);
+  return parse_whole(s, out, [](const std::string& t, size_t* pos) { return std::stod(t, pos); }) &&
+         std::isfinite(*out);
 }
 
 }  // namespace focus::zoo

@@ -36,21 +36,10 @@
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using namespace focus;
+using bench::best_time;
 using bench::now_s;
 
 namespace {
-
-// Best wall time of f over repeats runs (one untimed run first).
-template <typename F> double best_time(int repeats, const F& f) {
-  f();
-  double best = std::numeric_limits<double>::infinity();
-  for (int i = 0; i < repeats; ++i) {
-    const double t0 = now_s();
-    f();
-    best = std::min(best, now_s() - t0);
-  }
-  return best;
-}
 
 // Best wall times of f and g over repeats rounds, run in turn (f, g, f, g, ...) so that a
 // slow stretch of a shared VM falls on both; a side left out (run false) reads as NaN.

@@ -49,15 +49,11 @@ using bench::now_s;
 
 namespace {
 
+// Microseconds per call of f: the best of repeats loops of reps calls (bench::best_time).
 template <typename F> double best_us(int repeats, int reps, const F& f) {
-  f();
-  double best = std::numeric_limits<double>::infinity();
-  for (int i = 0; i < repeats; ++i) {
-    const double t0 = now_s();
-    for (int r = 0; r < reps; ++r) f();
-    best = std::min(best, (now_s() - t0) / reps);
-  }
-  return best * 1e6;
+  return bench::best_time(repeats, [&] {
+           for (int r = 0; r < reps; ++r) f();
+         }) / reps * 1e6;
 }
 
 struct Shape3 {

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -81,6 +82,18 @@ inline CLI::Option* add_thread_list(CLI::App& app, const std::string& name, std:
 /// Seconds on the steady clock.
 inline double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+/// Best wall time of f in seconds over repeats runs, after one untimed run.
+template <typename F> double best_time(int repeats, const F& f) {
+  f();
+  double best = 1e300;
+  for (int i = 0; i < repeats; ++i) {
+    const double t0 = now_s();
+    f();
+    best = std::min(best, now_s() - t0);
+  }
+  return best;
 }
 
 /// s as one single-quoted shell word.
